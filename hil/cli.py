@@ -1,0 +1,115 @@
+"""The `hil` command line. Exit codes: 0 pass, 1 regression or mismatch, 2 infrastructure
+failure, 3 bad input (see README)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from hil.errors import HilError
+
+
+def _console() -> Console:
+    # rich honours NO_COLOR itself; a fixed width keeps piped output readable.
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def cmd_model_info(args) -> int:
+    from hil.modelcard import load_model
+    from hil.modelreport import card_tables, to_rich
+
+    console = _console()
+    for table in card_tables(load_model(args.model)):
+        console.print(to_rich(table))
+    return 0
+
+
+def cmd_model_eval(args) -> int:
+    from hil.evaluation import evaluate_model
+    from hil.modelcard import load_model
+    from hil.modelreport import evaluation_tables, to_markdown, to_rich
+    from hil.testsets import load_model_testsets
+
+    card = load_model(args.model)
+    tables = evaluation_tables(evaluate_model(card, load_model_testsets(card, args.testsets)))
+    if args.markdown:
+        print("\n".join(to_markdown(t) for t in tables), end="")
+        return 0
+    console = _console()
+    for table in tables:
+        console.print(to_rich(table))
+    return 0
+
+
+def cmd_model_train(args) -> int:
+    from hil.modelcard import MODELS_DIR
+    from hil.training import train_and_export
+
+    directory = Path(args.out) if args.out else MODELS_DIR / args.model
+    path = train_and_export(args.model, directory)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_testsets_generate(args) -> int:
+    from hil.modelcard import load_model
+    from hil.testsets import GENERATORS, TESTSETS_DIR, generate
+
+    out = Path(args.out) if args.out else TESTSETS_DIR
+    for name in args.models or list(GENERATORS):
+        card = load_model(name)
+        for path in generate(card, out / card.name, seed=args.seed):
+            print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hil.testsets import DEFAULT_SEED
+
+    parser = argparse.ArgumentParser(prog="hil", description="Hardware-in-the-loop lab for QUTE TinyML models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    model = commands.add_parser("model", help="QUTE models: card, host evaluation, training").add_subparsers(
+        dest="action", required=True)
+    info = model.add_parser("info", help="show a model card")
+    info.add_argument("model", help="a model name under fixtures/models/ or a model directory")
+    info.set_defaults(run=cmd_model_info)
+    evaluate = model.add_parser("eval", help="host-reference metrics on every test set of a model")
+    evaluate.add_argument("model")
+    evaluate.add_argument("--testsets", help="directory of the test sets (default fixtures/testsets/<model>)")
+    evaluate.add_argument("--markdown", action="store_true", help="print Markdown tables (as in docs/models.md)")
+    evaluate.set_defaults(run=cmd_model_eval)
+    train = model.add_parser("train", help="train and export a model (needs the train extra)")
+    train.add_argument("model", choices=["qute-digits", "qute-mnist1d"])
+    train.add_argument("--out", help="output directory (default fixtures/models/<model>)")
+    train.set_defaults(run=cmd_model_train)
+
+    testsets = commands.add_parser("testsets", help="test sets").add_subparsers(dest="action", required=True)
+    generate = testsets.add_parser("generate", help="generate the test sets of models from a seed")
+    generate.add_argument("models", nargs="*", help="model names (default: all)")
+    generate.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    generate.add_argument("--out", help="output directory (default fixtures/testsets)")
+    generate.set_defaults(run=cmd_testsets_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except HilError as error:
+        print(f"hil: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("hil: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,10 @@
+import pytest
+
+from hil.modelcard import load_model
+
+MODELS = ["qute-digits", "qute-mnist1d"]
+
+
+@pytest.fixture(scope="session", params=MODELS)
+def card(request):
+    return load_model(request.param)
