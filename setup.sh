@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Installs everything hil needs on a fresh Debian machine (as root) into ./.venv.
-# Safe to run again: it only installs what is missing.
+# Installs everything hil needs on a fresh Debian machine (as root): the ARM toolchain,
+# QEMU and a host C compiler from Debian, the Python packages from PyPI into ./.venv.
+# Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 packages=()
+need() { command -v "$1" >/dev/null 2>&1 || packages+=("$2"); }
+need arm-none-eabi-gcc gcc-arm-none-eabi
+need qemu-system-arm qemu-system-arm
+need gcc gcc
+need make make
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || packages+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 if ((${#packages[@]})); then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -67,6 +67,42 @@ def cmd_testsets_generate(args) -> int:
     return 0
 
 
+def cmd_firmware_generate(args) -> int:
+    from hil import firmware
+
+    for path in firmware.generate(args.models or firmware.MODELS):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_firmware_build(args) -> int:
+    from hil import firmware
+
+    for manifest in firmware.build(Path(args.out) if args.out else None):
+        print(f"{manifest.board}/{manifest.model}: flash {manifest.flash_bytes} B, RAM {manifest.ram_bytes} B, "
+              f"image sha256 {manifest.image_sha256[:16]}")
+    return 0
+
+
+def cmd_firmware_verify(args) -> int:
+    from hil import firmware
+    from hil.firmwarereport import verification_tables
+    from hil.modelreport import to_markdown, to_rich
+    from hil.verification import verify_image
+
+    limit = None if args.full else args.samples
+    results = [verify_image(firmware.prebuilt(board, model), limit)
+               for board in (args.board or firmware.BOARDS) for model in (args.model or firmware.MODELS)]
+    tables = verification_tables(results)
+    if args.markdown:
+        print("\n".join(to_markdown(t) for t in tables), end="")
+    else:
+        console = _console()
+        for table in tables:
+            console.print(to_rich(table))
+    return 0 if all(r.passed for r in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hil.testsets import DEFAULT_SEED
 
@@ -87,6 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("model", choices=["qute-digits", "qute-mnist1d"])
     train.add_argument("--out", help="output directory (default fixtures/models/<model>)")
     train.set_defaults(run=cmd_model_train)
+
+    fw = commands.add_parser("firmware", help="QUTE firmware: generate, build, verify").add_subparsers(
+        dest="action", required=True)
+    fw_generate = fw.add_parser("generate", help="generate the C code of models (firmware/generated/)")
+    fw_generate.add_argument("models", nargs="*")
+    fw_generate.set_defaults(run=cmd_firmware_generate)
+    fw_build = fw.add_parser("build", help="build every image and write the manifests (firmware/prebuilt/)")
+    fw_build.add_argument("--out", help="output directory (default firmware/prebuilt)")
+    fw_build.set_defaults(run=cmd_firmware_build)
+    fw_verify = fw.add_parser("verify", help="run prebuilt images on emulated boards against the host reference")
+    fw_verify.add_argument("--board", action="append", help="board kind (repeatable; default all)")
+    fw_verify.add_argument("--model", action="append", help="model (repeatable; default all)")
+    fw_verify.add_argument("--samples", type=int, default=20, help="samples per test set (default 20)")
+    fw_verify.add_argument("--full", action="store_true", help="every sample of every test set")
+    fw_verify.add_argument("--markdown", action="store_true", help="print Markdown tables (as in docs/firmware.md)")
+    fw_verify.set_defaults(run=cmd_firmware_verify)
 
     testsets = commands.add_parser("testsets", help="test sets").add_subparsers(dest="action", required=True)
     generate = testsets.add_parser("generate", help="generate the test sets of models from a seed")

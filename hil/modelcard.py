@@ -185,4 +185,6 @@ def load_model(model: str | Path) -> ModelCard:
     except json.JSONDecodeError as error:
         raise BadInput(f"{card_path}: not valid JSON ({error}); restore it from git or re-export the model") from None
     except (KeyError, TypeError, ValueError) as error:
-        raise BadInput(f"{card_path}: malformed model card, missing or wrong field {error}; restore it from git") from None
+        raise BadInput(
+            f"{card_path}: malformed model card, missing or wrong field {error}; restore it from git"
+        ) from None

@@ -86,8 +86,8 @@ def card_tables(card: ModelCard) -> list[TableData]:
             ", ".join(f"{op}×{n}" for op, n in ops.items()),
             f"{stage.macs:,}", f"{stage.parameters:,}", f"{stage.weight_bytes:,}",
         ])
-    stages = TableData("Stages", ["stage", "file", "sha256", "input", "outputs", "ops", "MACs", "params", "weight bytes"],
-                       stage_rows)
+    columns = ["stage", "file", "sha256", "input", "outputs", "ops", "MACs", "params", "weight bytes"]
+    stages = TableData("Stages", columns, stage_rows)
     return [summary, stages]
 
 

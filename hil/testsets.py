@@ -27,6 +27,7 @@ DEFAULT_SEED = 2026
 SEVERITIES = (1, 2, 3)
 OOD_LABEL = -1
 KINDS = ("clean", "shifted", "ood")
+REGENERATE = "regenerate it with `hil testsets generate`"
 
 
 @dataclass(frozen=True)
@@ -166,19 +167,20 @@ def load_testset(path: Path, card: ModelCard | None = None) -> TestSet:
             arrays = {key: data[key] for key in ("inputs", "labels", "kind", "severity", "corruption", "provenance")}
         provenance = json.loads(str(arrays["provenance"]))
     except KeyError as error:
-        raise BadInput(f"{path}: test set lacks the array {error}; regenerate it with `hil testsets generate`") from None
+        raise BadInput(f"{path}: test set lacks the array {error}; {REGENERATE}") from None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
-        raise BadInput(f"{path}: not a readable test set ({error}); regenerate it with `hil testsets generate`") from None
+        raise BadInput(f"{path}: not a readable test set ({error}); {REGENERATE}") from None
     inputs, labels = arrays["inputs"], arrays["labels"]
     if inputs.dtype != np.int8 or labels.ndim != 1 or len(inputs) != len(labels):
-        raise BadInput(f"{path}: inputs must be int8 with one label each; regenerate it with `hil testsets generate`")
+        raise BadInput(f"{path}: inputs must be int8 with one label each; {REGENERATE}")
     if card is not None:
         if tuple(inputs.shape[1:]) != card.input.shape[1:]:
-            raise BadInput(f"{path}: input shape {inputs.shape[1:]} does not fit model {card.name} {card.input.shape[1:]}")
+            raise BadInput(f"{path}: input shape {inputs.shape[1:]} does not fit model {card.name} "
+                           f"{card.input.shape[1:]}")
         quant = (provenance.get("input_scale"), provenance.get("input_zero_point"))
         if quant != (card.input.scale, card.input.zero_point):
             raise BadInput(f"{path}: quantized for input {quant}, but {card.name} expects "
-                           f"({card.input.scale}, {card.input.zero_point}); regenerate it with `hil testsets generate`")
+                           f"({card.input.scale}, {card.input.zero_point}); {REGENERATE}")
     return TestSet(
         name=path.stem,
         path=path,

@@ -76,7 +76,8 @@ def test_batched_reference_equals_one_sample_at_a_time(card):
     clean = load_model_testsets(card)[0]
     batched = run_reference(card, clean.inputs[:70], batch_size=32)
     single = run_reference(card, clean.inputs[:70], batch_size=1)
-    for a, b in zip((batched.exit, *batched.heads, batched.single_head), (single.exit, *single.heads, single.single_head)):
+    pairs = zip((batched.exit, *batched.heads, batched.single_head), (single.exit, *single.heads, single.single_head))
+    for a, b in pairs:
         assert a.dtype == np.int8 and np.array_equal(a, b)
 
 

@@ -178,7 +178,9 @@ def export(model_name: str, network, split, settings, directory: Path) -> Path:
             "frozen_base_epochs": settings.epochs - int(round(settings.epochs * (1 - settings.frozen_fraction))),
             "batch_size": settings.batch_size,
             "learning_rate": settings.learning_rate,
-            "loss": {"exit_weights": list(EXIT_LOSS_WEIGHTS), "head_weights": list(HEAD_LOSS_WEIGHTS), "final_weight": 1.0},
+            "loss": {
+                "exit_weights": list(EXIT_LOSS_WEIGHTS), "head_weights": list(HEAD_LOSS_WEIGHTS), "final_weight": 1.0,
+            },
             "train_samples": int(len(split.y_train)),
             "float_test_accuracy": _float_accuracies(network, split),
             "tensorflow": tf.__version__,

@@ -1,0 +1,69 @@
+/* HAL for QEMU's MPS2 boards: UART0 carries the protocol, UART1 is the emulated wire to
+ * the measurement unit (QEMU emulates no GPIO here), timer 0 is the cycle counter. */
+#include "board.h"
+#include "cmsdk.h"
+#include "hal.h"
+#include "protocol.h"
+
+static void uart_init(uint32_t base) {
+    CMSDK_REG(base, UART_BAUDDIV) = 16u;
+    CMSDK_REG(base, UART_CTRL) = UART_CTRL_TX_EN | UART_CTRL_RX_EN;
+}
+
+static void uart_write(uint32_t base, const uint8_t *data, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        while (CMSDK_REG(base, UART_STATE) & UART_STATE_TX_FULL) {
+        }
+        CMSDK_REG(base, UART_DATA) = data[i];
+    }
+}
+
+void hal_init(void) {
+    uart_init(BOARD_LINK_UART);
+    uart_init(BOARD_WIRE_UART);
+    CMSDK_REG(BOARD_CYCLE_TIMER, TIMER_CTRL) = 0u;
+    CMSDK_REG(BOARD_CYCLE_TIMER, TIMER_RELOAD) = 0xFFFFFFFFu;
+    CMSDK_REG(BOARD_CYCLE_TIMER, TIMER_VALUE) = 0xFFFFFFFFu;
+    CMSDK_REG(BOARD_CYCLE_TIMER, TIMER_CTRL) = TIMER_CTRL_ENABLE;
+}
+
+uint8_t hal_link_read(void) {
+    while (!(CMSDK_REG(BOARD_LINK_UART, UART_STATE) & UART_STATE_RX_FULL)) {
+    }
+    return (uint8_t)CMSDK_REG(BOARD_LINK_UART, UART_DATA);
+}
+
+void hal_link_write(const uint8_t *data, size_t len) { uart_write(BOARD_LINK_UART, data, len); }
+
+/* The timer counts down; report it counting up. */
+uint32_t hal_cycles(void) { return 0xFFFFFFFFu - CMSDK_REG(BOARD_CYCLE_TIMER, TIMER_VALUE); }
+
+/* Writing VALUE restarts QEMU's timer period at this instruction; the count itself goes on
+ * from where it was. Without it the tick phase would depend on how long the firmware
+ * waited for the host, and the same inference would measure one tick more or less. */
+uint32_t hal_cycles_start(void) {
+    uint32_t value = CMSDK_REG(BOARD_CYCLE_TIMER, TIMER_VALUE);
+    CMSDK_REG(BOARD_CYCLE_TIMER, TIMER_VALUE) = value;
+    return 0xFFFFFFFFu - value;
+}
+
+uint32_t hal_clock_hz(void) { return BOARD_CYCLE_HZ; }
+
+/* The emulated wire: each edge travels as an EDGE frame on UART1, stamped with the time
+ * the caller read from the cycle counter, so the monitor sees the device's own clock. */
+void hal_gpio_write(uint8_t pin, uint8_t level, uint32_t at_cycles) {
+    static uint16_t edge_seq;
+    uint8_t payload[8];
+    size_t payload_len = proto_put_edge(payload, pin, level, at_cycles);
+    uint8_t frame[PROTO_MAX_ENCODED_FRAME];
+    size_t len = proto_encode(PROTO_MSG_EDGE, edge_seq++, payload, payload_len, frame);
+    uart_write(BOARD_WIRE_UART, frame, len);
+}
+
+const char *hal_board_kind(void) { return BOARD_KIND; }
+
+void hal_reset(void) {
+    SCB_AIRCR = SCB_AIRCR_RESET;
+    for (;;) {
+    }
+}

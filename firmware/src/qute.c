@@ -1,0 +1,59 @@
+#include "qute.h"
+
+#include "decisions.h"
+#include "hal.h"
+
+/* Starts at 1.0: pure QUTE until the host sets a threshold. */
+static uint32_t threshold_q15 = QD_Q15_ONE;
+
+void qute_set_threshold(uint32_t tau_q15) { threshold_q15 = tau_q15 > QD_Q15_ONE ? QD_Q15_ONE : tau_q15; }
+
+uint32_t qute_threshold(void) { return threshold_q15; }
+
+static void run(const int8_t *input, int mark_pins, qute_result_t *result) {
+    model_stage1(input, result->logits[0]);
+    uint16_t confidence = qd_exit_confidence(result->logits[0], MODEL_NUM_CLASSES, model_exit_lut);
+    if (qd_takes_exit(confidence, threshold_q15)) {
+        if (mark_pins) {
+            hal_gpio_write(PIN_EXIT, 1, hal_cycles());
+        }
+        result->exited = 1;
+        result->predicted = (uint8_t)qd_argmax(result->logits[0], MODEL_NUM_CLASSES);
+        result->confidence_q15 = confidence;
+        result->num_outputs = 1;
+        return;
+    }
+    model_stage2(&result->logits[1][0]);
+    result->exited = 0;
+    qd_ensemble(&result->logits[1][0], MODEL_NUM_HEADS, MODEL_NUM_CLASSES, model_head_luts, &result->predicted,
+                &result->confidence_q15);
+    result->num_outputs = 1 + MODEL_NUM_HEADS;
+}
+
+void qute_infer(const int8_t *input, int mark_pins, qute_result_t *result) {
+    uint32_t start = hal_cycles_start();
+    if (mark_pins) {
+        hal_gpio_write(PIN_BUSY, 1, start);
+    }
+    run(input, mark_pins, result);
+    uint32_t end = hal_cycles();
+    if (mark_pins) {
+        if (result->exited) {
+            hal_gpio_write(PIN_EXIT, 0, end);
+        }
+        hal_gpio_write(PIN_BUSY, 0, end);
+    }
+    result->cycles = end - start;
+}
+
+uint32_t qute_infer_burst(const int8_t *input, uint16_t count, qute_result_t *last) {
+    uint32_t start = hal_cycles_start();
+    hal_gpio_write(PIN_BUSY, 1, start);
+    for (uint16_t i = 0; i < count; i++) {
+        run(input, 0, last); /* one window for all: no per-run timing or pins */
+    }
+    uint32_t end = hal_cycles();
+    hal_gpio_write(PIN_BUSY, 0, end);
+    last->cycles = (end - start) / count;
+    return end - start;
+}

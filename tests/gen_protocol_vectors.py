@@ -1,0 +1,245 @@
+"""Generator of docs/protocol-vectors.json (run: python tests/gen_protocol_vectors.py).
+
+Independent of hil/protocol.py on purpose, so the vectors check it rather than copy it:
+a byte-loop port of the Cheshire & Baker / Wikipedia COBS encoder, zlib.crc32, struct."""
+import json, struct, zlib, hashlib
+from pathlib import Path
+
+VECTORS = Path(__file__).resolve().parent.parent / "docs" / "protocol-vectors.json"
+
+def cobs(data):
+    out = bytearray([0]); code_at = 0; code = 1
+    for i, b in enumerate(data):
+        if b:
+            out.append(b); code += 1
+        if not b or code == 0xFF:
+            out[code_at] = code; code = 1; code_at = len(out)
+            if not b or i < len(data) - 1:
+                out.append(0)
+    if code_at < len(out):
+        out[code_at] = code
+    return bytes(out)
+
+def raw(t, seq, payload):
+    body = bytes([t]) + struct.pack("<H", seq) + payload
+    return body + struct.pack("<I", zlib.crc32(body))
+
+def wire(t, seq, payload):
+    return cobs(raw(t, seq, payload)) + b"\0"
+
+frames = []
+def frame(name, message, t, seq, fields, payload, note=None):
+    r = raw(t, seq, payload)
+    v = {"name": name, "message": message, "type": t, "seq": seq, "fields": fields,
+         "payload_hex": payload.hex(), "raw_hex": r.hex(), "wire_hex": wire(t, seq, payload).hex()}
+    if note: v["note"] = note
+    frames.append(v)
+    return v
+
+s8 = lambda xs: struct.pack(f"<{len(xs)}b", *xs)
+
+frame("hello", "HELLO", 1, 1, {}, b"")
+frame("hello_seq_fffe", "HELLO", 1, 0xFFFE, {}, b"", "the largest seq a host uses (0xFFFF means unknown)")
+frame("set_threshold", "SET_THRESHOLD", 2, 2, {"tau_q15": 18022}, struct.pack("<H", 18022), "tau 0.55")
+frame("set_threshold_never_exit", "SET_THRESHOLD", 2, 3, {"tau_q15": 32768}, struct.pack("<H", 32768))
+sample = [12, -5, 127, -128, 33, 1, -1, 64]
+frame("infer", "INFER", 3, 0x1234, {"sample_hex": s8(sample).hex()}, s8(sample))
+zs = [0, 0, 7, 0, -3, 0, 0, 0, 9, 0]
+frame("infer_payload_with_zeros", "INFER", 3, 0x0100, {"sample_hex": s8(zs).hex()}, s8(zs),
+      "zeros at the start, in runs and at the end; seq 0x0100 puts a zero in the header")
+frame("infer_all_zeros", "INFER", 3, 5, {"sample_hex": bytes(16).hex()}, bytes(16))
+frame("infer_burst", "INFER_BURST", 4, 6, {"count": 1000, "sample_hex": s8(sample).hex()},
+      struct.pack("<H", 1000) + s8(sample))
+
+model_sha = hashlib.sha256(b"qute-digits model").digest()
+fw_sha = hashlib.sha256(b"qute firmware").digest()
+info_fields = {"protocol_version": 1, "clock_hz": 80_000_000, "max_payload": 256, "input_size": 64,
+               "num_classes": 10, "num_heads": 4, "tau_q15": 32768,
+               "model_sha256_hex": model_sha.hex(), "firmware_sha256_hex": fw_sha.hex(),
+               "board": "nucleo-l432kc", "firmware_id": "qute-fw 0.1.0"}
+info = (struct.pack("<BIHHBBH", 1, 80_000_000, 256, 64, 10, 4, 32768) + model_sha + fw_sha
+        + bytes([13]) + b"nucleo-l432kc" + bytes([13]) + b"qute-fw 0.1.0")
+frame("info", "INFO", 0x81, 1, info_fields, info)
+frame("info_empty_strings", "INFO", 0x81, 9, dict(info_fields, board="", firmware_id="", tau_q15=0),
+      info[:11] + struct.pack("<H", 0) + model_sha + fw_sha + b"\0\0", "tau 0 (always exit), two empty strings")
+frame("threshold_set", "THRESHOLD_SET", 0x82, 2, {"tau_q15": 18022}, struct.pack("<H", 18022))
+ex = [[90, -12, 3, -128, 0, 0, 5, 127, -1, 10]]
+frame("result_exited", "RESULT", 0x83, 0x1234, {"exited": True, "predicted": 7, "confidence_q15": 31130,
+      "cycles": 123456, "logits": ex},
+      struct.pack("<BBHIB", 1, 7, 31130, 123456, 1) + s8(ex[0]))
+heads = [[1, 2, 3], [0, 0, 0], [-4, 50, 6], [7, -8, 0]]
+frame("result_not_exited", "RESULT", 0x83, 0x0007, {"exited": False, "predicted": 1, "confidence_q15": 20000,
+      "cycles": 0x01020304, "logits": heads},
+      struct.pack("<BBHIB", 0, 1, 20000, 0x01020304, 4) + b"".join(s8(r) for r in heads),
+      "the exit's logits, then three heads; logits of zero")
+frame("burst_result", "BURST_RESULT", 0x84, 6, {"count": 1000, "total_cycles": 0xDEADBEEF, "exited": False,
+      "predicted": 3, "confidence_q15": 32768},
+      struct.pack("<HIBBH", 1000, 0xDEADBEEF, 0, 3, 32768))
+frame("edge", "EDGE", 0x90, 42, {"pin": 2, "level": 1, "ticks": 0x89ABCDEF}, struct.pack("<BBI", 2, 1, 0x89ABCDEF),
+      "on the second UART, with the device's own seq")
+frame("error_bad_crc", "ERROR", 0xE0, 0xFFFF, {"code": 1, "seq": 0xFFFF}, struct.pack("<BH", 1, 0xFFFF),
+      "a framing error: the offending seq is unknown")
+frame("error_bad_value", "ERROR", 0xE0, 0x0203, {"code": 6, "seq": 0x0203}, struct.pack("<BH", 6, 0x0203))
+
+def nonzero_frame(payload_len, seed):
+    # payload bytes and seq chosen so that the whole raw frame holds no zero: one COBS run
+    for k in range(1, 255):
+        payload = bytes(((i * 7 + seed + k) % 255) + 1 for i in range(payload_len))
+        seq = 0x0101 + k
+        r = raw(3, seq, payload)
+        if 0 not in r:
+            return seq, payload
+    raise RuntimeError
+
+for n in (254, 255, MAX := 256):
+    payload = bytes((i % 255) + 1 for i in range(n))  # no zero in the payload
+    frame(f"infer_payload_{n}", "INFER", 3, 0x0A0B, {"sample_hex": payload.hex()}, payload,
+          {254: "a 254-byte payload (raw 261: the full block ends inside the payload)",
+           255: "a 255-byte payload (raw 262)",
+           256: "MAX_PAYLOAD: the longest frame, 266 wire bytes"}[n])
+for raw_len in (253, 254, 255):
+    seq, payload = nonzero_frame(raw_len - 7, raw_len)
+    frame(f"raw_frame_{raw_len}_nonzero", "INFER", 3, seq, {"sample_hex": payload.hex()}, payload,
+          f"a raw frame of {raw_len} bytes without a zero: one COBS block "
+          + {253: "of 253 (code 0xFE)", 254: "of exactly 254 (code 0xFF, no final 0x01)",
+             255: "of 254 then one of 1 byte"}[raw_len])
+seq_mp, payload_mp = nonzero_frame(256, 7)
+frame("infer_max_payload_nonzero", "INFER", 3, seq_mp, {"sample_hex": payload_mp.hex()}, payload_mp,
+      "263 raw bytes without a zero: 265 encoded bytes, the most a receiver holds")
+
+# ---------------------------------------------------------------- receive vectors
+by_name = {f["name"]: f for f in frames}
+W = lambda name: bytes.fromhex(by_name[name]["wire_hex"])
+def F(name):
+    f = by_name[name]
+    return {"event": "frame", "type": f["type"], "seq": f["seq"], "payload_hex": f["payload_hex"]}
+CODES = {1: "BAD_CRC", 2: "UNKNOWN_MESSAGE", 3: "BAD_LENGTH", 4: "FRAME_TOO_LONG", 5: "BAD_FRAMING", 6: "BAD_VALUE"}
+def E(code):
+    return {"event": "error", "code": code, "error": CODES[code]}
+BAD_CRC, TOO_LONG, BAD_FRAMING = 1, 4, 5
+
+receive = []
+def rx(name, stream, events, note):
+    receive.append({"name": name, "note": note, "stream_hex": stream.hex(), "events": events})
+
+def flip(raw_bytes, index, bit):
+    b = bytearray(raw_bytes); b[index] ^= 1 << bit
+    return cobs(bytes(b)) + b"\0"
+
+hello_raw = bytes.fromhex(by_name["hello"]["raw_hex"])
+thr_raw = bytes.fromhex(by_name["set_threshold"]["raw_hex"])
+
+rx("lone_delimiter", b"\0", [], "an empty frame is no frame and no error: a flush")
+rx("delimiters_then_frame", b"\0\0\0" + W("hello"), [F("hello")],
+   "a sender may lead with 0x00 to end whatever the receiver holds")
+rx("garbage_before_frame", bytes.fromhex("deadbeef00") + W("hello"), [E(BAD_FRAMING), F("hello")],
+   "line noise ended by a 0x00: code 0xDE promises 220 bytes and gets 3")
+rx("garbage_run_into_frame", bytes.fromhex("deadbeef") + W("hello") + W("set_threshold"),
+   [E(BAD_FRAMING), F("set_threshold")],
+   "noise with no 0x00 after it merges with the next frame, which is lost; the one after is received")
+rx("two_frames_back_to_back", W("infer") + W("result_exited"), [F("infer"), F("result_exited")],
+   "one delimiter between frames is enough")
+rx("flipped_crc_bit_then_good", flip(thr_raw, len(thr_raw) - 1, 7) + W("hello"), [E(BAD_CRC), F("hello")],
+   "SET_THRESHOLD with bit 7 of its last CRC byte flipped, re-encoded as valid COBS")
+rx("flipped_payload_bit", flip(thr_raw, 3, 0), [E(BAD_CRC)],
+   "SET_THRESHOLD with bit 0 of its first payload byte flipped")
+rx("truncated_frame_then_good", W("infer")[:6] + b"\0" + W("hello"), [E(BAD_FRAMING), F("hello")],
+   "the first 6 bytes of INFER, a 0x00 (e.g. the sender restarted), then HELLO")
+rx("truncated_frame_swallows_the_next", W("infer")[:6] + W("hello") + W("set_threshold"),
+   [E(BAD_FRAMING), F("set_threshold")],
+   "without a 0x00 after the cut, the next frame is part of the bad one; resync at its delimiter")
+long_payload = bytes((i % 255) + 1 for i in range(257))
+long_wire = cobs(raw(3, 0x0A0B, long_payload)) + b"\0"
+assert len(long_wire) == 267
+rx("overlong_frame_then_good", long_wire + W("hello"), [E(TOO_LONG), F("hello")],
+   "a well-formed frame with a 257-byte payload: 266 encoded bytes; the error comes at the 266th, "
+   "the rest up to the 0x00 is dropped")
+rx("overlong_garbage_then_good", b"\x55" * 600 + b"\0" + W("hello"), [E(TOO_LONG), F("hello")],
+   "600 bytes without a 0x00: one error, however long the run")
+rx("encoded_body_266_too_long", W("infer_max_payload_nonzero")[:-1] + b"\x01\x00" + W("hello"),
+   [E(TOO_LONG), F("hello")],
+   "the longest frame plus a redundant 0x01 code: 266 bytes before the 0x00, one too many")
+rx("decodes_too_long", b"\x01" * 265 + b"\0" + W("hello"), [E(TOO_LONG), F("hello")],
+   "265 encoded bytes (allowed) that decode to 264 zeros (one more than a raw frame may hold)")
+rx("short_frame", bytes.fromhex("0701020304050600") + W("hello"), [E(BAD_FRAMING), F("hello")],
+   "valid COBS of 6 bytes: shorter than the 7 of an empty frame")
+rx("bad_cobs_code", bytes.fromhex("0511220000") + W("hello"), [E(BAD_FRAMING), F("hello")],
+   "code 0x05 promises 4 data bytes, only 2 follow")
+bad_last = bytearray(W("hello")); bad_last[3] += 1  # the last block's code byte 05 -> 06
+rx("bad_cobs_last_block", bytes(bad_last), [E(BAD_FRAMING)],
+   "HELLO with its last code byte raised by one: the block runs past the 0x00")
+rx("non_canonical_cobs_accepted", W("raw_frame_254_nonzero")[:-1] + b"\x01\x00", [F("raw_frame_254_nonzero")],
+   "an encoder that adds a 0x01 code after a final full block (some COBS code does) is understood")
+unknown = cobs(raw(0x7F, 1, b"")) + b"\0"
+rx("unknown_type_is_framed", unknown, [{"event": "frame", "type": 0x7F, "seq": 1, "payload_hex": ""}],
+   "framing does not know message types; parsing the message gives UNKNOWN_MESSAGE")
+rx("max_frames_back_to_back", W("infer_max_payload_nonzero") * 2,
+   [F("infer_max_payload_nonzero"), F("infer_max_payload_nonzero")],
+   "the longest frame twice: the receiver's buffer is reused")
+
+# ---------------------------------------------------------------- message errors
+message_errors = []
+def me(name, direction, t, payload, code, note, input_size=None):
+    v = {"name": name, "direction": direction, "type": t, "payload_hex": payload.hex(), "code": code,
+         "error": CODES[code], "note": note}
+    if input_size is not None: v["input_size"] = input_size
+    message_errors.append(v)
+
+H, D = "host_to_device", "device_to_host"
+me("hello_with_payload", H, 1, b"\0", 3, "HELLO has no payload", 64)
+me("set_threshold_short", H, 2, b"\x10", 3, "one byte of a u16", 64)
+me("set_threshold_long", H, 2, b"\x10\0\0", 3, "a byte too many", 64)
+me("infer_wrong_size", H, 3, bytes(63), 3, "63 bytes for a model that takes 64", 64)
+me("infer_burst_count_zero", H, 4, bytes(2) + bytes(64), 6, "count 0", 64)
+me("infer_burst_count_zero_wrong_size", H, 4, bytes(2) + bytes(63), 3,
+   "both wrong: the length is checked first", 64)
+me("infer_burst_no_sample", H, 4, b"\x01\x00", 3, "a count and no sample", 64)
+me("unknown_type_05", H, 5, b"", 2, "no message 0x05 in v1", 64)
+me("unknown_type_7f", H, 0x7F, b"\x01", 2, "no message 0x7F in v1", 64)
+me("result_exited_flag_2", D, 0x83, struct.pack("<BBHIB", 2, 0, 0, 0, 1) + bytes(3), 6, "exited is 0 or 1")
+me("result_exited_two_outputs", D, 0x83, struct.pack("<BBHIB", 1, 0, 0, 0, 2) + bytes(6), 6,
+   "an exit that was taken reports 1 output")
+me("result_ragged_logits", D, 0x83, struct.pack("<BBHIB", 0, 0, 0, 0, 4) + bytes(10), 3,
+   "10 logit bytes do not split into 4 outputs")
+me("result_no_logits", D, 0x83, struct.pack("<BBHIB", 1, 0, 0, 0, 1), 3, "no logits at all")
+me("burst_result_short", D, 0x84, bytes(9), 3, "10 bytes expected")
+me("threshold_set_long", D, 0x82, bytes(3), 3, "2 bytes expected")
+me("edge_level_2", D, 0x90, struct.pack("<BBI", 1, 2, 0), 6, "level is 0 or 1")
+me("error_unknown_code", D, 0xE0, struct.pack("<BH", 9, 1), 6, "codes are 1..6")
+me("error_short", D, 0xE0, b"\x01\x02", 3, "3 bytes expected")
+me("info_cut_in_firmware_id", D, 0x81, info[:-1], 3, "the firmware id is one byte short")
+me("info_trailing_byte", D, 0x81, info + b"\0", 3, "a byte after the firmware id")
+me("info_version_2", D, 0x81, b"\x02" + info[1:], 6, "a v2 device: the host says so rather than misread it")
+
+doc = {
+    "description": "Test vectors for wire protocol v1 (docs/protocol.md). Generated once by an independent "
+                   "script (byte-loop COBS, zlib.crc32, struct) and frozen: hil/protocol.py and "
+                   "firmware/src/protocol.c must both reproduce them (tests/test_protocol.py).",
+    "protocol_version": 1,
+    "constants": {"MAX_PAYLOAD": 256, "MIN_RAW_FRAME": 7, "MAX_RAW_FRAME": 263, "MAX_ENCODED_FRAME": 266,
+                  "SEQ_UNKNOWN": 65535},
+    "error_codes": {str(k): v for k, v in CODES.items()},
+    "frames": frames,
+    "receive": receive,
+    "message_errors": message_errors,
+}
+def dump(doc):
+    """Top-level keys and one vector per block, each field on its own line, values compact."""
+    out = ["{"]
+    items = list(doc.items())
+    for i, (key, value) in enumerate(items):
+        comma = "," if i < len(items) - 1 else ""
+        if isinstance(value, list):
+            out.append(f'  "{key}": [')
+            for j, vector in enumerate(value):
+                fields = [f'    "{k}": {json.dumps(v)}' for k, v in vector.items()]
+                out.append("   {\n" + ",\n".join(fields) + "\n   }" + ("," if j < len(value) - 1 else ""))
+            out.append("  ]" + comma)
+        else:
+            out.append(f'  "{key}": {json.dumps(value)}{comma}')
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+text = dump(doc)
+assert json.loads(text) == doc
+VECTORS.write_text(text)
