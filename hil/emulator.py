@@ -139,10 +139,12 @@ class WireRecorder:
                                 if isinstance(e, protocol.Frame) and e.type == protocol.MessageType.EDGE]
 
     def take(self, settle: float = 0.1) -> list[protocol.Edge]:
-        """The edges recorded so far, once the wire has been quiet for `settle` seconds."""
+        """The edges recorded so far, once the wire has been quiet for `settle` seconds since
+        this call (bytes the board sent just before may still be on their way)."""
+        called_at = time.monotonic()
         while True:
             with self._lock:
-                quiet_for = time.monotonic() - self._last_byte_at
+                quiet_for = time.monotonic() - max(self._last_byte_at, called_at)
                 if quiet_for >= settle:
                     edges, self._edges = self._edges, []
                     return edges

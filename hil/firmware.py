@@ -55,18 +55,18 @@ class FirmwareManifest:
         return json.dumps(data, indent=1) + "\n"
 
 
-def source_files(board: str, model: str) -> list[Path]:
+def source_files(board: str, model: str, root: Path = FIRMWARE_DIR) -> list[Path]:
     """Every file that goes into one image, in a fixed order."""
-    files = sorted((FIRMWARE_DIR / "src").glob("*.[ch]")) + sorted((FIRMWARE_DIR / "boards" / "cmsdk").iterdir())
-    files += sorted((FIRMWARE_DIR / "boards" / board).iterdir())
-    files += sorted((codegen.GENERATED_DIR / model).iterdir()) + [FIRMWARE_DIR / "Makefile"]
+    files = sorted((root / "src").glob("*.[ch]")) + sorted((root / "boards" / "cmsdk").iterdir())
+    files += sorted((root / "boards" / board).iterdir())
+    files += sorted((root / "generated" / model).iterdir()) + [root / "Makefile"]
     return files
 
 
-def source_sha256(board: str, model: str) -> str:
+def source_sha256(board: str, model: str, root: Path = FIRMWARE_DIR) -> str:
     digest = hashlib.sha256()
-    for path in source_files(board, model):
-        digest.update(str(path.relative_to(FIRMWARE_DIR)).encode() + b"\0" + path.read_bytes())
+    for path in source_files(board, model, root):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -86,13 +86,16 @@ def generate(models=MODELS) -> list[Path]:
     return [path for model in models for path in codegen.write_sources(load_model(model))]
 
 
-def build(out: Path | None = None, make_jobs: int = 2) -> list[FirmwareManifest]:
-    """Build every image with make; copy each with its manifest to `out` (default prebuilt/)."""
+def build(out: Path | None = None, make_jobs: int = 2, source_dir: Path = FIRMWARE_DIR) -> list[FirmwareManifest]:
+    """Build every image with make; copy each with its manifest to `out` (default prebuilt/).
+
+    `source_dir` is a firmware tree (default this checkout's); tests build altered copies.
+    """
     if shutil.which("arm-none-eabi-gcc") is None:
         raise HilError("arm-none-eabi-gcc not found: run setup.sh (it installs gcc-arm-none-eabi)")
     out = Path(out) if out else PREBUILT_DIR
     build_dir = out / "build"
-    result = subprocess.run(["make", "-s", "-C", str(FIRMWARE_DIR), f"-j{make_jobs}", f"BUILD={build_dir}"],
+    result = subprocess.run(["make", "-s", "-C", str(source_dir), f"-j{make_jobs}", f"BUILD={build_dir}"],
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise HilError(f"firmware build failed:\n{result.stderr.strip()}")
@@ -109,7 +112,7 @@ def build(out: Path | None = None, make_jobs: int = 2) -> list[FirmwareManifest]
             manifest = FirmwareManifest(
                 board=board, model=model, model_sha256=card.sha256,
                 image_sha256=sha256_file(target / "firmware.bin"), elf_sha256=sha256_file(target / "firmware.elf"),
-                source_sha256=source_sha256(board, model), toolchain=toolchain, flash_bytes=flash, ram_bytes=ram,
+                source_sha256=source_sha256(board, model, source_dir), toolchain=toolchain, flash_bytes=flash, ram_bytes=ram,
                 arena_bytes=codegen.arena_size(codegen.plan_model(card)), directory=target,
             )
             (target / MANIFEST).write_text(manifest.to_json())

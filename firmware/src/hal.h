@@ -21,8 +21,11 @@ uint32_t hal_cycles(void);
  * instruction, so that the interval's length in ticks depends only on the code run. */
 uint32_t hal_cycles_start(void);
 uint32_t hal_clock_hz(void);
-/* Drives a pin at the given cycle-counter time (the caller read it just before). */
+/* Drives a pin at the given cycle-counter time (the caller read it just before). Must not
+ * stall the caller: a timed window may contain it. */
 void hal_gpio_write(uint8_t pin, uint8_t level, uint32_t at_cycles);
+/* Called after a timed window: lets a board finish work its pin writes deferred. */
+void hal_gpio_flush(void);
 /* A short name of the board kind, reported in INFO. */
 const char *hal_board_kind(void);
 /* Restart the device (after a fault). */

@@ -111,6 +111,7 @@ int main(void) {
     uint32_t now = hal_cycles();
     hal_gpio_write(PIN_BUSY, 0, now);
     hal_gpio_write(PIN_EXIT, 0, now);
+    hal_gpio_flush();
     proto_rx_init(&rx);
     for (;;) {
         switch (proto_rx_byte(&rx, hal_link_read())) {

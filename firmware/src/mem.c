@@ -1,13 +1,7 @@
 /* The few C library functions the firmware needs: gcc may emit calls to the mem*
  * functions even in freestanding code, and protocol.c measures strings. No C library is
  * linked, so there is no heap and nothing else comes along. */
-#include <stddef.h>
-
-void *memcpy(void *restrict dst, const void *restrict src, size_t n);
-void *memmove(void *dst, const void *src, size_t n);
-void *memset(void *dst, int value, size_t n);
-int memcmp(const void *a, const void *b, size_t n);
-size_t strlen(const char *text);
+#include "mem.h"
 
 void *memcpy(void *restrict dst, const void *restrict src, size_t n) {
     unsigned char *d = dst;

@@ -1,7 +1,7 @@
 /* Wire protocol v1, device side. See protocol.h and docs/protocol.md. */
 #include "protocol.h"
 
-#include <string.h>
+#include "mem.h"
 
 /* ---- CRC-32/ISO-HDLC ----
  * Reflected poly 0xEDB88320, init and xorout 0xFFFFFFFF. Two table steps of 4 bits per byte:

@@ -42,6 +42,7 @@ void qute_infer(const int8_t *input, int mark_pins, qute_result_t *result) {
             hal_gpio_write(PIN_EXIT, 0, end);
         }
         hal_gpio_write(PIN_BUSY, 0, end);
+        hal_gpio_flush();
     }
     result->cycles = end - start;
 }
@@ -54,6 +55,7 @@ uint32_t qute_infer_burst(const int8_t *input, uint16_t count, qute_result_t *la
     }
     uint32_t end = hal_cycles();
     hal_gpio_write(PIN_BUSY, 0, end);
+    hal_gpio_flush();
     last->cycles = (end - start) / count;
     return end - start;
 }

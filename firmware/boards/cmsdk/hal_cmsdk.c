@@ -50,14 +50,36 @@ uint32_t hal_cycles_start(void) {
 uint32_t hal_clock_hz(void) { return BOARD_CYCLE_HZ; }
 
 /* The emulated wire: each edge travels as an EDGE frame on UART1, stamped with the time
- * the caller read from the cycle counter, so the monitor sees the device's own clock. */
-void hal_gpio_write(uint8_t pin, uint8_t level, uint32_t at_cycles) {
+ * the caller read from the cycle counter, so the monitor sees the device's own clock.
+ * A UART can stall when its host side is slow to read, and a real pin never does, so the
+ * edges are queued here and sent by hal_gpio_flush() once the timed window is over. */
+#define EDGE_QUEUE 8
+static struct {
+    uint8_t pin, level;
+    uint32_t at;
+} edge_queue[EDGE_QUEUE];
+static unsigned edges_queued;
+
+void hal_gpio_flush(void) {
     static uint16_t edge_seq;
     uint8_t payload[8];
-    size_t payload_len = proto_put_edge(payload, pin, level, at_cycles);
     uint8_t frame[PROTO_MAX_ENCODED_FRAME];
-    size_t len = proto_encode(PROTO_MSG_EDGE, edge_seq++, payload, payload_len, frame);
-    uart_write(BOARD_WIRE_UART, frame, len);
+    for (unsigned i = 0; i < edges_queued; i++) {
+        size_t payload_len = proto_put_edge(payload, edge_queue[i].pin, edge_queue[i].level, edge_queue[i].at);
+        size_t len = proto_encode(PROTO_MSG_EDGE, edge_seq++, payload, payload_len, frame);
+        uart_write(BOARD_WIRE_UART, frame, len);
+    }
+    edges_queued = 0;
+}
+
+void hal_gpio_write(uint8_t pin, uint8_t level, uint32_t at_cycles) {
+    if (edges_queued == EDGE_QUEUE) {
+        hal_gpio_flush(); /* only a caller that never flushes gets here */
+    }
+    edge_queue[edges_queued].pin = pin;
+    edge_queue[edges_queued].level = level;
+    edge_queue[edges_queued].at = at_cycles;
+    edges_queued++;
 }
 
 const char *hal_board_kind(void) { return BOARD_KIND; }
