@@ -175,7 +175,7 @@ class QemuBoard:
             "-qmp", f"unix:{qmp_socket},server=on,wait=off",
             "-chardev", "pty,id=link", "-serial", "chardev:link",
             "-chardev", "pty,id=wire", "-serial", "chardev:wire",
-            "-icount", f"shift={self.profile.icount_shift},sleep=off",
+            "-icount", f"shift={self.profile.icount_shift},sleep=on",
             "-kernel", str(self.image),
         ]
 

@@ -25,12 +25,24 @@ void hal_init(void) {
     CMSDK_REG(BOARD_CYCLE_TIMER, TIMER_RELOAD) = 0xFFFFFFFFu;
     CMSDK_REG(BOARD_CYCLE_TIMER, TIMER_VALUE) = 0xFFFFFFFFu;
     CMSDK_REG(BOARD_CYCLE_TIMER, TIMER_CTRL) = TIMER_CTRL_ENABLE;
+    /* The link's RX interrupt is enabled but masked by PRIMASK: it wakes WFI in
+     * hal_link_read without running a handler. */
+    __asm volatile("cpsid i" ::: "memory");
+    CMSDK_REG(BOARD_LINK_UART, UART_CTRL) |= UART_CTRL_RX_INT_EN;
+    NVIC_ISER0 = 1u << UART0_RX_IRQ;
 }
 
+/* Sleeps until a byte arrives, as firmware on a battery would; under QEMU this also turns
+ * a busy poll that keeps a host core at 100% into an idle wait, so a rack of emulated
+ * boards shares the host's cores with the work that matters. */
 uint8_t hal_link_read(void) {
     while (!(CMSDK_REG(BOARD_LINK_UART, UART_STATE) & UART_STATE_RX_FULL)) {
+        __asm volatile("wfi" ::: "memory");
     }
-    return (uint8_t)CMSDK_REG(BOARD_LINK_UART, UART_DATA);
+    uint8_t byte = (uint8_t)CMSDK_REG(BOARD_LINK_UART, UART_DATA);
+    CMSDK_REG(BOARD_LINK_UART, UART_INTCLEAR) = UART_INT_RX;
+    NVIC_ICPR0 = 1u << UART0_RX_IRQ;
+    return byte;
 }
 
 void hal_link_write(const uint8_t *data, size_t len) { uart_write(BOARD_LINK_UART, data, len); }
