@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
 
-from hil.errors import HilError
+from hil.errors import BadInput, HilError
 
 
 def _console() -> Console:
@@ -86,14 +88,15 @@ def cmd_firmware_build(args) -> int:
 
 def cmd_firmware_verify(args) -> int:
     from hil import firmware
-    from hil.firmwarereport import verification_tables
+    from hil.firmwarereport import size_table, verification_tables
     from hil.modelreport import to_markdown, to_rich
     from hil.verification import verify_image
 
     limit = None if args.full else args.samples
-    results = [verify_image(firmware.prebuilt(board, model), limit)
-               for board in (args.board or firmware.BOARDS) for model in (args.model or firmware.MODELS)]
-    tables = verification_tables(results)
+    manifests = [firmware.prebuilt(board, model)
+                 for board in (args.board or firmware.BOARDS) for model in (args.model or firmware.MODELS)]
+    results = [verify_image(manifest, limit) for manifest in manifests]
+    tables = verification_tables(results) + [size_table(manifests)]
     if args.markdown:
         print("\n".join(to_markdown(t) for t in tables), end="")
     else:
@@ -103,11 +106,38 @@ def cmd_firmware_verify(args) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+def cmd_run(args) -> int:
+    from hil.report import LiveProgress, json_summary, show
+    from hil.runner import execute
+
+    if (args.lab is None) == (args.resume is None):
+        raise BadInput("hil run: give a lab file (hil run labs.yaml) or a run to resume (hil run --resume RUN_DIR)")
+    console = Console(stderr=args.json)
+    if not console.is_terminal:
+        console.width = 120  # CI logs and files: rich would otherwise squeeze the tables into 80 columns
+    progress = LiveProgress(console)
+    started = time.monotonic()
+    try:
+        outcome = execute(args.lab and Path(args.lab), args.resume and Path(args.resume), progress)
+    finally:
+        progress.stop()
+    show(console, outcome, time.monotonic() - started)
+    if args.json:
+        print(json_summary(outcome))
+    return outcome.verdict.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hil.testsets import DEFAULT_SEED
 
     parser = argparse.ArgumentParser(prog="hil", description="Hardware-in-the-loop lab for QUTE TinyML models.")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a lab: flash, stream, reconcile, report")
+    run.add_argument("lab", nargs="?", help="the lab file (labs.yaml)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="complete an interrupted run (results/<run-id>)")
+    run.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    run.set_defaults(run=cmd_run)
 
     model = commands.add_parser("model", help="QUTE models: card, host evaluation, training").add_subparsers(
         dest="action", required=True)
@@ -149,8 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM unwinds like Ctrl-C, so every board is shut down and every emulator stopped.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    signal.signal(signal.SIGTERM, _terminate)
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -1,0 +1,182 @@
+"""Boards: one MCU in a rack slot, emulated (QEMU) or physical (pyOCD probe + USB serial).
+
+Both kinds offer the same few operations, so everything after bring-up (identity check,
+streaming, recovery) is one code path:
+- `bring_up()`: put the verified image on the board and open its link;
+- `link`: a DeviceLink (protocol v1 over pyserial);
+- `alive()`, `shut_down()`.
+Each board is locked for the whole run (an flock on a file named after the board's
+resource), so two runs never drive the same board.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import serial
+
+from hil.emulator import PROFILES, QemuBoard
+from hil.errors import HilError
+from hil.firmware import FirmwareManifest, load_manifest
+from hil.lab import BoardSpec, RunSettings, find_serial_port
+from hil.link import DeviceLink
+
+LOCK_DIR = Path(os.environ.get("HIL_LOCK_DIR", "/tmp/hil-locks"))
+
+
+class BoardError(HilError):
+    """A board could not be brought up, identified or driven (exit code 2)."""
+
+
+class BoardLock:
+    """An exclusive, non-blocking lock on one board; released when the process ends, however."""
+
+    def __init__(self, resource: str):
+        LOCK_DIR.mkdir(parents=True, exist_ok=True)
+        self.path = LOCK_DIR / (re.sub(r"[^A-Za-z0-9_.-]", "_", resource) + ".lock")
+        self._file = None
+
+    def acquire(self, owner: str) -> None:
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise BoardError(f"{owner}: board is in use by {holder} (lock {self.path}); wait for that run to end")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} ({owner})")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the flock
+            self._file = None
+
+
+class Board(ABC):
+    def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings):
+        self.spec = spec
+        self.manifest = manifest
+        self.run = run
+        self.link: DeviceLink | None = None
+        self.lock = BoardLock(self.lock_resource())
+
+    @property
+    def slot(self) -> str:
+        return self.spec.slot
+
+    @abstractmethod
+    def lock_resource(self) -> str:
+        """What the lock is named after: the thing two runs must not share."""
+
+    @abstractmethod
+    def _start(self) -> serial.SerialBase:
+        """Put the verified image on the board and return its open serial port."""
+
+    @abstractmethod
+    def alive(self) -> bool: ...
+
+    @abstractmethod
+    def _stop(self) -> None: ...
+
+    def identity(self) -> dict:
+        """Where the board is, for the run's provenance."""
+        return {"slot": self.slot, "kind": self.spec.kind, "model": self.spec.model}
+
+    def bring_up(self) -> None:
+        self.lock.acquire(self.slot)
+        # The image is verified again right before use (the lab checked it at load, but files
+        # can change during a long run): nothing unverified is flashed or run.
+        self.manifest = load_manifest(self.manifest.directory)
+        port = self._start()
+        self.link = DeviceLink(port, name=self.slot, timeout=self.run.request_timeout_s)
+
+    def shut_down(self) -> None:
+        try:
+            self._stop()
+        finally:
+            self.link = None
+            self.lock.release()
+
+
+class EmulatedBoard(Board):
+    """QEMU running the image; flashing is loading the verified ELF into the emulator."""
+
+    def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings, lab_name: str):
+        self.lab_name = lab_name
+        super().__init__(spec, manifest, run)
+        self.qemu: QemuBoard | None = None
+
+    def lock_resource(self) -> str:
+        return f"emulated-{self.lab_name}-{self.slot}"
+
+    def _start(self) -> serial.SerialBase:
+        # Must run on the main thread: QEMU is tied to the thread that starts it (see emulator.py).
+        self.qemu = QemuBoard(PROFILES[self.spec.kind], self.manifest.elf, name=self.slot).start()
+        return self.qemu.link
+
+    def alive(self) -> bool:
+        return self.qemu is not None and self.qemu.alive()
+
+    def identity(self) -> dict:
+        return {**super().identity(), "emulated": True, "qemu_machine": PROFILES[self.spec.kind].machine,
+                "icount_shift": PROFILES[self.spec.kind].icount_shift,
+                "qemu_pid": self.qemu.pid if self.qemu else None}
+
+    def _stop(self) -> None:
+        if self.qemu is not None:
+            self.qemu.stop()
+            self.qemu = None
+
+
+class PhysicalBoard(Board):
+    """A real MCU: flashed and reset through its debug probe by pyOCD, talked to over USB serial."""
+
+    def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings):
+        super().__init__(spec, manifest, run)
+        self.port: serial.Serial | None = None
+        self.flash_report = None
+
+    def lock_resource(self) -> str:
+        return f"probe-{self.spec.physical.probe}"
+
+    def _start(self) -> serial.SerialBase:
+        from hil import probe
+
+        physical = self.spec.physical
+        self.flash_report = probe.flash_image(physical.probe, physical.target, self.manifest.bin,
+                                              self.manifest.image_sha256)
+        path = find_serial_port(physical.serial, self.slot)
+        try:
+            self.port = serial.Serial(path, physical.serial.baudrate, timeout=1.0, exclusive=True)
+        except serial.SerialException as error:
+            raise BoardError(f"{self.slot}: cannot open {path} ({error}); is another program using it?") from None
+        return self.port
+
+    def alive(self) -> bool:
+        return self.port is not None and self.port.is_open
+
+    def identity(self) -> dict:
+        physical = self.spec.physical
+        return {**super().identity(), "emulated": False, "probe": physical.probe, "target": physical.target,
+                "serial_port": self.port.port if self.port else None,
+                "flash": None if self.flash_report is None else vars(self.flash_report)}
+
+    def _stop(self) -> None:
+        if self.port is not None:
+            self.port.close()
+            self.port = None
+
+
+def make_board(spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings, lab_name: str) -> Board:
+    if spec.emulated:
+        return EmulatedBoard(spec, manifest, run, lab_name)
+    return PhysicalBoard(spec, manifest, run)

@@ -1,0 +1,374 @@
+"""The lab description, labs.yaml: one schema, validated in full before anything starts.
+
+Loading a lab checks its shape (keys, types, ranges), then everything it points to: each
+model is loaded and verified against its model.json, each test set against its model,
+each firmware manifest against its image hashes and against the model it claims, and each
+physical board's serial ports exist and are free. Any problem is one line,
+`<file>:<line>: <field>: <what is wrong>; <what to do>`, with exit code 3, and by then no
+board has been locked, started or flashed. docs/labs.md is the reference.
+
+Relative paths are taken from the lab file's folder, so a lab works from any directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from serial.tools import list_ports
+
+from hil import decisions
+from hil.errors import BadInput
+from hil.firmware import BOARDS, FirmwareManifest, load_manifest
+from hil.modelcard import ModelCard, load_model
+from hil.testsets import TestSet, load_testset
+
+SLOT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+
+
+class LabError(BadInput):
+    """labs.yaml is wrong: the message names the file, the line and the field."""
+
+
+@dataclass(frozen=True)
+class SerialSpec:
+    """A serial port, by path (/dev/ttyACM0, /dev/serial/by-id/...) or by USB serial number."""
+
+    port: str | None
+    usb_serial: str | None
+    baudrate: int
+
+
+@dataclass(frozen=True)
+class MonitorSpec:
+    """The measurement unit of a physical board: its port and the INA219's calibration."""
+
+    serial: SerialSpec
+    shunt_ohms: float
+    max_current_a: float
+
+
+@dataclass(frozen=True)
+class PhysicalSpec:
+    probe: str  # the debug probe's unique id, matched exactly
+    target: str  # pyOCD's target name, e.g. stm32l432kc
+    serial: SerialSpec
+    monitor: MonitorSpec | None
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    slot: str
+    kind: str  # a firmware board kind, e.g. mps2-an386
+    model: str
+    physical: PhysicalSpec | None  # None: an emulated board
+    line: int
+
+    @property
+    def emulated(self) -> bool:
+        return self.physical is None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    card: ModelCard
+    testsets: tuple[TestSet, ...]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    threshold: float = 1.0
+    threshold_q15: int = decisions.Q15_ONE  # from the threshold's decimal text, exactly
+    request_timeout_s: float = 5.0
+    boot_timeout_s: float = 20.0
+    retries: int = 2
+
+
+@dataclass(frozen=True)
+class Lab:
+    name: str
+    file: Path
+    results_dir: Path
+    models: dict[str, ModelSpec]
+    firmware: dict[tuple[str, str], FirmwareManifest]  # (board kind, model) -> verified manifest
+    boards: tuple[BoardSpec, ...]
+    run: RunSettings
+
+
+class _Reader:
+    """Walks the YAML node tree, so every value keeps the line it came from."""
+
+    def __init__(self, file: Path):
+        self.file = file
+        self.folder = file.parent
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def fail(self, node: yaml.Node, field: str, problem: str) -> BadInput:
+        return LabError(f"{self.file}:{node.start_mark.line + 1}: {field}: {problem}")
+
+    def mapping(self, node: yaml.Node, field: str, required: tuple = (),
+                optional: tuple | None = ()) -> dict[str, yaml.Node]:
+        """The keys of a mapping; `optional=None` allows any key (names chosen by the user)."""
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, field or "lab", "must be a mapping of keys to values")
+        found: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            where = f"{field}.{key}" if field else key
+            if key in found:
+                raise self.fail(key_node, where, "appears twice; keep one")
+            if optional is not None and key not in required + optional:
+                raise self.fail(key_node, where, f"unknown key; known keys here: {', '.join(required + optional)}")
+            found[key] = value_node
+        missing = [key for key in required if key not in found]
+        if missing:
+            raise self.fail(node, field or "lab", f"missing {', '.join(missing)}; see docs/labs.md")
+        return found
+
+    def sequence(self, node: yaml.Node, field: str) -> list[yaml.Node]:
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            raise self.fail(node, field, "must be a non-empty list")
+        return node.value
+
+    def value(self, node: yaml.Node, field: str, kind: type, minimum: float | None = None,
+              maximum: float | None = None):
+        value = self._constructor.construct_object(node, deep=True) if isinstance(node, yaml.ScalarNode) else None
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(node, field, f"must be {_KIND_NAMES[kind]}, not {node.value!r}")
+        if kind is str and not value.strip():
+            raise self.fail(node, field, "must not be empty")
+        if minimum is not None and value < minimum or maximum is not None and value > maximum:
+            raise self.fail(node, field, f"{value} is out of range [{minimum}, {maximum}]")
+        return value
+
+    def path(self, node: yaml.Node, field: str) -> Path:
+        path = Path(os.path.expanduser(self.value(node, field, str)))
+        return path if path.is_absolute() else self.folder / path
+
+    def checked(self, node: yaml.Node, field: str, load, *args):
+        """Run a loader; its BadInput (which names the file and the fix) gets our line and field."""
+        try:
+            return load(*args)
+        except BadInput as error:
+            raise self.fail(node, field, str(error)) from None
+
+
+_KIND_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def load_lab(path: Path) -> Lab:
+    file = Path(path)
+    if not file.is_file():
+        raise LabError(f"{file}: no such lab file; give the path of a labs.yaml (see docs/labs.md)")
+    try:
+        root = yaml.compose(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise LabError(f"{file}{line}: not valid YAML ({problem}); fix the syntax") from None
+    except UnicodeDecodeError:
+        raise LabError(f"{file}: not a text file; give a labs.yaml") from None
+    reader = _Reader(file)
+    if root is None:
+        raise LabError(f"{file}: the lab file is empty; see docs/labs.md for an example")
+    top = reader.mapping(root, "", ("lab", "models", "firmware", "boards"), ("results", "run"))
+    name = reader.value(top["lab"], "lab", str)
+    models = _models(reader, top["models"])
+    run = _run_settings(reader, top["run"]) if "run" in top else RunSettings()
+    boards = _boards(reader, top["boards"], models)
+    firmware = _firmware(reader, top["firmware"], models, boards)
+    results_dir = reader.path(top["results"], "results") if "results" in top else file.parent / "results"
+    if results_dir.exists() and not results_dir.is_dir():
+        raise reader.fail(top["results"], "results", f"{results_dir} is a file; name a folder")
+    return Lab(name, file, results_dir, models, firmware, boards, run)
+
+
+def _models(reader: _Reader, node: yaml.Node) -> dict[str, ModelSpec]:
+    models = {}
+    for name, model_node in reader.mapping(node, "models", optional=None).items():
+        field = f"models.{name}"
+        entry = reader.mapping(model_node, field, ("path", "testsets"))
+        card = reader.checked(entry["path"], f"{field}.path", load_model, reader.path(entry["path"], f"{field}.path"))
+        if card.name != name:
+            raise reader.fail(entry["path"], f"{field}.path", f"the model there is {card.name!r}; name it so")
+        testsets: dict[Path, TestSet] = {}
+        for item in reader.sequence(entry["testsets"], f"{field}.testsets"):
+            pattern = reader.path(item, f"{field}.testsets")
+            paths = sorted(Path(p) for p in glob.glob(str(pattern))) if glob.has_magic(str(pattern)) else [pattern]
+            if not paths:
+                raise reader.fail(item, f"{field}.testsets", f"{pattern} matches no file; "
+                                  "generate the test sets with `hil testsets generate`")
+            for path in paths:
+                testset = reader.checked(item, f"{field}.testsets", load_testset, path, card)
+                testsets.setdefault(path.resolve(), testset)
+        names = [t.name for t in testsets.values()]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise reader.fail(entry["testsets"], f"{field}.testsets",
+                              f"two test sets are named {duplicated[0]!r}; records are keyed by name, rename one")
+        models[name] = ModelSpec(card, tuple(testsets.values()))
+    if not models:
+        raise reader.fail(node, "models", "no model is listed; name at least one")
+    return models
+
+
+def _run_settings(reader: _Reader, node: yaml.Node) -> RunSettings:
+    entry = reader.mapping(node, "run", (), ("threshold", "request_timeout_s", "boot_timeout_s", "retries"))
+    defaults = RunSettings()
+    threshold, tau = defaults.threshold, defaults.threshold_q15
+    if "threshold" in entry:
+        threshold = reader.value(entry["threshold"], "run.threshold", float, 0.0, 1.0)
+        tau = decisions.threshold_q15(entry["threshold"].value)
+    return RunSettings(
+        threshold=threshold,
+        threshold_q15=tau,
+        request_timeout_s=_optional(reader, entry, "run.request_timeout_s", float, defaults.request_timeout_s,
+                                    0.1, 600),
+        boot_timeout_s=_optional(reader, entry, "run.boot_timeout_s", float, defaults.boot_timeout_s, 0.1, 600),
+        retries=_optional(reader, entry, "run.retries", int, defaults.retries, 0, 20),
+    )
+
+
+def _optional(reader: _Reader, entry: dict, field: str, kind: type, default, minimum=None, maximum=None):
+    key = field.rsplit(".", 1)[-1]
+    return reader.value(entry[key], field, kind, minimum, maximum) if key in entry else default
+
+
+def _boards(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec]) -> tuple[BoardSpec, ...]:
+    boards: list[BoardSpec] = []
+    claimed: dict[str, str] = {}  # a probe or port -> the slot that has it
+    for i, board_node in enumerate(reader.sequence(node, "boards")):
+        field = f"boards[{i}]"
+        entry = reader.mapping(board_node, field, ("slot", "kind", "model"), ("emulated", "probe", "serial", "monitor"))
+        slot = reader.value(entry["slot"], f"{field}.slot", str)
+        if not SLOT_PATTERN.match(slot):
+            raise reader.fail(entry["slot"], f"{field}.slot", f"{slot!r} must be letters, digits, '_', '.' or '-'")
+        if any(b.slot == slot for b in boards):
+            raise reader.fail(entry["slot"], f"{field}.slot", f"slot {slot!r} is used twice; give each board its own")
+        kind = reader.value(entry["kind"], f"{field}.kind", str)
+        if kind not in BOARDS:
+            raise reader.fail(entry["kind"], f"{field}.kind", f"unknown board kind {kind!r}; known: {', '.join(BOARDS)}")
+        model = reader.value(entry["model"], f"{field}.model", str)
+        if model not in models:
+            raise reader.fail(entry["model"], f"{field}.model", f"model {model!r} is not under models; add it there")
+        emulated = reader.value(entry["emulated"], f"{field}.emulated", bool) if "emulated" in entry else False
+        hardware = [key for key in ("probe", "serial", "monitor") if key in entry]
+        if emulated:
+            if hardware:
+                raise reader.fail(entry[hardware[0]], f"{field}.{hardware[0]}",
+                                  "an emulated board has no probe, serial or monitor; remove it or `emulated: false`")
+            physical = None
+        else:
+            if "probe" not in entry or "serial" not in entry:
+                raise reader.fail(board_node, field, "a physical board needs probe and serial "
+                                  "(or `emulated: true`); see docs/labs.md")
+            physical = _physical(reader, entry, field, slot, claimed)
+        boards.append(BoardSpec(slot, kind, model, physical, board_node.start_mark.line + 1))
+    return tuple(boards)
+
+
+def _physical(reader: _Reader, entry: dict, field: str, slot: str, claimed: dict[str, str]) -> PhysicalSpec:
+    probe = reader.mapping(entry["probe"], f"{field}.probe", ("unique_id", "target"))
+    unique_id = reader.value(probe["unique_id"], f"{field}.probe.unique_id", str)
+    _claim(reader, probe["unique_id"], f"{field}.probe.unique_id", f"probe {unique_id}", slot, claimed)
+    target = reader.value(probe["target"], f"{field}.probe.target", str)
+    serial = _serial(reader, entry["serial"], f"{field}.serial", (), slot, claimed)
+    monitor = None
+    if "monitor" in entry:
+        monitor_node = entry["monitor"]
+        keys = reader.mapping(monitor_node, f"{field}.monitor", ("shunt_ohms", "max_current_a"),
+                              ("port", "usb_serial", "baudrate"))
+        monitor = MonitorSpec(
+            serial=_serial(reader, monitor_node, f"{field}.monitor", ("shunt_ohms", "max_current_a"), slot, claimed),
+            shunt_ohms=reader.value(keys["shunt_ohms"], f"{field}.monitor.shunt_ohms", float, 1e-4, 100.0),
+            max_current_a=reader.value(keys["max_current_a"], f"{field}.monitor.max_current_a", float, 1e-4, 26.0),
+        )
+    return PhysicalSpec(unique_id, target, serial, monitor)
+
+
+def _serial(reader: _Reader, node: yaml.Node, field: str, other_keys: tuple, slot: str,
+            claimed: dict[str, str]) -> SerialSpec:
+    entry = reader.mapping(node, field, (), ("port", "usb_serial", "baudrate") + other_keys)
+    if ("port" in entry) == ("usb_serial" in entry):
+        raise reader.fail(node, field, "give exactly one of port (a path) or usb_serial (a USB serial number)")
+    spec = SerialSpec(
+        port=reader.value(entry["port"], f"{field}.port", str) if "port" in entry else None,
+        usb_serial=reader.value(entry["usb_serial"], f"{field}.usb_serial", str) if "usb_serial" in entry else None,
+        baudrate=_optional(reader, entry, f"{field}.baudrate", int, 115200, 1200, 12_000_000),
+    )
+    where = entry.get("port") or entry["usb_serial"]
+    device = reader.checked(where, field, find_serial_port, spec, slot)
+    _claim(reader, where, field, f"serial port {device}", slot, claimed)
+    reader.checked(where, field, check_port_free, device, slot)
+    return spec
+
+
+def _claim(reader: _Reader, node: yaml.Node, field: str, resource: str, slot: str, claimed: dict[str, str]) -> None:
+    """One probe or port serves one board: two boards claiming one would talk over each other."""
+    if resource in claimed:
+        raise reader.fail(node, field, f"{resource} is already used by board {claimed[resource]}; each board "
+                          "needs its own")
+    claimed[resource] = slot
+
+
+def find_serial_port(spec: SerialSpec, slot: str) -> str:
+    """The device path of a serial port, named by path or matched exactly by USB serial number."""
+    if spec.port:
+        if not os.path.exists(spec.port):
+            raise BadInput(f"board {slot}: serial port {spec.port} not found; is the board plugged in?")
+        return os.path.realpath(spec.port)
+    ports = list_ports.comports()
+    matches = [p.device for p in ports if p.serial_number == spec.usb_serial]
+    if len(matches) != 1:
+        found = ", ".join(f"{p.device} ({p.serial_number})" for p in ports) or "none"
+        raise BadInput(f"board {slot}: {len(matches)} serial ports have USB serial number {spec.usb_serial!r} "
+                       f"(ports present: {found}); plug the board in or fix usb_serial")
+    return matches[0]
+
+
+def check_port_free(device: str, slot: str) -> None:
+    """Another program holding the port (pyserial's exclusive lock) would steal our bytes."""
+    try:
+        fd = os.open(device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as error:
+        raise BadInput(f"board {slot}: cannot open serial port {device} ({error.strerror}); "
+                       "check its permissions") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise BadInput(f"board {slot}: serial port {device} is in use by another program; close it first") from None
+    finally:
+        os.close(fd)
+
+
+def _firmware(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec],
+              boards: tuple[BoardSpec, ...]) -> dict[tuple[str, str], FirmwareManifest]:
+    firmware = {}
+    for kind, kind_node in reader.mapping(node, "firmware", optional=None).items():
+        if kind not in BOARDS:
+            raise reader.fail(kind_node, f"firmware.{kind}", f"unknown board kind; known: {', '.join(BOARDS)}")
+        for model, path_node in reader.mapping(kind_node, f"firmware.{kind}", optional=None).items():
+            field = f"firmware.{kind}.{model}"
+            if model not in models:
+                raise reader.fail(path_node, field, f"model {model!r} is not under models; add it there or remove this")
+            manifest = reader.checked(path_node, field, load_manifest, reader.path(path_node, field))
+            if (manifest.board, manifest.model) != (kind, model):
+                raise reader.fail(path_node, field, f"that manifest is for {manifest.board}/{manifest.model}; "
+                                  f"name the {kind}/{model} image")
+            if manifest.model_sha256 != models[model].card.sha256:
+                raise reader.fail(path_node, field, f"the image was built for model sha256 {manifest.model_sha256[:12]}…, "
+                                  f"but {model} is {models[model].card.sha256[:12]}…; rebuild with `hil firmware build`")
+            firmware[(kind, model)] = manifest
+    for board in boards:
+        if (board.kind, board.model) not in firmware:
+            raise reader.fail(node, "firmware", f"no image for board {board.slot} ({board.kind}, {board.model}); "
+                              f"add firmware.{board.kind}.{board.model}: <manifest.json>")
+    return firmware

@@ -1,0 +1,94 @@
+"""The rack: every board of a lab brought up, identified and set, then always shut down.
+
+Bring-up order per board: lock, verify the image, put it on the board, HELLO. A board is
+used only if its HELLO reports exactly the firmware and model sha256 of its manifest;
+otherwise it is set aside with the reason, and the others go on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from joblib import Parallel, delayed
+
+from hil import decisions, protocol
+from hil.boards import Board, BoardError, make_board
+from hil.errors import HilError
+from hil.lab import Lab
+
+
+@dataclass(frozen=True)
+class BoardFailure:
+    slot: str
+    stage: str  # bring-up | identity | stream
+    reason: str
+
+
+def check_identity(board: Board, tau_q15: int) -> protocol.Info:
+    """HELLO must name the manifest's image and model; then the threshold is set."""
+    # The first answer may take longer: a fresh board boots and hashes its image.
+    info = board.link.request(protocol.Hello(), timeout=board.run.boot_timeout_s)
+    expected = (board.manifest.image_sha256, board.manifest.model_sha256)
+    reported = (info.firmware_sha256.hex(), info.model_sha256.hex())
+    if reported != expected:
+        raise BoardError(f"{board.slot}: board reports firmware {reported[0][:12]}… and model {reported[1][:12]}…, "
+                         f"but its manifest says {expected[0][:12]}… and {expected[1][:12]}…; reflash the board")
+    if board.link.set_threshold(tau_q15) != min(tau_q15, decisions.Q15_ONE):
+        raise BoardError(f"{board.slot}: the board did not take threshold {tau_q15}")
+    return info
+
+
+class Rack:
+    """Use as a context manager: boards come up on entry and are shut down on exit."""
+
+    def __init__(self, lab: Lab, slots: list[str], tau_q15: int):
+        self.lab = lab
+        self.tau_q15 = tau_q15
+        specs = [b for b in lab.boards if b.slot in slots]
+        self.boards = [make_board(s, lab.firmware[(s.kind, s.model)], lab.run, lab.name) for s in specs]
+        self.ready: list[Board] = []
+        self.failures: list[BoardFailure] = []
+        self.infos: dict[str, protocol.Info] = {}
+
+    def __enter__(self) -> "Rack":
+        try:
+            self._bring_up()
+        except BaseException:
+            self.shut_down()
+            raise
+        return self
+
+    def _bring_up(self) -> None:
+        # Emulators start from this (the main) thread, which they are tied to; physical
+        # boards flash in their own processes, so this loop is quick either way.
+        started = []
+        for board in self.boards:
+            try:
+                board.bring_up()
+                started.append(board)
+            except HilError as error:
+                self.failures.append(BoardFailure(board.slot, "bring-up", str(error)))
+                board.shut_down()
+        # HELLO takes a while on a fresh pty; ask every board at once.
+        outcomes = Parallel(n_jobs=max(1, len(started)), backend="threading")(
+            delayed(self._identify)(board) for board in started)
+        for board, outcome in zip(started, outcomes):
+            if isinstance(outcome, protocol.Info):
+                self.infos[board.slot] = outcome
+                self.ready.append(board)
+            else:
+                self.failures.append(BoardFailure(board.slot, "identity", outcome))
+                board.shut_down()
+
+    def _identify(self, board: Board) -> protocol.Info | str:
+        try:
+            return check_identity(board, self.tau_q15)
+        except HilError as error:
+            return str(error)
+
+    def shut_down(self) -> None:
+        for board in self.boards:
+            board.shut_down()
+
+    def __exit__(self, *exc) -> None:
+        self.shut_down()

@@ -1,0 +1,137 @@
+"""What `hil run` shows: live progress per board, summary tables, the verdict; or JSON.
+
+rich honours NO_COLOR by itself. With --json the tables go to stderr and stdout carries
+only the machine-readable summary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import asdict
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from hil.runner import RunOutcome
+
+MISMATCHES_SHOWN = 20
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("–" if speed is None else f"{speed:,.0f} samples/s")
+
+
+class LiveProgress:
+    """One bar per board, with samples/s and ETA."""
+
+    def __init__(self, console: Console):
+        self._progress = Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+                                  RateColumn(), TimeRemainingColumn(), console=console, transient=False)
+        self._tasks: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.started_at: float | None = None
+
+    def start(self, totals: dict[str, int]) -> None:
+        self.started_at = time.monotonic()
+        self._progress.start()
+        for slot, total in totals.items():
+            self._tasks[slot] = self._progress.add_task(slot, total=total)
+
+    def advance(self, slot: str, samples: int) -> None:
+        with self._lock:
+            self._progress.advance(self._tasks[slot], samples)
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+def _pct(value: float) -> str:
+    return "–" if math.isnan(value) else f"{100 * value:.1f}"
+
+
+def _cycles(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:,.0f}"
+
+
+def summary_table(outcome: RunOutcome) -> Table:
+    table = Table(title="Per board and test set", title_justify="left",
+                  caption="reconciled: every output byte and decision of the device against the host reference",
+                  caption_justify="left")
+    for column in ("board", "test set", "answered", "acc %", "exit %", "ECE", "reconciled", "cycles exit",
+                   "cycles full"):
+        table.add_column(column, justify="left" if column in ("board", "test set") else "right")
+    previous_slot = None
+    for s in outcome.summaries:
+        if previous_slot is not None and s.slot != previous_slot:
+            table.add_section()
+        previous_slot = s.slot
+        reconciled = "exact" if not s.mismatched else f"[red]{s.mismatched} differ[/red]"
+        answered = f"{s.samples}" if s.complete else f"[yellow]{s.samples}/{s.expected}[/yellow]"
+        ece = "–" if s.uncertainty is None else f"{s.uncertainty.ece:.3f}"
+        table.add_row(s.slot, s.testset, answered, _pct(s.accuracy), _pct(s.exit_rate), ece, reconciled,
+                      _cycles(s.exit_cycles_mean), _cycles(s.full_cycles_mean))
+    return table
+
+
+def mismatch_table(outcome: RunOutcome) -> Table:
+    table = Table(title=f"Answers that differ from the host reference (first {MISMATCHES_SHOWN} of "
+                        f"{len(outcome.mismatches)})", title_justify="left")
+    for column in ("board", "test set", "sample", "differing bytes", "max steps", "exit", "class", "confidence"):
+        table.add_column(column)
+    ok = {True: "same", False: "[red]differs[/red]"}
+    for check in outcome.mismatches[:MISMATCHES_SHOWN]:
+        r = check.record
+        table.add_row(r.slot, r.testset, str(r.index), str(check.differing_bytes), str(check.max_steps),
+                      ok[check.exit_agrees], ok[check.class_agrees], ok[check.confidence_agrees])
+    return table
+
+
+def verdict_panel(outcome: RunOutcome, seconds: float | None) -> Panel:
+    verdict = outcome.verdict
+    style = {"pass": "green", "fail": "red", "error": "yellow"}[verdict.status]
+    lines = [f"[bold]{verdict.status.upper()}[/bold] (exit code {verdict.exit_code})"]
+    lines += [f"- {reason}" for reason in verdict.reasons]
+    samples = sum(s.samples for s in outcome.summaries)
+    timing = f" in {seconds:.0f} s" if seconds is not None else ""
+    lines.append(f"{samples} records{timing}; results in {outcome.run_dir}")
+    return Panel("\n".join(lines), title="verdict", border_style=style)
+
+
+def show(console: Console, outcome: RunOutcome, seconds: float | None) -> None:
+    console.print(summary_table(outcome))
+    if outcome.mismatches:
+        console.print(mismatch_table(outcome))
+    if outcome.disagreements:
+        console.print(f"[red]{len(outcome.disagreements)} samples answered differently by boards of one model[/red]")
+    if outcome.failures:
+        failures = Table(title="Boards that failed", title_justify="left")
+        for column in ("board", "stage", "reason"):
+            failures.add_column(column)
+        for failure in outcome.failures:
+            failures.add_row(failure.slot, failure.stage, failure.reason)
+        console.print(failures)
+    console.print(verdict_panel(outcome, seconds))
+
+
+def json_summary(outcome: RunOutcome) -> str:
+    return json.dumps({
+        "run_id": outcome.run_dir.name,
+        "run_dir": str(outcome.run_dir),
+        "verdict": asdict(outcome.verdict),
+        "boards": outcome.run["boards"],
+        "failures": [asdict(f) for f in outcome.failures],
+        "summaries": [asdict(s) for s in outcome.summaries],
+        "mismatches": [{"slot": c.record.slot, "testset": c.record.testset, "index": c.record.index,
+                        "differing_bytes": c.differing_bytes, "max_steps": c.max_steps,
+                        "exit_agrees": c.exit_agrees, "class_agrees": c.class_agrees,
+                        "confidence_agrees": c.confidence_agrees} for c in outcome.mismatches],
+        "disagreements": [asdict(d) for d in outcome.disagreements],
+    }, indent=1, default=str)

@@ -1,0 +1,87 @@
+"""Run directories, provenance and the catalog of runs.
+
+results/<run-id>/
+    run.json          provenance and verdict (written at the start, rewritten at the end)
+    records.jsonl     per-sample records, journaled as they arrive
+    records.parquet   the same, for analysis, written at the end
+    metrics.json      per board and test set
+results/catalog.sqlite  one row per run
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import secrets
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from hil import REPO_ROOT, __version__
+
+RUN_JSON = "run.json"
+METRICS_JSON = "metrics.json"
+CATALOG = "catalog.sqlite"
+
+
+def new_run_dir(results_dir: Path) -> Path:
+    run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+    path = Path(results_dir) / run_id
+    path.mkdir(parents=True)
+    return path
+
+
+def git_revision() -> dict:
+    def git(*args) -> str:
+        result = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    revision = git("rev-parse", "HEAD")
+    return {"revision": revision or "unknown", "dirty": bool(git("status", "--porcelain")) if revision else None}
+
+
+def software_versions() -> dict:
+    from importlib.metadata import version
+
+    versions = {"hil": __version__, "python": platform.python_version()}
+    for package in ("numpy", "ai-edge-litert", "pyserial", "pyocd"):
+        try:
+            versions[package] = version(package)
+        except Exception:  # noqa: BLE001 - an optional package that is not installed
+            versions[package] = None
+    return versions
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write via a temporary file, so a crash never leaves half a JSON file."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    temporary.replace(path)
+
+
+def read_run(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / RUN_JSON).read_text())
+
+
+def catalog_record(run_dir: Path, run: dict) -> None:
+    """Insert or update this run's row in results/catalog.sqlite."""
+    with sqlite3.connect(Path(run_dir).parent / CATALOG) as db:
+        db.execute("""CREATE TABLE IF NOT EXISTS runs (
+            id TEXT PRIMARY KEY, lab TEXT, started TEXT, finished TEXT, status TEXT, exit_code INTEGER,
+            git_revision TEXT, boards INTEGER, samples INTEGER, path TEXT)""")
+        db.execute(
+            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run["id"], run["lab"]["name"], run["started"], run.get("finished"), run["verdict"]["status"],
+             run["verdict"]["exit_code"], run["git"]["revision"], len(run["boards"]), run.get("samples", 0),
+             str(Path(run_dir).resolve())),
+        )
+
+
+def list_runs(results_dir: Path) -> list[dict]:
+    path = Path(results_dir) / CATALOG
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM runs ORDER BY started")]

@@ -1,0 +1,172 @@
+"""`hil run`: lab -> rack -> stream -> records -> reconcile -> metrics -> verdict -> results.
+
+A run directory is created (or, with --resume, reopened) before any board comes up, and
+its run.json already holds the provenance then; records are journaled as they arrive;
+the verdict and metrics are computed from the journal, so a resumed run is judged on
+everything it measured, in this session and before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from joblib import Parallel, delayed
+
+from hil import firmware, records, results
+from hil.errors import BadInput
+from hil.lab import Lab, load_lab
+from hil.rack import BoardFailure, Rack
+from hil.reconcile import Disagreement, SampleCheck, check_samples, cross_board
+from hil.reference import run_reference
+from hil.stream import Job, stream_board
+from hil.summary import BoardSetSummary, summarize
+from hil.verdict import Verdict, decide
+
+
+class Progress(Protocol):
+    """What the console shows while boards stream."""
+
+    def start(self, totals: dict[str, int]) -> None: ...
+
+    def advance(self, slot: str, samples: int) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    run: dict
+    summaries: list[BoardSetSummary]
+    mismatches: list[SampleCheck]
+    disagreements: list[Disagreement]
+    failures: list[BoardFailure]
+    verdict: Verdict
+
+
+def _provenance(lab: Lab, run_dir: Path) -> dict:
+    return {
+        "id": run_dir.name,
+        "status": "running",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "lab": {"name": lab.name, "file": str(lab.file.resolve()), "sha256": hashlib.sha256(lab.file.read_bytes()).hexdigest()},
+        "git": results.git_revision(),
+        "software": results.software_versions(),
+        "host": platform.node(),
+        "threshold": {"value": lab.run.threshold, "tau_q15": lab.run.threshold_q15},
+        "models": {name: {"path": str(m.card.directory), "sha256": m.card.sha256} for name, m in lab.models.items()},
+        "testsets": {name: {t.name: {"path": str(t.path), "sha256": t.sha256, "samples": len(t)} for t in m.testsets}
+                     for name, m in lab.models.items()},
+        "boards": {},
+        "sessions": [],
+        "failures": [],
+        "verdict": {"status": "running", "exit_code": None, "reasons": []},
+    }
+
+
+def open_run(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path, dict]:
+    """Validate the lab (nothing starts on bad input) and create or reopen the run directory."""
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / results.RUN_JSON).is_file():
+            raise BadInput(f"{run_dir}: not a run directory (no {results.RUN_JSON}); give results/<run-id>")
+        run = results.read_run(run_dir)
+        lab = load_lab(Path(run["lab"]["file"]))
+        if hashlib.sha256(lab.file.read_bytes()).hexdigest() != run["lab"]["sha256"]:
+            raise BadInput(f"{lab.file}: changed since run {run['id']} started; restore it or start a new run")
+        now = _provenance(lab, run_dir)
+        for part in ("models", "testsets"):
+            if now[part] != run[part]:
+                raise BadInput(f"{run_dir / results.RUN_JSON}: the lab's {part} changed since run {run['id']} "
+                               "started; restore them or start a new run")
+        return lab, run_dir, run
+    lab = load_lab(lab_path)
+    run_dir = results.new_run_dir(lab.results_dir)
+    run = _provenance(lab, run_dir)
+    results.write_json(run_dir / results.RUN_JSON, run)
+    return lab, run_dir, run
+
+
+def pending_jobs(lab: Lab, done: set[tuple]) -> dict[str, list[Job]]:
+    jobs = {}
+    for board in lab.boards:
+        board_jobs = []
+        for testset in lab.models[board.model].testsets:
+            indices = [i for i in range(len(testset)) if (board.slot, testset.name, i) not in done]
+            if indices:
+                board_jobs.append(Job(testset, indices))
+        if board_jobs:
+            jobs[board.slot] = board_jobs
+    return jobs
+
+
+def measure(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[BoardFailure]:
+    """Bring up the boards that have work left and stream to them in parallel."""
+    done = {r.key for r in records.read_records(run_dir)}
+    jobs = pending_jobs(lab, done)
+    session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "boards": sorted(jobs)}
+    if not jobs:
+        return []
+    tau = lab.run.threshold_q15
+    models = {b.slot: b.model for b in lab.boards}
+    with Rack(lab, list(jobs), tau) as rack:
+        for board in rack.ready:
+            info = rack.infos[board.slot]
+            run["boards"][board.slot] = {
+                **board.identity(),
+                "firmware": {k: v for k, v in asdict(board.manifest).items() if k != "directory"},
+                "manifest": str(board.manifest.directory / firmware.MANIFEST),
+                "reported": {"firmware_sha256": info.firmware_sha256.hex(), "model_sha256": info.model_sha256.hex(),
+                             "board": info.board, "firmware_id": info.firmware_id, "clock_hz": info.clock_hz},
+            }
+        results.write_json(run_dir / results.RUN_JSON, run)
+        progress.start({b.slot: sum(len(j.indices) for j in jobs[b.slot]) for b in rack.ready})
+        with records.RecordJournal(run_dir) as journal:
+            outcomes = Parallel(n_jobs=max(1, len(rack.ready)), backend="threading")(
+                delayed(stream_board)(board, models[board.slot], jobs[board.slot], journal, tau,
+                                      lab.run.retries, progress.advance)
+                for board in rack.ready)
+        failures = rack.failures + [f for f in outcomes if f is not None]
+    session["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    run["sessions"].append(session)
+    return failures
+
+
+def judge(lab: Lab, run_dir: Path, failures: list[BoardFailure]) -> tuple:
+    """Reconcile every journaled record and summarise per board and test set."""
+    all_records = records.read_records(run_dir)
+    by_board_set: dict[tuple, list] = {}
+    for record in all_records:
+        by_board_set.setdefault((record.slot, record.testset), []).append(record)
+    references = {(name, t.name): run_reference(m.card, t.inputs) for name, m in lab.models.items() for t in m.testsets}
+    summaries, mismatches = [], []
+    for board in lab.boards:
+        card = lab.models[board.model].card
+        for testset in lab.models[board.model].testsets:
+            board_records = by_board_set.get((board.slot, testset.name), [])
+            checks = check_samples(card, references[(board.model, testset.name)], board_records)
+            mismatches += [c for c in checks if not c.exact]
+            summaries.append(summarize(card, testset, board.slot, checks))
+    disagreements = cross_board(all_records)
+    return all_records, summaries, mismatches, disagreements, decide(summaries, disagreements, failures)
+
+
+def execute(lab_path: Path | None, resume: Path | None, progress: Progress) -> RunOutcome:
+    lab, run_dir, run = open_run(lab_path, resume)
+    failures = measure(lab, run_dir, run, progress)
+    all_records, summaries, mismatches, disagreements, verdict = judge(lab, run_dir, failures)
+    records.write_parquet(all_records, run_dir)
+    results.write_json(run_dir / results.METRICS_JSON, {"summaries": [asdict(s) for s in summaries]})
+    run.update(
+        status="finished",
+        finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        samples=len(all_records),
+        failures=[asdict(f) for f in failures],
+        verdict=asdict(verdict),
+    )
+    results.write_json(run_dir / results.RUN_JSON, run)
+    results.catalog_record(run_dir, run)
+    return RunOutcome(run_dir, run, summaries, mismatches, disagreements, failures, verdict)

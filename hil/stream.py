@@ -1,0 +1,65 @@
+"""Streaming test sets to one board, sample by sample, each answer journaled at once.
+
+A bad frame or a timeout is retried after a resync (and the threshold is set again, in
+case the board restarted). A board that still fails, or whose emulator or port is gone,
+stops streaming with a BoardFailure; the other boards go on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from hil import protocol
+from hil.boards import Board, BoardError
+from hil.errors import HilError
+from hil.link import DeviceError, LinkTimeout
+from hil.rack import BoardFailure
+from hil.records import Record, RecordJournal
+from hil.testsets import TestSet
+
+
+@dataclass(frozen=True)
+class Job:
+    """Samples of one test set that a board still has to answer."""
+
+    testset: TestSet
+    indices: list[int]
+
+
+def ask(board: Board, sample: bytes, tau_q15: int, retries: int) -> tuple[protocol.Result, int]:
+    """One inference, retried after a resync; returns the result and the attempts it took."""
+    problem: Exception | None = None
+    for attempt in range(1, retries + 2):
+        try:
+            return board.link.infer(sample), attempt
+        except (LinkTimeout, DeviceError, protocol.ProtocolError) as error:
+            problem = error
+            if not board.alive():
+                break
+            try:
+                board.link.resync()
+                board.link.set_threshold(tau_q15)
+            except HilError as resync_error:
+                problem = resync_error
+    state = "is gone" if not board.alive() else f"gave no valid answer in {retries + 1} attempts"
+    raise BoardError(f"{board.slot}: board {state} ({problem}); check it and `hil run --resume`")
+
+
+def stream_board(board: Board, model: str, jobs: list[Job], journal: RecordJournal, tau_q15: int, retries: int,
+                 advance: Callable[[str, int], None]) -> BoardFailure | None:
+    try:
+        for job in jobs:
+            for index in job.indices:
+                result, attempts = ask(board, job.testset.inputs[index].tobytes(), tau_q15, retries)
+                journal.append(Record(
+                    slot=board.slot, model=model, testset=job.testset.name, index=index,
+                    label=int(job.testset.labels[index]), tau_q15=tau_q15, exited=result.exited,
+                    predicted=result.predicted, confidence_q15=result.confidence_q15, cycles=result.cycles,
+                    exit_logits=list(result.logits[0]), head_logits=[list(row) for row in result.logits[1:]],
+                    attempts=attempts,
+                ))
+                advance(board.slot, 1)
+    except HilError as error:
+        return BoardFailure(board.slot, "stream", str(error))
+    return None

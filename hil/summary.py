@@ -1,0 +1,86 @@
+"""Metrics per board and test set, computed from what the devices answered.
+
+Probabilities come from the device's own int8 outputs through the integer decision spec
+(the exit's softmax when it answered, else the heads' ensemble), so device metrics are
+exactly what the device would have reported.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from hil import decisions, metrics
+from hil.modelcard import ModelCard
+from hil.reconcile import SampleCheck
+from hil.testsets import TestSet
+
+
+@dataclass(frozen=True)
+class BoardSetSummary:
+    slot: str
+    model: str
+    testset: str
+    kind: str  # clean | shifted | ood
+    samples: int  # answered
+    expected: int  # in the test set
+    accuracy: float  # nan for OOD sets
+    exit_rate: float
+    uncertainty: metrics.UncertaintyReport | None  # None for OOD sets and empty results
+    exact: int  # samples reconciled exactly
+    max_steps: int  # the largest output difference, in quantization steps
+    exit_cycles_mean: float  # nan when no sample exited
+    full_cycles_mean: float  # nan when every sample exited
+
+    @property
+    def mismatched(self) -> int:
+        return self.samples - self.exact
+
+    @property
+    def complete(self) -> bool:
+        return self.samples == self.expected
+
+
+def device_probabilities(card: ModelCard, checks: list[SampleCheck]) -> np.ndarray:
+    luts = [card.softmax_lut[h] for h in card.head_outputs]
+    rows = []
+    for check in checks:
+        record = check.record
+        if record.exited:
+            q15, _ = decisions.softmax_q15(np.array([record.exit_logits], np.int8), card.softmax_lut[card.exit_output])
+            rows.append(q15[0] / decisions.Q15_ONE)
+        else:
+            heads = [np.array([row], np.int8) for row in record.head_logits]
+            rows.append(decisions.ensemble(heads, luts).probabilities(len(luts))[0])
+    return np.array(rows)
+
+
+def _mean(values: list[int]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
+def summarize(card: ModelCard, testset: TestSet, slot: str, checks: list[SampleCheck]) -> BoardSetSummary:
+    checks = sorted(checks, key=lambda c: c.record.index)
+    records = [c.record for c in checks]
+    labels = testset.labels[[r.index for r in records]]
+    predicted = np.array([r.predicted for r in records], dtype=np.int64)
+    uncertainty = None
+    if records and testset.kind != "ood":
+        uncertainty = metrics.summarize(labels, device_probabilities(card, checks), len(card.labels))
+    return BoardSetSummary(
+        slot=slot,
+        model=card.name,
+        testset=testset.name,
+        kind=testset.kind,
+        samples=len(records),
+        expected=len(testset),
+        accuracy=float(np.mean(predicted == labels)) if records and testset.kind != "ood" else math.nan,
+        exit_rate=float(np.mean([r.exited for r in records])) if records else math.nan,
+        uncertainty=uncertainty,
+        exact=sum(c.exact for c in checks),
+        max_steps=max((c.max_steps for c in checks), default=0),
+        exit_cycles_mean=_mean([r.cycles for r in records if r.exited]),
+        full_cycles_mean=_mean([r.cycles for r in records if not r.exited]),
+    )

@@ -1,0 +1,184 @@
+"""labs.yaml validation: every malformed lab gets one line naming file, line and field,
+exit code 3, and nothing is started, locked or flashed."""
+
+import os
+import shutil
+
+import pytest
+import serial
+import yaml
+
+from hil import REPO_ROOT, firmware
+from hil.cli import main
+from hil.lab import LabError, load_lab
+
+BAD_INPUT = 3
+MODELS = REPO_ROOT / "fixtures" / "models"
+TESTSETS = REPO_ROOT / "fixtures" / "testsets"
+
+
+def lab_data(tmp_path) -> dict:
+    return {
+        "lab": "validation",
+        "results": str(tmp_path / "results"),
+        "models": {"qute-digits": {"path": str(MODELS / "qute-digits"),
+                                   "testsets": [str(TESTSETS / "qute-digits" / "clean.npz")]}},
+        "firmware": {"mps2-an386": {"qute-digits": str(firmware.PREBUILT_DIR / "mps2-an386" / "qute-digits")}},
+        "boards": [{"slot": "a", "kind": "mps2-an386", "model": "qute-digits", "emulated": True}],
+        "run": {"threshold": 0.9, "retries": 1},
+    }
+
+
+@pytest.fixture
+def pty_port():
+    """A real pseudo-terminal standing in for a physical board's USB serial port."""
+    controller, device = os.openpty()
+    yield os.ttyname(device)
+    os.close(controller)
+    os.close(device)
+
+
+def physical(port: str, probe: str = "0240000012345678") -> dict:
+    return {"slot": "bench", "kind": "mps2-an386", "model": "qute-digits",
+            "probe": {"unique_id": probe, "target": "cortex_m"}, "serial": {"port": port}}
+
+
+def corrupt_image(tmp_path) -> str:
+    copy = tmp_path / "corrupt"
+    shutil.copytree(firmware.PREBUILT_DIR / "mps2-an386" / "qute-digits", copy)
+    image = bytearray((copy / "firmware.bin").read_bytes())
+    image[100] ^= 0x01
+    (copy / "firmware.bin").write_bytes(bytes(image))
+    return str(copy / "manifest.json")
+
+
+def other_model_manifest(tmp_path) -> str:
+    copy = tmp_path / "other"
+    shutil.copytree(firmware.PREBUILT_DIR / "mps2-an386" / "qute-mnist1d", copy)
+    return str(copy)
+
+
+def set_path(data, path, value):
+    *parents, last = path
+    for key in parents:
+        data = data[key]
+    data[last] = value
+
+
+# (what is wrong, how to make it from a good lab, a fragment the error must contain)
+CASES = [
+    ("unknown top-level key", lambda d, t, p: d.update(colour="red"), "colour: unknown key"),
+    ("unknown board key", lambda d, t, p: d["boards"][0].update(speed=3), "boards[0].speed: unknown key"),
+    ("unknown run key", lambda d, t, p: d["run"].update(threshhold=0.5), "run.threshhold: unknown key"),
+    ("missing boards", lambda d, t, p: d.pop("boards"), "missing boards"),
+    ("boards not a list", lambda d, t, p: d.update(boards={"slot": "a"}), "boards: must be a non-empty list"),
+    ("retries is text", lambda d, t, p: set_path(d, ["run", "retries"], "two"), "run.retries: must be a whole number"),
+    ("retries is a bool", lambda d, t, p: set_path(d, ["run", "retries"], True), "run.retries: must be a whole number"),
+    ("threshold above 1", lambda d, t, p: set_path(d, ["run", "threshold"], 1.5), "run.threshold: 1.5 is out of range"),
+    ("negative timeout", lambda d, t, p: set_path(d, ["run", "request_timeout_s"], -1), "run.request_timeout_s"),
+    ("unknown board kind", lambda d, t, p: d["boards"][0].update(kind="mps2-an999"), "boards[0].kind: unknown board"),
+    ("duplicate slot", lambda d, t, p: d["boards"].append(dict(d["boards"][0])), "boards[1].slot: slot 'a' is used"),
+    ("bad slot name", lambda d, t, p: d["boards"][0].update(slot="a/b"), "boards[0].slot"),
+    ("board model not listed", lambda d, t, p: d["boards"][0].update(model="qute-mnist1d"),
+     "boards[0].model: model 'qute-mnist1d' is not under models"),
+    ("no firmware for a board", lambda d, t, p: d.update(firmware={}), "firmware: no image for board a"),
+    ("missing manifest", lambda d, t, p: set_path(d, ["firmware", "mps2-an386", "qute-digits"], str(t / "nope.json")),
+     "no such firmware manifest"),
+    ("image hash mismatch", lambda d, t, p: set_path(d, ["firmware", "mps2-an386", "qute-digits"], corrupt_image(t)),
+     "sha256 does not match"),
+    ("manifest for another model", lambda d, t, p: set_path(d, ["firmware", "mps2-an386", "qute-digits"],
+                                                            other_model_manifest(t)), "that manifest is for"),
+    ("missing model", lambda d, t, p: set_path(d, ["models", "qute-digits", "path"], str(t / "nomodel")),
+     "models.qute-digits.path"),
+    ("missing test set", lambda d, t, p: set_path(d, ["models", "qute-digits", "testsets"], [str(t / "x.npz")]),
+     "no such test set"),
+    ("test set of another model", lambda d, t, p: set_path(
+        d, ["models", "qute-digits", "testsets"], [str(TESTSETS / "qute-mnist1d" / "clean.npz")]), "does not fit"),
+    ("glob matches nothing", lambda d, t, p: set_path(d, ["models", "qute-digits", "testsets"], [str(t / "*.npz")]),
+     "matches no file"),
+    ("physical board without serial", lambda d, t, p: d["boards"].__setitem__(
+        0, {k: v for k, v in physical(p).items() if k != "serial"}), "needs probe and serial"),
+    ("emulated board with a probe", lambda d, t, p: d["boards"][0].update(probe={"unique_id": "x", "target": "y"}),
+     "boards[0].probe: an emulated board has no probe"),
+    ("serial port missing", lambda d, t, p: d["boards"].__setitem__(0, physical(str(t / "ttyNONE"))),
+     "not found; is the board plugged in"),
+    ("serial with port and usb_serial", lambda d, t, p: d["boards"].__setitem__(
+        0, {**physical(p), "serial": {"port": p, "usb_serial": "X"}}), "exactly one of port"),
+    ("two boards on one probe", lambda d, t, p: d["boards"].extend(
+        [physical(p), {**physical(p), "slot": "bench2", "serial": {"port": "/dev/null"}}]),
+     "probe 0240000012345678 is already used by board bench"),
+    ("duplicate YAML key", None, "appears twice"),
+    ("not YAML", None, "not valid YAML"),
+]
+
+
+def write(tmp_path, data) -> str:
+    path = tmp_path / "labs.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def make_case(name, edit, tmp_path, port):
+    data = lab_data(tmp_path)
+    if name == "duplicate YAML key":
+        path = write(tmp_path, data)
+        path.write_text(path.read_text().replace("lab: validation", "lab: validation\nlab: again"))
+        return path
+    if name == "not YAML":
+        path = tmp_path / "labs.yaml"
+        path.write_text("lab: [unclosed\nboards: {\n")
+        return path
+    edit(data, tmp_path, port)
+    return write(tmp_path, data)
+
+
+def test_the_good_lab_loads(tmp_path):
+    lab = load_lab(write(tmp_path, lab_data(tmp_path)))
+    assert [b.slot for b in lab.boards] == ["a"] and lab.boards[0].emulated
+    assert lab.run.threshold_q15 == 29491 and lab.run.retries == 1 and lab.run.request_timeout_s == 5.0
+    assert [t.name for t in lab.models["qute-digits"].testsets] == ["clean"]
+
+
+def test_the_committed_lab_loads():
+    lab = load_lab(REPO_ROOT / "labs.yaml")
+    assert len(lab.boards) == 4 and all(b.emulated for b in lab.boards)
+    assert {len(m.testsets) for m in lab.models.values()} == {5}
+    assert {(b.kind, b.model) for b in lab.boards} == set(lab.firmware)
+
+
+@pytest.mark.parametrize("name, edit, fragment", CASES, ids=[c[0] for c in CASES])
+def test_a_bad_lab_is_one_line_exit_3_and_starts_nothing(tmp_path, pty_port, capsys, name, edit, fragment,
+                                                         monkeypatch):
+    path = make_case(name, edit, tmp_path, pty_port)
+    locks = tmp_path / "locks"
+    monkeypatch.setattr("hil.boards.LOCK_DIR", locks)
+    code = main(["run", str(path)])
+    err = capsys.readouterr().err
+    assert code == BAD_INPUT, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"hil: error: {path}:"), line
+    assert fragment in line, line
+    # The run directory is made, and boards are locked, before anything starts or is flashed.
+    assert not (tmp_path / "results").exists(), "a run directory was made for a bad lab"
+    assert not locks.exists(), "a board was locked for a bad lab"
+
+
+def test_a_serial_port_in_use_is_refused(tmp_path, pty_port):
+    data = lab_data(tmp_path)
+    data["boards"] = [physical(pty_port)]
+    holder = serial.Serial(pty_port, exclusive=True)  # another program has the port
+    try:
+        with pytest.raises(LabError, match=r"labs.yaml:\d+: boards\[0\]\.serial: .* is in use by another program"):
+            load_lab(write(tmp_path, data))
+    finally:
+        holder.close()
+    assert load_lab(write(tmp_path, data)).boards[0].physical.serial.port == pty_port
+
+
+def test_errors_name_the_line_of_the_field(tmp_path):
+    data = lab_data(tmp_path)
+    data["boards"][0]["kind"] = "nope"
+    text = yaml.safe_dump(data, sort_keys=False)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "kind: nope" in row)
+    with pytest.raises(LabError, match=rf"labs.yaml:{line}: boards\[0\]\.kind"):
+        load_lab(write(tmp_path, data))

@@ -1,0 +1,217 @@
+"""`hil run` end to end on emulated boards: real QEMU, real ptys, real files, as a user runs it."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from hil import REPO_ROOT, firmware
+from hil.boards import BoardLock
+from hil.records import read_records
+from hil.testsets import load_testset, write_npz
+
+pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
+PASS, REGRESSION, INFRASTRUCTURE, BAD_INPUT = 0, 1, 2, 3
+BOARDS = {  # slot: (kind, model)
+    "an386-digits": ("mps2-an386", "qute-digits"),
+    "an500-mnist1d": ("mps2-an500", "qute-mnist1d"),
+}
+
+
+def hil(*args, cwd=None, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "hil.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env={**os.environ, "NO_COLOR": "1", **(env or {})})
+
+
+def small_testsets(tmp_path: Path, model: str, samples: int) -> list[str]:
+    """The first `samples` of every committed test set, written as test sets of their own."""
+    paths = []
+    for name in ("clean", "shift-s2", "ood"):
+        source = REPO_ROOT / "fixtures" / "testsets" / model / f"{name}.npz"
+        with np.load(source) as data:
+            arrays = {key: data[key][:samples] if data[key].ndim and key in ("inputs", "labels", "corruption")
+                      else data[key] for key in data.files}
+        path = tmp_path / "testsets" / model / f"{name}.npz"
+        write_npz(path, arrays)
+        paths.append(str(path))
+    return paths
+
+
+def write_lab(tmp_path: Path, boards=BOARDS, samples: int = 12, manifests: dict | None = None, **run) -> Path:
+    models = sorted({model for _kind, model in boards.values()})
+    lab = {
+        "lab": f"test-{tmp_path.name}",
+        "results": str(tmp_path / "results"),
+        "models": {m: {"path": str(REPO_ROOT / "fixtures" / "models" / m),
+                       "testsets": small_testsets(tmp_path, m, samples)} for m in models},
+        "firmware": {},
+        "boards": [{"slot": slot, "kind": kind, "model": model, "emulated": True}
+                   for slot, (kind, model) in boards.items()],
+        "run": {"threshold": 0.9, "request_timeout_s": 5, "retries": 1, **run},
+    }
+    for kind, model in boards.values():
+        manifest = (manifests or {}).get((kind, model), firmware.PREBUILT_DIR / kind / model / "manifest.json")
+        lab["firmware"].setdefault(kind, {})[model] = str(manifest)
+    path = tmp_path / "labs.yaml"
+    path.write_text(yaml.safe_dump(lab, sort_keys=False))
+    return path
+
+
+def run_dir_of(tmp_path: Path) -> Path:
+    (run_dir,) = [p for p in (tmp_path / "results").iterdir() if p.is_dir()]
+    return run_dir
+
+
+def test_a_run_passes_and_keeps_everything(tmp_path):
+    lab = write_lab(tmp_path)
+    result = hil("run", lab, "--json")
+    assert result.returncode == PASS, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["verdict"]["status"] == "pass"
+    run_dir = Path(summary["run_dir"])
+    records = read_records(run_dir)
+    assert len(records) == 2 * 3 * 12
+    assert all(r.attempts == 1 for r in records)
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["git"]["revision"] and run["software"]["ai-edge-litert"]
+    for slot, (kind, model) in BOARDS.items():
+        board = run["boards"][slot]
+        manifest = firmware.prebuilt(kind, model)
+        assert board["reported"]["firmware_sha256"] == manifest.image_sha256
+        assert board["reported"]["model_sha256"] == manifest.model_sha256 == run["models"][model]["sha256"]
+        assert board["firmware"]["source_sha256"] == manifest.source_sha256
+    assert all(t["sha256"] for sets in run["testsets"].values() for t in sets.values())
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(run_dir / "records.parquet").num_rows == len(records)
+    with sqlite3.connect(run_dir.parent / "catalog.sqlite") as db:
+        assert db.execute("SELECT status, exit_code FROM runs WHERE id = ?", (run_dir.name,)).fetchone() == ("pass", 0)
+    assert "\x1b[" not in result.stderr, "NO_COLOR was not honoured"
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None and not os.environ.get("CI"),
+                    reason="needs the ARM toolchain (CI installs it)")
+def test_a_firmware_with_changed_rounding_is_caught(tmp_path):
+    source = tmp_path / "firmware"
+    shutil.copytree(firmware.FIRMWARE_DIR, source, ignore=shutil.ignore_patterns("prebuilt", "build"))
+    kernels = source / "src" / "kernels.c"
+    text = kernels.read_text()
+    assert "(remainder > threshold ? 1 : 0)" in text
+    kernels.write_text(text.replace("(remainder > threshold ? 1 : 0)", "(remainder >= threshold ? 1 : 0)"))
+    built = {(m.board, m.model): m for m in firmware.build(out=tmp_path / "broken", source_dir=source)}
+    broken = built[("mps2-an500", "qute-mnist1d")]
+    assert broken.image_sha256 != firmware.prebuilt("mps2-an500", "qute-mnist1d").image_sha256
+    lab = write_lab(tmp_path, samples=40, manifests={("mps2-an500", "qute-mnist1d"): broken.directory / "manifest.json"})
+    result = hil("run", lab)
+    assert result.returncode == REGRESSION, result.stdout + result.stderr
+    assert "FAIL" in result.stdout
+    assert re.search(r"an500-mnist1d/\S+: \d+ of \d+ answers differ from the host reference", result.stdout)
+    assert "Answers that differ from the host reference" in result.stdout  # the differing samples are listed
+    assert "an386-digits" in result.stdout and "an386-digits/" not in result.stdout.split("verdict")[-1]
+
+
+def qemu_pids(image: Path, parent: int | None = None) -> list[int]:
+    """QEMU processes running `image` (and started by `parent`, if given)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                command = (proc / "cmdline").read_bytes().split(b"\0")
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if (command and command[0].endswith(b"qemu-system-arm") and str(image).encode() in command
+                    and parent in (None, ppid)):
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_a_dead_board_is_reported_its_records_kept_and_resume_completes(tmp_path):
+    lab = write_lab(tmp_path, samples=120)
+    owner = subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(lab)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+    victim_image = firmware.prebuilt("mps2-an386", "qute-digits").elf
+    deadline = time.monotonic() + 120
+    run_dirs = []
+    while time.monotonic() < deadline:
+        run_dirs = [p for p in (tmp_path / "results").glob("*") if p.is_dir()]
+        if run_dirs and sum(r.slot == "an386-digits" for r in read_records(run_dirs[0])) >= 20:
+            break
+        time.sleep(0.1)
+    (victim,) = qemu_pids(victim_image, parent=owner.pid)
+    os.kill(victim, signal.SIGKILL)
+    stdout, stderr = owner.communicate(timeout=300)
+    assert owner.returncode == INFRASTRUCTURE, stdout + stderr
+    assert "an386-digits" in stdout and "is gone" in stdout
+    run_dir = run_dirs[0]
+    records = read_records(run_dir)
+    assert len([r for r in records if r.slot == "an500-mnist1d"]) == 3 * 120  # the other board finished
+    kept = len([r for r in records if r.slot == "an386-digits"])
+    assert 20 <= kept < 3 * 120
+
+    resumed = hil("run", "--resume", run_dir)
+    assert resumed.returncode == PASS, resumed.stdout + resumed.stderr
+    records = read_records(run_dir)
+    assert len(records) == 2 * 3 * 120
+    journal = (run_dir / "records.jsonl").read_text().splitlines()
+    assert len(journal) == len(records), "resume repeated samples"
+    run = json.loads((run_dir / "run.json").read_text())
+    assert [s["boards"] for s in run["sessions"]] == [sorted(BOARDS), ["an386-digits"]]
+
+
+def test_a_board_reporting_other_firmware_is_not_used(tmp_path):
+    # A manifest that claims the digits model but ships the MNIST-1D image: its hashes are
+    # consistent on disk, so only the board's own HELLO can tell.
+    fake = tmp_path / "fake"
+    real = firmware.prebuilt("mps2-an386", "qute-mnist1d")
+    shutil.copytree(real.directory, fake)
+    data = json.loads((fake / "manifest.json").read_text())
+    data.update(model="qute-digits", model_sha256=firmware.prebuilt("mps2-an386", "qute-digits").model_sha256)
+    (fake / "manifest.json").write_text(json.dumps(data))
+    lab = write_lab(tmp_path, manifests={("mps2-an386", "qute-digits"): fake / "manifest.json"})
+    result = hil("run", lab)
+    assert result.returncode == INFRASTRUCTURE, result.stdout + result.stderr
+    assert re.search(r"an386-digits.*identity", result.stdout)
+    assert "reflash the board" in result.stdout
+    records = read_records(run_dir_of(tmp_path))
+    assert records and {r.slot for r in records} == {"an500-mnist1d"}
+
+
+def test_a_board_locked_by_another_run_is_not_shared(tmp_path):
+    lab = write_lab(tmp_path)
+    name = yaml.safe_load(lab.read_text())["lab"]
+    lock = BoardLock(f"emulated-{name}-an500-mnist1d")
+    lock.acquire("another test run")
+    try:
+        result = hil("run", lab)
+    finally:
+        lock.release()
+    assert result.returncode == INFRASTRUCTURE
+    assert "in use by pid" in result.stdout and "another test run" in result.stdout
+
+
+def test_run_needs_a_lab_or_a_run_to_resume(tmp_path):
+    result = hil("run")
+    assert result.returncode == BAD_INPUT and "give a lab file" in result.stderr
+    result = hil("run", "--resume", tmp_path)
+    assert result.returncode == BAD_INPUT and "not a run directory" in result.stderr
+
+
+def test_the_committed_lab_passes_on_four_emulated_boards():
+    """The README's first command: every record of every board reconciled exactly."""
+    result = hil("run", REPO_ROOT / "labs.yaml", "--json", cwd=REPO_ROOT, timeout=900)
+    assert result.returncode == PASS, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert len(summary["boards"]) == 4
+    assert all(s["exact"] == s["samples"] == s["expected"] for s in summary["summaries"])
+    shutil.rmtree(summary["run_dir"])
