@@ -215,3 +215,29 @@ def test_the_committed_lab_passes_on_four_emulated_boards():
     assert len(summary["boards"]) == 4
     assert all(s["exact"] == s["samples"] == s["expected"] for s in summary["summaries"])
     shutil.rmtree(summary["run_dir"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_run_stops_every_emulator_and_keeps_its_records(tmp_path, signum):
+    lab = write_lab(tmp_path, samples=120)
+    owner = subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(lab)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run_dirs = [p for p in (tmp_path / "results").glob("*") if p.is_dir()]
+        if run_dirs and len(read_records(run_dirs[0])) >= 10:
+            break
+        time.sleep(0.1)
+    emulators = [pid for kind, model in BOARDS.values()
+                 for pid in qemu_pids(firmware.prebuilt(kind, model).elf, parent=owner.pid)]
+    assert len(emulators) == 2
+    owner.send_signal(signum)
+    _stdout, stderr = owner.communicate(timeout=60)
+    assert owner.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert not [pid for pid in emulators if Path(f"/proc/{pid}").exists()], "an emulator outlived the run"
+    kept = read_records(run_dirs[0])
+    assert len(kept) >= 10
+    resumed = hil("run", "--resume", run_dirs[0])
+    assert resumed.returncode == PASS, resumed.stdout + resumed.stderr
+    assert len(read_records(run_dirs[0])) == 2 * 3 * 120

@@ -1,0 +1,96 @@
+"""`hil run` with a physical board, as far as one can exist here.
+
+The physical board's two connections are stood in for at their lowest level:
+- its debug probe is hil.probe_server, which unmodified pyOCD (in hil.probe's child
+  process) connects to, flashes, reads back and resets;
+- its USB serial port is a pseudo-terminal with the firmware image running behind it in
+  QEMU (the MCU's UART), opened by path as a /dev/ttyACM port would be.
+So the orchestrator runs its whole physical path: exact probe id, lock, flash, verify,
+reset, serial port by path, HELLO identity, streaming, reconciliation.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hil import firmware
+from hil.emulator import PROFILES, QemuBoard
+from hil.probe_server import ProbeServer
+from hil.records import read_records
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_run import write_lab  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
+PASS, INFRASTRUCTURE = 0, 2
+KIND, MODEL = "mps2-an386", "qute-digits"
+
+
+@pytest.fixture
+def uart():
+    """The MCU behind the serial port: the image running in QEMU, its UART0 pty free for the lab."""
+    board = QemuBoard(PROFILES[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench-uart").start()
+    path = board.link.port
+    board.link.close()  # the lab opens the port itself, by path, exclusively
+    yield path
+    board.stop()
+
+
+def physical_lab(tmp_path: Path, probe: str, port: str) -> Path:
+    lab = write_lab(tmp_path, boards={"an500-mnist1d": ("mps2-an500", "qute-mnist1d"), "bench-1": (KIND, MODEL)},
+                    samples=10)
+    data = yaml.safe_load(lab.read_text())
+    bench = next(b for b in data["boards"] if b["slot"] == "bench-1")
+    del bench["emulated"]
+    bench.update(probe={"unique_id": probe, "target": "cortex_m"}, serial={"port": port})
+    lab.write_text(yaml.safe_dump(data, sort_keys=False))
+    return lab
+
+
+def run(lab: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_COLOR": "1", "HIL_LOCK_DIR": str(tmp_path / "locks")}
+    return subprocess.run([sys.executable, "-m", "hil.cli", "run", str(lab), "--json"], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_a_physical_board_is_flashed_verified_reset_and_streamed(tmp_path, uart):
+    image = firmware.prebuilt(KIND, MODEL).bin.read_bytes()
+    with ProbeServer("DAPLINK-0001") as probe:
+        result = run(physical_lab(tmp_path, probe.address, uart), tmp_path)
+        assert result.returncode == PASS, result.stderr[-2000:]
+        assert probe.read_memory(0, len(image)) == image
+        assert probe.resets >= 1
+    summary = json.loads(result.stdout)
+    bench = summary["boards"]["bench-1"]
+    assert bench["emulated"] is False and bench["probe"] == probe.address and bench["serial_port"] == uart
+    assert bench["flash"]["verified"] and bench["flash"]["image_sha256"] == firmware.prebuilt(KIND, MODEL).image_sha256
+    records = read_records(Path(summary["run_dir"]))
+    assert len([r for r in records if r.slot == "bench-1"]) == 30
+    assert all(s["exact"] == s["samples"] == s["expected"] for s in summary["summaries"])
+
+
+def test_a_flash_that_does_not_verify_sets_the_board_aside(tmp_path, uart):
+    with ProbeServer("DAPLINK-0002", corrupt_writes_at=0x100) as probe:
+        result = run(physical_lab(tmp_path, probe.address, uart), tmp_path)
+    assert result.returncode == INFRASTRUCTURE, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    (failure,) = summary["failures"]
+    assert failure["slot"] == "bench-1" and failure["stage"] == "bring-up"
+    assert "verify" in failure["reason"] and probe.address in failure["reason"] and "\n" not in failure["reason"]
+    records = read_records(Path(summary["run_dir"]))
+    assert records and {r.slot for r in records} == {"an500-mnist1d"}  # the other board went on
+
+
+def test_a_probe_that_is_not_there_is_a_one_line_board_failure(tmp_path, uart):
+    with ProbeServer("gone") as probe:
+        address = probe.address  # a port that nobody serves once the server is stopped
+    result = run(physical_lab(tmp_path, address, uart), tmp_path)
+    assert result.returncode == INFRASTRUCTURE, result.stderr[-2000:]
+    (failure,) = json.loads(result.stdout)["failures"]
+    assert failure["slot"] == "bench-1" and address in failure["reason"] and "\n" not in failure["reason"]
