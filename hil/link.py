@@ -9,6 +9,7 @@ arrive broken, so a noisy line costs a retry, never a wrong answer.
 
 from __future__ import annotations
 
+import termios
 import time
 
 import serial
@@ -19,6 +20,10 @@ from hil.errors import HilError
 
 class LinkTimeout(HilError):
     """No valid reply in time: the board is hung, gone, or the line is broken."""
+
+
+class LinkLost(HilError):
+    """The port itself went away (an unplugged board, a dead emulator): retrying cannot help."""
 
 
 class DeviceError(HilError):
@@ -44,8 +49,11 @@ class DeviceLink:
 
     def send_raw(self, data: bytes) -> None:
         """Bytes as they are: for tests that put garbage on the line."""
-        self.port.write(data)
-        self.port.flush()
+        try:
+            self.port.write(data)
+            self.port.flush()
+        except (serial.SerialException, OSError) as error:
+            raise LinkLost(f"{self.name}: link lost ({error}); the board or its port went away") from None
 
     def request(self, message, timeout: float | None = None):
         """Send one message and return the device's reply to it."""
@@ -64,7 +72,7 @@ class DeviceLink:
             try:
                 data = self.port.read(max(1, self.port.in_waiting))
             except serial.SerialException as error:
-                raise LinkTimeout(f"{self.name}: link lost ({error}); the board or its port went away") from None
+                raise LinkLost(f"{self.name}: link lost ({error}); the board or its port went away") from None
             for event in self._decoder.feed(data):
                 if isinstance(event, protocol.FrameError):
                     self.dropped.append(event)
@@ -82,7 +90,10 @@ class DeviceLink:
         """A lone delimiter ends any half-received frame on the device; stale input is dropped."""
         self.send_raw(protocol.DELIMITER)
         time.sleep(0.05)
-        self.port.reset_input_buffer()
+        try:
+            self.port.reset_input_buffer()
+        except (serial.SerialException, OSError, termios.error) as error:
+            raise LinkLost(f"{self.name}: link lost ({error}); the board or its port went away") from None
         self._decoder = protocol.FrameDecoder()
 
     def hello(self) -> protocol.Info:

@@ -13,7 +13,7 @@ from typing import Callable
 from hil import protocol
 from hil.boards import Board, BoardError
 from hil.errors import HilError
-from hil.link import DeviceError, LinkTimeout
+from hil.link import DeviceError, LinkLost, LinkTimeout
 from hil.rack import BoardFailure
 from hil.records import Record, RecordJournal
 from hil.testsets import TestSet
@@ -30,20 +30,22 @@ class Job:
 def ask(board: Board, sample: bytes, tau_q15: int, retries: int) -> tuple[protocol.Result, int]:
     """One inference, retried after a resync; returns the result and the attempts it took."""
     problem: Exception | None = None
+    lost = False
     for attempt in range(1, retries + 2):
         try:
             return board.link.infer(sample), attempt
-        except (LinkTimeout, DeviceError, protocol.ProtocolError) as error:
-            problem = error
-            if not board.alive():
+        except (LinkTimeout, DeviceError, protocol.ProtocolError, LinkLost) as error:
+            problem, lost = error, isinstance(error, LinkLost) or not board.alive()
+            if lost:
                 break
             try:
                 board.link.resync()
                 board.link.set_threshold(tau_q15)
             except HilError as resync_error:
-                problem = resync_error
-    state = "is gone" if not board.alive() else f"gave no valid answer in {retries + 1} attempts"
-    raise BoardError(f"{board.slot}: board {state} ({problem}); check it and `hil run --resume`")
+                problem, lost = resync_error, isinstance(resync_error, LinkLost)
+    state = "is gone" if lost else f"gave no valid answer in {retries + 1} attempts"
+    detail = str(problem).removeprefix(f"{board.slot}: ")
+    raise BoardError(f"{board.slot}: board {state} ({detail}); check it, then `hil run --resume`")
 
 
 def stream_board(board: Board, model: str, jobs: list[Job], journal: RecordJournal, tau_q15: int, retries: int,
@@ -60,6 +62,6 @@ def stream_board(board: Board, model: str, jobs: list[Job], journal: RecordJourn
                     attempts=attempts,
                 ))
                 advance(board.slot, 1)
-    except HilError as error:
+    except (HilError, OSError) as error:  # OSError: a port that vanished in a way pyserial did not wrap
         return BoardFailure(board.slot, "stream", str(error))
     return None

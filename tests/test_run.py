@@ -241,3 +241,21 @@ def test_a_stopped_run_stops_every_emulator_and_keeps_its_records(tmp_path, sign
     resumed = hil("run", "--resume", run_dirs[0])
     assert resumed.returncode == PASS, resumed.stdout + resumed.stderr
     assert len(read_records(run_dirs[0])) == 2 * 3 * 120
+
+
+def test_a_garbled_request_is_retried_after_a_resync(tmp_path):
+    from hil.lab import load_lab
+    from hil.rack import Rack
+    from hil.stream import ask
+
+    lab = load_lab(write_lab(tmp_path, boards={"an386-digits": BOARDS["an386-digits"]}))
+    tau = lab.run.threshold_q15
+    sample = lab.models["qute-digits"].testsets[0].inputs[0].tobytes()
+    with Rack(lab, ["an386-digits"], tau) as rack:
+        (board,) = rack.ready
+        clean, attempts = ask(board, sample, tau, retries=2)
+        assert attempts == 1
+        board.link.send_raw(b"\x05\x01\x02")  # half a frame: the device reads the next request as its tail
+        again, attempts = ask(board, sample, tau, retries=2)
+        assert attempts == 2 and again == clean
+        assert board.alive()
