@@ -24,6 +24,7 @@ from hil.errors import HilError
 from hil.firmware import FirmwareManifest, load_manifest
 from hil.lab import BoardSpec, RunSettings, find_serial_port
 from hil.link import DeviceLink
+from hil.monitor import EmulatedMonitor, Monitor, SerialMonitor
 
 LOCK_DIR = Path(os.environ.get("HIL_LOCK_DIR", "/tmp/hil-locks"))
 
@@ -67,6 +68,7 @@ class Board(ABC):
         self.manifest = manifest
         self.run = run
         self.link: DeviceLink | None = None
+        self.monitor: Monitor | None = None  # the measurement unit, once started
         self.lock = BoardLock(self.lock_resource())
 
     @property
@@ -85,6 +87,10 @@ class Board(ABC):
     def alive(self) -> bool: ...
 
     @abstractmethod
+    def _make_monitor(self, traces_dir: Path) -> Monitor | None:
+        """The board's measurement unit, or None where it has none."""
+
+    @abstractmethod
     def _stop(self) -> None: ...
 
     def identity(self) -> dict:
@@ -99,8 +105,22 @@ class Board(ABC):
         port = self._start()
         self.link = DeviceLink(port, name=self.slot, timeout=self.run.request_timeout_s)
 
+    def start_monitor(self, traces_dir: Path) -> None:
+        """Start and configure the measurement unit; a MonitorError leaves the board unmeasured."""
+        monitor = self._make_monitor(traces_dir)
+        if monitor is not None:
+            try:
+                monitor.start()
+            except BaseException:
+                monitor.stop()
+                raise
+            self.monitor = monitor
+
     def shut_down(self) -> None:
         try:
+            if self.monitor is not None:
+                self.monitor.stop()
+                self.monitor = None
             self._stop()
         finally:
             self.link = None
@@ -120,8 +140,13 @@ class EmulatedBoard(Board):
 
     def _start(self) -> serial.SerialBase:
         # Must run on the main thread: QEMU is tied to the thread that starts it (see emulator.py).
-        self.qemu = QemuBoard(PROFILES[self.spec.kind], self.manifest.elf, name=self.slot).start()
+        self.qemu = QemuBoard(PROFILES[self.spec.kind], self.manifest.elf, name=self.slot, record_wire=False).start()
         return self.qemu.link
+
+    def _make_monitor(self, traces_dir: Path) -> Monitor:
+        # The emulated unit reads the board's GPIO wire (UART1) and clocks it by the board's timer.
+        return EmulatedMonitor(self.slot, self.spec.kind, PROFILES[self.spec.kind].timer_hz, traces_dir,
+                               self.qemu.wire.port)
 
     def alive(self) -> bool:
         return self.qemu is not None and self.qemu.alive()
@@ -163,6 +188,13 @@ class PhysicalBoard(Board):
 
     def alive(self) -> bool:
         return self.port is not None and self.port.is_open
+
+    def _make_monitor(self, traces_dir: Path) -> Monitor | None:
+        spec = self.spec.physical.monitor
+        if spec is None:
+            return None
+        device = find_serial_port(spec.serial, self.slot)
+        return SerialMonitor(self.slot, spec.shunt_ohms, spec.max_current_a, traces_dir, device, spec.serial.baudrate)
 
     def identity(self) -> dict:
         physical = self.spec.physical

@@ -39,6 +39,7 @@ class EmulatedBoardProfile:
     cpu: str
     icount_shift: int  # one instruction takes 2**shift ns of virtual time
     twin: str  # the physical MCU this board stands in for
+    timer_hz: int = 25_000_000  # the CMSDK timers' clock: the firmware's cycle counter
 
     @property
     def instructions_per_second(self) -> int:
@@ -158,8 +159,11 @@ class WireRecorder:
 class QemuBoard:
     """One emulated board. Use as a context manager; `link` and `wire` are pyserial ports."""
 
-    def __init__(self, profile: EmulatedBoardProfile, image: Path, name: str | None = None):
+    def __init__(self, profile: EmulatedBoardProfile, image: Path, name: str | None = None, record_wire: bool = True):
+        """`record_wire=False` leaves the GPIO wire to another reader (the emulated measurement
+        unit); it is still held open here, so QEMU never sees it disconnected and drops edges."""
         self.profile = profile
+        self.record_wire = record_wire
         self.image = Path(image)
         self.name = name or profile.kind
         self.link: serial.Serial | None = None  # UART0: the protocol
@@ -195,7 +199,8 @@ class QemuBoard:
             ptys = {c["label"]: c["filename"].removeprefix("pty:") for c in self._qmp.execute("query-chardev")}
             self.link = serial.Serial(ptys["link"], timeout=1.0, exclusive=True)
             self.wire = serial.Serial(ptys["wire"], timeout=1.0, exclusive=True)
-            self.recorder = WireRecorder(self.wire)
+            if self.record_wire:
+                self.recorder = WireRecorder(self.wire)
             self._qmp.execute("cont")
         except Exception as error:
             log = (self._workdir / "qemu.log").read_text(errors="replace").strip().splitlines()

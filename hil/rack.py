@@ -8,6 +8,7 @@ otherwise it is set aside with the reason, and the others go on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from joblib import Parallel, delayed
 
@@ -20,7 +21,7 @@ from hil.lab import Lab
 @dataclass(frozen=True)
 class BoardFailure:
     slot: str
-    stage: str  # bring-up | identity | stream
+    stage: str  # bring-up | identity | monitor | stream | clock
     reason: str
 
 
@@ -41,9 +42,10 @@ def check_identity(board: Board, tau_q15: int) -> protocol.Info:
 class Rack:
     """Use as a context manager: boards come up on entry and are shut down on exit."""
 
-    def __init__(self, lab: Lab, slots: list[str], tau_q15: int):
+    def __init__(self, lab: Lab, slots: list[str], tau_q15: int, traces_dir: Path):
         self.lab = lab
         self.tau_q15 = tau_q15
+        self.traces_dir = traces_dir
         specs = [b for b in lab.boards if b.slot in slots]
         self.boards = [make_board(s, lab.firmware[(s.kind, s.model)], lab.run, lab.name) for s in specs]
         self.ready: list[Board] = []
@@ -79,6 +81,12 @@ class Rack:
             else:
                 self.failures.append(BoardFailure(board.slot, "identity", outcome))
                 board.shut_down()
+        # A board whose measurement unit fails still streams, unmeasured: its answers count.
+        for board in self.ready:
+            try:
+                board.start_monitor(self.traces_dir)
+            except HilError as error:
+                self.failures.append(BoardFailure(board.slot, "monitor", str(error)))
 
     def _identify(self, board: Board) -> protocol.Info | str:
         try:

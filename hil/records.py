@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 JOURNAL = "records.jsonl"
 PARQUET = "records.parquet"
+MEASUREMENTS = "measurements.jsonl"
 
 
 @dataclass(frozen=True)
@@ -44,15 +45,37 @@ class Record:
         return self.slot, self.testset, self.index
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """Latency and energy of one inference window, from the board's measurement unit.
+
+    `method` "window": one inference, its own busy window; "burst": `count` back-to-back
+    runs of sample `index` in one window (INFER_BURST), figures divided by `count`."""
+
+    slot: str
+    testset: str
+    index: int
+    exited: bool
+    method: str  # window | burst
+    count: int
+    rise: int  # the busy window in the unit's clock: where it starts (to find it in the trace)...
+    ticks: int  # ...and how long it is
+    latency_s: float  # per inference, from the busy pin
+    device_latency_s: float  # per inference, from the device's cycle count
+    clock_ok: bool  # the two agree within 1% (or a tick)
+    energy_j: float | None  # per inference, above idle power; None where unmeasurable
+    idle_w: float | None
+
+
 class RecordJournal:
     """Append-only, thread-safe; every record is on disk before `append` returns."""
 
-    def __init__(self, directory: Path):
-        self.path = Path(directory) / JOURNAL
+    def __init__(self, directory: Path, name: str = JOURNAL):
+        self.path = Path(directory) / name
         self._lock = threading.Lock()
         self._file = open(self.path, "a", encoding="utf-8")
 
-    def append(self, record: Record) -> None:
+    def append(self, record: Record | Measurement) -> None:
         line = json.dumps(asdict(record), separators=(",", ":")) + "\n"
         with self._lock:
             self._file.write(line)
@@ -87,8 +110,22 @@ def read_records(directory: Path) -> list[Record]:
     return list(records.values())
 
 
-def write_parquet(records: list[Record], directory: Path) -> Path:
-    path = Path(directory) / PARQUET
-    columns = {name: [getattr(r, name) for r in records] for name in Record.__dataclass_fields__}
+def read_measurements(directory: Path) -> list[Measurement]:
+    path = Path(directory) / MEASUREMENTS
+    if not path.exists():
+        return []
+    measurements = []
+    with open(path, encoding="utf-8") as journal:
+        for line in journal:
+            try:
+                measurements.append(Measurement(**json.loads(line)))
+            except (json.JSONDecodeError, TypeError):
+                continue  # a line cut short by a crash
+    return measurements
+
+
+def write_parquet(rows: list, directory: Path, name: str = PARQUET, kind: type = Record) -> Path:
+    path = Path(directory) / name
+    columns = {field: [getattr(r, field) for r in rows] for field in kind.__dataclass_fields__}
     pq.write_table(pa.table(columns), path)
     return path

@@ -81,6 +81,26 @@ def summary_table(outcome: RunOutcome) -> Table:
     return table
 
 
+def performance_table(outcome: RunOutcome) -> Table:
+    table = Table(title="Latency (busy pin) and energy per inference, per exit path", title_justify="left",
+                  caption="energy above idle power, from INA219 samples aligned to the busy window; burst: one "
+                          "INFER_BURST window where inferences are shorter than 8 conversions",
+                  caption_justify="left")
+    for column in ("board", "test set", "path", "inferences", "p50 ms", "p95 ms", "p99 ms", "energy µJ", "method",
+                   "clock"):
+        table.add_column(column, justify="left" if column in ("board", "test set", "path", "method") else "right")
+    previous_slot = None
+    for p in outcome.performance:
+        if previous_slot is not None and p.slot != previous_slot:
+            table.add_section()
+        previous_slot = p.slot
+        energy = "–" if math.isnan(p.energy_uj) else f"{p.energy_uj:,.1f}"
+        table.add_row(p.slot, p.testset, "exit" if p.exited else "full", str(p.inferences),
+                      f"{p.latency_ms_p50:.3f}", f"{p.latency_ms_p95:.3f}", f"{p.latency_ms_p99:.3f}", energy,
+                      p.energy_method, "ok" if p.clock_ok else "[red]off[/red]")
+    return table
+
+
 def mismatch_table(outcome: RunOutcome) -> Table:
     table = Table(title=f"Answers that differ from the host reference (first {MISMATCHES_SHOWN} of "
                         f"{len(outcome.mismatches)})", title_justify="left")
@@ -107,6 +127,8 @@ def verdict_panel(outcome: RunOutcome, seconds: float | None) -> Panel:
 
 def show(console: Console, outcome: RunOutcome, seconds: float | None) -> None:
     console.print(summary_table(outcome))
+    if outcome.performance:
+        console.print(performance_table(outcome))
     if outcome.mismatches:
         console.print(mismatch_table(outcome))
     if outcome.disagreements:
@@ -129,6 +151,7 @@ def json_summary(outcome: RunOutcome) -> str:
         "boards": outcome.run["boards"],
         "failures": [asdict(f) for f in outcome.failures],
         "summaries": [asdict(s) for s in outcome.summaries],
+        "performance": [asdict(p) for p in outcome.performance],
         "mismatches": [{"slot": c.record.slot, "testset": c.record.testset, "index": c.record.index,
                         "differing_bytes": c.differing_bytes, "max_steps": c.max_steps,
                         "exit_agrees": c.exit_agrees, "class_agrees": c.class_agrees,

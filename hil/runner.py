@@ -24,8 +24,11 @@ from hil.rack import BoardFailure, Rack
 from hil.reconcile import Disagreement, SampleCheck, check_samples, cross_board
 from hil.reference import run_reference
 from hil.stream import Job, stream_board
-from hil.summary import BoardSetSummary, summarize
+from hil.summary import BoardSetSummary, PathPerformance, summarize, summarize_performance
 from hil.verdict import Verdict, decide
+
+
+TRACES = "traces"  # per board: what its measurement unit sent (and, emulated, the ground truth)
 
 
 class Progress(Protocol):
@@ -41,6 +44,7 @@ class RunOutcome:
     run_dir: Path
     run: dict
     summaries: list[BoardSetSummary]
+    performance: list[PathPerformance]
     mismatches: list[SampleCheck]
     disagreements: list[Disagreement]
     failures: list[BoardFailure]
@@ -103,8 +107,8 @@ def pending_jobs(lab: Lab, done: set[tuple]) -> dict[str, list[Job]]:
     return jobs
 
 
-def measure(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[BoardFailure]:
-    """Bring up the boards that have work left and stream to them in parallel."""
+def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[BoardFailure]:
+    """Bring up the boards that have work left, stream to them in parallel, measure them."""
     done = {r.key for r in records.read_records(run_dir)}
     jobs = pending_jobs(lab, done)
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "boards": sorted(jobs)}
@@ -112,7 +116,7 @@ def measure(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[Boar
         return []
     tau = lab.run.threshold_q15
     models = {b.slot: b.model for b in lab.boards}
-    with Rack(lab, list(jobs), tau) as rack:
+    with Rack(lab, list(jobs), tau, run_dir / TRACES) as rack:
         for board in rack.ready:
             info = rack.infos[board.slot]
             run["boards"][board.slot] = {
@@ -124,12 +128,13 @@ def measure(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[Boar
             }
         results.write_json(run_dir / results.RUN_JSON, run)
         progress.start({b.slot: sum(len(j.indices) for j in jobs[b.slot]) for b in rack.ready})
-        with records.RecordJournal(run_dir) as journal:
+        with records.RecordJournal(run_dir) as journal, \
+                records.RecordJournal(run_dir, records.MEASUREMENTS) as measurements:
             outcomes = Parallel(n_jobs=max(1, len(rack.ready)), backend="threading")(
-                delayed(stream_board)(board, models[board.slot], jobs[board.slot], journal, tau,
-                                      lab.run.retries, progress.advance)
+                delayed(stream_board)(board, models[board.slot], jobs[board.slot], (journal, measurements), tau,
+                                      lab.run.retries, rack.infos[board.slot].clock_hz, progress.advance)
                 for board in rack.ready)
-        failures = rack.failures + [f for f in outcomes if f is not None]
+        failures = rack.failures + [f for outcome in outcomes for f in outcome]
     session["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     run["sessions"].append(session)
     return failures
@@ -151,15 +156,19 @@ def judge(lab: Lab, run_dir: Path, failures: list[BoardFailure]) -> tuple:
             mismatches += [c for c in checks if not c.exact]
             summaries.append(summarize(card, testset, board.slot, checks))
     disagreements = cross_board(all_records)
-    return all_records, summaries, mismatches, disagreements, decide(summaries, disagreements, failures)
+    performance = summarize_performance(records.read_measurements(run_dir), all_records)
+    return all_records, summaries, performance, mismatches, disagreements, decide(summaries, disagreements,
+                                                                                     failures)
 
 
 def execute(lab_path: Path | None, resume: Path | None, progress: Progress) -> RunOutcome:
     lab, run_dir, run = open_run(lab_path, resume)
-    failures = measure(lab, run_dir, run, progress)
-    all_records, summaries, mismatches, disagreements, verdict = judge(lab, run_dir, failures)
+    failures = stream_rack(lab, run_dir, run, progress)
+    all_records, summaries, performance, mismatches, disagreements, verdict = judge(lab, run_dir, failures)
     records.write_parquet(all_records, run_dir)
-    results.write_json(run_dir / results.METRICS_JSON, {"summaries": [asdict(s) for s in summaries]})
+    records.write_parquet(records.read_measurements(run_dir), run_dir, "measurements.parquet", records.Measurement)
+    results.write_json(run_dir / results.METRICS_JSON, {"summaries": [asdict(s) for s in summaries],
+                                                         "performance": [asdict(p) for p in performance]})
     run.update(
         status="finished",
         finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -169,4 +178,4 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress) -> R
     )
     results.write_json(run_dir / results.RUN_JSON, run)
     results.catalog_record(run_dir, run)
-    return RunOutcome(run_dir, run, summaries, mismatches, disagreements, failures, verdict)
+    return RunOutcome(run_dir, run, summaries, performance, mismatches, disagreements, failures, verdict)

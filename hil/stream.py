@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from hil import protocol
+from hil import metering, protocol
 from hil.boards import Board, BoardError
 from hil.errors import HilError
 from hil.link import DeviceError, LinkLost, LinkTimeout
@@ -48,20 +48,36 @@ def ask(board: Board, sample: bytes, tau_q15: int, retries: int) -> tuple[protoc
     raise BoardError(f"{board.slot}: board {state} ({detail}); check it, then `hil run --resume`")
 
 
-def stream_board(board: Board, model: str, jobs: list[Job], journal: RecordJournal, tau_q15: int, retries: int,
-                 advance: Callable[[str, int], None]) -> BoardFailure | None:
+def stream_board(board: Board, model: str, jobs: list[Job], journals: tuple[RecordJournal, RecordJournal],
+                 tau_q15: int, retries: int, clock_hz: int, advance: Callable[[str, int], None]) -> list[BoardFailure]:
+    """Stream every job, journaling each answer; then measure them with the board's unit, if it has one.
+    `journals`: (records, measurements); `clock_hz`: the device's cycle counter, from its INFO."""
+    journal, measurements = journals
+    sent: list[Record] = []
     try:
         for job in jobs:
             for index in job.indices:
                 result, attempts = ask(board, job.testset.inputs[index].tobytes(), tau_q15, retries)
-                journal.append(Record(
+                record = Record(
                     slot=board.slot, model=model, testset=job.testset.name, index=index,
                     label=int(job.testset.labels[index]), tau_q15=tau_q15, exited=result.exited,
                     predicted=result.predicted, confidence_q15=result.confidence_q15, cycles=result.cycles,
                     exit_logits=list(result.logits[0]), head_logits=[list(row) for row in result.logits[1:]],
                     attempts=attempts,
-                ))
+                )
+                journal.append(record)
+                sent.append(record)
                 advance(board.slot, 1)
     except (HilError, OSError) as error:  # OSError: a port that vanished in a way pyserial did not wrap
-        return BoardFailure(board.slot, "stream", str(error))
-    return None
+        return [BoardFailure(board.slot, "stream", str(error))]
+    if board.monitor is None or not sent:
+        return []
+    try:
+        late = metering.measure_inferences(board, sent, measurements, clock_hz)
+        metering.burst_energy(board, sent, {job.testset.name: job.testset for job in jobs}, measurements, clock_hz)
+    except HilError as error:
+        return [BoardFailure(board.slot, "monitor", f"{error}; the answers are kept, unmeasured")]
+    if late:
+        return [BoardFailure(board.slot, "clock", f"{board.slot}: busy-pin time and device cycles differ by more "
+                             f"than 1% on {len(late)} inferences (first {late[0]}); check the board's clock setting")]
+    return []

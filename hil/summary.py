@@ -15,6 +15,7 @@ import numpy as np
 from hil import decisions, metrics
 from hil.modelcard import ModelCard
 from hil.reconcile import SampleCheck
+from hil.records import Measurement, Record
 from hil.testsets import TestSet
 
 
@@ -84,3 +85,53 @@ def summarize(card: ModelCard, testset: TestSet, slot: str, checks: list[SampleC
         exit_cycles_mean=_mean([r.cycles for r in records if r.exited]),
         full_cycles_mean=_mean([r.cycles for r in records if not r.exited]),
     )
+
+
+@dataclass(frozen=True)
+class PathPerformance:
+    """Latency and energy of one board, test set and exit path (exit: the early exit answered)."""
+
+    slot: str
+    testset: str
+    exited: bool
+    inferences: int  # measured one by one
+    latency_ms_p50: float
+    latency_ms_p95: float
+    latency_ms_p99: float
+    energy_uj: float  # per inference, above idle; nan when unmeasurable
+    energy_method: str  # window: the mean of the inferences' own windows; burst: one INFER_BURST window
+    clock_ok: bool  # every busy-pin time agreed with the device's cycles
+    unmeasured: int  # answers of this board and test set that have no measurement
+
+
+def summarize_performance(measurements: list[Measurement], records: list[Record]) -> list[PathPerformance]:
+    groups: dict[tuple[str, str, bool], list[Measurement]] = {}
+    bursts: dict[tuple[str, str, bool], Measurement] = {}
+    for m in measurements:
+        if m.method == "burst":
+            bursts[(m.slot, m.testset, m.exited)] = m
+        else:
+            groups.setdefault((m.slot, m.testset, m.exited), []).append(m)
+    answered: dict[tuple[str, str], int] = {}
+    for r in records:
+        answered[(r.slot, r.testset)] = answered.get((r.slot, r.testset), 0) + 1
+    measured: dict[tuple[str, str], int] = {}
+    for (slot, testset, _exited), group in groups.items():
+        measured[(slot, testset)] = measured.get((slot, testset), 0) + len(group)
+    rows = []
+    for key, group in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1], not item[0][2])):
+        slot, testset, _exited = key
+        latency_ms = np.array([m.latency_s for m in group]) * 1e3
+        energies = [m.energy_j for m in group if m.energy_j is not None]
+        if key in bursts and bursts[key].energy_j is not None:
+            energy, method = bursts[key].energy_j, "burst"
+        else:
+            energy, method = (float(np.mean(energies)) if energies else math.nan), "window"
+        rows.append(PathPerformance(
+            slot=slot, testset=testset, exited=key[2], inferences=len(group),
+            latency_ms_p50=float(np.percentile(latency_ms, 50)), latency_ms_p95=float(np.percentile(latency_ms, 95)),
+            latency_ms_p99=float(np.percentile(latency_ms, 99)), energy_uj=energy * 1e6, energy_method=method,
+            clock_ok=all(m.clock_ok for m in group),
+            unmeasured=answered.get((slot, testset), 0) - measured[(slot, testset)],
+        ))
+    return rows
