@@ -94,3 +94,61 @@ def test_a_probe_that_is_not_there_is_a_one_line_board_failure(tmp_path, uart):
     assert result.returncode == INFRASTRUCTURE, result.stderr[-2000:]
     (failure,) = json.loads(result.stdout)["failures"]
     assert failure["slot"] == "bench-1" and address in failure["reason"] and "\n" not in failure["reason"]
+
+
+@pytest.fixture
+def bench():
+    """The MCU (QEMU) and a measurement unit on its pins, each on its own serial port: the unit is
+    hil.monitor_unit reading the MCU's edge wire, as a physical unit would on a USB port."""
+    board = QemuBoard(PROFILES[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench", record_wire=False).start()
+    uart = board.link.port
+    board.link.close()
+    units = []
+
+    def unit(tmp_path: Path, clock_hz: int) -> str:
+        process = subprocess.Popen([sys.executable, "-m", "hil.monitor_unit", "--wire", board.wire.port, "--kind", KIND,
+                                    "--clock-hz", str(clock_hz), "--truth", str(tmp_path / "truth.jsonl")],
+                                   stdout=subprocess.PIPE, text=True)
+        units.append(process)
+        return process.stdout.readline().strip()
+
+    yield uart, unit
+    for process in units:
+        process.terminate()
+        process.wait()
+    board.stop()
+
+
+def with_monitor(lab: Path, port: str) -> Path:
+    from hil.monitor_unit import POWER_PROFILES
+
+    data = yaml.safe_load(lab.read_text())
+    profile = POWER_PROFILES[KIND]
+    next(b for b in data["boards"] if b["slot"] == "bench-1")["monitor"] = {
+        "port": port, "shunt_ohms": profile.shunt_ohms, "max_current_a": profile.max_current_a}
+    lab.write_text(yaml.safe_dump(data, sort_keys=False))
+    return lab
+
+
+def test_a_physical_boards_measurement_unit_is_read_through_the_lab(tmp_path, bench):
+    uart, unit = bench
+    with ProbeServer("DAPLINK-0003") as probe:
+        lab = with_monitor(physical_lab(tmp_path, probe.address, uart), unit(tmp_path, 25_000_000))
+        result = run(lab, tmp_path)
+    assert result.returncode == PASS, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    rows = [p for p in summary["performance"] if p["slot"] == "bench-1"]
+    assert rows and all(p["clock_ok"] for p in rows)
+    assert sum(p["inferences"] for p in rows) == 30 and not any(p["unmeasured"] for p in rows)
+
+
+def test_a_unit_on_another_clock_is_reported_as_a_clock_problem(tmp_path, bench):
+    uart, unit = bench
+    with ProbeServer("DAPLINK-0004") as probe:
+        # The unit believes its ticks are 24 MHz ones: every busy window reads 4% long.
+        lab = with_monitor(physical_lab(tmp_path, probe.address, uart), unit(tmp_path, 24_000_000))
+        result = run(lab, tmp_path)
+    assert result.returncode == INFRASTRUCTURE, result.stderr[-2000:]
+    (failure,) = json.loads(result.stdout)["failures"]
+    assert failure["slot"] == "bench-1" and failure["stage"] == "clock"
+    assert "differ by more than 1%" in failure["reason"]
