@@ -251,7 +251,7 @@ def test_a_garbled_request_is_retried_after_a_resync(tmp_path):
     lab = load_lab(write_lab(tmp_path, boards={"an386-digits": BOARDS["an386-digits"]}))
     tau = lab.run.threshold_q15
     sample = lab.models["qute-digits"].testsets[0].inputs[0].tobytes()
-    with Rack(lab, ["an386-digits"], tau) as rack:
+    with Rack(lab, ["an386-digits"], tau, tmp_path / "traces") as rack:
         (board,) = rack.ready
         clean, attempts = ask(board, sample, tau, retries=2)
         assert attempts == 1
