@@ -2,7 +2,9 @@
 
 A bad frame or a timeout is retried after a resync (and the threshold is set again, in
 case the board restarted). A board that still fails, or whose emulator or port is gone,
-stops streaming with a BoardFailure; the other boards go on.
+stops streaming with a BoardFailure; the other boards go on. Once a board's samples are
+streamed, its measurement unit measures them (hil/metering.py); a unit that fails leaves
+the answers kept and reconciled, only unmeasured.
 """
 
 from __future__ import annotations
