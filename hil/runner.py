@@ -163,7 +163,15 @@ def judge(lab: Lab, run_dir: Path, failures: list[BoardFailure]) -> tuple:
 
 def execute(lab_path: Path | None, resume: Path | None, progress: Progress) -> RunOutcome:
     lab, run_dir, run = open_run(lab_path, resume)
-    failures = stream_rack(lab, run_dir, run, progress)
+    try:
+        failures = stream_rack(lab, run_dir, run, progress)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: the boards are down and the journal is on disk; say so where people look.
+        run.update(status="interrupted", verdict={"status": "interrupted", "exit_code": 130, "reasons": [
+            f"interrupted; `hil run --resume {run_dir}` completes it"]})
+        results.write_json(run_dir / results.RUN_JSON, run)
+        results.catalog_record(run_dir, run)
+        raise
     all_records, summaries, performance, mismatches, disagreements, verdict = judge(lab, run_dir, failures)
     records.write_parquet(all_records, run_dir)
     records.write_parquet(records.read_measurements(run_dir), run_dir, "measurements.parquet", records.Measurement)

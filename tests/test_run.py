@@ -238,6 +238,7 @@ def test_a_stopped_run_stops_every_emulator_and_keeps_its_records(tmp_path, sign
     assert not [pid for pid in emulators if Path(f"/proc/{pid}").exists()], "an emulator outlived the run"
     kept = read_records(run_dirs[0])
     assert len(kept) >= 10
+    assert json.loads((run_dirs[0] / "run.json").read_text())["status"] == "interrupted"
     resumed = hil("run", "--resume", run_dirs[0])
     assert resumed.returncode == PASS, resumed.stdout + resumed.stderr
     assert len(read_records(run_dirs[0])) == 2 * 3 * 120
