@@ -4,6 +4,7 @@ Both kinds offer the same few operations, so everything after bring-up (identity
 streaming, recovery) is one code path:
 - `bring_up()`: put the verified image on the board and open its link;
 - `link`: a DeviceLink (protocol v1 over pyserial);
+- `start_monitor()`: its measurement unit, if it has one (every emulated board does);
 - `alive()`, `shut_down()`.
 Each board is locked for the whole run (an flock on a file named after the board's
 resource), so two runs never drive the same board.
