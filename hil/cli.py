@@ -118,13 +118,36 @@ def cmd_run(args) -> int:
     progress = LiveProgress(console)
     started = time.monotonic()
     try:
-        outcome = execute(args.lab and Path(args.lab), args.resume and Path(args.resume), progress)
+        outcome = execute(args.lab and Path(args.lab), args.resume and Path(args.resume), progress, args.baseline)
     finally:
         progress.stop()
     show(console, outcome, time.monotonic() - started)
     if args.json:
         print(json_summary(outcome))
     return outcome.verdict.exit_code
+
+
+def cmd_baseline_set(args) -> int:
+    from hil import results
+
+    run_dir = Path(args.run)
+    if not (run_dir / results.RUN_JSON).is_file():
+        raise BadInput(f"{run_dir}: not a run directory (no {results.RUN_JSON}); give results/<run-id>")
+    run = results.read_run(run_dir)
+    if run.get("status") != "finished":
+        raise BadInput(f"{run_dir}: run {run['id']} is {run.get('status')}; finish it with `hil run --resume` first")
+    results.set_baseline(run_dir, run)
+    print(f"baseline of lab {run['lab']['name']!r}: {run['id']} (verdict {run['verdict']['status']})")
+    return 0
+
+
+def cmd_history(args) -> int:
+    from hil.history import metric_trend, runs_table
+
+    console = _console()
+    console.print(metric_trend(Path(args.results), args.metric, args.board, args.testset) if args.metric
+                  else runs_table(Path(args.results)))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,7 +160,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("lab", nargs="?", help="the lab file (labs.yaml)")
     run.add_argument("--resume", metavar="RUN_DIR", help="complete an interrupted run (results/<run-id>)")
     run.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    run.add_argument("--baseline", metavar="RUN", help="compare against a run: results/<run-id>, a run id, "
+                     "`baseline` (set with `hil baseline set`) or `latest-pass`")
     run.set_defaults(run=cmd_run)
+
+    baseline = commands.add_parser("baseline", help="the run that later runs are compared against").add_subparsers(
+        dest="action", required=True)
+    baseline_set = baseline.add_parser("set", help="make a finished run its lab's baseline")
+    baseline_set.add_argument("run", help="results/<run-id>")
+    baseline_set.set_defaults(run=cmd_baseline_set)
+
+    history = commands.add_parser("history", help="past runs from the catalog, or one metric's trend")
+    history.add_argument("--results", default="results", help="the results folder (default: results)")
+    history.add_argument("--metric", help="a per board and test set metric, e.g. accuracy, exit_rate, max_steps")
+    history.add_argument("--board", help="with --metric: the board slot")
+    history.add_argument("--testset", help="with --metric: the test set")
+    history.set_defaults(run=cmd_history)
 
     model = commands.add_parser("model", help="QUTE models: card, host evaluation, training").add_subparsers(
         dest="action", required=True)

@@ -26,6 +26,7 @@ from hil import decisions
 from hil.errors import BadInput
 from hil.firmware import BOARDS, FirmwareManifest, load_manifest
 from hil.modelcard import ModelCard, load_model
+from hil.regression import RegressionPolicy
 from hil.testsets import TestSet, load_testset
 
 SLOT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
@@ -98,6 +99,7 @@ class Lab:
     firmware: dict[tuple[str, str], FirmwareManifest]  # (board kind, model) -> verified manifest
     boards: tuple[BoardSpec, ...]
     run: RunSettings
+    regression: RegressionPolicy = RegressionPolicy()
 
 
 class _Reader:
@@ -179,7 +181,7 @@ def load_lab(path: Path) -> Lab:
     reader = _Reader(file)
     if root is None:
         raise LabError(f"{file}: the lab file is empty; see docs/labs.md for an example")
-    top = reader.mapping(root, "", ("lab", "models", "firmware", "boards"), ("results", "run"))
+    top = reader.mapping(root, "", ("lab", "models", "firmware", "boards"), ("results", "run", "regression"))
     name = reader.value(top["lab"], "lab", str)
     models = _models(reader, top["models"])
     run = _run_settings(reader, top["run"]) if "run" in top else RunSettings()
@@ -188,7 +190,20 @@ def load_lab(path: Path) -> Lab:
     results_dir = reader.path(top["results"], "results") if "results" in top else file.parent / "results"
     if results_dir.exists() and not results_dir.is_dir():
         raise reader.fail(top["results"], "results", f"{results_dir} is a file; name a folder")
-    return Lab(name, file, results_dir, models, firmware, boards, run)
+    policy = _regression_policy(reader, top["regression"]) if "regression" in top else RegressionPolicy()
+    return Lab(name, file, results_dir, models, firmware, boards, run, policy)
+
+
+def _regression_policy(reader: _Reader, node: yaml.Node) -> RegressionPolicy:
+    """Thresholds of the regression rules (docs/labs.md); each key is a RegressionPolicy field."""
+    fields = RegressionPolicy.__dataclass_fields__
+    entry = reader.mapping(node, "regression", (), tuple(fields))
+    values = {}
+    for key, value_node in entry.items():
+        kind = int if fields[key].type in ("int", int) else float
+        limits = (0, 1_000_000) if kind is int else (0.0, 1.0 if key in ("alpha", "confidence") else 100.0)
+        values[key] = reader.value(value_node, f"regression.{key}", kind, *limits)
+    return RegressionPolicy(**values)
 
 
 def _models(reader: _Reader, node: yaml.Node) -> dict[str, ModelSpec]:

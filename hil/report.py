@@ -114,6 +114,21 @@ def mismatch_table(outcome: RunOutcome) -> Table:
     return table
 
 
+def rules_table(outcome: RunOutcome) -> Table:
+    baseline = outcome.run.get("baseline", {}).get("id", "?")
+    counts = {status: sum(o.result.status == status for o in outcome.rules) for status in ("pass", "fail", "skip")}
+    table = Table(title=f"Against baseline {baseline}: {counts['pass']} rules pass, {counts['fail']} fail, "
+                        f"{counts['skip']} skipped (failures and skips listed)", title_justify="left")
+    for column in ("board", "test set", "rule", "status", "figures"):
+        table.add_column(column)
+    style = {"fail": "[red]fail[/red]", "skip": "[yellow]skip[/yellow]"}
+    for o in outcome.rules:
+        if o.result.status != "pass":
+            table.add_row(o.slot, o.testset, o.result.rule, style[o.result.status],
+                          o.result.message.split(": ", 1)[-1])
+    return table
+
+
 def verdict_panel(outcome: RunOutcome, seconds: float | None) -> Panel:
     verdict = outcome.verdict
     style = {"pass": "green", "fail": "red", "error": "yellow"}[verdict.status]
@@ -129,6 +144,8 @@ def show(console: Console, outcome: RunOutcome, seconds: float | None) -> None:
     console.print(summary_table(outcome))
     if outcome.performance:
         console.print(performance_table(outcome))
+    if outcome.rules:
+        console.print(rules_table(outcome))
     if outcome.mismatches:
         console.print(mismatch_table(outcome))
     if outcome.disagreements:
@@ -157,4 +174,6 @@ def json_summary(outcome: RunOutcome) -> str:
                         "exit_agrees": c.exit_agrees, "class_agrees": c.class_agrees,
                         "confidence_agrees": c.confidence_agrees} for c in outcome.mismatches],
         "disagreements": [asdict(d) for d in outcome.disagreements],
+        "baseline": outcome.run.get("baseline"),
+        "rules": [{"slot": o.slot, "testset": o.testset, **asdict(o.result)} for o in outcome.rules],
     }, indent=1, default=str)

@@ -78,6 +78,38 @@ def catalog_record(run_dir: Path, run: dict) -> None:
         )
 
 
+def _catalog(results_dir: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(Path(results_dir) / CATALOG)
+    db.row_factory = sqlite3.Row
+    db.execute("CREATE TABLE IF NOT EXISTS baselines (lab TEXT PRIMARY KEY, id TEXT, path TEXT, set_at TEXT)")
+    return db
+
+
+def set_baseline(run_dir: Path, run: dict) -> None:
+    """The run that `--baseline baseline` means for its lab, from now on."""
+    with _catalog(Path(run_dir).parent) as db:
+        db.execute("INSERT OR REPLACE INTO baselines VALUES (?, ?, ?, ?)",
+                   (run["lab"]["name"], run["id"], str(Path(run_dir).resolve()),
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+
+
+def get_baseline(results_dir: Path, lab: str) -> Path | None:
+    if not (Path(results_dir) / CATALOG).exists():
+        return None
+    with _catalog(results_dir) as db:
+        row = db.execute("SELECT path FROM baselines WHERE lab = ?", (lab,)).fetchone()
+    return Path(row["path"]) if row else None
+
+
+def latest_pass(results_dir: Path, lab: str, exclude: Path | None = None) -> Path | None:
+    """The newest run of `lab` that passed, other than `exclude` (the run being judged)."""
+    for run in reversed(list_runs(results_dir)):
+        path = Path(run["path"])
+        if run["lab"] == lab and run["status"] == "pass" and (exclude is None or path != Path(exclude).resolve()):
+            return path
+    return None
+
+
 def list_runs(results_dir: Path) -> list[dict]:
     path = Path(results_dir) / CATALOG
     if not path.exists():

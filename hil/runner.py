@@ -17,7 +17,8 @@ from typing import Protocol
 
 from joblib import Parallel, delayed
 
-from hil import firmware, records, results
+from hil import firmware, junit, records, results
+from hil.baseline import RuleOutcome, compare, resolve_run
 from hil.errors import BadInput
 from hil.lab import Lab, load_lab
 from hil.rack import BoardFailure, Rack
@@ -48,6 +49,7 @@ class RunOutcome:
     mismatches: list[SampleCheck]
     disagreements: list[Disagreement]
     failures: list[BoardFailure]
+    rules: list[RuleOutcome]  # against the baseline, when one was given
     verdict: Verdict
 
 
@@ -140,7 +142,18 @@ def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[
     return failures
 
 
-def judge(lab: Lab, run_dir: Path, failures: list[BoardFailure]) -> tuple:
+@dataclass
+class Assessment:
+    """A run's journal judged against the host reference, per board and test set."""
+
+    records: list[records.Record]
+    summaries: list[BoardSetSummary]
+    performance: list[PathPerformance]
+    mismatches: list[SampleCheck]
+    disagreements: list[Disagreement]
+
+
+def assess(lab: Lab, run_dir: Path) -> Assessment:
     """Reconcile every journaled record and summarise per board and test set."""
     all_records = records.read_records(run_dir)
     by_board_set: dict[tuple, list] = {}
@@ -155,14 +168,14 @@ def judge(lab: Lab, run_dir: Path, failures: list[BoardFailure]) -> tuple:
             checks = check_samples(card, references[(board.model, testset.name)], board_records)
             mismatches += [c for c in checks if not c.exact]
             summaries.append(summarize(card, testset, board.slot, checks))
-    disagreements = cross_board(all_records)
     performance = summarize_performance(records.read_measurements(run_dir), all_records)
-    return all_records, summaries, performance, mismatches, disagreements, decide(summaries, disagreements,
-                                                                                     failures)
+    return Assessment(all_records, summaries, performance, mismatches, cross_board(all_records))
 
 
-def execute(lab_path: Path | None, resume: Path | None, progress: Progress) -> RunOutcome:
+def execute(lab_path: Path | None, resume: Path | None, progress: Progress, baseline: str | None = None) -> RunOutcome:
     lab, run_dir, run = open_run(lab_path, resume)
+    # The baseline is found before any board starts: a wrong one is bad input (exit 3).
+    baseline_dir = None if baseline is None else resolve_run(baseline, lab.results_dir, lab.name, exclude=run_dir)
     try:
         failures = stream_rack(lab, run_dir, run, progress)
     except KeyboardInterrupt:
@@ -172,18 +185,28 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress) -> R
         results.write_json(run_dir / results.RUN_JSON, run)
         results.catalog_record(run_dir, run)
         raise
-    all_records, summaries, performance, mismatches, disagreements, verdict = judge(lab, run_dir, failures)
-    records.write_parquet(all_records, run_dir)
+    now = assess(lab, run_dir)
+    rules = []
+    if baseline_dir is not None:
+        before = assess(lab, baseline_dir)
+        rules = compare(run_dir, baseline_dir, now.summaries, before.summaries, lab.regression)
+        run["baseline"] = {"id": baseline_dir.name, "path": str(baseline_dir.resolve()),
+                           "git": results.read_run(baseline_dir).get("git")}
+    verdict = decide(now.summaries, now.disagreements, failures, rules)
+    records.write_parquet(now.records, run_dir)
     records.write_parquet(records.read_measurements(run_dir), run_dir, "measurements.parquet", records.Measurement)
-    results.write_json(run_dir / results.METRICS_JSON, {"summaries": [asdict(s) for s in summaries],
-                                                         "performance": [asdict(p) for p in performance]})
+    results.write_json(run_dir / results.METRICS_JSON, {"summaries": [asdict(s) for s in now.summaries],
+                                                         "performance": [asdict(p) for p in now.performance],
+                                                         "rules": [asdict(r) for r in rules]})
+    junit.write(run_dir / junit.JUNIT_XML, lab.name, now.summaries, failures, rules)
     run.update(
         status="finished",
         finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        samples=len(all_records),
+        samples=len(now.records),
         failures=[asdict(f) for f in failures],
         verdict=asdict(verdict),
     )
     results.write_json(run_dir / results.RUN_JSON, run)
     results.catalog_record(run_dir, run)
-    return RunOutcome(run_dir, run, summaries, performance, mismatches, disagreements, failures, verdict)
+    return RunOutcome(run_dir, run, now.summaries, now.performance, now.mismatches, now.disagreements, failures,
+                      rules, verdict)

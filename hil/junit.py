@@ -1,0 +1,50 @@
+"""junit.xml for CI: one test case per board × test set × check.
+
+Every run has the reconciliation case (device against host reference); a run with a
+baseline adds one case per regression rule (hil/regression.py). A board that failed to
+come up, identify, stream or be measured is an <error> case of its own. CI systems show
+these as tests, so a nightly failure names the board, the test set and the rule.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from hil.baseline import RuleOutcome
+from hil.rack import BoardFailure
+from hil.summary import BoardSetSummary
+
+JUNIT_XML = "junit.xml"
+
+
+def write(path: Path, lab_name: str, summaries: list[BoardSetSummary], failures: list[BoardFailure],
+          rules: list[RuleOutcome]) -> None:
+    suite = ET.Element("testsuite", name=f"hil.{lab_name}")
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+
+    def case(classname: str, name: str, outcome: str = "pass", message: str = "") -> None:
+        element = ET.SubElement(suite, "testcase", classname=classname, name=name)
+        counts["tests"] += 1
+        if outcome != "pass":
+            tag = {"fail": "failure", "error": "error", "skip": "skipped"}[outcome]
+            ET.SubElement(element, tag, message=message).text = message
+            counts[{"failure": "failures", "error": "errors", "skipped": "skipped"}[tag]] += 1
+
+    for s in summaries:
+        if not s.complete:
+            message = f"{s.expected - s.samples} of {s.expected} samples not answered"
+            case(f"{s.slot}.{s.testset}", "reconciliation", "error", message)
+        else:
+            case(f"{s.slot}.{s.testset}", "reconciliation", "fail" if s.mismatched else "pass",
+                 f"{s.mismatched} of {s.samples} answers differ from the host reference")
+    for o in rules:
+        if o.result.rule != "numerics":  # the reconciliation case above says it
+            case(f"{o.slot}.{o.testset}", o.result.rule, o.result.status, o.result.message)
+    for f in failures:
+        case(f.slot, f.stage, "error", f.reason)
+    for key, value in counts.items():
+        suite.set(key, str(value))
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
