@@ -130,7 +130,7 @@ def cmd_run(args) -> int:
 def cmd_baseline_set(args) -> int:
     from hil import results
 
-    run_dir = Path(args.run)
+    run_dir = Path(args.run_dir)
     if not (run_dir / results.RUN_JSON).is_file():
         raise BadInput(f"{run_dir}: not a run directory (no {results.RUN_JSON}); give results/<run-id>")
     run = results.read_run(run_dir)
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     baseline = commands.add_parser("baseline", help="the run that later runs are compared against").add_subparsers(
         dest="action", required=True)
     baseline_set = baseline.add_parser("set", help="make a finished run its lab's baseline")
-    baseline_set.add_argument("run", help="results/<run-id>")
+    baseline_set.add_argument("run_dir", metavar="RUN", help="results/<run-id>")
     baseline_set.set_defaults(run=cmd_baseline_set)
 
     history = commands.add_parser("history", help="past runs from the catalog, or one metric's trend")
