@@ -127,6 +127,45 @@ def cmd_run(args) -> int:
     return outcome.verdict.exit_code
 
 
+def cmd_sweep(args) -> int:
+    import json
+    from dataclasses import asdict
+
+    from hil.lab import load_lab
+    from hil.report import LiveProgress, replay_table, sweep_table, verdict_lines
+    from hil.sweep import judge_points, load_points, parse_thresholds, parse_window, replay, run_sweep
+
+    taus = parse_thresholds(args.threshold)
+    window = parse_window(args.window) if args.window else None
+    lab = load_lab(Path(args.lab))
+    console = Console(stderr=args.json)
+    if args.replay:
+        if not console.is_terminal:
+            console.width = 120
+        predicted = judge_points(replay(lab, Path(args.replay), taus, window), args.max_accuracy_drop)
+        measured = load_points(Path(args.measured)) if args.measured else None
+        console.print(replay_table(predicted, measured))
+        if args.json:
+            print(json.dumps({"predicted": [asdict(p) for p in predicted],
+                              "measured": [asdict(p) for p in measured or []]}, indent=1))
+        return 0
+    if args.window or args.measured:
+        raise BadInput("hil sweep: --window and --measured go with --replay RUN (a full-path run)")
+    if not console.is_terminal:
+        console.width = 120
+    progress = LiveProgress(console)
+    try:
+        outcome = run_sweep(lab, taus, progress, args.max_accuracy_drop)
+    finally:
+        progress.stop()
+    console.print(sweep_table(outcome))
+    console.print(verdict_lines(outcome.verdict, f"results in {outcome.sweep_dir}"))
+    if args.json:
+        print(json.dumps({"sweep_dir": str(outcome.sweep_dir), "verdict": asdict(outcome.verdict),
+                          "points": [asdict(p) for p in outcome.points]}, indent=1))
+    return outcome.verdict.exit_code
+
+
 def cmd_baseline_set(args) -> int:
     from hil import results
 
@@ -163,6 +202,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--baseline", metavar="RUN", help="compare against a run: results/<run-id>, a run id, "
                      "`baseline` (set with `hil baseline set`) or `latest-pass`")
     run.set_defaults(run=cmd_run)
+
+    sweep = commands.add_parser("sweep", help="sweep the early-exit threshold on the devices")
+    sweep.add_argument("lab", help="the lab file (labs.yaml)")
+    sweep.add_argument("--threshold", required=True, metavar="START:STOP[:STEP]",
+                       help="thresholds, e.g. 0.5:0.95 (step 0.05); τ = 1 is always added as the reference")
+    sweep.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
+                       help="recommend the cheapest τ whose clean accuracy is within this many points of τ = 1")
+    sweep.add_argument("--replay", metavar="RUN", help="predict the sweep on the host from a full-path run "
+                       "(made at threshold 1.0) instead of running the boards")
+    sweep.add_argument("--measured", metavar="SWEEP", help="with --replay: a measured sweep to show beside it")
+    sweep.add_argument("--window", metavar="W0:W1", help="with --replay: also a window cascade that defers to "
+                       "stage 2 only when W0 <= exit confidence <= W1")
+    sweep.add_argument("--json", action="store_true", help="print the sweep's points on stdout")
+    sweep.set_defaults(run=cmd_sweep)
 
     baseline = commands.add_parser("baseline", help="the run that later runs are compared against").add_subparsers(
         dest="action", required=True)

@@ -46,24 +46,38 @@ class PowerSample:
 class BusyWindow:
     rise: int
     fall: int
-    exited: bool  # the exit pin rose inside the window
+    exited: bool  # the exit pin stayed high until the busy pin fell
+    decided: int | None = None  # when the exit pin rose: stage 1's end (None: no exit pin seen)
 
     @property
     def ticks(self) -> int:
         return self.fall - self.rise
 
+    @property
+    def stage1_ticks(self) -> int | None:
+        return None if self.decided is None else self.decided - self.rise
+
 
 def busy_windows(edges: list[Edge]) -> list[BusyWindow]:
+    """Busy windows (pin 0 high) with what pin 1 said inside: the firmware raises it at the exit
+    decision of every inference, keeps it high when the early exit answers, drops it at once if not."""
     windows: list[BusyWindow] = []
     rise: int | None = None
-    exited = False
+    decided: int | None = None
+    exit_high, exit_fell = False, None
     for edge in edges:
         if edge.pin == PIN_BUSY and edge.level == 1:
-            rise, exited = edge.at, False
-        elif edge.pin == PIN_EXIT and edge.level == 1 and rise is not None:
-            exited = True
+            rise, decided, exit_high, exit_fell = edge.at, None, False, None
+        elif edge.pin == PIN_EXIT and rise is not None:
+            exit_high = bool(edge.level)
+            if edge.level and decided is None:
+                decided = edge.at
+            if not edge.level:
+                exit_fell = edge.at
         elif edge.pin == PIN_BUSY and edge.level == 0 and rise is not None:
-            windows.append(BusyWindow(rise, edge.at, exited))
+            # The firmware lowers both pins at the same tick when the exit answered.
+            exited = exit_high or (exit_fell == edge.at and decided is not None and decided < edge.at)
+            windows.append(BusyWindow(rise, edge.at, exited, decided))
             rise = None
     return windows
 

@@ -47,6 +47,7 @@ def measure_inferences(board: Board, sent: list[Record], journal: RecordJournal,
         journal.append(Measurement(
             slot=record.slot, testset=record.testset, index=record.index, exited=record.exited, method="window",
             count=1, rise=window.rise, ticks=window.ticks, latency_s=window.ticks / link.clock_hz,
+            stage1_s=None if window.stage1_ticks is None else window.stage1_ticks / link.clock_hz,
             device_latency_s=record.cycles / device_clock_hz, clock_ok=clock_ok, energy_j=energy, idle_w=idle))
         if not clock_ok:
             problems.append(f"{record.testset}#{record.index}")
@@ -72,5 +73,6 @@ def burst_energy(board: Board, sent: list[Record], testsets: dict[str, TestSet],
         journal.append(Measurement(
             slot=first.slot, testset=testset, index=first.index, exited=bool(burst.exited), method="burst",
             count=count, rise=window.rise, ticks=window.ticks, latency_s=window.ticks / link.clock_hz / count,
+            stage1_s=None,
             device_latency_s=burst.total_cycles / count / device_clock_hz, clock_ok=clock_ok,
             energy_j=None if energy is None else energy / count, idle_w=idle))

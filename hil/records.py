@@ -61,6 +61,7 @@ class Measurement:
     rise: int  # the busy window in the unit's clock: where it starts (to find it in the trace)...
     ticks: int  # ...and how long it is
     latency_s: float  # per inference, from the busy pin
+    stage1_s: float | None  # from the busy pin's rise to the exit pin's: stage 1 and the exit decision
     device_latency_s: float  # per inference, from the device's cycle count
     clock_ok: bool  # the two agree within 1% (or a tick)
     energy_j: float | None  # per inference, above idle power; None where unmeasurable

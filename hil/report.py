@@ -129,15 +129,18 @@ def rules_table(outcome: RunOutcome) -> Table:
     return table
 
 
-def verdict_panel(outcome: RunOutcome, seconds: float | None) -> Panel:
-    verdict = outcome.verdict
+def verdict_lines(verdict, footer: str) -> Panel:
     style = {"pass": "green", "fail": "red", "error": "yellow"}[verdict.status]
     lines = [f"[bold]{verdict.status.upper()}[/bold] (exit code {verdict.exit_code})"]
     lines += [f"- {reason}" for reason in verdict.reasons]
+    lines.append(footer)
+    return Panel("\n".join(lines), title="verdict", border_style=style)
+
+
+def verdict_panel(outcome: RunOutcome, seconds: float | None) -> Panel:
     samples = sum(s.samples for s in outcome.summaries)
     timing = f" in {seconds:.0f} s" if seconds is not None else ""
-    lines.append(f"{samples} records{timing}; results in {outcome.run_dir}")
-    return Panel("\n".join(lines), title="verdict", border_style=style)
+    return verdict_lines(outcome.verdict, f"{samples} records{timing}; results in {outcome.run_dir}")
 
 
 def show(console: Console, outcome: RunOutcome, seconds: float | None) -> None:
@@ -177,3 +180,48 @@ def json_summary(outcome: RunOutcome) -> str:
         "baseline": outcome.run.get("baseline"),
         "rules": [{"slot": o.slot, "testset": o.testset, **asdict(o.result)} for o in outcome.rules],
     }, indent=1, default=str)
+
+
+def sweep_table(outcome) -> Table:
+    """One row per board and τ; ◆ marks the Pareto front, ★ the recommended τ."""
+    constraint = ("" if outcome.max_accuracy_drop is None
+                  else f"; ★ the cheapest τ within {outcome.max_accuracy_drop:g} points of τ = 1")
+    table = Table(title="Threshold sweep (clean test set; energy above idle per inference)", title_justify="left",
+                  caption=f"◆ on the Pareto front of accuracy and energy{constraint}. Plot: "
+                          f"{outcome.sweep_dir / 'sweep.png'}", caption_justify="left")
+    for column in ("board", "τ", "acc %", "exit %", "ECE", "NLL", "latency ms", "energy µJ", ""):
+        table.add_column(column, justify="left" if column in ("board", "") else "right")
+    previous = None
+    for p in outcome.points:
+        if previous is not None and p.slot != previous:
+            table.add_section()
+        previous = p.slot
+        marks = ("◆" if p.pareto else "") + ("★" if p.recommended else "")
+        table.add_row(p.slot, p.tau, _pct(p.accuracy), _pct(p.exit_rate), f"{p.ece:.3f}", f"{p.nll:.3f}",
+                      f"{p.latency_ms:.3f}", f"{p.energy_uj:,.1f}", marks)
+    return table
+
+
+def replay_table(predicted, measured) -> Table:
+    """Replayed points, with the measured sweep's beside them when there is one."""
+    by_key = {(p.slot, p.tau_q15): p for p in measured or []}
+    title = "Threshold sweep replayed on the host from one full-path run" + (
+        ", next to the measured sweep" if measured else "")
+    table = Table(title=title, title_justify="left")
+    columns = ["board", "τ", "acc %", "exit %", "ECE", "latency ms", "energy µJ", ""]
+    if measured:
+        columns[4:4] = ["acc % meas.", "exit % meas."]
+        columns[-1:-1] = ["latency ms meas.", "Δ latency"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("board", "") else "right")
+    for p in predicted:
+        marks = ("◆" if p.pareto else "") + ("★" if p.recommended else "")
+        row = [p.slot, p.tau, _pct(p.accuracy), _pct(p.exit_rate), f"{p.ece:.3f}", f"{p.latency_ms:.3f}",
+               f"{p.energy_uj:,.1f}", marks]
+        if measured:
+            m = by_key.get((p.slot, p.tau_q15))
+            row[4:4] = [_pct(m.accuracy), _pct(m.exit_rate)] if m else ["–", "–"]
+            row[-1:-1] = ([f"{m.latency_ms:.3f}", f"{100 * (p.latency_ms / m.latency_ms - 1):+.2f} %"] if m
+                          else ["–", "–"])
+        table.add_row(*row)
+    return table

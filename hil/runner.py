@@ -109,6 +109,21 @@ def pending_jobs(lab: Lab, done: set[tuple]) -> dict[str, list[Job]]:
     return jobs
 
 
+def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15: int,
+                  progress: Progress) -> list[BoardFailure]:
+    """Every ready board of the rack streams its jobs at threshold tau_q15, in parallel, then is measured;
+    answers and measurements are journaled into run_dir."""
+    models = {b.slot: b.model for b in rack.lab.boards}
+    ready = [board for board in rack.ready if board.slot in jobs]
+    progress.start({b.slot: sum(len(j.indices) for j in jobs[b.slot]) for b in ready})
+    with records.RecordJournal(run_dir) as journal, records.RecordJournal(run_dir, records.MEASUREMENTS) as measured:
+        outcomes = Parallel(n_jobs=max(1, len(ready)), backend="threading")(
+            delayed(stream_board)(board, models[board.slot], jobs[board.slot], (journal, measured), tau_q15,
+                                  rack.lab.run.retries, rack.infos[board.slot].clock_hz, progress.advance)
+            for board in ready)
+    return [failure for outcome in outcomes for failure in outcome]
+
+
 def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[BoardFailure]:
     """Bring up the boards that have work left, stream to them in parallel, measure them."""
     done = {r.key for r in records.read_records(run_dir)}
@@ -117,7 +132,6 @@ def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[
     if not jobs:
         return []
     tau = lab.run.threshold_q15
-    models = {b.slot: b.model for b in lab.boards}
     with Rack(lab, list(jobs), tau, run_dir / TRACES) as rack:
         for board in rack.ready:
             info = rack.infos[board.slot]
@@ -129,14 +143,7 @@ def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[
                              "board": info.board, "firmware_id": info.firmware_id, "clock_hz": info.clock_hz},
             }
         results.write_json(run_dir / results.RUN_JSON, run)
-        progress.start({b.slot: sum(len(j.indices) for j in jobs[b.slot]) for b in rack.ready})
-        with records.RecordJournal(run_dir) as journal, \
-                records.RecordJournal(run_dir, records.MEASUREMENTS) as measurements:
-            outcomes = Parallel(n_jobs=max(1, len(rack.ready)), backend="threading")(
-                delayed(stream_board)(board, models[board.slot], jobs[board.slot], (journal, measurements), tau,
-                                      lab.run.retries, rack.infos[board.slot].clock_hz, progress.advance)
-                for board in rack.ready)
-        failures = rack.failures + [f for outcome in outcomes for f in outcome]
+        failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress)
     session["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     run["sessions"].append(session)
     return failures

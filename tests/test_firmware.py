@@ -129,13 +129,21 @@ def test_early_exit_is_cheaper_and_marked_on_the_exit_pin(board):
     confidence = decisions.exit_confidence_q15(reference.exit, card.softmax_lut[card.exit_output])
     sample = clean.inputs[int(np.argmax(confidence))].tobytes()
     link.set_threshold(decisions.Q15_ONE)
-    full = link.infer(sample)
-    link.set_threshold(decisions.threshold_q15("0.5"))
     qemu.take_edges()
+    full = link.infer(sample)
+    full_edges = qemu.take_edges()
+    link.set_threshold(decisions.threshold_q15("0.5"))
     early = link.infer(sample)
+    early_edges = qemu.take_edges()
     assert early.exited and not full.exited
     assert early.cycles < full.cycles
-    assert [(e.pin, e.level) for e in qemu.take_edges()] == [(0, 1), (1, 1), (1, 0), (0, 0)]
+    # Pin 1 marks the end of stage 1 on both paths: a pulse on the full path, high to the end on an exit.
+    assert [(e.pin, e.level) for e in full_edges] == [(0, 1), (1, 1), (1, 0), (0, 0)]
+    assert full_edges[1].ticks == full_edges[2].ticks < full_edges[3].ticks
+    assert [(e.pin, e.level) for e in early_edges] == [(0, 1), (1, 1), (1, 0), (0, 0)]
+    assert early_edges[2].ticks == early_edges[3].ticks
+    stage1 = full_edges[1].ticks - full_edges[0].ticks
+    assert stage1 < early.cycles <= stage1 * 1.001  # an exit costs stage 1 and its answer, nothing more
 
 
 @needs_qemu

@@ -13,10 +13,18 @@ uint32_t qute_threshold(void) { return threshold_q15; }
 static void run(const int8_t *input, int mark_pins, qute_result_t *result) {
     model_stage1(input, result->logits[0]);
     uint16_t confidence = qd_exit_confidence(result->logits[0], MODEL_NUM_CLASSES, model_exit_lut);
-    if (qd_takes_exit(confidence, threshold_q15)) {
-        if (mark_pins) {
-            hal_gpio_write(PIN_EXIT, 1, hal_cycles());
+    int exits = qd_takes_exit(confidence, threshold_q15);
+    if (mark_pins) {
+        /* Pin 1 rises when stage 1 has decided, on every inference, so its time is stage 1's
+         * (what `hil sweep --replay` needs from a full-path run). It stays high to the end
+         * when the early exit answers, and falls at once when stage 2 must run. */
+        uint32_t decided = hal_cycles();
+        hal_gpio_write(PIN_EXIT, 1, decided);
+        if (!exits) {
+            hal_gpio_write(PIN_EXIT, 0, decided);
         }
+    }
+    if (exits) {
         result->exited = 1;
         result->predicted = (uint8_t)qd_argmax(result->logits[0], MODEL_NUM_CLASSES);
         result->confidence_q15 = confidence;
