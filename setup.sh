@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything hil needs on a fresh Debian machine (as root): the ARM toolchain,
-# QEMU and a host C compiler from Debian, the Python packages from PyPI into ./.venv.
+# QEMU, a host C compiler and Chromium (tests render the HTML report) from Debian, the
+# Python packages from PyPI into ./.venv.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -11,6 +12,7 @@ need arm-none-eabi-gcc gcc-arm-none-eabi
 need qemu-system-arm qemu-system-arm
 need gcc gcc
 need make make
+need chromium chromium  # the HTML report's rendering test (headless)
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || packages+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 if ((${#packages[@]})); then

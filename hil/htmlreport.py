@@ -239,44 +239,35 @@ def _rules(rules: list[dict]) -> Raw:
                + _table(["board", "test set", "rule", "status", "message"], rows))
 
 
-def _load(run_dir: Path) -> tuple[dict, dict, list[dict]]:
-    # An interrupted or failed run may lack metrics or measurements; the page then says less, but exists.
-    run = json.loads((run_dir / "run.json").read_text())  # json accepts the NaN the run files hold
-    metrics_path, measured_path = run_dir / "metrics.json", run_dir / "measurements.parquet"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    measurements = pq.read_table(measured_path).to_pylist() if measured_path.is_file() else []
-    return run, metrics, measurements
-
-
 def write_report(run_dir: Path) -> Path:
     """Write run_dir/report.html from the run's files and return its path."""
     run_dir = Path(run_dir)
-    run, metrics, measurements = _load(run_dir)
+    # An interrupted or failed run may lack metrics or measurements: the page then says less, but exists.
+    run = json.loads((run_dir / "run.json").read_text())  # json reads the NaN the run files hold
+    metrics_path, measured_path = run_dir / "metrics.json", run_dir / "measurements.parquet"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    measurements = pq.read_table(measured_path).to_pylist() if measured_path.is_file() else []
     run_id = str(run.get("id") or run_dir.name)
     summaries, performance = metrics.get("summaries") or [], metrics.get("performance") or []
     rules = metrics.get("rules") or []
-    parts = [_header(run, run_id), Raw("<h2>Provenance</h2>"), _provenance(run)]
-    if failures := run.get("failures"):
-        parts += [Raw("<h2>Boards that failed</h2>"),
-                  _table(["board", "stage", "reason"], [[f.get("slot"), f.get("stage"), f.get("reason")]
-                                                        for f in failures])]
-    parts += [Raw("<h2>Per board and test set</h2>"),
-              _table(["board", "test set", "answered", "acc %", "exit %", "ECE", "reconciled", "cycles exit",
-                      "cycles full"], _summary_rows(summaries), numeric=[2, 3, 4, 5, 7, 8]),
-              Raw('<p class="muted">reconciled: every output byte and decision of the device against the host '
-                  "reference.</p><h2>Latency and energy per exit path</h2>"),
-              _table(["board", "test set", "path", "inferences", "p50 ms", "p95 ms", "p99 ms", "energy µJ", "method",
-                      "clock", "unmeasured"], _performance_rows(performance), numeric=[3, 4, 5, 6, 7, 10]),
-              Raw('<p class="muted">Latency from the busy pin; energy above idle power from the INA219 samples of '
-                  "the busy window (burst: one INFER_BURST window where inferences are shorter than 8 "
-                  "conversions).</p>")]
-    parts += [Raw("<h2>Plots</h2>"),
-              _figure("plot-latency", "Latency per inference, per board and exit path: histograms of the "
-                      "one-inference busy-pin windows, each on its own axis.", latency_plot(measurements)),
-              _figure("plot-energy", "Energy above idle per inference, per board and exit path (mean over the test "
-                      "sets, weighted by inferences).", energy_plot(performance)),
-              _figure("plot-accuracy", "Accuracy and exit rate per test set, per board (OOD sets have no labels, "
-                      "so no accuracy).", accuracy_plot(summaries))]
+    # Boards that failed need no table of their own: the verdict's reasons name each one, its stage and why.
+    parts = [_header(run, run_id), Raw("<h2>Provenance</h2>"), _provenance(run),
+             Raw("<h2>Per board and test set</h2>"),
+             _table(["board", "test set", "answered", "acc %", "exit %", "ECE", "reconciled", "cycles exit",
+                     "cycles full"], _summary_rows(summaries), numeric=[2, 3, 4, 5, 7, 8]),
+             Raw('<p class="muted">reconciled: every output byte and decision of the device against the host '
+                 "reference.</p><h2>Latency and energy per exit path</h2>"),
+             _table(["board", "test set", "path", "inferences", "p50 ms", "p95 ms", "p99 ms", "energy µJ", "method",
+                     "clock", "unmeasured"], _performance_rows(performance), numeric=[3, 4, 5, 6, 7, 10]),
+             Raw('<p class="muted">Latency from the busy pin; energy above idle power from the INA219 samples of '
+                 "the busy window (burst: one INFER_BURST window where inferences are shorter than 8 "
+                 "conversions).</p><h2>Plots</h2>"),
+             _figure("plot-latency", "Latency per inference, per board and exit path: histograms of the "
+                     "one-inference busy-pin windows, each on its own axis.", latency_plot(measurements)),
+             _figure("plot-energy", "Energy above idle per inference, per board and exit path (mean over the test "
+                     "sets, weighted by inferences).", energy_plot(performance)),
+             _figure("plot-accuracy", "Accuracy and exit rate per test set, per board (OOD sets have no labels, "
+                     "so no accuracy).", accuracy_plot(summaries))]
     if rules:  # after the plots: a failing rule is already named in the verdict's reasons at the top
         baseline = (run.get("baseline") or {}).get("id", "?")
         parts += [Raw(f"<h2>Regression rules against baseline {_h(baseline)}</h2>"), _rules(rules)]

@@ -4,7 +4,11 @@ results/<run-id>/
     run.json          provenance and verdict (written at the start, rewritten at the end)
     records.jsonl     per-sample records, journaled as they arrive
     records.parquet   the same, for analysis, written at the end
-    metrics.json      per board and test set
+    metrics.json      per board and test set; regression rules against a baseline
+    measurements.jsonl/.parquet  latency and energy per inference
+    traces/           what each board's measurement unit sent
+    junit.xml         one test case per board × test set × check, for CI
+    report.html       everything above for a person, self-contained, with plots
 results/catalog.sqlite  one row per run
 """
 

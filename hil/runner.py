@@ -17,7 +17,7 @@ from typing import Protocol
 
 from joblib import Parallel, delayed
 
-from hil import firmware, junit, records, results
+from hil import firmware, htmlreport, junit, records, results
 from hil.baseline import RuleOutcome, compare, resolve_run
 from hil.errors import BadInput
 from hil.lab import Lab, load_lab
@@ -215,5 +215,6 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
     )
     results.write_json(run_dir / results.RUN_JSON, run)
     results.catalog_record(run_dir, run)
+    htmlreport.write_report(run_dir)
     return RunOutcome(run_dir, run, now.summaries, now.performance, now.mismatches, now.disagreements, failures,
                       rules, verdict)
