@@ -10,6 +10,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 
 from rich.console import Console
@@ -61,6 +62,16 @@ def _cycles(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:,.0f}"
 
 
+def _sections_by_board(table: Table, rows: list) -> Iterator:
+    """The rows in order, with a rule drawn in the table where the board changes."""
+    previous = None
+    for row in rows:
+        if previous is not None and row.slot != previous:
+            table.add_section()
+        previous = row.slot
+        yield row
+
+
 def summary_table(outcome: RunOutcome) -> Table:
     table = Table(title="Per board and test set", title_justify="left",
                   caption="reconciled: every output byte and decision of the device against the host reference",
@@ -68,11 +79,7 @@ def summary_table(outcome: RunOutcome) -> Table:
     for column in ("board", "test set", "answered", "acc %", "exit %", "ECE", "reconciled", "cycles exit",
                    "cycles full"):
         table.add_column(column, justify="left" if column in ("board", "test set") else "right")
-    previous_slot = None
-    for s in outcome.summaries:
-        if previous_slot is not None and s.slot != previous_slot:
-            table.add_section()
-        previous_slot = s.slot
+    for s in _sections_by_board(table, outcome.summaries):
         reconciled = "exact" if not s.mismatched else f"[red]{s.mismatched} differ[/red]"
         answered = f"{s.samples}" if s.complete else f"[yellow]{s.samples}/{s.expected}[/yellow]"
         ece = "–" if s.uncertainty is None else f"{s.uncertainty.ece:.3f}"
@@ -89,11 +96,7 @@ def performance_table(outcome: RunOutcome) -> Table:
     for column in ("board", "test set", "path", "inferences", "p50 ms", "p95 ms", "p99 ms", "energy µJ", "method",
                    "clock"):
         table.add_column(column, justify="left" if column in ("board", "test set", "path", "method") else "right")
-    previous_slot = None
-    for p in outcome.performance:
-        if previous_slot is not None and p.slot != previous_slot:
-            table.add_section()
-        previous_slot = p.slot
+    for p in _sections_by_board(table, outcome.performance):
         energy = "–" if math.isnan(p.energy_uj) else f"{p.energy_uj:,.1f}"
         table.add_row(p.slot, p.testset, "exit" if p.exited else "full", str(p.inferences),
                       f"{p.latency_ms_p50:.3f}", f"{p.latency_ms_p95:.3f}", f"{p.latency_ms_p99:.3f}", energy,
@@ -191,11 +194,7 @@ def sweep_table(outcome) -> Table:
                           f"{outcome.sweep_dir / 'sweep.png'}", caption_justify="left")
     for column in ("board", "τ", "acc %", "exit %", "ECE", "NLL", "latency ms", "energy µJ", ""):
         table.add_column(column, justify="left" if column in ("board", "") else "right")
-    previous = None
-    for p in outcome.points:
-        if previous is not None and p.slot != previous:
-            table.add_section()
-        previous = p.slot
+    for p in _sections_by_board(table, outcome.points):
         marks = ("◆" if p.pareto else "") + ("★" if p.recommended else "")
         table.add_row(p.slot, p.tau, _pct(p.accuracy), _pct(p.exit_rate), f"{p.ece:.3f}", f"{p.nll:.3f}",
                       f"{p.latency_ms:.3f}", f"{p.energy_uj:,.1f}", marks)
