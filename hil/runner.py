@@ -53,7 +53,7 @@ class RunOutcome:
     verdict: Verdict
 
 
-def _provenance(lab: Lab, run_dir: Path) -> dict:
+def provenance(lab: Lab, run_dir: Path) -> dict:
     return {
         "id": run_dir.name,
         "status": "running",
@@ -83,7 +83,7 @@ def open_run(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path, dic
         lab = load_lab(Path(run["lab"]["file"]))
         if hashlib.sha256(lab.file.read_bytes()).hexdigest() != run["lab"]["sha256"]:
             raise BadInput(f"{lab.file}: changed since run {run['id']} started; restore it or start a new run")
-        now = _provenance(lab, run_dir)
+        now = provenance(lab, run_dir)
         for part in ("models", "testsets"):
             if now[part] != run[part]:
                 raise BadInput(f"{run_dir / results.RUN_JSON}: the lab's {part} changed since run {run['id']} "
@@ -91,7 +91,7 @@ def open_run(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path, dic
         return lab, run_dir, run
     lab = load_lab(lab_path)
     run_dir = results.new_run_dir(lab.results_dir)
-    run = _provenance(lab, run_dir)
+    run = provenance(lab, run_dir)
     results.write_json(run_dir / results.RUN_JSON, run)
     return lab, run_dir, run
 
@@ -107,6 +107,21 @@ def pending_jobs(lab: Lab, done: set[tuple]) -> dict[str, list[Job]]:
         if board_jobs:
             jobs[board.slot] = board_jobs
     return jobs
+
+
+def board_identities(rack: Rack) -> dict[str, dict]:
+    """What each ready board is, for provenance: where it sits, its image, and what it reported."""
+    identities = {}
+    for board in rack.ready:
+        info = rack.infos[board.slot]
+        identities[board.slot] = {
+            **board.identity(),
+            "firmware": {k: v for k, v in asdict(board.manifest).items() if k != "directory"},
+            "manifest": str(board.manifest.directory / firmware.MANIFEST),
+            "reported": {"firmware_sha256": info.firmware_sha256.hex(), "model_sha256": info.model_sha256.hex(),
+                         "board": info.board, "firmware_id": info.firmware_id, "clock_hz": info.clock_hz},
+        }
+    return identities
 
 
 def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15: int,
@@ -133,15 +148,7 @@ def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[
         return []
     tau = lab.run.threshold_q15
     with Rack(lab, list(jobs), tau, run_dir / TRACES) as rack:
-        for board in rack.ready:
-            info = rack.infos[board.slot]
-            run["boards"][board.slot] = {
-                **board.identity(),
-                "firmware": {k: v for k, v in asdict(board.manifest).items() if k != "directory"},
-                "manifest": str(board.manifest.directory / firmware.MANIFEST),
-                "reported": {"firmware_sha256": info.firmware_sha256.hex(), "model_sha256": info.model_sha256.hex(),
-                             "board": info.board, "firmware_id": info.firmware_id, "clock_hz": info.clock_hz},
-            }
+        run["boards"].update(board_identities(rack))
         results.write_json(run_dir / results.RUN_JSON, run)
         failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress)
     session["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -24,7 +24,7 @@ from hil import decisions, metrics, records, results
 from hil.errors import BadInput
 from hil.lab import Lab
 from hil.rack import BoardFailure, Rack
-from hil.runner import Assessment, Progress, assess, pending_jobs, stream_boards
+from hil.runner import Assessment, Progress, assess, board_identities, pending_jobs, provenance, stream_boards
 from hil.summary import summarize_performance
 from hil.verdict import Verdict, decide
 
@@ -130,8 +130,10 @@ def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_dr
     sweep_dir = results.new_run_dir(lab.results_dir)
     points, failures, summaries, disagreements = [], [], [], []
     jobs = pending_jobs(lab, set())
+    made_by = provenance(lab, sweep_dir)
     with Rack(lab, list(jobs), decisions.threshold_q15(str(taus[0])), sweep_dir / "traces") as rack:
         failures += rack.failures
+        made_by["boards"] = board_identities(rack)
         for tau in taus:
             tau_q15 = decisions.threshold_q15(str(tau))
             point_dir = sweep_dir / f"tau-{tau}"
@@ -146,7 +148,7 @@ def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_dr
     points = judge_points(points, max_accuracy_drop)
     verdict = decide(summaries, disagreements, failures)
     results.write_json(sweep_dir / "sweep.json", {
-        "lab": {"name": lab.name, "file": str(lab.file.resolve())}, "git": results.git_revision(),
+        "provenance": {k: v for k, v in made_by.items() if k not in ("status", "verdict", "sessions", "failures", "threshold")},
         "thresholds": [str(t) for t in taus], "max_accuracy_drop": max_accuracy_drop,
         "points": [asdict(p) for p in points], "failures": [asdict(f) for f in failures], "verdict": asdict(verdict)})
     plot(points, sweep_dir / "sweep.png")
