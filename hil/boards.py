@@ -13,6 +13,7 @@ resource), so two runs never drive the same board.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 from abc import ABC, abstractmethod
@@ -131,13 +132,13 @@ class Board(ABC):
 class EmulatedBoard(Board):
     """QEMU running the image; flashing is loading the verified ELF into the emulator."""
 
-    def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings, lab_name: str):
-        self.lab_name = lab_name
+    def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings, lab_file: Path):
+        self.lab_file = lab_file
         super().__init__(spec, manifest, run)
         self.qemu: QemuBoard | None = None
 
     def lock_resource(self) -> str:
-        return f"emulated-{self.lab_name}-{self.slot}"
+        return emulated_lock_resource(self.lab_file, self.slot)
 
     def _start(self) -> serial.SerialBase:
         # Must run on the main thread: QEMU is tied to the thread that starts it (see emulator.py).
@@ -209,7 +210,13 @@ class PhysicalBoard(Board):
             self.port = None
 
 
-def make_board(spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings, lab_name: str) -> Board:
+def emulated_lock_resource(lab_file: Path, slot: str) -> str:
+    """An emulated board exists once per lab file: two runs of one labs.yaml contend for it,
+    two checkouts' labs do not (each would start its own QEMU anyway)."""
+    return f"emulated-{hashlib.sha256(str(Path(lab_file).resolve()).encode()).hexdigest()[:12]}-{slot}"
+
+
+def make_board(spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings, lab_file: Path) -> Board:
     if spec.emulated:
-        return EmulatedBoard(spec, manifest, run, lab_name)
+        return EmulatedBoard(spec, manifest, run, lab_file)
     return PhysicalBoard(spec, manifest, run)

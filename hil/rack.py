@@ -47,7 +47,7 @@ class Rack:
         self.tau_q15 = tau_q15
         self.traces_dir = traces_dir
         specs = [b for b in lab.boards if b.slot in slots]
-        self.boards = [make_board(s, lab.firmware[(s.kind, s.model)], lab.run, lab.name) for s in specs]
+        self.boards = [make_board(s, lab.firmware[(s.kind, s.model)], lab.run, lab.file) for s in specs]
         self.ready: list[Board] = []
         self.failures: list[BoardFailure] = []
         self.infos: dict[str, protocol.Info] = {}

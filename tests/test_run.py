@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from hil import REPO_ROOT, firmware
-from hil.boards import BoardLock
+from hil.boards import BoardLock, emulated_lock_resource
 from hil.records import read_records
 from hil.testsets import load_testset, write_npz
 
@@ -189,8 +189,7 @@ def test_a_board_reporting_other_firmware_is_not_used(tmp_path):
 
 def test_a_board_locked_by_another_run_is_not_shared(tmp_path):
     lab = write_lab(tmp_path)
-    name = yaml.safe_load(lab.read_text())["lab"]
-    lock = BoardLock(f"emulated-{name}-an500-mnist1d")
+    lock = BoardLock(emulated_lock_resource(lab, "an500-mnist1d"))
     lock.acquire("another test run")
     try:
         result = hil("run", lab)
