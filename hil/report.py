@@ -193,7 +193,7 @@ def sweep_table(outcome) -> Table:
                   caption=f"◆ on the Pareto front of accuracy and energy{constraint}. Plot: "
                           f"{outcome.sweep_dir / 'sweep.png'}", caption_justify="left")
     for column in ("board", "τ", "acc %", "exit %", "ECE", "NLL", "latency ms", "energy µJ", ""):
-        table.add_column(column, justify="left" if column in ("board", "") else "right")
+        table.add_column(column, justify="left" if column in ("board", "") else "right", no_wrap=column in ("board", "τ"))
     for p in _sections_by_board(table, outcome.points):
         marks = ("◆" if p.pareto else "") + ("★" if p.recommended else "")
         table.add_row(p.slot, p.tau, _pct(p.accuracy), _pct(p.exit_rate), f"{p.ece:.3f}", f"{p.nll:.3f}",
@@ -212,15 +212,15 @@ def replay_table(predicted, measured) -> Table:
         columns[4:4] = ["acc % meas.", "exit % meas."]
         columns[-1:-1] = ["latency ms meas.", "Δ latency"]
     for column in columns:
-        table.add_column(column, justify="left" if column in ("board", "") else "right")
-    for p in predicted:
+        table.add_column(column, justify="left" if column in ("board", "") else "right", no_wrap=column in ("board", "τ"))
+    for p in _sections_by_board(table, predicted):
         marks = ("◆" if p.pareto else "") + ("★" if p.recommended else "")
         row = [p.slot, p.tau, _pct(p.accuracy), _pct(p.exit_rate), f"{p.ece:.3f}", f"{p.latency_ms:.3f}",
                f"{p.energy_uj:,.1f}", marks]
         if measured:
             m = by_key.get((p.slot, p.tau_q15))
             row[4:4] = [_pct(m.accuracy), _pct(m.exit_rate)] if m else ["–", "–"]
-            row[-1:-1] = ([f"{m.latency_ms:.3f}", f"{100 * (p.latency_ms / m.latency_ms - 1):+.2f} %"] if m
+            row[-1:-1] = ([f"{m.latency_ms:.3f}", f"{100 * (p.latency_ms / m.latency_ms - 1):+.2f}%"] if m
                           else ["–", "–"])
         table.add_row(*row)
     return table

@@ -209,7 +209,7 @@ def replay(lab: Lab, run_dir: Path, taus: list[Decimal], window: tuple[Decimal, 
                  for tau in taus]
         if window is not None:
             low, high = (decisions.threshold_q15(str(w)) for w in window)
-            cases.append((f"[{window[0]}, {window[1]}]", -1, (confidence < low) | (confidence > high)))
+            cases.append((f"[{window[0]},{window[1]}]", -1, (confidence < low) | (confidence > high)))
         for label, tau_q15, exited in cases:
             predicted = np.where(exited, decisions.argmax_lowest(exit_logits.astype(np.int64)), heads.predicted)
             probabilities = np.where(exited[:, None], exit_probabilities, ensemble_probabilities)

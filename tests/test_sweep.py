@@ -85,7 +85,7 @@ def test_the_replay_predicts_the_measured_sweep(sweep, full_path_run):
     compared = 0
     for p in replayed["predicted"]:
         if p["tau_q15"] < 0:
-            assert p["tau"] == "[0.3, 0.9]"  # the window cascade, predicted only
+            assert p["tau"] == "[0.3,0.9]"  # the window cascade, predicted only
             continue
         m = measured[(p["slot"], p["tau_q15"])]
         assert (p["accuracy"], p["exit_rate"]) == (m["accuracy"], m["exit_rate"])  # exact
