@@ -17,7 +17,7 @@ import numpy as np
 
 from hil import records, regression, results
 from hil.errors import BadInput
-from hil.summary import BoardSetSummary
+from hil.summary import Assessment
 
 
 @dataclass(frozen=True)
@@ -62,24 +62,29 @@ def _energy_arrays(current: list[records.Measurement], baseline: list[records.Me
     return np.array([b for b, _ in pairs]), np.array([c for _, c in pairs])
 
 
-def compare(current_dir: Path, baseline_dir: Path, current: list[BoardSetSummary],
-            baseline: list[BoardSetSummary], policy: regression.RegressionPolicy) -> list[RuleOutcome]:
-    now = {r.key: r for r in records.read_records(current_dir)}
-    then = {r.key: r for r in records.read_records(baseline_dir)}
-    now_m, then_m = records.read_measurements(current_dir), records.read_measurements(baseline_dir)
-    baseline_by = {(s.slot, s.testset): s for s in baseline}
+def _by_board_set(items: list) -> dict[tuple[str, str], list]:
+    grouped: dict[tuple[str, str], list] = {}
+    for item in items:
+        grouped.setdefault((item.slot, item.testset), []).append(item)
+    return grouped
+
+
+def compare(now: Assessment, then: Assessment, policy: regression.RegressionPolicy) -> list[RuleOutcome]:
+    """Every rule for every board and test set of `now`, against the baseline run `then`."""
+    records_now, records_then = _by_board_set(now.records), _by_board_set(then.records)
+    measured_now, measured_then = _by_board_set(now.measurements), _by_board_set(then.measurements)
+    baseline_by = {(s.slot, s.testset): s for s in then.summaries}
     outcomes = []
-    for summary in current:
-        slot, testset = summary.slot, summary.testset
+    for summary in now.summaries:
+        key = (summary.slot, summary.testset)
         rules = [regression.numerics_rule(summary.mismatched, summary.samples)]
-        before = baseline_by.get((slot, testset))
-        pairs = _paired({k[2]: r for k, r in now.items() if k[:2] == (slot, testset)},
-                        {k[2]: r for k, r in then.items() if k[:2] == (slot, testset)})
+        before = baseline_by.get(key)
+        pairs = _paired({r.index: r for r in records_now.get(key, [])},
+                        {r.index: r for r in records_then.get(key, [])})
         if before is not None and pairs and summary.kind != "ood":
             rules.append(regression.accuracy_rule(np.array([b.predicted == b.label for b, _ in pairs]),
                                                   np.array([c.predicted == c.label for _, c in pairs]), policy))
-        mine = [m for m in now_m if (m.slot, m.testset) == (slot, testset)]
-        theirs = [m for m in then_m if (m.slot, m.testset) == (slot, testset)]
+        mine, theirs = measured_now.get(key, []), measured_then.get(key, [])
         latency = _paired({m.index: m.latency_s for m in mine if m.method == "window"},
                           {m.index: m.latency_s for m in theirs if m.method == "window"})
         rules.append(regression.relative_change_rule("latency", np.array([b for b, _ in latency]),
@@ -90,5 +95,5 @@ def compare(current_dir: Path, baseline_dir: Path, current: list[BoardSetSummary
                                                      policy))
         if before is not None and before.uncertainty is not None and summary.uncertainty is not None:
             rules += regression.uncertainty_rules(before.uncertainty, summary.uncertainty, policy)
-        outcomes += [RuleOutcome(slot, testset, rule) for rule in rules]
+        outcomes += [RuleOutcome(summary.slot, summary.testset, rule) for rule in rules]
     return outcomes

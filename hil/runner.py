@@ -8,9 +8,7 @@ everything it measured, in this session and before.
 
 from __future__ import annotations
 
-import hashlib
 import platform
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,11 +19,12 @@ from hil import firmware, htmlreport, junit, records, results
 from hil.baseline import RuleOutcome, compare, resolve_run
 from hil.errors import BadInput
 from hil.lab import Lab, load_lab
+from hil.modelcard import sha256_file
 from hil.rack import BoardFailure, Rack
 from hil.reconcile import Disagreement, SampleCheck, check_samples, cross_board
-from hil.reference import run_reference
+from hil.reference import ReferenceOutputs, run_reference
 from hil.stream import Job, stream_board
-from hil.summary import BoardSetSummary, PathPerformance, summarize, summarize_performance
+from hil.summary import Assessment, BoardSetSummary, PathPerformance, summarize, summarize_performance
 from hil.verdict import Verdict, decide
 
 
@@ -53,19 +52,26 @@ class RunOutcome:
     verdict: Verdict
 
 
+def _inputs(lab: Lab) -> dict:
+    """The models and test sets a run is made on: a resumed run must find them unchanged."""
+    return {
+        "models": {name: {"path": str(m.card.directory), "sha256": m.card.sha256} for name, m in lab.models.items()},
+        "testsets": {name: {t.name: {"path": str(t.path), "sha256": t.sha256, "samples": len(t)} for t in m.testsets}
+                     for name, m in lab.models.items()},
+    }
+
+
 def provenance(lab: Lab, run_dir: Path) -> dict:
     return {
         "id": run_dir.name,
         "status": "running",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "lab": {"name": lab.name, "file": str(lab.file.resolve()), "sha256": hashlib.sha256(lab.file.read_bytes()).hexdigest()},
+        "started": results.utc_now(),
+        "lab": {"name": lab.name, "file": str(lab.file.resolve()), "sha256": sha256_file(lab.file)},
         "git": results.git_revision(),
         "software": results.software_versions(),
         "host": platform.node(),
         "threshold": {"value": lab.run.threshold, "tau_q15": lab.run.threshold_q15},
-        "models": {name: {"path": str(m.card.directory), "sha256": m.card.sha256} for name, m in lab.models.items()},
-        "testsets": {name: {t.name: {"path": str(t.path), "sha256": t.sha256, "samples": len(t)} for t in m.testsets}
-                     for name, m in lab.models.items()},
+        **_inputs(lab),
         "boards": {},
         "sessions": [],
         "failures": [],
@@ -77,15 +83,12 @@ def open_run(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path, dic
     """Validate the lab (nothing starts on bad input) and create or reopen the run directory."""
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / results.RUN_JSON).is_file():
-            raise BadInput(f"{run_dir}: not a run directory (no {results.RUN_JSON}); give results/<run-id>")
-        run = results.read_run(run_dir)
+        run = results.require_run(run_dir)
         lab = load_lab(Path(run["lab"]["file"]))
-        if hashlib.sha256(lab.file.read_bytes()).hexdigest() != run["lab"]["sha256"]:
+        if sha256_file(lab.file) != run["lab"]["sha256"]:
             raise BadInput(f"{lab.file}: changed since run {run['id']} started; restore it or start a new run")
-        now = provenance(lab, run_dir)
-        for part in ("models", "testsets"):
-            if now[part] != run[part]:
+        for part, now in _inputs(lab).items():
+            if now != run[part]:
                 raise BadInput(f"{run_dir / results.RUN_JSON}: the lab's {part} changed since run {run['id']} "
                                "started; restore them or start a new run")
         return lab, run_dir, run
@@ -116,7 +119,7 @@ def board_identities(rack: Rack) -> dict[str, dict]:
         info = rack.infos[board.slot]
         identities[board.slot] = {
             **board.identity(),
-            "firmware": {k: v for k, v in asdict(board.manifest).items() if k != "directory"},
+            "firmware": board.manifest.to_dict(),
             "manifest": str(board.manifest.directory / firmware.MANIFEST),
             "reported": {"firmware_sha256": info.firmware_sha256.hex(), "model_sha256": info.model_sha256.hex(),
                          "board": info.board, "firmware_id": info.firmware_id, "clock_hz": info.clock_hz},
@@ -143,7 +146,7 @@ def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[
     """Bring up the boards that have work left, stream to them in parallel, measure them."""
     done = {r.key for r in records.read_records(run_dir)}
     jobs = pending_jobs(lab, done)
-    session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "boards": sorted(jobs)}
+    session = {"started": results.utc_now(), "boards": sorted(jobs)}
     if not jobs:
         return []
     tau = lab.run.threshold_q15
@@ -151,29 +154,23 @@ def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[
         run["boards"].update(board_identities(rack))
         results.write_json(run_dir / results.RUN_JSON, run)
         failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress)
-    session["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    session["finished"] = results.utc_now()
     run["sessions"].append(session)
     return failures
 
 
-@dataclass
-class Assessment:
-    """A run's journal judged against the host reference, per board and test set."""
-
-    records: list[records.Record]
-    summaries: list[BoardSetSummary]
-    performance: list[PathPerformance]
-    mismatches: list[SampleCheck]
-    disagreements: list[Disagreement]
+def host_references(lab: Lab) -> dict[tuple[str, str], ReferenceOutputs]:
+    """The host reference of every (model, test set) of the lab: computed once, whatever τ or run it judges."""
+    return {(name, t.name): run_reference(m.card, t.inputs) for name, m in lab.models.items() for t in m.testsets}
 
 
-def assess(lab: Lab, run_dir: Path) -> Assessment:
+def assess(lab: Lab, run_dir: Path, references: dict[tuple[str, str], ReferenceOutputs]) -> Assessment:
     """Reconcile every journaled record and summarise per board and test set."""
     all_records = records.read_records(run_dir)
+    measurements = records.read_measurements(run_dir)
     by_board_set: dict[tuple, list] = {}
     for record in all_records:
         by_board_set.setdefault((record.slot, record.testset), []).append(record)
-    references = {(name, t.name): run_reference(m.card, t.inputs) for name, m in lab.models.items() for t in m.testsets}
     summaries, mismatches = [], []
     for board in lab.boards:
         card = lab.models[board.model].card
@@ -182,8 +179,8 @@ def assess(lab: Lab, run_dir: Path) -> Assessment:
             checks = check_samples(card, references[(board.model, testset.name)], board_records)
             mismatches += [c for c in checks if not c.exact]
             summaries.append(summarize(card, testset, board.slot, checks))
-    performance = summarize_performance(records.read_measurements(run_dir), all_records)
-    return Assessment(all_records, summaries, performance, mismatches, cross_board(all_records))
+    performance = summarize_performance(measurements, all_records)
+    return Assessment(all_records, measurements, summaries, performance, mismatches, cross_board(all_records))
 
 
 def execute(lab_path: Path | None, resume: Path | None, progress: Progress, baseline: str | None = None) -> RunOutcome:
@@ -199,23 +196,23 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
         results.write_json(run_dir / results.RUN_JSON, run)
         results.catalog_record(run_dir, run)
         raise
-    now = assess(lab, run_dir)
+    references = host_references(lab)
+    now = assess(lab, run_dir, references)
     rules = []
     if baseline_dir is not None:
-        before = assess(lab, baseline_dir)
-        rules = compare(run_dir, baseline_dir, now.summaries, before.summaries, lab.regression)
+        rules = compare(now, assess(lab, baseline_dir, references), lab.regression)
         run["baseline"] = {"id": baseline_dir.name, "path": str(baseline_dir.resolve()),
                            "git": results.read_run(baseline_dir).get("git")}
     verdict = decide(now.summaries, now.disagreements, failures, rules)
     records.write_parquet(now.records, run_dir)
-    records.write_parquet(records.read_measurements(run_dir), run_dir, "measurements.parquet", records.Measurement)
+    records.write_parquet(now.measurements, run_dir, records.MEASUREMENTS_PARQUET, records.Measurement)
     results.write_json(run_dir / results.METRICS_JSON, {"summaries": [asdict(s) for s in now.summaries],
                                                          "performance": [asdict(p) for p in now.performance],
                                                          "rules": [asdict(r) for r in rules]})
     junit.write(run_dir / junit.JUNIT_XML, lab.name, now.summaries, failures, rules)
     run.update(
         status="finished",
-        finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        finished=results.utc_now(),
         samples=len(now.records),
         failures=[asdict(f) for f in failures],
         verdict=asdict(verdict),

@@ -14,7 +14,7 @@ import numpy as np
 
 from hil import decisions, metrics
 from hil.modelcard import ModelCard
-from hil.reconcile import SampleCheck
+from hil.reconcile import Disagreement, SampleCheck
 from hil.records import Measurement, Record
 from hil.testsets import TestSet
 
@@ -44,18 +44,32 @@ class BoardSetSummary:
         return self.samples == self.expected
 
 
+@dataclass
+class Assessment:
+    """A run's journal judged against the host reference, per board and test set."""
+
+    records: list[Record]
+    measurements: list[Measurement]
+    summaries: list[BoardSetSummary]
+    performance: list[PathPerformance]
+    mismatches: list[SampleCheck]
+    disagreements: list[Disagreement]
+
+
 def device_probabilities(card: ModelCard, checks: list[SampleCheck]) -> np.ndarray:
-    luts = [card.softmax_lut[h] for h in card.head_outputs]
-    rows = []
-    for check in checks:
-        record = check.record
-        if record.exited:
-            q15, _ = decisions.softmax_q15(np.array([record.exit_logits], np.int8), card.softmax_lut[card.exit_output])
-            rows.append(q15[0] / decisions.Q15_ONE)
-        else:
-            heads = [np.array([row], np.int8) for row in record.head_logits]
-            rows.append(decisions.ensemble(heads, luts).probabilities(len(luts))[0])
-    return np.array(rows)
+    """(N, L): the exit's softmax where the device exited, else the heads' ensemble; row by row, so
+    each group is computed in one batch."""
+    records = [check.record for check in checks]
+    exited = np.array([r.exited for r in records], dtype=bool)
+    probabilities = np.zeros((len(records), len(card.labels)))
+    if exited.any():
+        exit_logits = np.array([r.exit_logits for r in records if r.exited], np.int8)
+        probabilities[exited] = decisions.softmax_q15(exit_logits, card.exit_lut)[0] / decisions.Q15_ONE
+    if not exited.all():
+        heads = [np.array([r.head_logits[h] for r in records if not r.exited], np.int8)
+                 for h in range(len(card.head_outputs))]
+        probabilities[~exited] = decisions.ensemble(heads, card.head_luts).probabilities(len(card.head_outputs))
+    return probabilities
 
 
 def _mean(values: list[int]) -> float:

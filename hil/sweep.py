@@ -24,8 +24,8 @@ from hil import decisions, metrics, records, results
 from hil.errors import BadInput
 from hil.lab import Lab
 from hil.rack import BoardFailure, Rack
-from hil.runner import Assessment, Progress, assess, board_identities, pending_jobs, provenance, stream_boards
-from hil.summary import summarize_performance
+from hil.runner import Progress, assess, board_identities, host_references, pending_jobs, provenance, stream_boards
+from hil.summary import Assessment, summarize_performance
 from hil.verdict import Verdict, decide
 
 REFERENCE = Decimal("1.0")
@@ -83,15 +83,15 @@ class SweepPoint:
     recommended: bool = False
 
 
-def _point(slot: str, tau: Decimal, now: Assessment, run_dir: Path) -> SweepPoint:
+def _point(slot: str, tau: Decimal, tau_q15: int, now: Assessment) -> SweepPoint:
     summary = next(s for s in now.summaries if s.slot == slot and s.kind == "clean")
-    latency = [m.latency_s for m in records.read_measurements(run_dir)
+    latency = [m.latency_s for m in now.measurements
                if (m.slot, m.testset, m.method) == (slot, summary.testset, "window")]
     energy = {p.exited: p.energy_uj for p in now.performance if (p.slot, p.testset) == (slot, summary.testset)}
     share = {True: summary.exit_rate, False: 1 - summary.exit_rate}
     energy_uj = sum(share[path] * value for path, value in energy.items() if share[path]) if energy else math.nan
     u = summary.uncertainty
-    return SweepPoint(slot, str(tau), decisions.threshold_q15(str(tau)), summary.accuracy, summary.exit_rate,
+    return SweepPoint(slot, str(tau), tau_q15, summary.accuracy, summary.exit_rate,
                       u.ece if u else math.nan, u.nll if u else math.nan, u.brier if u else math.nan,
                       u.failure_auroc if u else math.nan,
                       1e3 * float(np.mean(latency)) if latency else math.nan, energy_uj)
@@ -131,6 +131,7 @@ def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_dr
     points, failures, summaries, disagreements = [], [], [], []
     jobs = pending_jobs(lab, set())
     made_by = provenance(lab, sweep_dir)
+    references = host_references(lab)
     with Rack(lab, list(jobs), decisions.threshold_q15(str(taus[0])), sweep_dir / "traces") as rack:
         failures += rack.failures
         made_by["boards"] = board_identities(rack)
@@ -141,10 +142,10 @@ def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_dr
             for board in rack.ready:
                 board.link.set_threshold(tau_q15)  # over the link: the image stays as flashed
             failures += stream_boards(rack, jobs, point_dir, tau_q15, progress)
-            now = assess(lab, point_dir)
+            now = assess(lab, point_dir, references)
             summaries += now.summaries
             disagreements += now.disagreements
-            points += [_point(board.slot, tau, now, point_dir) for board in rack.ready]
+            points += [_point(board.slot, tau, tau_q15, now) for board in rack.ready]
     points = judge_points(points, max_accuracy_drop)
     verdict = decide(summaries, disagreements, failures)
     results.write_json(sweep_dir / "sweep.json", {
@@ -194,8 +195,8 @@ def replay(lab: Lab, run_dir: Path, taus: list[Decimal], window: tuple[Decimal, 
         exit_logits = np.array([r.exit_logits for r in rows], np.int8)
         heads = decisions.ensemble([np.array([r.head_logits[h] for r in rows], np.int8)
                                     for h in range(len(card.head_outputs))],
-                                   [card.softmax_lut[h] for h in card.head_outputs])
-        exit_lut = card.softmax_lut[card.exit_output]
+                                   card.head_luts)
+        exit_lut = card.exit_lut
         exit_probabilities = decisions.softmax_q15(exit_logits, exit_lut)[0] / decisions.Q15_ONE
         ensemble_probabilities = heads.probabilities(len(card.head_outputs))
         labels = np.array([r.label for r in rows])
@@ -204,14 +205,16 @@ def replay(lab: Lab, run_dir: Path, taus: list[Decimal], window: tuple[Decimal, 
         full_energy = next((p.energy_uj / 1e6 for p in performance
                             if (p.slot, p.testset, p.exited) == (board.slot, clean.name, False)), math.nan)
         confidence = decisions.exit_confidence_q15(exit_logits, exit_lut)
-        cases = [(str(tau), decisions.threshold_q15(str(tau)), decisions.cascade(exit_logits, exit_lut, heads,
-                                                                                  decisions.threshold_q15(str(tau))).exited)
-                 for tau in taus]
+        exit_predicted = decisions.argmax_lowest(exit_logits.astype(np.int64))
+        cases = []
+        for tau in taus:
+            tau_q15 = decisions.threshold_q15(str(tau))
+            cases.append((str(tau), tau_q15, decisions.takes_exit(confidence, tau_q15)))
         if window is not None:
             low, high = (decisions.threshold_q15(str(w)) for w in window)
             cases.append((f"[{window[0]},{window[1]}]", -1, (confidence < low) | (confidence > high)))
         for label, tau_q15, exited in cases:
-            predicted = np.where(exited, decisions.argmax_lowest(exit_logits.astype(np.int64)), heads.predicted)
+            predicted = np.where(exited, exit_predicted, heads.predicted)
             probabilities = np.where(exited[:, None], exit_probabilities, ensemble_probabilities)
             points.append(_replayed(board.slot, label, tau_q15, exited, predicted, probabilities, labels, stage1_s,
                                     full_s, full_energy))
