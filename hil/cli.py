@@ -15,9 +15,13 @@ from rich.console import Console
 from hil.errors import BadInput, HilError
 
 
-def _console() -> Console:
-    # rich honours NO_COLOR itself; a fixed width keeps piped output readable.
-    return Console(width=None if sys.stdout.isatty() else 200)
+def _console(stderr: bool = False, piped_width: int = 200) -> Console:
+    # rich honours NO_COLOR itself; a fixed width keeps piped output readable (rich would
+    # otherwise squeeze the tables of CI logs and files into 80 columns).
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console.width = piped_width
+    return console
 
 
 def cmd_model_info(args) -> int:
@@ -112,9 +116,7 @@ def cmd_run(args) -> int:
 
     if (args.lab is None) == (args.resume is None):
         raise BadInput("hil run: give a lab file (hil run labs.yaml) or a run to resume (hil run --resume RUN_DIR)")
-    console = Console(stderr=args.json)
-    if not console.is_terminal:
-        console.width = 120  # CI logs and files: rich would otherwise squeeze the tables into 80 columns
+    console = _console(stderr=args.json, piped_width=120)
     progress = LiveProgress(console)
     started = time.monotonic()
     try:
@@ -138,10 +140,8 @@ def cmd_sweep(args) -> int:
     taus = parse_thresholds(args.threshold)
     window = parse_window(args.window) if args.window else None
     lab = load_lab(Path(args.lab))
-    console = Console(stderr=args.json)
+    console = _console(stderr=args.json, piped_width=120)
     if args.replay:
-        if not console.is_terminal:
-            console.width = 120
         predicted = judge_points(replay(lab, Path(args.replay), taus, window), args.max_accuracy_drop)
         measured = load_points(Path(args.measured)) if args.measured else None
         console.print(replay_table(predicted, measured))
@@ -151,8 +151,6 @@ def cmd_sweep(args) -> int:
         return 0
     if args.window or args.measured:
         raise BadInput("hil sweep: --window and --measured go with --replay RUN (a full-path run)")
-    if not console.is_terminal:
-        console.width = 120
     progress = LiveProgress(console)
     try:
         outcome = run_sweep(lab, taus, progress, args.max_accuracy_drop)
@@ -170,9 +168,7 @@ def cmd_baseline_set(args) -> int:
     from hil import results
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / results.RUN_JSON).is_file():
-        raise BadInput(f"{run_dir}: not a run directory (no {results.RUN_JSON}); give results/<run-id>")
-    run = results.read_run(run_dir)
+    run = results.require_run(run_dir)
     if run.get("status") != "finished":
         raise BadInput(f"{run_dir}: run {run['id']} is {run.get('status')}; finish it with `hil run --resume` first")
     results.set_baseline(run_dir, run)

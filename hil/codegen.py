@@ -291,7 +291,7 @@ void model_stage2(int8_t *head_logits);
             f"static int8_t arena[MODEL_ARENA_BYTES] __attribute__((aligned({ALIGN})));\n\n"]
     body.append("const uint8_t model_sha256[32] = {" + ", ".join(f"0x{b:02x}" for b in bytes.fromhex(card.sha256))
                 + "};\n\n")
-    body.append(c_array("uint32_t", "model_exit_lut", card.softmax_lut[card.exit_output]).replace("static ", ""))
+    body.append(c_array("uint32_t", "model_exit_lut", card.exit_lut).replace("static ", ""))
     rows = ",\n".join("    {" + ", ".join(str(v) for v in card.softmax_lut[h]) + "}" for h in card.head_outputs)
     body.append(f"const uint32_t model_head_luts[MODEL_NUM_HEADS][256] = {{\n{rows}\n}};\n\n")
     body += [c + "\n" for c in plan.constants]

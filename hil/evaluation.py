@@ -58,12 +58,11 @@ class ModelEvaluation:
 
 def answers(card: ModelCard, outputs: ReferenceOutputs) -> dict[str, Answers]:
     """The QUTE ensemble's and the single head's answers from int8 outputs."""
-    luts = [card.softmax_lut[name] for name in card.head_outputs]
-    ensemble = decisions.ensemble(list(outputs.heads), luts)
+    ensemble = decisions.ensemble(list(outputs.heads), card.head_luts)
     single_q15, _ = decisions.softmax_q15(outputs.single_head, card.softmax_lut[card.single_head_output])
     single_predicted = decisions.argmax_lowest(outputs.single_head)
     return {
-        "qute": Answers(ensemble.probabilities(len(luts)), ensemble.predicted,
+        "qute": Answers(ensemble.probabilities(len(card.head_outputs)), ensemble.predicted,
                         ensemble.confidence_q15 / decisions.Q15_ONE),
         "single_head": Answers(single_q15 / decisions.Q15_ONE, single_predicted,
                                single_q15.max(axis=1) / decisions.Q15_ONE),
@@ -71,14 +70,12 @@ def answers(card: ModelCard, outputs: ReferenceOutputs) -> dict[str, Answers]:
 
 
 def cascade_sweep(card: ModelCard, outputs: ReferenceOutputs, labels: np.ndarray) -> list[CascadePoint]:
-    luts = [card.softmax_lut[name] for name in card.head_outputs]
-    ensemble = decisions.ensemble(list(outputs.heads), luts)
-    exit_lut = card.softmax_lut[card.exit_output]
+    ensemble = decisions.ensemble(list(outputs.heads), card.head_luts)
     stage2_share = card.stages["stage2"].macs / card.full_path_macs
     points = []
     for threshold in CASCADE_THRESHOLDS:
         tau_q15 = decisions.threshold_q15(threshold)
-        answer = decisions.cascade(outputs.exit, exit_lut, ensemble, tau_q15)
+        answer = decisions.cascade(outputs.exit, card.exit_lut, ensemble, tau_q15)
         exit_rate = float(answer.exited.mean())
         accuracy = float(np.mean(answer.predicted == labels)) if (labels >= 0).all() else float("nan")
         points.append(CascadePoint(threshold, tau_q15, accuracy, exit_rate, exit_rate * stage2_share))

@@ -49,10 +49,14 @@ class FirmwareManifest:
     def bin(self) -> Path:
         return self.directory / "firmware.bin"
 
-    def to_json(self) -> str:
+    def to_dict(self) -> dict:
+        """What manifest.json holds: every field but where it was read from."""
         data = asdict(self)
         del data["directory"]
-        return json.dumps(data, indent=1) + "\n"
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1) + "\n"
 
 
 def source_files(board: str, model: str, root: Path = FIRMWARE_DIR) -> list[Path]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hil.firmware import FirmwareManifest
-from hil.modelreport import TableData
+from hil.modelreport import SMALL_MCU, TableData
 from hil.verification import ImageVerification
 
 
@@ -35,14 +35,10 @@ def verification_tables(results: list[ImageVerification]) -> list[TableData]:
     ]
 
 
-# The small MCU every image must fit with room (STM32L432KC).
-TWIN_FLASH_BYTES, TWIN_RAM_BYTES = 256 * 1024, 64 * 1024
-
-
 def size_table(manifests: list[FirmwareManifest]) -> TableData:
     """Flash and RAM per image, as arm-none-eabi-size counted them at build time."""
-    rows = [[m.board, m.model, f"{m.flash_bytes:,}", f"{100 * m.flash_bytes / TWIN_FLASH_BYTES:.0f} %",
-             f"{m.ram_bytes:,}", f"{100 * m.ram_bytes / TWIN_RAM_BYTES:.0f} %", f"{m.arena_bytes:,}"]
+    rows = [[m.board, m.model, f"{m.flash_bytes:,}", f"{100 * m.flash_bytes / SMALL_MCU['flash_bytes']:.0f} %",
+             f"{m.ram_bytes:,}", f"{100 * m.ram_bytes / SMALL_MCU['ram_bytes']:.0f} %", f"{m.arena_bytes:,}"]
             for m in manifests]
     return TableData("Image sizes (arm-none-eabi-size; share of the STM32L432KC's 256 KiB flash and 64 KiB SRAM)",
                      ["board", "model", "flash B", "of 256 KiB", "RAM B (static)", "of 64 KiB", "arena B"], rows)

@@ -24,6 +24,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from hil import records, results
+
 __all__ = ["REPORT_HTML", "write_report"]
 
 REPORT_HTML = "report.html"
@@ -243,8 +245,8 @@ def write_report(run_dir: Path) -> Path:
     """Write run_dir/report.html from the run's files and return its path."""
     run_dir = Path(run_dir)
     # An interrupted or failed run may lack metrics or measurements: the page then says less, but exists.
-    run = json.loads((run_dir / "run.json").read_text())  # json reads the NaN the run files hold
-    metrics_path, measured_path = run_dir / "metrics.json", run_dir / "measurements.parquet"
+    run = results.read_run(run_dir)  # json reads the NaN the run files hold
+    metrics_path, measured_path = run_dir / results.METRICS_JSON, run_dir / records.MEASUREMENTS_PARQUET
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     measurements = pq.read_table(measured_path).to_pylist() if measured_path.is_file() else []
     run_id = str(run.get("id") or run_dir.name)
@@ -277,7 +279,5 @@ def write_report(run_dir: Path) -> Path:
             f"{_h((run.get('verdict') or {}).get('status', run.get('status', '?')))}</title>"
             f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(_h(p) for p in parts) + "\n</body></html>\n")
     path = run_dir / REPORT_HTML
-    temporary = path.with_suffix(".tmp")  # never a half-written report where CI picks it up
-    temporary.write_text(page, encoding="utf-8")
-    temporary.replace(path)
+    results.write_text(path, page)
     return path

@@ -68,7 +68,6 @@ class BoardSpec:
     kind: str  # a firmware board kind, e.g. mps2-an386
     model: str
     physical: PhysicalSpec | None  # None: an emulated board
-    line: int
 
     @property
     def emulated(self) -> bool:
@@ -286,7 +285,7 @@ def _boards(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec]) -> t
                 raise reader.fail(board_node, field, "a physical board needs probe and serial "
                                   "(or `emulated: true`); see docs/labs.md")
             physical = _physical(reader, entry, field, slot, claimed)
-        boards.append(BoardSpec(slot, kind, model, physical, board_node.start_mark.line + 1))
+        boards.append(BoardSpec(slot, kind, model, physical))
     return tuple(boards)
 
 

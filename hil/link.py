@@ -47,18 +47,21 @@ class DeviceLink:
         self._seq = (self._seq + 1) % protocol.SEQ_UNKNOWN  # 0xFFFF is reserved for "unknown"
         return self._seq
 
+    def _lost(self, error: Exception) -> LinkLost:
+        return LinkLost(f"{self.name}: link lost ({error}); the board or its port went away")
+
     def send_raw(self, data: bytes) -> None:
         """Bytes as they are: for tests that put garbage on the line."""
         try:
             self.port.write(data)
             self.port.flush()
         except (serial.SerialException, OSError) as error:
-            raise LinkLost(f"{self.name}: link lost ({error}); the board or its port went away") from None
+            raise self._lost(error) from None
 
     def request(self, message, timeout: float | None = None):
         """Send one message and return the device's reply to it."""
         seq = self._next_seq()
-        self.send_raw(protocol.encode_frame(message.TYPE, seq, message.to_payload()))
+        self.send_raw(protocol.encode_message(message, seq))
         return self.receive(seq, timeout)
 
     def receive(self, seq: int, timeout: float | None = None):
@@ -68,11 +71,13 @@ class DeviceLink:
             if remaining <= 0:
                 raise LinkTimeout(f"{self.name}: no reply to request {seq} within "
                                   f"{self.timeout if timeout is None else timeout:.1f} s; check the board and its port")
-            self.port.timeout = min(remaining, 0.5)
+            wait = min(remaining, 0.5)
+            if self.port.timeout != wait:  # pyserial reconfigures the tty on every assignment
+                self.port.timeout = wait
             try:
                 data = self.port.read(max(1, self.port.in_waiting))
-            except serial.SerialException as error:
-                raise LinkLost(f"{self.name}: link lost ({error}); the board or its port went away") from None
+            except (serial.SerialException, OSError) as error:
+                raise self._lost(error) from None
             for event in self._decoder.feed(data):
                 if isinstance(event, protocol.FrameError):
                     self.dropped.append(event)
@@ -93,7 +98,7 @@ class DeviceLink:
         try:
             self.port.reset_input_buffer()
         except (serial.SerialException, OSError, termios.error) as error:
-            raise LinkLost(f"{self.name}: link lost ({error}); the board or its port went away") from None
+            raise self._lost(error) from None
         self._decoder = protocol.FrameDecoder()
 
     def hello(self) -> protocol.Info:

@@ -70,6 +70,14 @@ class ModelCard:
     training: dict
 
     @property
+    def exit_lut(self) -> list[int]:
+        return self.softmax_lut[self.exit_output]
+
+    @property
+    def head_luts(self) -> list[list[int]]:
+        return [self.softmax_lut[h] for h in self.head_outputs]
+
+    @property
     def deployed_parameters(self) -> int:
         return self.stages["stage1"].parameters + self.stages["stage2"].parameters
 

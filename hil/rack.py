@@ -12,7 +12,7 @@ from pathlib import Path
 
 from joblib import Parallel, delayed
 
-from hil import decisions, protocol
+from hil import protocol
 from hil.boards import Board, BoardError, make_board
 from hil.errors import HilError
 from hil.lab import Lab
@@ -34,7 +34,7 @@ def check_identity(board: Board, tau_q15: int) -> protocol.Info:
     if reported != expected:
         raise BoardError(f"{board.slot}: board reports firmware {reported[0][:12]}… and model {reported[1][:12]}…, "
                          f"but its manifest says {expected[0][:12]}… and {expected[1][:12]}…; reflash the board")
-    if board.link.set_threshold(tau_q15) != min(tau_q15, decisions.Q15_ONE):
+    if board.link.set_threshold(tau_q15) != tau_q15:
         raise BoardError(f"{board.slot}: the board did not take threshold {tau_q15}")
     return info
 
@@ -61,8 +61,10 @@ class Rack:
         return self
 
     def _bring_up(self) -> None:
-        # Emulators start from this (the main) thread, which they are tied to; physical
-        # boards flash in their own processes, so this loop is quick either way.
+        # Emulators start from this (the main) thread, which they are tied to (their parent-death
+        # signal follows the thread that started them). Physical boards flash one after another
+        # here, each in its own pyOCD process: a rack of many probes would gain from flashing
+        # in parallel.
         started = []
         for board in self.boards:
             try:

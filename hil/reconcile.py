@@ -33,14 +33,12 @@ class SampleCheck:
 
 def check_samples(card: ModelCard, reference: ReferenceOutputs, records: list[Record]) -> list[SampleCheck]:
     """Reconcile records of one model and test set against the reference of that test set."""
-    luts = [card.softmax_lut[h] for h in card.head_outputs]
-    ensemble = decisions.ensemble(list(reference.heads), luts)
-    exit_lut = card.softmax_lut[card.exit_output]
+    ensemble = decisions.ensemble(list(reference.heads), card.head_luts)
     specs: dict[int, decisions.CascadeDecisions] = {}
     checks = []
     for record in records:
         if record.tau_q15 not in specs:
-            specs[record.tau_q15] = decisions.cascade(reference.exit, exit_lut, ensemble, record.tau_q15)
+            specs[record.tau_q15] = decisions.cascade(reference.exit, card.exit_lut, ensemble, record.tau_q15)
         spec, i = specs[record.tau_q15], record.index
         expected = [reference.exit[i]] + ([h[i] for h in reference.heads] if record.head_logits else [])
         got = [record.exit_logits] + list(record.head_logits)

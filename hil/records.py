@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 JOURNAL = "records.jsonl"
 PARQUET = "records.parquet"
 MEASUREMENTS = "measurements.jsonl"
+MEASUREMENTS_PARQUET = "measurements.parquet"
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,11 @@ class RuleResult:
     figures: dict  # JSON-serialisable numbers behind the status (NaN stored as None)
     message: str  # one line, naming the numbers
 
+    @property
+    def repeats_reconciliation(self) -> bool:
+        """numerics is the run's own reconciliation, which the verdict and junit.xml already report."""
+        return self.rule == "numerics"
+
 
 def _result(rule: str, status: str, message: str, **figures: float | bool | None) -> RuleResult:
     # Plain Python numbers, and None for NaN, so json.dumps(allow_nan=False) accepts them.

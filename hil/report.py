@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import asdict
 
@@ -38,10 +37,8 @@ class LiveProgress:
                                   RateColumn(), TimeRemainingColumn(), console=console, transient=False)
         self._tasks: dict[str, int] = {}
         self._lock = threading.Lock()
-        self.started_at: float | None = None
 
     def start(self, totals: dict[str, int]) -> None:
-        self.started_at = time.monotonic()
         self._progress.start()
         for slot, total in totals.items():
             self._tasks[slot] = self._progress.add_task(slot, total=total)

@@ -23,10 +23,16 @@ import time
 from pathlib import Path
 
 from hil import REPO_ROOT, __version__
+from hil.errors import BadInput
 
 RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"
 CATALOG = "catalog.sqlite"
+
+
+def utc_now() -> str:
+    """A timestamp for run.json and the catalog: UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def new_run_dir(results_dir: Path) -> Path:
@@ -57,15 +63,26 @@ def software_versions() -> dict:
     return versions
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write via a temporary file, so a crash never leaves half a JSON file."""
+def write_text(path: Path, text: str) -> None:
+    """Write via a temporary file, so a crash never leaves half a file where CI picks it up."""
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_text(path, json.dumps(data, indent=1, default=str) + "\n")
 
 
 def read_run(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / RUN_JSON).read_text())
+
+
+def require_run(run_dir: Path) -> dict:
+    """run.json of a run directory given by the user; bad input when it is none."""
+    if not (Path(run_dir) / RUN_JSON).is_file():
+        raise BadInput(f"{run_dir}: not a run directory (no {RUN_JSON}); give results/<run-id>")
+    return read_run(run_dir)
 
 
 def catalog_record(run_dir: Path, run: dict) -> None:
@@ -94,7 +111,7 @@ def set_baseline(run_dir: Path, run: dict) -> None:
     with _catalog(Path(run_dir).parent) as db:
         db.execute("INSERT OR REPLACE INTO baselines VALUES (?, ?, ?, ?)",
                    (run["lab"]["name"], run["id"], str(Path(run_dir).resolve()),
-                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+                    utc_now()))
 
 
 def get_baseline(results_dir: Path, lab: str) -> Path | None:

@@ -70,7 +70,7 @@ def stream_board(board: Board, model: str, jobs: list[Job], journals: tuple[Reco
                 journal.append(record)
                 sent.append(record)
                 advance(board.slot, 1)
-    except (HilError, OSError) as error:  # OSError: a port that vanished in a way pyserial did not wrap
+    except (HilError, OSError) as error:  # OSError: the journal could not be written
         return [BoardFailure(board.slot, "stream", str(error))]
     if board.monitor is None or not sent:
         return []

@@ -34,9 +34,8 @@ def decide(summaries: list[BoardSetSummary], disagreements: list[Disagreement],
     ]
     if disagreements:
         regressions.append(f"{len(disagreements)} samples answered differently by boards of the same model")
-    # numerics against the baseline repeats the reconciliation above; the other rules are new findings
     regressions += [f"{o.slot}/{o.testset}: {o.result.message}" for o in rules
-                    if o.result.status == "fail" and o.result.rule != "numerics"]
+                    if o.result.status == "fail" and not o.result.repeats_reconciliation]
     problems = [f"{f.slot}: {f.stage} failed: {f.reason}" for f in failures]
     failed_slots = {f.slot for f in failures}
     problems += [f"{s.slot}/{s.testset}: {s.expected - s.samples} of {s.expected} samples not answered"

@@ -45,13 +45,13 @@ class ImageVerification:
 def _verify_set(link: DeviceLink, card, testset: TestSet, limit: int | None, thresholds) -> SetVerification:
     inputs = testset.inputs[:limit]
     reference = run_reference(card, inputs)
-    ensemble = decisions.ensemble(list(reference.heads), [card.softmax_lut[h] for h in card.head_outputs])
+    ensemble = decisions.ensemble(list(reference.heads), card.head_luts)
     expected_bytes = np.concatenate([reference.exit, *reference.heads], axis=1)
     result = SetVerification(testset.name, len(inputs))
     for threshold in thresholds:
         tau = decisions.threshold_q15(threshold)
         link.set_threshold(tau)
-        spec = decisions.cascade(reference.exit, card.softmax_lut[card.exit_output], ensemble, tau)
+        spec = decisions.cascade(reference.exit, card.exit_lut, ensemble, tau)
         mismatches = 0
         for i, sample in enumerate(inputs):
             answer = link.infer(sample.tobytes())

@@ -90,11 +90,11 @@ def test_outputs_are_bit_exact_and_decisions_follow_the_spec(board):
     for testset in load_model_testsets(card):
         inputs = testset.inputs[:SUBSET]
         reference = run_reference(card, inputs)
-        ensemble = decisions.ensemble(list(reference.heads), [card.softmax_lut[h] for h in card.head_outputs])
+        ensemble = decisions.ensemble(list(reference.heads), card.head_luts)
         for threshold in ("1.0", "0.9", "0.6"):
             tau = decisions.threshold_q15(threshold)
             assert link.set_threshold(tau) == tau
-            spec = decisions.cascade(reference.exit, card.softmax_lut[card.exit_output], ensemble, tau)
+            spec = decisions.cascade(reference.exit, card.exit_lut, ensemble, tau)
             for i, sample in enumerate(inputs):
                 result = link.infer(sample.tobytes())
                 where = f"{testset.name}[{i}] at tau {threshold}"
@@ -126,7 +126,7 @@ def test_early_exit_is_cheaper_and_marked_on_the_exit_pin(board):
     qemu, link, _manifest, card = board
     clean = load_model_testsets(card)[0]
     reference = run_reference(card, clean.inputs[:50])
-    confidence = decisions.exit_confidence_q15(reference.exit, card.softmax_lut[card.exit_output])
+    confidence = decisions.exit_confidence_q15(reference.exit, card.exit_lut)
     sample = clean.inputs[int(np.argmax(confidence))].tobytes()
     link.set_threshold(decisions.Q15_ONE)
     qemu.take_edges()

@@ -18,7 +18,7 @@ import yaml
 from hil import REPO_ROOT, firmware
 from hil.boards import BoardLock, emulated_lock_resource
 from hil.records import read_records
-from hil.testsets import load_testset, write_npz
+from hil.testsets import write_npz
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 PASS, REGRESSION, INFRASTRUCTURE, BAD_INPUT = 0, 1, 2, 3
