@@ -12,15 +12,15 @@ resource), so two runs never drive the same board.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
-import re
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import IO
 
 import serial
 
+from hil import probe
 from hil.emulator import PROFILES, QemuBoard
 from hil.errors import HilError
 from hil.firmware import FirmwareManifest, load_manifest
@@ -28,7 +28,7 @@ from hil.lab import BoardSpec, RunSettings, find_serial_port
 from hil.link import DeviceLink
 from hil.monitor import EmulatedMonitor, Monitor, SerialMonitor
 
-LOCK_DIR = Path(os.environ.get("HIL_LOCK_DIR", "/tmp/hil-locks"))
+LOCK_DIR = probe.lock_dir()  # read once, at import; tests point it elsewhere
 
 
 class BoardError(HilError):
@@ -39,23 +39,15 @@ class BoardLock:
     """An exclusive, non-blocking lock on one board; released when the process ends, however."""
 
     def __init__(self, resource: str):
-        LOCK_DIR.mkdir(parents=True, exist_ok=True)
-        self.path = LOCK_DIR / (re.sub(r"[^A-Za-z0-9_.-]", "_", resource) + ".lock")
-        self._file = None
+        self.path = probe.lock_path(LOCK_DIR, resource)
+        self._file: IO[str] | None = None
 
     def acquire(self, owner: str) -> None:
         handle = open(self.path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+        holder = probe.try_lock(handle, f"pid {os.getpid()} ({owner})")
+        if holder is not None:
             handle.close()
             raise BoardError(f"{owner}: board is in use by {holder} (lock {self.path}); wait for that run to end")
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} ({owner})")
-        handle.flush()
         self._file = handle
 
     def release(self) -> None:
@@ -176,8 +168,6 @@ class PhysicalBoard(Board):
         return f"probe-{self.spec.physical.probe}"
 
     def _start(self) -> serial.SerialBase:
-        from hil import probe
-
         physical = self.spec.physical
         self.flash_report = probe.flash_image(physical.probe, physical.target, self.manifest.bin,
                                               self.manifest.image_sha256)

@@ -9,10 +9,8 @@ every run. QEMU is always stopped: on close, on Ctrl-C, and if this process dies
 
 from __future__ import annotations
 
-import ctypes
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -24,6 +22,7 @@ from pathlib import Path
 import serial
 
 from hil import protocol
+from hil.children import die_with_parent, reap
 from hil.errors import HilError
 
 QEMU = "qemu-system-arm"
@@ -56,12 +55,6 @@ PROFILES = {
 
 class EmulatorError(HilError):
     """QEMU could not be started or stopped (exit code 2: infrastructure)."""
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: QEMU gets SIGTERM when we die, however we die.
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Qmp:
@@ -192,7 +185,7 @@ class QemuBoard:
         qmp_socket = self._workdir / "qmp.sock"
         self._process = subprocess.Popen(
             self.command(qmp_socket), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self._workdir / "qemu.log", "wb"), preexec_fn=_die_with_parent,
+            stderr=open(self._workdir / "qemu.log", "wb"), preexec_fn=die_with_parent,
         )
         try:
             self._qmp = Qmp(qmp_socket, START_TIMEOUT_S)
@@ -242,11 +235,7 @@ class QemuBoard:
             self._qmp.close()
             self._qmp = None
         if self._process is not None:
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            reap(self._process)  # QMP's quit asked it to exit
             self._process = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)

@@ -14,7 +14,6 @@ Everything the unit sends is appended to the run's trace file as it arrives.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -27,8 +26,10 @@ import serial
 
 from hil import ina219, protocol
 from hil import monitor_protocol as mp
+from hil.children import child_env, die_with_parent, reap
 from hil.errors import HilError
 from hil.measurement import Edge, PowerSample, busy_windows
+from hil.monitor_unit import POWER_PROFILES
 
 REQUEST_TIMEOUT_S = 5.0
 
@@ -54,7 +55,6 @@ class MonitorLink:
         self.edges: list[Edge] = []
         self.samples: list[PowerSample] = []
         self.calibration: ina219.Calibration | None = None
-        self.config_register = 0
         self.clock_hz = 0
         self.conversion_ticks = 0
         self.problem: str | None = None  # what broke the link, once something did
@@ -95,8 +95,9 @@ class MonitorLink:
         elif isinstance(message, mp.Sample):
             power = None
             if self.calibration is not None:
-                registers = ina219.Registers(self.config_register, message.shunt, message.bus, message.power,
-                                             message.current, self.calibration.register)
+                # A SAMPLE carries no CONFIG register, and decoding does not need one.
+                registers = ina219.Registers(0, message.shunt, message.bus, message.power, message.current,
+                                             self.calibration.register)
                 power = ina219.decode(registers, self.calibration.shunt_ohms).power_w
             with self._lock:
                 self.samples.append(PowerSample(message.start, message.end, power))
@@ -109,7 +110,7 @@ class MonitorLink:
         self._seq = (self._seq + 1) % protocol.SEQ_UNKNOWN
         seq = self._seq
         try:
-            self.port.write(protocol.encode_frame(message.TYPE, seq, message.to_payload()))
+            self.port.write(protocol.encode_message(message, seq))
         except (serial.SerialException, OSError) as error:
             raise MonitorError(f"{self.name}: monitor link lost ({error}); check the measurement unit") from None
         deadline = time.monotonic() + timeout
@@ -130,11 +131,13 @@ class MonitorLink:
         info = self.request(mp.MonitorHello())
         self.clock_hz = info.clock_hz
         config = measurement_config(calibration, max_current_a)
+        # Set before the request: the unit samples from CONFIGURE on, and the reader thread may
+        # decode a sample before this thread sees the reply.
+        self.calibration = calibration
         configured = self.request(mp.Configure(config.register, calibration.register))
         if (configured.config, configured.calibration) != (config.register, calibration.register):
             raise MonitorError(f"{self.name}: the unit holds config {configured.config:#06x}, calibration "
                                f"{configured.calibration} instead of {config.register:#06x}, {calibration.register}")
-        self.calibration, self.config_register = calibration, config.register
         self.conversion_ticks = configured.conversion_ticks
 
     def flush(self, windows: int, timeout: float = REQUEST_TIMEOUT_S) -> tuple[list[Edge], list[PowerSample]]:
@@ -146,18 +149,20 @@ class MonitorLink:
         while True:
             self.request(mp.Flush(), timeout=max(0.1, deadline - time.monotonic()))
             with self._lock:
-                complete = len(busy_windows(self.edges)) >= windows
-                if complete or time.monotonic() > deadline:
-                    edges, samples = self.edges, self.samples
-                    self.edges, self.samples = [], []
-                    break
+                edges_so_far = list(self.edges)  # counted outside the lock, so the reader thread is not held up
+            if len(busy_windows(edges_so_far)) >= windows or time.monotonic() > deadline:
+                break
             time.sleep(0.02)
+        with self._lock:  # edges only ever get appended, so these hold at least the windows counted
+            edges, samples = self.edges, self.samples
+            self.edges, self.samples = [], []
+        found = len(busy_windows(edges))
         self._trace.flush()
         # A flush stands for "now", and an emulated unit takes that as one conversion after the
         # last edge; leaving the board idle that long keeps every later edge after it.
         time.sleep(2 * self.conversion_ticks / self.clock_hz)
-        if not complete:
-            raise MonitorError(f"{self.name}: the measurement unit reported {len(busy_windows(edges))} busy windows "
+        if found < windows:
+            raise MonitorError(f"{self.name}: the measurement unit reported {found} busy windows "
                                f"for {windows} inferences; check its capture input")
         return edges, samples
 
@@ -212,8 +217,6 @@ class EmulatedMonitor(Monitor):
     """hil.monitor_unit on the emulated board's wire; its ground truth goes to <slot>.truth.jsonl."""
 
     def __init__(self, slot: str, kind: str, clock_hz: int, traces_dir: Path, wire: str):
-        from hil.monitor_unit import POWER_PROFILES
-
         profile = POWER_PROFILES[kind]
         super().__init__(slot, profile.shunt_ohms, profile.max_current_a, traces_dir)
         self.kind, self.clock_hz, self.wire = kind, clock_hz, wire
@@ -224,13 +227,11 @@ class EmulatedMonitor(Monitor):
         return self.traces_dir / f"{self.slot}.truth.jsonl"
 
     def _open_port(self) -> serial.SerialBase:
-        from hil.emulator import _die_with_parent
-
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hil.monitor_unit", "--wire", self.wire, "--kind", self.kind,
              "--clock-hz", str(self.clock_hz), "--truth", str(self.truth_path)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent,
+            env=child_env(),
         )
         path = self.process.stdout.readline().strip()
         if not path:
@@ -241,9 +242,5 @@ class EmulatedMonitor(Monitor):
         super().stop()
         if self.process is not None:
             self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            reap(self.process)
             self.process = None

@@ -12,9 +12,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, Union
+from typing import ClassVar
 
-from hil.protocol import ErrorCode, ErrorReply, Frame, ProtocolError, _FixedLayout, _pack_text, _unpack_text
+from hil.protocol import ErrorCode, ErrorReply, Frame, ProtocolError, _FixedLayout, _flag, _pack_text, _unpack_text
 
 MONITOR_PROTOCOL_VERSION = 1
 
@@ -104,6 +104,10 @@ class MonitorEdge(_FixedLayout):
     level: int
     at: int
 
+    @classmethod
+    def _checked(cls, pin, level, at):
+        return cls(pin, int(_flag(level, "monitor EDGE level")), at)
+
 
 @dataclass(frozen=True)
 class Sample(_FixedLayout):
@@ -119,14 +123,12 @@ class Sample(_FixedLayout):
     current: int
 
 
-MonitorReply = Union[MonitorInfo, Configured, Flushed, MonitorEdge, Sample, ErrorReply]
+# ErrorReply is protocol v1's ERROR, whose type MonitorMessage.ERROR repeats.
 _MESSAGES: dict[int, type] = {cls.TYPE: cls for cls in (MonitorHello, MonitorInfo, Configure, Configured, Flush,
-                                                         Flushed, MonitorEdge, Sample)}
+                                                         Flushed, MonitorEdge, Sample, ErrorReply)}
 
 
 def parse_monitor_message(frame: Frame):
-    if frame.type == MonitorMessage.ERROR:
-        return ErrorReply.from_payload(frame.payload)
     cls = _MESSAGES.get(frame.type)
     if cls is None:
         raise ProtocolError(ErrorCode.UNKNOWN_MESSAGE, f"monitor message type {frame.type:#04x}")

@@ -143,9 +143,10 @@ class EmulatedUnit:
         raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_MESSAGE, f"{type(message).__name__}")
 
 
-def serve(wire_fd: int, host_fd: int, unit: EmulatedUnit, replies: list) -> None:
+def serve(wire_fd: int, host_fd: int, unit: EmulatedUnit) -> None:
     """Forward edges from the wire and answer the host, until the board's wire closes."""
     wire_decoder, host_decoder = protocol.FrameDecoder(), protocol.FrameDecoder()
+    replies: list[tuple[object, int]] = []  # (message, seq of the request it answers)
     while True:
         readable, _, _ = select.select([wire_fd, host_fd], [], [])
         if wire_fd in readable:
@@ -195,13 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     def send(message, reply_seq: int | None = None) -> None:
         if reply_seq is None:
             seq[0] = (seq[0] + 1) % protocol.SEQ_UNKNOWN
-        os.write(host_fd, protocol.encode_frame(message.TYPE, seq[0] if reply_seq is None else reply_seq,
-                                                message.to_payload()))
+        os.write(host_fd, protocol.encode_message(message, seq[0] if reply_seq is None else reply_seq))
 
     with open(args.truth, "a", encoding="utf-8") as truth:
         unit = EmulatedUnit(POWER_PROFILES[args.kind], args.clock_hz, truth, args.seed, send)
         print(os.ttyname(host_device), flush=True)  # the host opens this, as it would /dev/ttyACM1
-        serve(wire_fd, host_fd, unit, [])
+        serve(wire_fd, host_fd, unit)
     return 0
 
 

@@ -42,8 +42,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
+from hil.children import child_env
 from hil.errors import BadInput, HilError
 
 log = logging.getLogger(__name__)
@@ -122,29 +123,39 @@ def lock_dir() -> Path:
     return Path(os.environ.get("HIL_LOCK_DIR", "/tmp/hil-locks"))
 
 
+def lock_path(directory: Path, name: str) -> Path:
+    """`<directory>/<name>.lock`, the directory made if missing; characters unsafe in a file name become _."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".lock")
+
+
+def try_lock(handle: IO[str], holder: str) -> str | None:
+    """Take the exclusive flock on an open lock file without waiting, and write `holder` into it for
+    whoever finds it taken; None then. If another holds it, what that one wrote ("another process"
+    if nothing). The flock lasts until the file is closed, also when the process dies."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        return handle.read().strip() or "another process"
+    handle.seek(0)
+    handle.truncate()
+    handle.write(holder)
+    handle.flush()
+    return None
+
+
 @contextmanager
 def probe_lock(probe_id: str, deadline: float) -> Iterator[Path]:
     """Hold `flash-<id>.lock` exclusively, waiting until `deadline` (time.monotonic) at most."""
-    directory = lock_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / ("flash-" + re.sub(r"[^A-Za-z0-9_.-]", "_", probe_id) + ".lock")
+    path = lock_path(lock_dir(), "flash-" + probe_id)
     with open(path, "a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "another process"
-                    raise ProbeError(f"probe {probe_id}: still being flashed by {holder} (lock {path}); "
-                                     "wait for that flash to end or raise the timeout") from None
-                time.sleep(0.05)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        yield path  # closing the file drops the lock, also when the process dies
+        while (holder := try_lock(handle, f"pid {os.getpid()}")) is not None:
+            if time.monotonic() >= deadline:
+                raise ProbeError(f"probe {probe_id}: still being flashed by {holder} (lock {path}); "
+                                 "wait for that flash to end or raise the timeout")
+            time.sleep(0.05)
+        yield path  # closing the file drops the lock
 
 
 def check_image(image: Path, image_sha256: str) -> bytes:
@@ -188,11 +199,8 @@ def flash_image(probe_id: str, target: str, image: Path, image_sha256: str, *, b
 
 
 def _run_child(job: dict[str, Any], deadline: float, timeout_s: float) -> dict[str, Any]:
-    env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[1])  # the child imports this very hil package
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     process = subprocess.Popen([sys.executable, "-m", "hil.probe", "--child"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
     try:
         out, err = process.communicate(json.dumps(job), timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
