@@ -16,6 +16,7 @@ from hil import protocol
 from hil.boards import Board, BoardError, make_board
 from hil.errors import HilError
 from hil.lab import Lab
+from hil.link import LinkCounts, NoValidReply
 
 
 @dataclass(frozen=True)
@@ -25,16 +26,30 @@ class BoardFailure:
     reason: str
 
 
-def check_identity(board: Board, tau_q15: int) -> protocol.Info:
+def failure_reason(slot: str, error: Exception) -> str:
+    """One line for a board's failure. An error nobody foresaw (not a HilError) is still that board's
+    alone, and keeps its type so that it can be found and fixed."""
+    return str(error) if isinstance(error, HilError) else f"{slot}: unexpected {type(error).__name__}: {error}"
+
+
+def _answer(board: Board, message, retries: int, first_timeout: float | None = None):
+    """Retried after a resync like every request: one corrupt frame must not cost a board."""
+    try:
+        return board.link.exchange(message, retries, first_timeout=first_timeout, alive=board.alive)[0]
+    except NoValidReply as error:
+        raise BoardError(f"{error}; check the board and its port") from None
+
+
+def check_identity(board: Board, tau_q15: int, retries: int) -> protocol.Info:
     """HELLO must name the manifest's image and model; then the threshold is set."""
     # The first answer may take longer: a fresh board boots and hashes its image.
-    info = board.link.request(protocol.Hello(), timeout=board.run.boot_timeout_s)
+    info = _answer(board, protocol.Hello(), retries, first_timeout=board.run.boot_timeout_s)
     expected = (board.manifest.image_sha256, board.manifest.model_sha256)
     reported = (info.firmware_sha256.hex(), info.model_sha256.hex())
     if reported != expected:
         raise BoardError(f"{board.slot}: board reports firmware {reported[0][:12]}… and model {reported[1][:12]}…, "
                          f"but its manifest says {expected[0][:12]}… and {expected[1][:12]}…; reflash the board")
-    if board.link.set_threshold(tau_q15) != tau_q15:
+    if _answer(board, protocol.SetThreshold(tau_q15), retries).tau_q15 != tau_q15:
         raise BoardError(f"{board.slot}: the board did not take threshold {tau_q15}")
     return info
 
@@ -51,6 +66,7 @@ class Rack:
         self.ready: list[Board] = []
         self.failures: list[BoardFailure] = []
         self.infos: dict[str, protocol.Info] = {}
+        self.link_counts: dict[str, LinkCounts] = {}  # every started board's, kept after it is shut down
 
     def __enter__(self) -> "Rack":
         try:
@@ -70,8 +86,9 @@ class Rack:
             try:
                 board.bring_up()
                 started.append(board)
-            except HilError as error:
-                self.failures.append(BoardFailure(board.slot, "bring-up", str(error)))
+                self.link_counts[board.slot] = board.link.counts
+            except Exception as error:  # noqa: BLE001 - whatever it is, it is this board's failure alone
+                self.failures.append(BoardFailure(board.slot, "bring-up", failure_reason(board.slot, error)))
                 board.shut_down()
         # HELLO takes a while on a fresh pty; ask every board at once.
         outcomes = Parallel(n_jobs=max(1, len(started)), backend="threading")(
@@ -87,14 +104,14 @@ class Rack:
         for board in self.ready:
             try:
                 board.start_monitor(self.traces_dir)
-            except HilError as error:
-                self.failures.append(BoardFailure(board.slot, "monitor", str(error)))
+            except Exception as error:  # noqa: BLE001 - as above
+                self.failures.append(BoardFailure(board.slot, "monitor", failure_reason(board.slot, error)))
 
     def _identify(self, board: Board) -> protocol.Info | str:
         try:
-            return check_identity(board, self.tau_q15)
-        except HilError as error:
-            return str(error)
+            return check_identity(board, self.tau_q15, self.lab.run.retries)
+        except Exception as error:  # noqa: BLE001 - as above: the other boards go on
+            return failure_reason(board.slot, error)
 
     def shut_down(self) -> None:
         for board in self.boards:

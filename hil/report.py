@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
+from hil.link import LinkCounts, plural
 from hil.runner import RunOutcome
 
 MISMATCHES_SHOWN = 20
@@ -129,6 +130,34 @@ def rules_table(outcome: RunOutcome) -> Table:
     return table
 
 
+def _kinds(counter) -> str:
+    return ", ".join(f"{count} {kind}" for kind, count in counter.most_common()) or "–"
+
+
+def link_table(outcome: RunOutcome) -> Table:
+    """Boards whose link met anything but valid answers: what arrived, and the retries it cost."""
+    table = Table(title="Link: what arrived besides valid answers, and the retries it cost (this session)",
+                  title_justify="left")
+    for column in ("board", "requests", "retries", "timeouts", "late replies", "corrupt frames", "ERROR replies",
+                   "wrong replies"):
+        table.add_column(column, justify="right" if column in ("requests", "retries", "timeouts", "late replies")
+                         else "left")
+    for slot, c in outcome.link.items():
+        if c.troubled:
+            table.add_row(slot, str(c.requests), str(c.retries), str(c.timeouts), str(c.late), _kinds(c.corrupt),
+                          _kinds(c.refused), _kinds(c.rejected))
+    return table
+
+
+def _link_note(outcome: RunOutcome) -> str:
+    """For the verdict: a pass that took retries says so."""
+    total = LinkCounts.total(outcome.link.values())
+    if not total.troubled:
+        return ""
+    boards = sum(c.troubled for c in outcome.link.values())
+    return f"; link: {plural(total.retries, 'retry')} on {plural(boards, 'board')} ({total.describe()})"
+
+
 def verdict_lines(verdict, footer: str) -> Panel:
     style = {"pass": "green", "fail": "red", "error": "yellow"}[verdict.status]
     lines = [f"[bold]{verdict.status.upper()}[/bold] (exit code {verdict.exit_code})"]
@@ -140,7 +169,8 @@ def verdict_lines(verdict, footer: str) -> Panel:
 def verdict_panel(outcome: RunOutcome, seconds: float | None) -> Panel:
     samples = sum(s.samples for s in outcome.summaries)
     timing = f" in {seconds:.0f} s" if seconds is not None else ""
-    return verdict_lines(outcome.verdict, f"{samples} records{timing}; results in {outcome.run_dir}")
+    return verdict_lines(outcome.verdict,
+                         f"{samples} records{timing}{_link_note(outcome)}; results in {outcome.run_dir}")
 
 
 def show(console: Console, outcome: RunOutcome, seconds: float | None) -> None:
@@ -160,6 +190,8 @@ def show(console: Console, outcome: RunOutcome, seconds: float | None) -> None:
         for failure in outcome.failures:
             failures.add_row(failure.slot, failure.stage, failure.reason)
         console.print(failures)
+    if any(c.troubled for c in outcome.link.values()):
+        console.print(link_table(outcome))
     console.print(verdict_panel(outcome, seconds))
 
 
@@ -170,6 +202,7 @@ def json_summary(outcome: RunOutcome) -> str:
         "verdict": asdict(outcome.verdict),
         "boards": outcome.run["boards"],
         "failures": [asdict(f) for f in outcome.failures],
+        "link": {slot: counts.to_dict() for slot, counts in outcome.link.items()},
         "summaries": [asdict(s) for s in outcome.summaries],
         "performance": [asdict(p) for p in outcome.performance],
         "mismatches": [{"slot": c.record.slot, "testset": c.record.testset, "index": c.record.index,

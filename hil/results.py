@@ -1,7 +1,8 @@
 """Run directories, provenance and the catalog of runs.
 
 results/<run-id>/
-    run.json          provenance and verdict (written at the start, rewritten at the end)
+    run.json          provenance and verdict (written at the start, rewritten at the end, however
+                      the run ends); per session what each board's link met (retries, bad frames)
     records.jsonl     per-sample records, journaled as they arrive
     records.parquet   the same, for analysis, written at the end
     metrics.json      per board and test set; regression rules against a baseline
@@ -9,6 +10,7 @@ results/<run-id>/
     traces/           what each board's measurement unit sent
     junit.xml         one test case per board × test set × check, for CI
     report.html       everything above for a person, self-contained, with plots
+    traceback.txt     only when hil itself failed after the run started (run.json says so)
 results/catalog.sqlite  one row per run
 """
 

@@ -9,6 +9,9 @@ everything it measured, in this session and before.
 from __future__ import annotations
 
 import platform
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -17,8 +20,9 @@ from joblib import Parallel, delayed
 
 from hil import firmware, htmlreport, junit, records, results
 from hil.baseline import RuleOutcome, compare, resolve_run
-from hil.errors import BadInput
+from hil.errors import BadInput, HilError
 from hil.lab import Lab, load_lab
+from hil.link import LinkCounts
 from hil.modelcard import sha256_file
 from hil.rack import BoardFailure, Rack
 from hil.reconcile import Disagreement, SampleCheck, check_samples, cross_board
@@ -29,6 +33,11 @@ from hil.verdict import Verdict, decide
 
 
 TRACES = "traces"  # per board: what its measurement unit sent (and, emulated, the ground truth)
+TRACEBACK = "traceback.txt"  # where an error nobody foresaw leaves its traceback
+
+
+class RunCrashed(HilError):
+    """An error hil did not foresee ended a run; run.json says so and traceback.txt shows where (exit code 2)."""
 
 
 class Progress(Protocol):
@@ -50,6 +59,7 @@ class RunOutcome:
     failures: list[BoardFailure]
     rules: list[RuleOutcome]  # against the baseline, when one was given
     verdict: Verdict
+    link: dict[str, LinkCounts]  # per board brought up in this session: retries, broken and wrong frames
 
 
 def _inputs(lab: Lab) -> dict:
@@ -142,21 +152,24 @@ def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15
     return [failure for outcome in outcomes for failure in outcome]
 
 
-def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[BoardFailure]:
-    """Bring up the boards that have work left, stream to them in parallel, measure them."""
+def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress,
+                ) -> tuple[list[BoardFailure], dict[str, LinkCounts]]:
+    """Bring up the boards that have work left, stream to them in parallel, measure them; returns the
+    boards' failures and what each link met (also in the session's `link` in run.json)."""
     done = {r.key for r in records.read_records(run_dir)}
     jobs = pending_jobs(lab, done)
     session = {"started": results.utc_now(), "boards": sorted(jobs)}
     if not jobs:
-        return []
+        return [], {}
     tau = lab.run.threshold_q15
     with Rack(lab, list(jobs), tau, run_dir / TRACES) as rack:
         run["boards"].update(board_identities(rack))
         results.write_json(run_dir / results.RUN_JSON, run)
         failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress)
     session["finished"] = results.utc_now()
+    session["link"] = {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}
     run["sessions"].append(session)
-    return failures
+    return failures, rack.link_counts
 
 
 def host_references(lab: Lab) -> dict[tuple[str, str], ReferenceOutputs]:
@@ -183,19 +196,46 @@ def assess(lab: Lab, run_dir: Path, references: dict[tuple[str, str], ReferenceO
     return Assessment(all_records, measurements, summaries, performance, mismatches, cross_board(all_records))
 
 
+def _end(run_dir: Path, run: dict, status: str, verdict: dict) -> None:
+    run.update(status=status, verdict=verdict)
+    results.write_json(run_dir / results.RUN_JSON, run)
+    results.catalog_record(run_dir, run)
+
+
+@contextmanager
+def recorded_end(run_dir: Path, run: dict) -> Iterator[None]:
+    """However a run ends once its directory exists, run.json and the catalog say how: interrupted
+    (Ctrl-C or SIGTERM; `hil run --resume` goes on), or finished with an error verdict."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        # The boards are down and the journal is on disk; say so where people look.
+        _end(run_dir, run, "interrupted", {"status": "interrupted", "exit_code": 130, "reasons": [
+            f"interrupted; `hil run --resume {run_dir}` completes it"]})
+        raise
+    except Exception as error:  # noqa: BLE001 - recorded, then raised on
+        ended = error if isinstance(error, HilError) else None
+        if ended is None:
+            results.write_text(run_dir / TRACEBACK, traceback.format_exc())
+            ended = RunCrashed(f"run {run['id']}: unexpected {type(error).__name__}: {error} "
+                               f"(traceback in {run_dir / TRACEBACK}); please report it")
+        run["finished"] = results.utc_now()
+        _end(run_dir, run, "finished", {"status": "error", "exit_code": ended.exit_code, "reasons": [str(ended)]})
+        if ended is error:
+            raise
+        raise ended from error
+
+
 def execute(lab_path: Path | None, resume: Path | None, progress: Progress, baseline: str | None = None) -> RunOutcome:
     lab, run_dir, run = open_run(lab_path, resume)
+    with recorded_end(run_dir, run):
+        return _stream_and_judge(lab, run_dir, run, progress, baseline)
+
+
+def _stream_and_judge(lab: Lab, run_dir: Path, run: dict, progress: Progress, baseline: str | None) -> RunOutcome:
     # The baseline is found before any board starts: a wrong one is bad input (exit 3).
     baseline_dir = None if baseline is None else resolve_run(baseline, lab.results_dir, lab.name, exclude=run_dir)
-    try:
-        failures = stream_rack(lab, run_dir, run, progress)
-    except KeyboardInterrupt:
-        # Ctrl-C or SIGTERM: the boards are down and the journal is on disk; say so where people look.
-        run.update(status="interrupted", verdict={"status": "interrupted", "exit_code": 130, "reasons": [
-            f"interrupted; `hil run --resume {run_dir}` completes it"]})
-        results.write_json(run_dir / results.RUN_JSON, run)
-        results.catalog_record(run_dir, run)
-        raise
+    failures, link = stream_rack(lab, run_dir, run, progress)
     references = host_references(lab)
     now = assess(lab, run_dir, references)
     rules = []
@@ -221,4 +261,4 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
     results.catalog_record(run_dir, run)
     htmlreport.write_report(run_dir)
     return RunOutcome(run_dir, run, now.summaries, now.performance, now.mismatches, now.disagreements, failures,
-                      rules, verdict)
+                      rules, verdict, link)

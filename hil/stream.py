@@ -1,8 +1,9 @@
 """Streaming test sets to one board, sample by sample, each answer journaled at once.
 
-A bad frame or a timeout is retried after a resync (and the threshold is set again, in
-case the board restarted). A board that still fails, or whose emulator or port is gone,
-stops streaming with a BoardFailure; the other boards go on. Once a board's samples are
+A bad frame, a reply that does not answer the request, or a timeout is retried after a
+resync (and the threshold is set again, in case the board restarted). A board that still
+fails, whose emulator or port is gone, or whose thread meets any other error, stops
+streaming with a BoardFailure; the other boards go on. Once a board's samples are
 streamed, its measurement unit measures them (hil/metering.py); a unit that fails leaves
 the answers kept and reconciled, only unmeasured.
 """
@@ -14,9 +15,8 @@ from typing import Callable
 
 from hil import metering, protocol
 from hil.boards import Board, BoardError
-from hil.errors import HilError
-from hil.link import DeviceError, LinkLost, LinkTimeout
-from hil.rack import BoardFailure
+from hil.link import LinkLost, NoValidReply
+from hil.rack import BoardFailure, failure_reason
 from hil.records import Record, RecordJournal
 from hil.testsets import TestSet
 
@@ -31,23 +31,14 @@ class Job:
 
 def ask(board: Board, sample: bytes, tau_q15: int, retries: int) -> tuple[protocol.Result, int]:
     """One inference, retried after a resync; returns the result and the attempts it took."""
-    problem: Exception | None = None
-    lost = False
-    for attempt in range(1, retries + 2):
-        try:
-            return board.link.infer(sample), attempt
-        except (LinkTimeout, DeviceError, protocol.ProtocolError, LinkLost) as error:
-            problem, lost = error, isinstance(error, LinkLost) or not board.alive()
-            if lost:
-                break
-            try:
-                board.link.resync()
-                board.link.set_threshold(tau_q15)
-            except HilError as resync_error:
-                problem, lost = resync_error, isinstance(resync_error, LinkLost)
-    state = "is gone" if lost else f"gave no valid answer in {retries + 1} attempts"
-    detail = str(problem).removeprefix(f"{board.slot}: ")
-    raise BoardError(f"{board.slot}: board {state} ({detail}); check it, then `hil run --resume`")
+    try:
+        return board.link.exchange(protocol.Infer(sample), retries, recover=lambda: board.link.set_threshold(tau_q15),
+                                   alive=board.alive)
+    except LinkLost as error:
+        detail = str(error).removeprefix(f"{board.slot}: ")
+        raise BoardError(f"{board.slot}: board is gone ({detail}); check it, then `hil run --resume`") from None
+    except NoValidReply as error:
+        raise BoardError(f"{error}; check it, then `hil run --resume`") from None
 
 
 def stream_board(board: Board, model: str, jobs: list[Job], journals: tuple[RecordJournal, RecordJournal],
@@ -70,15 +61,16 @@ def stream_board(board: Board, model: str, jobs: list[Job], journals: tuple[Reco
                 journal.append(record)
                 sent.append(record)
                 advance(board.slot, 1)
-    except (HilError, OSError) as error:  # OSError: the journal could not be written
-        return [BoardFailure(board.slot, "stream", str(error))]
+    except Exception as error:  # noqa: BLE001 - a dead board, a full disk or a bug: this board's failure alone
+        return [BoardFailure(board.slot, "stream", failure_reason(board.slot, error))]
     if board.monitor is None or not sent:
         return []
     try:
         late = metering.measure_inferences(board, sent, measurements, clock_hz)
         metering.burst_energy(board, sent, {job.testset.name: job.testset for job in jobs}, measurements, clock_hz)
-    except HilError as error:
-        return [BoardFailure(board.slot, "monitor", f"{error}; the answers are kept, unmeasured")]
+    except Exception as error:  # noqa: BLE001 - as above
+        return [BoardFailure(board.slot, "monitor", f"{failure_reason(board.slot, error)}; the answers are kept, "
+                             "unmeasured")]
     if late:
         return [BoardFailure(board.slot, "clock", f"{board.slot}: busy-pin time and device cycles differ by more "
                              f"than 1% on {len(late)} inferences (first {late[0]}); check the board's clock setting")]

@@ -1,0 +1,147 @@
+"""The host's link over real pseudo-terminals: replies that are not answers, broken frames, retries,
+and what a board's thread does with an error nobody foresaw. The device end is a pty whose other
+side echoes or speaks the real protocol (tests/ptys.py); the firmware's own side is tested on
+QEMU in tests/test_misbehaving_boards.py."""
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import serial
+
+from hil import firmware, protocol
+from hil.boards import Board
+from hil.lab import BoardSpec, RunSettings
+from hil.link import DeviceLink, NoValidReply
+from hil.modelcard import load_model
+from hil.rack import BoardFailure
+from hil.records import MEASUREMENTS, RecordJournal, read_records
+from hil.stream import Job, stream_board
+from hil.testsets import load_model_testsets
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ptys import FakeDevice, LineRelay, reframed  # noqa: E402
+
+INFO = protocol.Info(protocol.PROTOCOL_VERSION, 25_000_000, protocol.MAX_PAYLOAD, 64, 10, 3, 32768,
+                     b"\x11" * 32, b"\x22" * 32, "fake", "fake-1")
+EXITED = protocol.Result(True, 3, 30000, 1234, (tuple(range(10)),))
+
+
+def reply(frame: protocol.Frame, message) -> bytes:
+    return protocol.encode_message(message, frame.seq)
+
+
+def answers(frame: protocol.Frame, result=EXITED, burst_count=None) -> bytes:
+    """A well-behaved device, except for what the test passes in."""
+    request = protocol.parse_message(frame)
+    if isinstance(request, protocol.Hello):
+        return reply(frame, INFO)
+    if isinstance(request, protocol.SetThreshold):
+        return reply(frame, protocol.ThresholdSet(request.tau_q15))
+    if isinstance(request, protocol.InferBurst):
+        return reply(frame, protocol.BurstResult(burst_count or request.count, 99, True, 3, 30000))
+    return reply(frame, result)
+
+
+def open_link(path: str, timeout: float = 2.0) -> DeviceLink:
+    return DeviceLink(serial.Serial(path, timeout=1.0, exclusive=True), name="bench-1", timeout=timeout)
+
+
+def test_an_echoed_request_is_a_wrong_reply_not_an_answer():
+    with LineRelay(None) as echo:
+        link = open_link(echo.path)
+        with pytest.raises(protocol.ProtocolError) as wrong:
+            link.request(protocol.Hello())
+        assert wrong.value.code == protocol.ErrorCode.UNKNOWN_MESSAGE
+        assert "HELLO instead of INFO" in str(wrong.value)
+        with pytest.raises(NoValidReply, match=r"bench-1: no valid answer to INFER in 3 attempts: "
+                                               r"3 wrong replies \(INFER instead of RESULT\)$"):
+            link.exchange(protocol.Infer(b"\x01" * 64), retries=2)
+        assert link.counts.retries == 2 and link.counts.rejected == {"HELLO instead of INFO": 1,
+                                                                     "INFER instead of RESULT": 3}
+        link.port.close()
+
+
+def test_a_result_must_have_the_shape_the_boards_info_reported():
+    # INFO says 1 + 3 heads; this RESULT of a full path carries only 2 heads.
+    two_heads = protocol.Result(False, 3, 30000, 1234, tuple(tuple(range(10)) for _ in range(3)))
+    with FakeDevice(lambda frame: answers(frame, result=two_heads)) as device:
+        link = open_link(device.path)
+        assert link.hello() == INFO
+        with pytest.raises(protocol.ProtocolError, match="RESULT of 3x10 logits where INFO makes 4x10") as wrong:
+            link.infer(b"\x01" * 64)
+        assert wrong.value.code == protocol.ErrorCode.BAD_LENGTH
+        link.port.close()
+
+
+def test_a_burst_must_report_the_runs_asked_for():
+    with FakeDevice(lambda frame: answers(frame, burst_count=4)) as device:
+        link = open_link(device.path)
+        with pytest.raises(protocol.ProtocolError, match="BURST_RESULT of 4 runs for 5"):
+            link.infer_burst(b"\x01" * 64, 5)
+        link.port.close()
+
+
+def test_a_broken_reply_costs_one_quick_retry_and_is_counted():
+    sent = []
+
+    def corrupt_first_info(frame):
+        sent.append(frame)
+        return reframed(answers(frame), flip_crc=True) if len(sent) == 1 else answers(frame)
+
+    with FakeDevice(corrupt_first_info) as device:
+        link = open_link(device.path, timeout=5.0)
+        started = time.monotonic()
+        info, attempts = link.exchange(protocol.Hello(), retries=2)
+        assert (info, attempts) == (INFO, 2)
+        assert time.monotonic() - started < 2, "the retry waited for a timeout after the broken frame"
+        assert link.counts.corrupt == {"BAD_CRC": 1} and link.counts.retries == 1 and link.counts.timeouts == 0
+        assert link.counts.describe() == "1 corrupt frame (BAD_CRC)"
+        link.port.close()
+
+
+def test_a_request_that_never_gets_an_answer_says_what_arrived():
+    with FakeDevice(lambda frame: reframed(answers(frame), flip_crc=True)) as device:
+        link = open_link(device.path)
+        with pytest.raises(NoValidReply, match=r"no valid answer to HELLO in 2 attempts: 2 corrupt frames \(BAD_CRC\)$"):
+            link.exchange(protocol.Hello(), retries=1)
+        link.port.close()
+
+
+class PtyBoard(Board):
+    """A board whose UART is a pty with a fake device behind it; nothing to flash."""
+
+    def lock_resource(self) -> str:
+        return f"test-pty-{self.slot}"
+
+    def _start(self):
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        return True
+
+    def _make_monitor(self, traces_dir):
+        return None
+
+    def _stop(self) -> None:
+        pass
+
+
+def test_an_error_nobody_foresaw_in_a_boards_thread_is_that_boards_failure(tmp_path):
+    card = load_model("qute-digits")
+    testset = load_model_testsets(card)[0]
+    spec = BoardSpec("pty-1", "mps2-an386", "qute-digits", None)
+    board = PtyBoard(spec, firmware.prebuilt("mps2-an386", "qute-digits"), RunSettings())
+
+    def advance(slot, samples):  # e.g. a progress display that does not know the board
+        raise KeyError(slot)
+
+    with FakeDevice(answers) as device:
+        board.link = open_link(device.path)
+        with RecordJournal(tmp_path) as journal, RecordJournal(tmp_path, MEASUREMENTS) as measurements:
+            failures = stream_board(board, "qute-digits", [Job(testset, [0, 1])], (journal, measurements),
+                                    32768, 1, 25_000_000, advance)
+        board.link.port.close()
+    assert failures == [BoardFailure("pty-1", "stream", "pty-1: unexpected KeyError: 'pty-1'")]
+    assert [r.index for r in read_records(tmp_path)] == [0]  # what was answered is kept
