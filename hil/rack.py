@@ -21,8 +21,13 @@ from hil.lab import Lab
 @dataclass(frozen=True)
 class BoardFailure:
     slot: str
-    stage: str  # bring-up | identity | monitor | stream | clock
+    stage: str  # bring-up | identity | monitor | stream | clock | rerun
     reason: str
+
+
+# BoardFailure.stage of a board that answered a sample differently when it was asked again to
+# measure it: one of its two answers differs from the host reference, so this is a regression.
+RERUN = "rerun"
 
 
 def check_identity(board: Board, tau_q15: int) -> protocol.Info:
