@@ -1,6 +1,8 @@
 """junit.xml for CI: one test case per board × test set × check.
 
-Every run has the reconciliation case (device against host reference); a run with a
+Every run has the reconciliation case (device against host reference) and, for a board
+with a measurement unit, the measurement case (every answer has its own latency and energy
+row; an <error> with the count of unmeasured answers and why otherwise); a run with a
 baseline adds one case per regression rule (hil/regression.py). A board that failed to
 come up, identify, stream or be measured is an <error> case of its own. CI systems show
 these as tests, so a nightly failure names the board, the test set and the rule.
@@ -14,6 +16,7 @@ from pathlib import Path
 from hil.baseline import RuleOutcome
 from hil.rack import BoardFailure
 from hil.summary import BoardSetSummary
+from hil.verdict import reasons_text
 
 JUNIT_XML = "junit.xml"
 
@@ -38,6 +41,10 @@ def write(path: Path, lab_name: str, summaries: list[BoardSetSummary], failures:
         else:
             case(f"{s.slot}.{s.testset}", "reconciliation", "fail" if s.mismatched else "pass",
                  f"{s.mismatched} of {s.samples} answers differ from the host reference")
+        if s.unmeasured is not None:
+            case(f"{s.slot}.{s.testset}", "measurement", "error" if s.unmeasured else "pass",
+                 f"{s.unmeasured} of {s.samples} answered samples unmeasured"
+                 + (f" ({reasons_text(s.unmeasured_reasons)})" if s.unmeasured else ""))
     for o in rules:
         if not o.result.repeats_reconciliation:  # the reconciliation case above says it
             case(f"{o.slot}.{o.testset}", o.result.rule, o.result.status, o.result.message)

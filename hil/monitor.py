@@ -141,10 +141,11 @@ class MonitorLink:
         self.conversion_ticks = configured.conversion_ticks
 
     def flush(self, windows: int, timeout: float = REQUEST_TIMEOUT_S) -> tuple[list[Edge], list[PowerSample]]:
-        """Everything up to the end of the `windows`-th busy window since the last flush, then take it.
+        """Everything since the last flush, once at least `windows` busy windows are in, then take it.
 
         Edges travel to the unit on their own wire and can trail the device's answer, so
-        the flush is repeated until that many windows are in."""
+        the flush is repeated until that many windows are in, or `timeout` has passed; the
+        caller checks how many came (hil/metering.py matches them to answers)."""
         deadline = time.monotonic() + timeout
         while True:
             self.request(mp.Flush(), timeout=max(0.1, deadline - time.monotonic()))
@@ -156,14 +157,10 @@ class MonitorLink:
         with self._lock:  # edges only ever get appended, so these hold at least the windows counted
             edges, samples = self.edges, self.samples
             self.edges, self.samples = [], []
-        found = len(busy_windows(edges))
         self._trace.flush()
         # A flush stands for "now", and an emulated unit takes that as one conversion after the
         # last edge; leaving the board idle that long keeps every later edge after it.
         time.sleep(2 * self.conversion_ticks / self.clock_hz)
-        if found < windows:
-            raise MonitorError(f"{self.name}: the measurement unit reported {found} busy windows "
-                               f"for {windows} inferences; check its capture input")
         return edges, samples
 
     def close(self) -> None:

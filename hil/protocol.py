@@ -1,4 +1,4 @@
-"""Wire protocol v1 between the host and the QUTE firmware (docs/protocol.md is the spec).
+"""Wire protocol v2 between the host and the QUTE firmware (docs/protocol.md is the spec).
 
 A raw frame is  type (u8) | seq (u16 LE) | payload (0..256) | crc32 (u32 LE, zlib's CRC over
 the bytes before it). On the wire it is COBS-encoded and ends with one 0x00. This module
@@ -18,7 +18,7 @@ from typing import ClassVar, Union
 
 from hil.errors import HilError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # v2: RESULT, BURST_RESULT and INFO carry busy-window ordinals
 MAX_PAYLOAD = 256
 HEADER_SIZE = 3  # type + seq
 CRC_SIZE = 4
@@ -283,7 +283,7 @@ class InferBurst:
 @dataclass(frozen=True)
 class Info:
     TYPE: ClassVar[MessageType] = MessageType.INFO
-    FIXED: ClassVar[str] = "<BIHHBBH32s32s"  # everything before the two strings: 77 bytes
+    FIXED: ClassVar[str] = "<BIHHBBHI32s32s"  # everything before the two strings: 81 bytes
     protocol_version: int
     clock_hz: int
     max_payload: int
@@ -291,6 +291,7 @@ class Info:
     num_classes: int
     num_heads: int
     tau_q15: int
+    windows: int  # busy windows raised since boot: the ordinal of the last one, 0 if none
     model_sha256: bytes
     firmware_sha256: bytes
     board: str
@@ -300,7 +301,8 @@ class Info:
         if len(self.model_sha256) != 32 or len(self.firmware_sha256) != 32:
             raise ValueError("INFO: a sha256 is 32 bytes")
         fixed = struct.pack(self.FIXED, self.protocol_version, self.clock_hz, self.max_payload, self.input_size,
-                            self.num_classes, self.num_heads, self.tau_q15, self.model_sha256, self.firmware_sha256)
+                            self.num_classes, self.num_heads, self.tau_q15, self.windows, self.model_sha256,
+                            self.firmware_sha256)
         payload = fixed + _pack_text(self.board) + _pack_text(self.firmware_id)
         if len(payload) > MAX_PAYLOAD:
             raise ValueError(f"INFO: {len(payload)} bytes, at most {MAX_PAYLOAD}")
@@ -344,20 +346,23 @@ class ThresholdSet(_FixedLayout):
 
 @dataclass(frozen=True)
 class Result:
-    """`logits[0]` is the early exit; when it did not exit, one row per head follows."""
+    """`logits[0]` is the early exit; when it did not exit, one row per head follows. `window` is
+    the ordinal of the busy window the inference ran in, so that the host can tell it from the
+    window of a request whose reply was lost."""
 
     TYPE: ClassVar[MessageType] = MessageType.RESULT
-    FIXED: ClassVar[str] = "<BBHIB"  # 9 bytes, then num_outputs x num_classes int8
+    FIXED: ClassVar[str] = "<BBHIIB"  # 13 bytes, then num_outputs x num_classes int8
     exited: bool
     predicted: int
     confidence_q15: int
     cycles: int
+    window: int
     logits: tuple[tuple[int, ...], ...]
 
     def to_payload(self) -> bytes:
         if len({len(row) for row in self.logits}) != 1:
             raise ValueError("RESULT: logits need at least one row, all rows as long")
-        fixed = struct.pack(self.FIXED, self.exited, self.predicted, self.confidence_q15, self.cycles,
+        fixed = struct.pack(self.FIXED, self.exited, self.predicted, self.confidence_q15, self.cycles, self.window,
                             len(self.logits))
         return fixed + b"".join(struct.pack(f"<{len(row)}b", *row) for row in self.logits)
 
@@ -365,7 +370,7 @@ class Result:
     def from_payload(cls, payload: bytes) -> Result:
         size = struct.calcsize(cls.FIXED)
         _require(len(payload) > size, ErrorCode.BAD_LENGTH, f"RESULT: {len(payload)} bytes, at least {size + 1}")
-        exited, predicted, confidence, cycles, outputs = struct.unpack(cls.FIXED, payload[:size])
+        exited, predicted, confidence, cycles, window, outputs = struct.unpack(cls.FIXED, payload[:size])
         exited = _flag(exited, "RESULT exited")
         # The exit always runs; when it is not taken, every head (at least one) runs too.
         _require(outputs == 1 if exited else outputs >= 2, ErrorCode.BAD_VALUE,
@@ -378,24 +383,25 @@ class Result:
                  f"RESULT: class {predicted} of {classes}, confidence {confidence}")
         values = struct.unpack(f"<{len(rest)}b", rest)
         logits = tuple(values[i : i + classes] for i in range(0, len(values), classes))
-        return cls(exited, predicted, confidence, cycles, logits)
+        return cls(exited, predicted, confidence, cycles, window, logits)
 
 
 @dataclass(frozen=True)
 class BurstResult(_FixedLayout):
-    """`count` runs, their cycles summed; the decision is the last run's."""
+    """`count` runs, their cycles summed, in the one busy window `window`; the decision is the last run's."""
 
     TYPE: ClassVar[MessageType] = MessageType.BURST_RESULT
-    FORMAT: ClassVar[str] = "<HIBBH"
+    FORMAT: ClassVar[str] = "<HIIBBH"
     count: int
     total_cycles: int
+    window: int
     exited: bool
     predicted: int
     confidence_q15: int
 
     @classmethod
-    def _checked(cls, count, cycles, exited, predicted, confidence):
-        return cls(count, cycles, _flag(exited, "BURST_RESULT exited"), predicted, confidence)
+    def _checked(cls, count, cycles, window, exited, predicted, confidence):
+        return cls(count, cycles, window, _flag(exited, "BURST_RESULT exited"), predicted, confidence)
 
 
 @dataclass(frozen=True)

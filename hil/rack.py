@@ -22,8 +22,13 @@ from hil.link import LinkCounts, NoValidReply
 @dataclass(frozen=True)
 class BoardFailure:
     slot: str
-    stage: str  # bring-up | identity | monitor | stream | clock
+    stage: str  # bring-up | identity | monitor | stream | clock | rerun
     reason: str
+
+
+# BoardFailure.stage of a board that answered a sample differently when it was asked again to
+# measure it: one of its two answers differs from the host reference, so this is a regression.
+RERUN = "rerun"
 
 
 def failure_reason(slot: str, error: Exception) -> str:

@@ -51,22 +51,26 @@ class Measurement:
     """Latency and energy of one inference window, from the board's measurement unit.
 
     `method` "window": one inference, its own busy window; "burst": `count` back-to-back
-    runs of sample `index` in one window (INFER_BURST), figures divided by `count`."""
+    runs of sample `index` in one window (INFER_BURST), figures divided by `count`;
+    "unmeasured": an answer that has no window of its own, `reason` says why, and the
+    unit's figures (rise … clock_ok, energy_j, idle_w) are None."""
 
     slot: str
     testset: str
     index: int
     exited: bool
-    method: str  # window | burst
+    method: str  # window | burst | unmeasured
     count: int
-    rise: int  # the busy window in the unit's clock: where it starts (to find it in the trace)...
-    ticks: int  # ...and how long it is
-    latency_s: float  # per inference, from the busy pin
+    rise: int | None  # the busy window in the unit's clock: where it starts (to find it in the trace)...
+    ticks: int | None  # ...and how long it is
+    latency_s: float | None  # per inference, from the busy pin
     stage1_s: float | None  # from the busy pin's rise to the exit pin's: stage 1 and the exit decision
     device_latency_s: float  # per inference, from the device's cycle count
-    clock_ok: bool  # the two agree within 1% (or a tick)
+    clock_ok: bool | None  # the two agree within 1% (or a tick)
     energy_j: float | None  # per inference, above idle power; None where unmeasurable
     idle_w: float | None
+    window: int | None = None  # the device's ordinal of the busy window (protocol v2); None in older runs
+    reason: str | None = None  # unmeasured: why
 
 
 class RecordJournal:

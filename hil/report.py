@@ -92,13 +92,15 @@ def performance_table(outcome: RunOutcome) -> Table:
                           "INFER_BURST window where inferences are shorter than 8 conversions",
                   caption_justify="left")
     for column in ("board", "test set", "path", "inferences", "p50 ms", "p95 ms", "p99 ms", "energy µJ", "method",
-                   "clock"):
+                   "clock", "unmeasured"):
         table.add_column(column, justify="left" if column in ("board", "test set", "path", "method") else "right")
     for p in _sections_by_board(table, outcome.performance):
         energy = "–" if math.isnan(p.energy_uj) else f"{p.energy_uj:,.1f}"
+        # Answers of the board and test set without a window, whichever path they took: the verdict says why.
+        unmeasured = f"[yellow]{p.unmeasured}[/yellow]" if p.unmeasured else "–"
         table.add_row(p.slot, p.testset, "exit" if p.exited else "full", str(p.inferences),
                       f"{p.latency_ms_p50:.3f}", f"{p.latency_ms_p95:.3f}", f"{p.latency_ms_p99:.3f}", energy,
-                      p.energy_method, "ok" if p.clock_ok else "[red]off[/red]")
+                      p.energy_method, "ok" if p.clock_ok else "[red]off[/red]", unmeasured)
     return table
 
 
@@ -168,9 +170,11 @@ def verdict_lines(verdict, footer: str) -> Panel:
 
 def verdict_panel(outcome: RunOutcome, seconds: float | None) -> Panel:
     samples = sum(s.samples for s in outcome.summaries)
+    metered = [s.unmeasured for s in outcome.summaries if s.unmeasured is not None]
+    unmeasured = f" ({sum(metered)} unmeasured)" if metered else ""  # boards with a unit only
     timing = f" in {seconds:.0f} s" if seconds is not None else ""
     return verdict_lines(outcome.verdict,
-                         f"{samples} records{timing}{_link_note(outcome)}; results in {outcome.run_dir}")
+                         f"{samples} records{unmeasured}{timing}{_link_note(outcome)}; results in {outcome.run_dir}")
 
 
 def show(console: Console, outcome: RunOutcome, seconds: float | None) -> None:

@@ -21,14 +21,15 @@ from joblib import Parallel, delayed
 from hil import firmware, htmlreport, junit, records, results
 from hil.baseline import RuleOutcome, compare, resolve_run
 from hil.errors import BadInput, HilError
-from hil.lab import Lab, load_lab
+from hil.lab import BoardSpec, Lab, load_lab
 from hil.link import LinkCounts
 from hil.modelcard import sha256_file
 from hil.rack import BoardFailure, Rack
 from hil.reconcile import Disagreement, SampleCheck, check_samples, cross_board
 from hil.reference import ReferenceOutputs, run_reference
 from hil.stream import Job, stream_board
-from hil.summary import Assessment, BoardSetSummary, PathPerformance, summarize, summarize_performance
+from hil.summary import (Assessment, BoardSetSummary, PathPerformance, summarize, summarize_performance,
+                         with_unmeasured)
 from hil.verdict import Verdict, decide
 
 
@@ -109,14 +110,24 @@ def open_run(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path, dic
     return lab, run_dir, run
 
 
-def pending_jobs(lab: Lab, done: set[tuple]) -> dict[str, list[Job]]:
+def has_unit(board: BoardSpec) -> bool:
+    """Every emulated board has a measurement unit; a physical one has one where the lab names it."""
+    return board.emulated or board.physical.monitor is not None
+
+
+def pending_jobs(lab: Lab, kept: dict[tuple, records.Record], measured: set[tuple] = frozenset(),
+                 ) -> dict[str, list[Job]]:
+    """Per board, the samples it has not answered (not in `kept`), and, where it has a unit, those it
+    answered that have no measurement (not in `measured`): asked again for their windows only."""
     jobs = {}
     for board in lab.boards:
         board_jobs = []
         for testset in lab.models[board.model].testsets:
-            indices = [i for i in range(len(testset)) if (board.slot, testset.name, i) not in done]
+            keys = [(board.slot, testset.name, i) for i in range(len(testset))]
+            again = {key[2]: kept[key] for key in keys if key in kept and key not in measured and has_unit(board)}
+            indices = [key[2] for key in keys if key not in kept or key[2] in again]
             if indices:
-                board_jobs.append(Job(testset, indices))
+                board_jobs.append(Job(testset, indices, again))
         if board_jobs:
             jobs[board.slot] = board_jobs
     return jobs
@@ -143,6 +154,8 @@ def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15
     answers and measurements are journaled into run_dir."""
     models = {b.slot: b.model for b in rack.lab.boards}
     ready = [board for board in rack.ready if board.slot in jobs]
+    # A board whose unit did not come up cannot be measured: asking it again for windows is no use.
+    jobs = {b.slot: jobs[b.slot] if b.monitor is not None else [j.unanswered() for j in jobs[b.slot]] for b in ready}
     progress.start({b.slot: sum(len(j.indices) for j in jobs[b.slot]) for b in ready})
     with records.RecordJournal(run_dir) as journal, records.RecordJournal(run_dir, records.MEASUREMENTS) as measured:
         outcomes = Parallel(n_jobs=max(1, len(ready)), backend="threading")(
@@ -154,10 +167,12 @@ def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15
 
 def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress,
                 ) -> tuple[list[BoardFailure], dict[str, LinkCounts]]:
-    """Bring up the boards that have work left, stream to them in parallel, measure them; returns the
-    boards' failures and what each link met (also in the session's `link` in run.json)."""
-    done = {r.key for r in records.read_records(run_dir)}
-    jobs = pending_jobs(lab, done)
+    """Bring up the boards that have work left (samples to answer, or answers to measure), stream to them in
+    parallel, measure them; returns the boards' failures and what each link met (also in the session's
+    `link` in run.json)."""
+    kept = {r.key: r for r in records.read_records(run_dir)}
+    measured = {(m.slot, m.testset, m.index) for m in records.read_measurements(run_dir) if m.method == "window"}
+    jobs = pending_jobs(lab, kept, measured)
     session = {"started": results.utc_now(), "boards": sorted(jobs)}
     if not jobs:
         return [], {}
@@ -184,6 +199,9 @@ def assess(lab: Lab, run_dir: Path, references: dict[tuple[str, str], ReferenceO
     by_board_set: dict[tuple, list] = {}
     for record in all_records:
         by_board_set.setdefault((record.slot, record.testset), []).append(record)
+    measured_by_board_set: dict[tuple, list] = {}
+    for m in measurements:
+        measured_by_board_set.setdefault((m.slot, m.testset), []).append(m)
     summaries, mismatches = [], []
     for board in lab.boards:
         card = lab.models[board.model].card
@@ -191,7 +209,11 @@ def assess(lab: Lab, run_dir: Path, references: dict[tuple[str, str], ReferenceO
             board_records = by_board_set.get((board.slot, testset.name), [])
             checks = check_samples(card, references[(board.model, testset.name)], board_records)
             mismatches += [c for c in checks if not c.exact]
-            summaries.append(summarize(card, testset, board.slot, checks))
+            summary = summarize(card, testset, board.slot, checks)
+            if has_unit(board):
+                summary = with_unmeasured(summary, board_records,
+                                          measured_by_board_set.get((board.slot, testset.name), []))
+            summaries.append(summary)
     performance = summarize_performance(measurements, all_records)
     return Assessment(all_records, measurements, summaries, performance, mismatches, cross_board(all_records))
 

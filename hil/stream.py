@@ -3,36 +3,49 @@
 A bad frame, a reply that does not answer the request, or a timeout is retried after a
 resync (and the threshold is set again, in case the board restarted). A board that still
 fails, whose emulator or port is gone, or whose thread meets any other error, stops
-streaming with a BoardFailure; the other boards go on. Once a board's samples are
-streamed, its measurement unit measures them (hil/metering.py); a unit that fails leaves
-the answers kept and reconciled, only unmeasured.
+streaming with a BoardFailure; the other boards go on. Then its measurement unit
+measures what it answered (hil/metering.py), matching each answer to its busy window by the
+device's window ordinal; a unit that fails leaves the answers kept and reconciled, only
+unmeasured, with the reason journaled. Samples answered in an earlier session but never
+measured (the run was killed first) are asked again, for their windows only: the answer
+is not journaled twice, and a different answer the second time is a finding.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from hil import metering, protocol
 from hil.boards import Board, BoardError
 from hil.link import LinkLost, NoValidReply
-from hil.rack import BoardFailure, failure_reason
+from hil.monitor import MonitorError
+from hil.rack import RERUN, BoardFailure, failure_reason
 from hil.records import Record, RecordJournal
 from hil.testsets import TestSet
 
+ANSWERED_DIFFERENTLY = "answered differently when asked again to be measured; it is not measured"
 
 @dataclass(frozen=True)
 class Job:
-    """Samples of one test set that a board still has to answer."""
+    """Samples of one test set a board is to be asked: those it has not answered yet, and those
+    it answered in an earlier session but that were never measured (`kept`: the answers
+    journaled then, by index), which it is asked again only for their busy windows."""
 
     testset: TestSet
     indices: list[int]
+    kept: dict[int, Record] = field(default_factory=dict)
+
+    def unanswered(self) -> Job:
+        """Only the samples not answered yet: for a board that cannot be measured now."""
+        return Job(self.testset, [i for i in self.indices if i not in self.kept])
 
 
-def ask(board: Board, sample: bytes, tau_q15: int, retries: int) -> tuple[protocol.Result, int]:
-    """One inference, retried after a resync; returns the result and the attempts it took."""
+def retried(board: Board, message, tau_q15: int, retries: int):
+    """One request, retried after a resync (the threshold set again, in case the board restarted);
+    returns the answer and the attempts it took."""
     try:
-        return board.link.exchange(protocol.Infer(sample), retries, recover=lambda: board.link.set_threshold(tau_q15),
+        return board.link.exchange(message, retries, recover=lambda: board.link.set_threshold(tau_q15),
                                    alive=board.alive)
     except LinkLost as error:
         detail = str(error).removeprefix(f"{board.slot}: ")
@@ -41,13 +54,30 @@ def ask(board: Board, sample: bytes, tau_q15: int, retries: int) -> tuple[protoc
         raise BoardError(f"{error}; check it, then `hil run --resume`") from None
 
 
+def ask(board: Board, sample: bytes, tau_q15: int, retries: int) -> tuple[protocol.Result, int]:
+    """One inference, retried after a resync; returns the result and the attempts it took."""
+    return retried(board, protocol.Infer(sample), tau_q15, retries)
+
+
+def _answer(record: Record) -> tuple:
+    """What the device answered, without how it was asked (attempts) or how long it took (cycles)."""
+    return (record.tau_q15, record.exited, record.predicted, record.confidence_q15, record.exit_logits,
+            record.head_logits)
+
+
 def stream_board(board: Board, model: str, jobs: list[Job], journals: tuple[RecordJournal, RecordJournal],
                  tau_q15: int, retries: int, clock_hz: int, advance: Callable[[str, int], None]) -> list[BoardFailure]:
-    """Stream every job, journaling each answer; then measure them with the board's unit, if it has one.
-    `journals`: (records, measurements); `clock_hz`: the device's cycle counter, from its INFO."""
+    """Stream every job, journaling each new answer; then measure the answers with the board's unit, if it
+    has one. `journals`: (records, measurements); `clock_hz`: the device's cycle counter, from its INFO."""
     journal, measurements = journals
-    sent: list[Record] = []
+    meter: metering.Meter | None = None
+    answers: list[metering.Answer] = []
+    failures: list[BoardFailure] = []
     try:
+        if board.monitor is not None:
+            # The device's window count now: the unit's next busy window is the device's count + 1.
+            info, _ = retried(board, protocol.Hello(), tau_q15, retries)
+            meter = metering.Meter(board.monitor.link, clock_hz, info.windows)
         for job in jobs:
             for index in job.indices:
                 result, attempts = ask(board, job.testset.inputs[index].tobytes(), tau_q15, retries)
@@ -58,20 +88,43 @@ def stream_board(board: Board, model: str, jobs: list[Job], journals: tuple[Reco
                     exit_logits=list(result.logits[0]), head_logits=[list(row) for row in result.logits[1:]],
                     attempts=attempts,
                 )
-                journal.append(record)
-                sent.append(record)
+                kept = job.kept.get(index)
+                if kept is None:
+                    journal.append(record)
+                differs = kept is not None and _answer(kept) != _answer(record)
+                answers.append(metering.Answer(record, result.window, ANSWERED_DIFFERENTLY if differs else None))
                 advance(board.slot, 1)
     except Exception as error:  # noqa: BLE001 - a dead board, a full disk or a bug: this board's failure alone
-        return [BoardFailure(board.slot, "stream", failure_reason(board.slot, error))]
-    if board.monitor is None or not sent:
-        return []
+        failures.append(BoardFailure(board.slot, "stream", failure_reason(board.slot, error)))
+    broke_off = bool(failures)
+    differ = [a.record for a in answers if a.unmeasured == ANSWERED_DIFFERENTLY]
+    if differ:
+        failures.append(BoardFailure(board.slot, RERUN, f"{board.slot}: {len(differ)} samples answered differently "
+                                     f"when asked again to be measured (first {differ[0].testset}#{differ[0].index}):"
+                                     " the device is not deterministic, and one of each two answers differs from "
+                                     "the host reference"))
+    if meter is None:
+        return failures
+    # What was answered is measured even when the stream broke off: nothing measured is lost. Then the
+    # device may have run a request it never answered, so its windows may not add up: the rows say so,
+    # and the stream's failure is the one to report.
     try:
-        late = metering.measure_inferences(board, sent, measurements, clock_hz)
-        metering.burst_energy(board, sent, {job.testset.name: job.testset for job in jobs}, measurements, clock_hz)
+        measured = metering.measure_inferences(board.slot, meter, answers, measurements)
     except Exception as error:  # noqa: BLE001 - as above
-        return [BoardFailure(board.slot, "monitor", f"{failure_reason(board.slot, error)}; the answers are kept, "
-                             "unmeasured")]
-    if late:
-        return [BoardFailure(board.slot, "clock", f"{board.slot}: busy-pin time and device cycles differ by more "
-                             f"than 1% on {len(late)} inferences (first {late[0]}); check the board's clock setting")]
-    return []
+        return failures + [BoardFailure(board.slot, "monitor", f"{failure_reason(board.slot, error)}; the answers "
+                                        "are kept, unmeasured")]
+    if broke_off:
+        return failures + [f for f in measured if f.stage == "clock"]
+    failures += measured
+    if any(f.stage != "clock" for f in measured):  # the board or its unit is not to be trusted for bursts
+        return failures
+    try:
+        failures += metering.burst_energy(
+            board.slot, meter, [a.record for a in answers if a.unmeasured is None],
+            {job.testset.name: job.testset for job in jobs}, measurements,
+            lambda sample, count: retried(board, protocol.InferBurst(count, sample), tau_q15, retries)[0])
+    except MonitorError as error:
+        failures.append(BoardFailure(board.slot, "monitor", f"{error}; the answers are kept, without burst energy"))
+    except Exception as error:  # noqa: BLE001 - as above
+        failures.append(BoardFailure(board.slot, "stream", failure_reason(board.slot, error)))
+    return failures

@@ -8,7 +8,8 @@ exactly what the device would have reported.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -34,6 +35,8 @@ class BoardSetSummary:
     max_steps: int  # the largest output difference, in quantization steps
     exit_cycles_mean: float  # nan when no sample exited
     full_cycles_mean: float  # nan when every sample exited
+    unmeasured: int | None = None  # answers without a measurement of their own; None: the board has no unit
+    unmeasured_reasons: dict[str, int] = field(default_factory=dict)  # why -> how many answers
 
     @property
     def mismatched(self) -> int:
@@ -101,6 +104,19 @@ def summarize(card: ModelCard, testset: TestSet, slot: str, checks: list[SampleC
     )
 
 
+NOT_MEASURED = "no window was taken: the board's unit was not read (it failed, or the run stopped first)"
+
+
+def with_unmeasured(summary: BoardSetSummary, records: list[Record], measurements: list[Measurement],
+                    ) -> BoardSetSummary:
+    """The summary of a board that has a measurement unit, with its answers that have no window of their
+    own and why (the latest reason journaled for each; a later session may have measured it since)."""
+    measured = {m.index for m in measurements if m.method == "window"}
+    why = {m.index: m.reason for m in measurements if m.method == "unmeasured"}
+    reasons = Counter(why.get(r.index) or NOT_MEASURED for r in records if r.index not in measured)
+    return replace(summary, unmeasured=sum(reasons.values()), unmeasured_reasons=dict(reasons.most_common()))
+
+
 @dataclass(frozen=True)
 class PathPerformance:
     """Latency and energy of one board, test set and exit path (exit: the early exit answered)."""
@@ -124,7 +140,7 @@ def summarize_performance(measurements: list[Measurement], records: list[Record]
     for m in measurements:
         if m.method == "burst":
             bursts[(m.slot, m.testset, m.exited)] = m
-        else:
+        elif m.method == "window":
             groups.setdefault((m.slot, m.testset, m.exited), []).append(m)
     answered: dict[tuple[str, str], int] = {}
     for r in records:

@@ -129,7 +129,7 @@ class SweepOutcome:
 def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_drop: float | None) -> SweepOutcome:
     sweep_dir = results.new_run_dir(lab.results_dir)
     points, failures, summaries, disagreements = [], [], [], []
-    jobs = pending_jobs(lab, set())
+    jobs = pending_jobs(lab, {})
     made_by = provenance(lab, sweep_dir)
     references = host_references(lab)
     with Rack(lab, list(jobs), decisions.threshold_q15(str(taus[0])), sweep_dir / "traces") as rack:

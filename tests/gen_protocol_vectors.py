@@ -53,28 +53,29 @@ frame("infer_burst", "INFER_BURST", 4, 6, {"count": 1000, "sample_hex": s8(sampl
 
 model_sha = hashlib.sha256(b"qute-digits model").digest()
 fw_sha = hashlib.sha256(b"qute firmware").digest()
-info_fields = {"protocol_version": 1, "clock_hz": 80_000_000, "max_payload": 256, "input_size": 64,
-               "num_classes": 10, "num_heads": 4, "tau_q15": 32768,
+info_fields = {"protocol_version": 2, "clock_hz": 80_000_000, "max_payload": 256, "input_size": 64,
+               "num_classes": 10, "num_heads": 4, "tau_q15": 32768, "windows": 70000,
                "model_sha256_hex": model_sha.hex(), "firmware_sha256_hex": fw_sha.hex(),
                "board": "nucleo-l432kc", "firmware_id": "qute-fw 0.1.0"}
-info = (struct.pack("<BIHHBBH", 1, 80_000_000, 256, 64, 10, 4, 32768) + model_sha + fw_sha
+info = (struct.pack("<BIHHBBHI", 2, 80_000_000, 256, 64, 10, 4, 32768, 70000) + model_sha + fw_sha
         + bytes([13]) + b"nucleo-l432kc" + bytes([13]) + b"qute-fw 0.1.0")
 frame("info", "INFO", 0x81, 1, info_fields, info)
-frame("info_empty_strings", "INFO", 0x81, 9, dict(info_fields, board="", firmware_id="", tau_q15=0),
-      info[:11] + struct.pack("<H", 0) + model_sha + fw_sha + b"\0\0", "tau 0 (always exit), two empty strings")
+frame("info_empty_strings", "INFO", 0x81, 9, dict(info_fields, board="", firmware_id="", tau_q15=0, windows=0),
+      info[:11] + struct.pack("<HI", 0, 0) + model_sha + fw_sha + b"\0\0",
+      "tau 0 (always exit), no busy window yet (a board just booted), two empty strings")
 frame("threshold_set", "THRESHOLD_SET", 0x82, 2, {"tau_q15": 18022}, struct.pack("<H", 18022))
 ex = [[90, -12, 3, -128, 0, 0, 5, 127, -1, 10]]
 frame("result_exited", "RESULT", 0x83, 0x1234, {"exited": True, "predicted": 7, "confidence_q15": 31130,
-      "cycles": 123456, "logits": ex},
-      struct.pack("<BBHIB", 1, 7, 31130, 123456, 1) + s8(ex[0]))
+      "cycles": 123456, "window": 42, "logits": ex},
+      struct.pack("<BBHIIB", 1, 7, 31130, 123456, 42, 1) + s8(ex[0]))
 heads = [[1, 2, 3], [0, 0, 0], [-4, 50, 6], [7, -8, 0]]
 frame("result_not_exited", "RESULT", 0x83, 0x0007, {"exited": False, "predicted": 1, "confidence_q15": 20000,
-      "cycles": 0x01020304, "logits": heads},
-      struct.pack("<BBHIB", 0, 1, 20000, 0x01020304, 4) + b"".join(s8(r) for r in heads),
-      "the exit's logits, then three heads; logits of zero")
-frame("burst_result", "BURST_RESULT", 0x84, 6, {"count": 1000, "total_cycles": 0xDEADBEEF, "exited": False,
-      "predicted": 3, "confidence_q15": 32768},
-      struct.pack("<HIBBH", 1000, 0xDEADBEEF, 0, 3, 32768))
+      "cycles": 0x01020304, "window": 0x0A0B0C0D, "logits": heads},
+      struct.pack("<BBHIIB", 0, 1, 20000, 0x01020304, 0x0A0B0C0D, 4) + b"".join(s8(r) for r in heads),
+      "the exit's logits, then three heads; logits of zero; the window ordinal pins LE order")
+frame("burst_result", "BURST_RESULT", 0x84, 6, {"count": 1000, "total_cycles": 0xDEADBEEF, "window": 0x11223344,
+      "exited": False, "predicted": 3, "confidence_q15": 32768},
+      struct.pack("<HIIBBH", 1000, 0xDEADBEEF, 0x11223344, 0, 3, 32768))
 frame("edge", "EDGE", 0x90, 42, {"pin": 2, "level": 1, "ticks": 0x89ABCDEF}, struct.pack("<BBI", 2, 1, 0x89ABCDEF),
       "on the second UART, with the device's own seq")
 frame("error_bad_crc", "ERROR", 0xE0, 0xFFFF, {"code": 1, "seq": 0xFFFF}, struct.pack("<BH", 1, 0xFFFF),
@@ -194,28 +195,32 @@ me("infer_burst_count_zero", H, 4, bytes(2) + bytes(64), 6, "count 0", 64)
 me("infer_burst_count_zero_wrong_size", H, 4, bytes(2) + bytes(63), 3,
    "both wrong: the length is checked first", 64)
 me("infer_burst_no_sample", H, 4, b"\x01\x00", 3, "a count and no sample", 64)
-me("unknown_type_05", H, 5, b"", 2, "no message 0x05 in v1", 64)
-me("unknown_type_7f", H, 0x7F, b"\x01", 2, "no message 0x7F in v1", 64)
-me("result_exited_flag_2", D, 0x83, struct.pack("<BBHIB", 2, 0, 0, 0, 1) + bytes(3), 6, "exited is 0 or 1")
-me("result_exited_two_outputs", D, 0x83, struct.pack("<BBHIB", 1, 0, 0, 0, 2) + bytes(6), 6,
+me("unknown_type_05", H, 5, b"", 2, "no message 0x05 in v2", 64)
+me("unknown_type_7f", H, 0x7F, b"\x01", 2, "no message 0x7F in v2", 64)
+me("result_exited_flag_2", D, 0x83, struct.pack("<BBHIIB", 2, 0, 0, 0, 1, 1) + bytes(3), 6, "exited is 0 or 1")
+me("result_exited_two_outputs", D, 0x83, struct.pack("<BBHIIB", 1, 0, 0, 0, 1, 2) + bytes(6), 6,
    "an exit that was taken reports 1 output")
-me("result_ragged_logits", D, 0x83, struct.pack("<BBHIB", 0, 0, 0, 0, 4) + bytes(10), 3,
+me("result_ragged_logits", D, 0x83, struct.pack("<BBHIIB", 0, 0, 0, 0, 1, 4) + bytes(10), 3,
    "10 logit bytes do not split into 4 outputs")
-me("result_no_logits", D, 0x83, struct.pack("<BBHIB", 1, 0, 0, 0, 1), 3, "no logits at all")
-me("burst_result_short", D, 0x84, bytes(9), 3, "10 bytes expected")
+me("result_no_logits", D, 0x83, struct.pack("<BBHIIB", 1, 0, 0, 0, 1, 1), 3, "no logits at all")
+me("burst_result_short", D, 0x84, bytes(13), 3, "14 bytes expected")
+me("burst_result_v1", D, 0x84, struct.pack("<HIBBH", 1000, 5, 0, 3, 32768), 3,
+   "a v1 BURST_RESULT (no window ordinal): 10 bytes")
 me("threshold_set_long", D, 0x82, bytes(3), 3, "2 bytes expected")
 me("edge_level_2", D, 0x90, struct.pack("<BBI", 1, 2, 0), 6, "level is 0 or 1")
 me("error_unknown_code", D, 0xE0, struct.pack("<BH", 9, 1), 6, "codes are 1..6")
 me("error_short", D, 0xE0, b"\x01\x02", 3, "3 bytes expected")
 me("info_cut_in_firmware_id", D, 0x81, info[:-1], 3, "the firmware id is one byte short")
 me("info_trailing_byte", D, 0x81, info + b"\0", 3, "a byte after the firmware id")
-me("info_version_2", D, 0x81, b"\x02" + info[1:], 6, "a v2 device: the host says so rather than misread it")
+me("info_version_1", D, 0x81, b"\x01" + info[1:], 6,
+   "a v1 device (no window ordinals): the host says so rather than misread it")
+me("info_version_3", D, 0x81, b"\x03" + info[1:], 6, "a newer device: the host says so rather than misread it")
 
 doc = {
-    "description": "Test vectors for wire protocol v1 (docs/protocol.md). Generated once by an independent "
+    "description": "Test vectors for wire protocol v2 (docs/protocol.md). Generated once by an independent "
                    "script (byte-loop COBS, zlib.crc32, struct) and frozen: hil/protocol.py and "
                    "firmware/src/protocol.c must both reproduce them (tests/test_protocol.py).",
-    "protocol_version": 1,
+    "protocol_version": 2,
     "constants": {"MAX_PAYLOAD": 256, "MIN_RAW_FRAME": 7, "MAX_RAW_FRAME": 263, "MAX_ENCODED_FRAME": 266,
                   "SEQ_UNKNOWN": 65535},
     "error_codes": {str(k): v for k, v in CODES.items()},

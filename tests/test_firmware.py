@@ -10,7 +10,7 @@ import pytest
 from hil import codegen, decisions, firmware
 from hil.emulator import PROFILES, QemuBoard
 from hil.errors import BadInput
-from hil.link import DeviceLink
+from hil.link import DeviceError, DeviceLink
 from hil.modelcard import load_model
 from hil.reference import run_reference
 from hil.testsets import load_model_testsets
@@ -159,3 +159,25 @@ def test_burst_runs_back_to_back_in_one_window(board):
     edges = qemu.take_edges()
     assert [(e.pin, e.level) for e in edges] == [(0, 1), (0, 0)]
     assert edges[1].ticks - edges[0].ticks == burst.total_cycles
+
+
+@needs_qemu
+def test_every_busy_window_is_numbered_and_the_answer_says_which(board):
+    """Protocol v2: RESULT and BURST_RESULT carry the ordinal of the busy window they ran in and
+    INFO the count so far, so that the host can tell an answer's window from that of a request
+    whose reply was lost. Only inferences raise a window; HELLO, SET_THRESHOLD and refused
+    frames do not."""
+    qemu, link, _manifest, card = board
+    sample = load_model_testsets(card)[0].inputs[0].tobytes()
+    before = link.hello().windows
+    qemu.take_edges()
+    first = link.infer(sample)
+    link.set_threshold(decisions.Q15_ONE)
+    with pytest.raises(DeviceError):  # a sample of the wrong size: refused, nothing run
+        link.infer(sample[:3])
+    second = link.infer(sample)
+    burst = link.infer_burst(sample, 3)
+    assert (first.window, second.window, burst.window) == (before + 1, before + 2, before + 3)
+    assert link.hello().windows == before + 3
+    rises = [e for e in qemu.take_edges() if (e.pin, e.level) == (0, 1)]
+    assert len(rises) == 3  # one busy window per ordinal

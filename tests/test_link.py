@@ -23,9 +23,9 @@ from hil.testsets import load_model_testsets
 sys.path.insert(0, str(Path(__file__).parent))
 from ptys import FakeDevice, LineRelay, reframed  # noqa: E402
 
-INFO = protocol.Info(protocol.PROTOCOL_VERSION, 25_000_000, protocol.MAX_PAYLOAD, 64, 10, 3, 32768,
+INFO = protocol.Info(protocol.PROTOCOL_VERSION, 25_000_000, protocol.MAX_PAYLOAD, 64, 10, 3, 32768, 0,
                      b"\x11" * 32, b"\x22" * 32, "fake", "fake-1")
-EXITED = protocol.Result(True, 3, 30000, 1234, (tuple(range(10)),))
+EXITED = protocol.Result(True, 3, 30000, 1234, 1, (tuple(range(10)),))
 
 
 def reply(frame: protocol.Frame, message) -> bytes:
@@ -40,7 +40,7 @@ def answers(frame: protocol.Frame, result=EXITED, burst_count=None) -> bytes:
     if isinstance(request, protocol.SetThreshold):
         return reply(frame, protocol.ThresholdSet(request.tau_q15))
     if isinstance(request, protocol.InferBurst):
-        return reply(frame, protocol.BurstResult(burst_count or request.count, 99, True, 3, 30000))
+        return reply(frame, protocol.BurstResult(burst_count or request.count, 99, 1, True, 3, 30000))
     return reply(frame, result)
 
 
@@ -65,7 +65,7 @@ def test_an_echoed_request_is_a_wrong_reply_not_an_answer():
 
 def test_a_result_must_have_the_shape_the_boards_info_reported():
     # INFO says 1 + 3 heads; this RESULT of a full path carries only 2 heads.
-    two_heads = protocol.Result(False, 3, 30000, 1234, tuple(tuple(range(10)) for _ in range(3)))
+    two_heads = protocol.Result(False, 3, 30000, 1234, 1, tuple(tuple(range(10)) for _ in range(3)))
     with FakeDevice(lambda frame: answers(frame, result=two_heads)) as device:
         link = open_link(device.path)
         assert link.hello() == INFO

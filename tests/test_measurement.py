@@ -5,24 +5,30 @@ figures against it."""
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import threading
 import time
+import tty
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import serial
 
 from hil import protocol
 from hil.measurement import MIN_WINDOW_CONVERSIONS, BusyWindow, Edge, PowerSample, busy_windows, window_energies
+from hil.metering import Answer, Meter, Unmatched, align, measure_inferences
 from hil.monitor import MonitorError, MonitorLink
 from hil import monitor_protocol as mp
-from hil.records import read_measurements, read_records
+from hil.records import Record, RecordJournal, read_measurements, read_records
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_run import BOARDS, hil, write_lab  # noqa: E402
 
-PASS, INFRASTRUCTURE = 0, 2
+PASS, REGRESSION, INFRASTRUCTURE = 0, 1, 2
 CLOCK_HZ = 25_000_000
 CONVERSION_TICKS = 53_250  # 2.13 ms: 12 bits averaged over 4 (docs/monitor.md)
 
@@ -109,7 +115,22 @@ def test_a_unit_that_stops_talking_is_a_board_error_and_the_answers_are_kept(tmp
     run_dir = Path(summary["run_dir"])
     assert len(read_records(run_dir)) == 2 * 3 * 60  # every answer kept, reconciled
     assert all(s["exact"] == s["samples"] for s in summary["summaries"])
-    assert {m.slot for m in read_measurements(run_dir)} == {"an500-mnist1d"}
+    measured = read_measurements(run_dir)
+    assert {m.slot for m in measured if m.method == "window"} == {"an500-mnist1d"}
+    # Every answer of the silent unit's board is journaled as unmeasured, with why...
+    unmeasured = [m for m in measured if m.slot == "an386-digits"]
+    assert len(unmeasured) == 3 * 60 and all(m.method == "unmeasured" and "did not answer" in m.reason
+                                             for m in unmeasured)
+    # ...and the count is in the verdict, on the console and in junit.xml.
+    assert any(reason.startswith("an386-digits: 180 of 180 answered samples unmeasured (180: ")
+               for reason in summary["verdict"]["reasons"]), summary["verdict"]
+    assert "360 records (180 unmeasured)" in stderr
+    suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
+    cases = {(c.get("classname"), c.get("name")): c for c in suite.iter("testcase")}
+    for testset in ("clean", "shift-s2", "ood"):
+        (error,) = cases[(f"an386-digits.{testset}", "measurement")].findall("error")
+        assert error.get("message").startswith("60 of 60 answered samples unmeasured (60: ")
+        assert not list(cases[(f"an500-mnist1d.{testset}", "measurement")])  # measured: a passing case
 
 
 @pytest.fixture
@@ -148,3 +169,272 @@ def test_energy_of_a_window_from_samples_that_straddle_it():
     assert energy == pytest.approx(2.0 * 50 / 100)
     (uncovered,) = window_energies([window], samples[:3], idle_w=1.0, clock_hz=100)
     assert uncovered is None  # samples end before the window does: no figure rather than a wrong one
+
+
+# --- windows matched to answers by the device's window ordinal (protocol v2) -----------------
+
+
+def test_windows_are_matched_by_ordinal_and_unclaimed_ones_left_alone():
+    # Since the last flush (device count 10) the device ran windows 11..15; the answers of 12 and
+    # 14 were lost and retried, so the answers that came carry 11, 13, 15.
+    assert align(10, [11, 13, 15], found=5) == [0, 2, 4]
+    assert align(0, [1, 2, 3], found=3) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("ordinals, found, says", [
+    ([11, 13, 15], 4, "reported 4 busy windows where the device ran 5"),  # the unit missed one
+    ([11, 13, 15], 6, "reported 6 busy windows where the device ran 5"),  # or saw one too many
+    ([11, 12, 2], 5, "restarted (its window count went back from 12 to 2)"),
+    ([10, 11], 2, "restarted (its window count went back from 10 to 10)"),
+])
+def test_windows_that_cannot_be_told_apart_are_not_matched(ordinals, found, says):
+    unmatched = align(10, ordinals, found)
+    assert isinstance(unmatched, Unmatched) and says in unmatched.reason
+    assert unmatched.restarted == ("restarted" in says)
+
+
+class FakeUnit:
+    """The far end of a real pty, played as a measurement unit: it sends the edges it is given
+    and answers FLUSH."""
+
+    def __init__(self, controller: int):
+        self.controller = controller
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def edges(self, windows: list[tuple[int, int]]) -> None:
+        for seq, (rise, fall) in enumerate(windows):
+            for level, at in ((1, rise), (0, fall)):
+                os.write(self.controller, protocol.encode_message(mp.MonitorEdge(0, level, at), 2 * seq + level))
+
+    def _serve(self) -> None:
+        decoder = protocol.FrameDecoder()
+        while not self._stop.is_set():
+            if select.select([self.controller], [], [], 0.05)[0]:
+                for frame in decoder.feed(os.read(self.controller, 4096)):
+                    os.write(self.controller, protocol.encode_message(mp.Flushed(0), frame.seq))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_a_unit_that_reports_a_window_too_many_leaves_the_answers_unmeasured_with_the_reason(tmp_path, unit_pty):
+    controller, port = unit_pty
+    link = MonitorLink(port, "bench monitor", tmp_path / "trace.jsonl")
+    link.clock_hz, link.conversion_ticks = CLOCK_HZ, CONVERSION_TICKS  # as CONFIGURE would set them
+    unit = FakeUnit(controller)
+    records = [Record("bench", "qute-digits", "clean", i, 0, 32768, False, 0, 0, 1000, [0], [[0]], 1) for i in range(3)]
+    try:
+        # The device ran windows 1..3; the unit reports a glitch on the capture input as a fourth.
+        unit.edges([(100, 1100), (5000, 6000), (7000, 7001), (9000, 10000)])
+        meter = Meter(link, CLOCK_HZ, base=0)
+        with RecordJournal(tmp_path, "measurements.jsonl") as journal:
+            failures = measure_inferences("bench", meter, [Answer(r, r.index + 1) for r in records], journal)
+    finally:
+        unit.stop()
+        link.close()
+    (failure,) = failures
+    assert failure.stage == "monitor" and "reported 4 busy windows where the device ran 3" in failure.reason
+    rows = read_measurements(tmp_path)
+    assert [(m.index, m.method, m.window) for m in rows] == [(0, "unmeasured", 1), (1, "unmeasured", 2),
+                                                              (2, "unmeasured", 3)]
+    assert all("which is whose is unknown" in m.reason and m.ticks is None for m in rows)
+    assert meter.base == 3  # the next windows are the device's 4, 5, …
+
+
+class LossyLine:
+    """A relay between a board's own pty (QEMU's UART) and a pty that the host link opens
+    instead, that drops chosen RESULT frames on their way to the host: the device ran the
+    request, the host never hears of it and asks again. It notes the input of every INFER
+    that crossed to the device, in order: the samples the device ran, window after window."""
+
+    def __init__(self, device: serial.Serial, drop: set[int]):
+        self.device, self.drop = device, drop  # drop: which RESULT frames, counted from 0 as the device sends them
+        self.controller, self.peer = os.openpty()
+        tty.setraw(self.peer)
+        self.path = os.ttyname(self.peer)
+        self.ran: list[bytes] = []
+        self.results = self.dropped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._relay, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _write(fd: int, data: bytes) -> None:
+        while data:
+            data = data[os.write(fd, data):]
+
+    def _relay(self) -> None:
+        device = self.device.fileno()
+        to_device, to_host = protocol.FrameDecoder(), bytearray()
+        while not self._stop.is_set():
+            readable = select.select([self.controller, device], [], [], 0.05)[0]
+            if self.controller in readable:
+                data = os.read(self.controller, 4096)
+                self._write(device, data)  # the host's bytes pass at once, as they came
+                self.ran += [f.payload for f in to_device.feed(data)
+                             if isinstance(f, protocol.Frame) and f.type == protocol.MessageType.INFER]
+            if device in readable:
+                to_host += os.read(device, 4096)
+                while protocol.DELIMITER in to_host:
+                    body, _, rest = bytes(to_host).partition(protocol.DELIMITER)
+                    to_host = bytearray(rest)
+                    frame = protocol.decode_body(body) if body else None
+                    if isinstance(frame, protocol.Frame) and frame.type == protocol.MessageType.RESULT:
+                        self.results += 1
+                        if self.results - 1 in self.drop:
+                            self.dropped += 1
+                            continue
+                    self._write(self.controller, body + protocol.DELIMITER)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        os.close(self.controller)
+        os.close(self.peer)
+
+
+class Quiet:
+    def start(self, totals):
+        pass
+
+    def advance(self, slot, samples):
+        pass
+
+
+def test_every_measurement_stays_on_its_own_sample_when_replies_are_lost(tmp_path):
+    """Behind a line that loses replies the device runs requests whose answers never arrive, and
+    the host asks again: the unit then holds more busy windows than there are answers. Each
+    measurement must still be its own sample's window, held against the ground truth of which
+    sample the device ran in every window the unit saw (a shift within one exit path keeps
+    the cycle count almost the same, so the window itself is checked, by where it starts)."""
+    from hil.lab import load_lab
+    from hil.link import DeviceLink
+    from hil.rack import Rack
+    from hil.runner import pending_jobs, stream_boards
+
+    slot, samples = "an386-digits", 6
+    lab = load_lab(write_lab(tmp_path, boards={slot: BOARDS[slot]}, samples=samples, request_timeout_s=1, retries=3))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    tau = lab.run.threshold_q15
+    drop = {0, 5, 9, 10, 20}  # the first answer; one among samples of one exit path; one twice over; a late one
+    with Rack(lab, [slot], tau, run_dir / "traces") as rack:
+        (board,) = rack.ready
+        line = LossyLine(board.link.port, drop)
+        try:
+            board.link = DeviceLink(serial.Serial(line.path, exclusive=True), name=slot,
+                                    timeout=lab.run.request_timeout_s)
+            failures = stream_boards(rack, pending_jobs(lab, {}), run_dir, tau, Quiet())
+        finally:
+            board.link.port.close()
+            line.close()
+    assert failures == []
+    assert line.dropped == len(drop)
+    records = {r.key: r for r in read_records(run_dir)}
+    assert len(records) == 3 * samples
+    # A sample is told by its input (two test sets may share one: then their windows are alike too).
+    inputs = {(t.name, i): t.inputs[i].tobytes() for t in lab.models["qute-digits"].testsets for i in range(samples)}
+    ran = line.ran  # the input of every request the device ran, in order
+    assert len(ran) == line.results >= 3 * samples + len(drop) and set(ran) == set(inputs.values())
+    assert sum(r.attempts - 1 for r in records.values()) == len(ran) - 3 * samples
+    truth = [json.loads(line_) for line_ in (run_dir / "traces" / f"{slot}.truth.jsonl").read_text().splitlines()]
+    assert len(truth) == len(ran)  # the unit saw every window, those of lost answers too
+    ran_at = {window["rise"]: sample for window, sample in zip(truth, ran)}
+    measured = read_measurements(run_dir)
+    assert all(m.method == "window" for m in measured)
+    assert sorted((m.testset, m.index) for m in measured) == sorted((t, i) for _s, t, i in records)
+    for m in measured:
+        assert ran_at[m.rise] == inputs[(m.testset, m.index)], f"{m.testset}#{m.index} got another sample's window"
+        assert m.ticks == records[(slot, m.testset, m.index)].cycles and m.clock_ok
+
+
+# --- measurements of a run that was stopped before its boards were measured -----------------
+
+
+def window_rows(run_dir: Path) -> dict[tuple, list]:
+    rows: dict[tuple, list] = {}
+    for m in read_measurements(run_dir):
+        if m.method == "window":
+            rows.setdefault((m.slot, m.testset, m.index), []).append(m)
+    return rows
+
+
+def test_a_killed_run_is_measured_when_it_is_resumed(tmp_path):
+    """Answers are journaled as they come, measurements once a board has streamed: a run killed
+    mid-stream leaves answers without measurements. Resuming asks for those again, for their
+    busy windows only (the answers are kept, not journaled twice), and ends fully measured."""
+    lab = write_lab(tmp_path, samples=40)
+    owner = subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(lab)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env={**os.environ, "NO_COLOR": "1"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run_dirs = [p for p in (tmp_path / "results").glob("*") if p.is_dir()]
+        if run_dirs and len(read_records(run_dirs[0])) >= 40:
+            break
+        time.sleep(0.05)
+    owner.kill()  # SIGKILL: nothing of hil runs after this
+    owner.wait(timeout=30)
+    run_dir = run_dirs[0]
+    kept = {r.key: r for r in read_records(run_dir)}
+    assert 40 <= len(kept) < 2 * 3 * 40
+    assert len(window_rows(run_dir)) < len(kept)  # answers without a measurement
+
+    resumed = hil("run", "--resume", run_dir, "--json")
+    assert resumed.returncode == PASS, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    records = {r.key: r for r in read_records(run_dir)}
+    assert len(records) == 2 * 3 * 40 and all(records[key] == record for key, record in kept.items())
+    assert len((run_dir / "records.jsonl").read_text().splitlines()) == len(records), "an answer journaled twice"
+    rows = window_rows(run_dir)
+    assert sorted(rows) == sorted(records) and all(len(mine) == 1 for mine in rows.values())
+    for key, (m,) in rows.items():  # the emulated unit clocks the device's timer: its own window, exactly
+        assert m.ticks == records[key].cycles and m.clock_ok, m
+    summary = json.loads(resumed.stdout)
+    assert all(s["unmeasured"] == 0 for s in summary["summaries"])
+    assert "(0 unmeasured)" in resumed.stderr
+
+
+def test_a_sample_that_answers_differently_when_asked_again_is_a_finding(tmp_path):
+    slot = "an500-mnist1d"
+    lab = write_lab(tmp_path, boards={slot: BOARDS[slot]}, samples=3)
+    first = hil("run", lab, "--json")
+    assert first.returncode == PASS, first.stderr[-3000:]
+    run_dir = Path(json.loads(first.stdout)["run_dir"])
+    # As if the run had stopped before its board was measured, and its first answer were not what
+    # the device answers now.
+    (run_dir / "measurements.jsonl").unlink()
+    journal = run_dir / "records.jsonl"
+    lines = journal.read_text().splitlines()
+    changed = json.loads(lines[0])
+    changed["predicted"] = (changed["predicted"] + 1) % 10
+    journal.write_text("\n".join([json.dumps(changed)] + lines[1:]) + "\n")
+
+    resumed = hil("run", "--resume", run_dir, "--json")
+    assert resumed.returncode == REGRESSION, resumed.stderr[-3000:]
+    reasons = json.loads(resumed.stdout)["verdict"]["reasons"]
+    where = f"{changed['testset']}#{changed['index']}"
+    assert any(f"{slot}: 1 samples answered differently when asked again to be measured (first {where})" in reason
+               for reason in reasons), reasons
+    measured = read_measurements(run_dir)
+    (again,) = [m for m in measured if (m.testset, m.index) == (changed["testset"], changed["index"])
+                and m.method != "burst"]
+    assert again.method == "unmeasured" and "answered differently" in again.reason
+    assert len([m for m in measured if m.method == "window"]) == 3 * 3 - 1  # the others are measured
+
+
+def test_the_verdict_counts_a_boards_unmeasured_answers_over_all_its_test_sets():
+    from hil.summary import BoardSetSummary
+    from hil.verdict import decide
+
+    def summary(slot, testset, unmeasured, reasons=None):
+        return BoardSetSummary(slot, "qute-digits", testset, "clean", 10, 10, 1.0, 0.5, None, 10, 0, 1.0, 2.0,
+                               unmeasured, reasons or {})
+
+    measured = [summary("a", "clean", 0), summary("a", "ood", 0), summary("physical", "clean", None)]
+    assert decide(measured, [], []).exit_code == PASS  # a board without a unit is not counted
+    verdict = decide([summary("a", "clean", 0), summary("a", "ood", 3, {"the unit missed one": 2, "gone": 1})], [], [])
+    assert (verdict.status, verdict.exit_code) == ("error", INFRASTRUCTURE)
+    assert verdict.reasons == ["a: 3 of 20 answered samples unmeasured (2: the unit missed one; 1: gone); "
+                               "`hil run --resume` measures them"]

@@ -1,4 +1,4 @@
-"""Wire protocol v1 (docs/protocol.md) on both sides: hil/protocol.py and firmware/src/protocol.c.
+"""Wire protocol v2 (docs/protocol.md) on both sides: hil/protocol.py and firmware/src/protocol.c.
 
 (a) and (b): both pass every vector in docs/protocol-vectors.json; the C side is built for
 the host and driven through ctypes, one byte at a time as a UART would feed it. (c) property
@@ -86,18 +86,21 @@ class Request(ctypes.Structure):
 
 class InfoC(ctypes.Structure):
     _fields_ = [("clock_hz", ctypes.c_uint32), ("input_size", ctypes.c_uint16), ("num_classes", ctypes.c_uint8),
-                ("num_heads", ctypes.c_uint8), ("tau_q15", ctypes.c_uint16), ("model_sha256", ctypes.c_char_p),
+                ("num_heads", ctypes.c_uint8), ("tau_q15", ctypes.c_uint16), ("windows", ctypes.c_uint32),
+                ("model_sha256", ctypes.c_char_p),
                 ("firmware_sha256", ctypes.c_char_p), ("board", ctypes.c_char_p), ("firmware_id", ctypes.c_char_p)]
 
 
 class ResultC(ctypes.Structure):
     _fields_ = [("exited", ctypes.c_bool), ("predicted", ctypes.c_uint8), ("confidence_q15", ctypes.c_uint16),
-                ("cycles", ctypes.c_uint32), ("num_outputs", ctypes.c_uint8), ("num_classes", ctypes.c_uint8),
+                ("cycles", ctypes.c_uint32), ("window", ctypes.c_uint32), ("num_outputs", ctypes.c_uint8),
+                ("num_classes", ctypes.c_uint8),
                 ("logits", ctypes.c_char_p)]
 
 
 class BurstResultC(ctypes.Structure):
-    _fields_ = [("count", ctypes.c_uint16), ("total_cycles", ctypes.c_uint32), ("exited", ctypes.c_bool),
+    _fields_ = [("count", ctypes.c_uint16), ("total_cycles", ctypes.c_uint32), ("window", ctypes.c_uint32),
+                ("exited", ctypes.c_bool),
                 ("predicted", ctypes.c_uint8), ("confidence_q15", ctypes.c_uint16)]
 
 
@@ -179,7 +182,7 @@ class CSide:
         if isinstance(message, p.Info):
             assert (message.protocol_version, message.max_payload) == (p.PROTOCOL_VERSION, p.MAX_PAYLOAD)
             info = InfoC(message.clock_hz, message.input_size, message.num_classes, message.num_heads,
-                         message.tau_q15, message.model_sha256, message.firmware_sha256,
+                         message.tau_q15, message.windows, message.model_sha256, message.firmware_sha256,
                          message.board.encode(), message.firmware_id.encode())
             n = lib.proto_put_info(out, ctypes.byref(info))
         elif isinstance(message, p.ThresholdSet):
@@ -187,11 +190,11 @@ class CSide:
         elif isinstance(message, p.Result):
             logits = b"".join(struct.pack(f"<{len(row)}b", *row) for row in message.logits)
             result = ResultC(message.exited, message.predicted, message.confidence_q15, message.cycles,
-                             len(message.logits), len(message.logits[0]), logits)
+                             message.window, len(message.logits), len(message.logits[0]), logits)
             n = lib.proto_put_result(out, ctypes.byref(result))
         elif isinstance(message, p.BurstResult):
-            burst = BurstResultC(message.count, message.total_cycles, message.exited, message.predicted,
-                                 message.confidence_q15)
+            burst = BurstResultC(message.count, message.total_cycles, message.window, message.exited,
+                                 message.predicted, message.confidence_q15)
             n = lib.proto_put_burst_result(out, ctypes.byref(burst))
         elif isinstance(message, p.Edge):
             n = lib.proto_put_edge(out, message.pin, message.level, message.ticks)
@@ -352,8 +355,9 @@ def test_too_long_is_refused(c_side):
         p.encode_frame(3, 1, bytes(p.MAX_PAYLOAD + 1))
     assert c_side.lib.proto_encode(3, 1, bytes(p.MAX_PAYLOAD + 1), p.MAX_PAYLOAD + 1, guarded(300)) == 0
     info = vector_message(FRAMES["info"])
-    assert c_side.payload(p.Info(**{**info.__dict__, "board": "b" * 200})) == b""  # 77 + 2 + 200 + 13 > 256
-    assert c_side.payload(p.Result(True, 0, 0, 0, ((1,) * 248,))) == b""  # 9 + 248 > 256
+    assert c_side.payload(p.Info(**{**info.__dict__, "board": "b" * 200})) == b""  # 81 + 2 + 200 + 13 > 256
+    assert c_side.payload(p.Result(True, 0, 0, 0, 1, ((1,) * 244,))) == b""  # 13 + 244 > 256
+    assert len(c_side.payload(p.Result(True, 0, 0, 0, 1, ((1,) * 243,)))) == 256
     with pytest.raises(ValueError):
         p.Info(**{**info.__dict__, "board": "b" * 200}).to_payload()
 

@@ -1,4 +1,4 @@
-/* QUTE firmware: answers protocol v1 frames on the host link, one at a time. */
+/* QUTE firmware: answers protocol v2 frames on the host link, one at a time. */
 #include <stdint.h>
 
 #include "decisions.h"
@@ -8,7 +8,7 @@
 #include "qute.h"
 #include "sha256.h"
 
-#define FIRMWARE_ID "qute-fw/1 " MODEL_NAME
+#define FIRMWARE_ID "qute-fw/2 " MODEL_NAME /* /2: speaks protocol v2 */
 
 /* The loadable image, [0, __image_end), as the linker script lays it out. */
 extern const uint8_t __image_end[];
@@ -43,6 +43,7 @@ static void answer_hello(uint16_t seq) {
         .num_classes = MODEL_NUM_CLASSES,
         .num_heads = MODEL_NUM_HEADS,
         .tau_q15 = (uint16_t)qute_threshold(),
+        .windows = qute_windows(),
         .model_sha256 = model_sha256,
         .firmware_sha256 = firmware_sha256(),
         .board = hal_board_kind(),
@@ -59,6 +60,7 @@ static void answer_infer(uint16_t seq, const proto_request_t *request) {
         .predicted = result.predicted,
         .confidence_q15 = result.confidence_q15,
         .cycles = result.cycles,
+        .window = result.window,
         .num_outputs = result.num_outputs,
         .num_classes = MODEL_NUM_CLASSES,
         .logits = &result.logits[0][0],
@@ -72,6 +74,7 @@ static void answer_burst(uint16_t seq, const proto_request_t *request) {
     proto_burst_result_t reply = {
         .count = request->count,
         .total_cycles = total,
+        .window = last.window,
         .exited = last.exited,
         .predicted = last.predicted,
         .confidence_q15 = last.confidence_q15,

@@ -1,4 +1,4 @@
-/* Wire protocol v1, device side. See protocol.h and docs/protocol.md. */
+/* Wire protocol v2, device side. See protocol.h and docs/protocol.md. */
 #include "protocol.h"
 
 #include "mem.h"
@@ -213,9 +213,10 @@ size_t proto_put_info(uint8_t *out, const proto_info_t *info) {
     out[9] = info->num_classes;
     out[10] = info->num_heads;
     proto_put_u16(out + 11, info->tau_q15);
-    memcpy(out + 13, info->model_sha256, PROTO_SHA256_SIZE);
-    memcpy(out + 45, info->firmware_sha256, PROTO_SHA256_SIZE);
-    size_t at = put_text(out, 77, info->board);
+    proto_put_u32(out + 13, info->windows);
+    memcpy(out + 17, info->model_sha256, PROTO_SHA256_SIZE);
+    memcpy(out + 49, info->firmware_sha256, PROTO_SHA256_SIZE);
+    size_t at = put_text(out, 81, info->board);
     return at == 0 ? 0 : put_text(out, at, info->firmware_id);
 }
 
@@ -226,23 +227,25 @@ size_t proto_put_threshold_set(uint8_t *out, uint16_t tau_q15) {
 
 size_t proto_put_result(uint8_t *out, const proto_result_t *result) {
     size_t logits = (size_t)result->num_outputs * result->num_classes;
-    if (logits == 0 || 9u + logits > PROTO_MAX_PAYLOAD) return 0;
+    if (logits == 0 || 13u + logits > PROTO_MAX_PAYLOAD) return 0;
     out[0] = result->exited ? 1u : 0u;
     out[1] = result->predicted;
     proto_put_u16(out + 2, result->confidence_q15);
     proto_put_u32(out + 4, result->cycles);
-    out[8] = result->num_outputs;
-    memcpy(out + 9, result->logits, logits);
-    return 9u + logits;
+    proto_put_u32(out + 8, result->window);
+    out[12] = result->num_outputs;
+    memcpy(out + 13, result->logits, logits);
+    return 13u + logits;
 }
 
 size_t proto_put_burst_result(uint8_t *out, const proto_burst_result_t *burst) {
     proto_put_u16(out, burst->count);
     proto_put_u32(out + 2, burst->total_cycles);
-    out[6] = burst->exited ? 1u : 0u;
-    out[7] = burst->predicted;
-    proto_put_u16(out + 8, burst->confidence_q15);
-    return 10;
+    proto_put_u32(out + 6, burst->window);
+    out[10] = burst->exited ? 1u : 0u;
+    out[11] = burst->predicted;
+    proto_put_u16(out + 12, burst->confidence_q15);
+    return 14;
 }
 
 size_t proto_put_edge(uint8_t *out, uint8_t pin, uint8_t level, uint32_t ticks) {

@@ -1,4 +1,4 @@
-/* Wire protocol v1, device side: framing (COBS + CRC-32) and the v1 messages.
+/* Wire protocol v2, device side: framing (COBS + CRC-32) and the v2 messages.
  *
  * docs/protocol.md is the spec; hil/protocol.py is the host side of the same spec and
  * docs/protocol-vectors.json holds the vectors both sides pass. Portable C11: static
@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 1u
+#define PROTO_VERSION 2u
 #define PROTO_MAX_PAYLOAD 256u
 #define PROTO_HEADER_SIZE 3u /* type + seq */
 #define PROTO_CRC_SIZE 4u
@@ -101,7 +101,7 @@ typedef struct {
     const int8_t *sample;  /* INFER, INFER_BURST: input_size bytes inside the payload */
 } proto_request_t;
 
-/* Checks a received frame against the v1 message table for a model taking input_size bytes.
+/* Checks a received frame against the v2 message table for a model taking input_size bytes.
  * Returns PROTO_OK and fills req, or the code to answer in an ERROR frame
  * (UNKNOWN_MESSAGE, BAD_LENGTH, BAD_VALUE). */
 proto_error_t proto_parse_request(uint8_t type, const uint8_t *payload, size_t len, size_t input_size,
@@ -116,6 +116,7 @@ typedef struct {
     uint8_t num_classes;
     uint8_t num_heads;
     uint16_t tau_q15; /* in force now */
+    uint32_t windows; /* busy windows raised since boot: the last one's ordinal, 0 if none */
     const uint8_t *model_sha256;    /* PROTO_SHA256_SIZE bytes */
     const uint8_t *firmware_sha256; /* PROTO_SHA256_SIZE bytes */
     const char *board;              /* NUL-terminated ASCII, at most 255 characters */
@@ -127,6 +128,7 @@ typedef struct {
     uint8_t predicted;
     uint16_t confidence_q15;
     uint32_t cycles;
+    uint32_t window;     /* the ordinal of the busy window it ran in: 1 for the first since boot */
     uint8_t num_outputs; /* 1 when exited, else 1 + num_heads */
     uint8_t num_classes;
     const int8_t *logits; /* num_outputs x num_classes: the exit's first, then each head's */
@@ -135,7 +137,8 @@ typedef struct {
 typedef struct {
     uint16_t count;
     uint32_t total_cycles;
-    bool exited; /* this and the rest: the last run's */
+    uint32_t window; /* the ordinal of the one busy window all runs shared */
+    bool exited;     /* this and the rest: the last run's */
     uint8_t predicted;
     uint16_t confidence_q15;
 } proto_burst_result_t;

@@ -6,6 +6,13 @@
 /* Starts at 1.0: pure QUTE until the host sets a threshold. */
 static uint32_t threshold_q15 = QD_Q15_ONE;
 
+/* Busy windows raised since boot. Each window's ordinal goes out with its answer, so the host
+ * can tell it from the window of a request whose answer was lost (docs/measurement.md). It is
+ * counted once the window has closed, outside the timed code, so cycle counts are unchanged. */
+static uint32_t windows;
+
+uint32_t qute_windows(void) { return windows; }
+
 void qute_set_threshold(uint32_t tau_q15) { threshold_q15 = tau_q15 > QD_Q15_ONE ? QD_Q15_ONE : tau_q15; }
 
 uint32_t qute_threshold(void) { return threshold_q15; }
@@ -53,6 +60,7 @@ void qute_infer(const int8_t *input, int mark_pins, qute_result_t *result) {
         hal_gpio_flush();
     }
     result->cycles = end - start;
+    result->window = mark_pins ? ++windows : 0;
 }
 
 uint32_t qute_infer_burst(const int8_t *input, uint16_t count, qute_result_t *last) {
@@ -65,5 +73,6 @@ uint32_t qute_infer_burst(const int8_t *input, uint16_t count, qute_result_t *la
     hal_gpio_write(PIN_BUSY, 0, end);
     hal_gpio_flush();
     last->cycles = (end - start) / count;
+    last->window = ++windows;
     return end - start;
 }
