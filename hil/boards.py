@@ -6,17 +6,15 @@ streaming, recovery) is one code path:
 - `link`: a DeviceLink (protocol v1 over pyserial);
 - `start_monitor()`: its measurement unit, if it has one (every emulated board does);
 - `alive()`, `shut_down()`.
-Each board is locked for the whole run (an flock on a file named after the board's
-resource), so two runs never drive the same board.
+A board is driven only under its lock (`lock_name`, taken for the whole rack by
+hil.rack.reserve), so two runs never drive the same board.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import IO
 
 import serial
 
@@ -28,32 +26,9 @@ from hil.lab import BoardSpec, RunSettings, find_serial_port
 from hil.link import DeviceLink
 from hil.monitor import EmulatedMonitor, Monitor, SerialMonitor
 
-LOCK_DIR = probe.lock_dir()  # read once, at import; tests point it elsewhere
-
 
 class BoardError(HilError):
     """A board could not be brought up, identified or driven (exit code 2)."""
-
-
-class BoardLock:
-    """An exclusive, non-blocking lock on one board; released when the process ends, however."""
-
-    def __init__(self, resource: str):
-        self.path = probe.lock_path(LOCK_DIR, resource)
-        self._file: IO[str] | None = None
-
-    def acquire(self, owner: str) -> None:
-        handle = open(self.path, "a+")
-        holder = probe.try_lock(handle, f"pid {os.getpid()} ({owner})")
-        if holder is not None:
-            handle.close()
-            raise BoardError(f"{owner}: board is in use by {holder} (lock {self.path}); wait for that run to end")
-        self._file = handle
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing drops the flock
-            self._file = None
 
 
 class Board(ABC):
@@ -63,15 +38,10 @@ class Board(ABC):
         self.run = run
         self.link: DeviceLink | None = None
         self.monitor: Monitor | None = None  # the measurement unit, once started
-        self.lock = BoardLock(self.lock_resource())
 
     @property
     def slot(self) -> str:
         return self.spec.slot
-
-    @abstractmethod
-    def lock_resource(self) -> str:
-        """What the lock is named after: the thing two runs must not share."""
 
     @abstractmethod
     def _start(self) -> serial.SerialBase:
@@ -92,7 +62,6 @@ class Board(ABC):
         return {"slot": self.slot, "kind": self.spec.kind, "model": self.spec.model}
 
     def bring_up(self) -> None:
-        self.lock.acquire(self.slot)
         # The image is verified again right before use (the lab checked it at load, but files
         # can change during a long run): nothing unverified is flashed or run.
         self.manifest = load_manifest(self.manifest.directory)
@@ -118,19 +87,14 @@ class Board(ABC):
             self._stop()
         finally:
             self.link = None
-            self.lock.release()
 
 
 class EmulatedBoard(Board):
     """QEMU running the image; flashing is loading the verified ELF into the emulator."""
 
-    def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings, lab_file: Path):
-        self.lab_file = lab_file
+    def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings):
         super().__init__(spec, manifest, run)
         self.qemu: QemuBoard | None = None
-
-    def lock_resource(self) -> str:
-        return emulated_lock_resource(self.lab_file, self.slot)
 
     def _start(self) -> serial.SerialBase:
         # Must run on the main thread: QEMU is tied to the thread that starts it (see emulator.py).
@@ -163,9 +127,6 @@ class PhysicalBoard(Board):
         super().__init__(spec, manifest, run)
         self.port: serial.Serial | None = None
         self.flash_report = None
-
-    def lock_resource(self) -> str:
-        return f"probe-{self.spec.physical.probe}"
 
     def _start(self) -> serial.SerialBase:
         physical = self.spec.physical
@@ -200,13 +161,16 @@ class PhysicalBoard(Board):
             self.port = None
 
 
-def emulated_lock_resource(lab_file: Path, slot: str) -> str:
-    """An emulated board exists once per lab file: two runs of one labs.yaml contend for it,
+def lock_name(spec: BoardSpec, lab_file: Path) -> str:
+    """What a board's lock is named after: the thing two runs must not share. A physical board is
+    its probe. An emulated board exists once per lab file: two runs of one labs.yaml contend for it,
     two checkouts' labs do not (each would start its own QEMU anyway)."""
-    return f"emulated-{hashlib.sha256(str(Path(lab_file).resolve()).encode()).hexdigest()[:12]}-{slot}"
+    if not spec.emulated:
+        return f"probe-{spec.physical.probe}"
+    return f"emulated-{hashlib.sha256(str(Path(lab_file).resolve()).encode()).hexdigest()[:12]}-{spec.slot}"
 
 
-def make_board(spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings, lab_file: Path) -> Board:
+def make_board(spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings) -> Board:
     if spec.emulated:
-        return EmulatedBoard(spec, manifest, run, lab_file)
+        return EmulatedBoard(spec, manifest, run)
     return PhysicalBoard(spec, manifest, run)

@@ -21,19 +21,20 @@ from one process, or the orchestrator itself, would see each other's state. Each
 `python -m hil.probe --child` (subprocess, not multiprocessing): a clean interpreter that does not
 depend on how the parent was started, with the job on stdin, one JSON result line on its own
 stdout, pyOCD's logs and prints captured from stderr, and a timeout that is one `kill()`.
-A per-probe flock (`$HIL_LOCK_DIR/flash-<id>.lock`, default /tmp/hil-locks) serialises flashes
-of one probe across threads and processes; a second flash waits for the first (within its timeout).
+A per-probe lock (`flash-<id>.lock` in the lock folder, hil/locks.py) serialises flashes of one
+probe across threads and processes; a second flash waits for the first (within its timeout).
+The flashing process never outlives us: it dies with us (hil/children.py), and it inherits the
+locked descriptor, so the probe stays locked until the flasher itself is gone, even if we are
+killed (SIGKILL) while it flashes.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -42,10 +43,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from hil.children import child_env
+from hil.children import child_env, die_with_parent
 from hil.errors import BadInput, HilError
+from hil.locks import Lock
 
 log = logging.getLogger(__name__)
 
@@ -119,43 +121,19 @@ def parse_remote(probe_id: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def lock_dir() -> Path:
-    return Path(os.environ.get("HIL_LOCK_DIR", "/tmp/hil-locks"))
-
-
-def lock_path(directory: Path, name: str) -> Path:
-    """`<directory>/<name>.lock`, the directory made if missing; characters unsafe in a file name become _."""
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".lock")
-
-
-def try_lock(handle: IO[str], holder: str) -> str | None:
-    """Take the exclusive flock on an open lock file without waiting, and write `holder` into it for
-    whoever finds it taken; None then. If another holds it, what that one wrote ("another process"
-    if nothing). The flock lasts until the file is closed, also when the process dies."""
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        return handle.read().strip() or "another process"
-    handle.seek(0)
-    handle.truncate()
-    handle.write(holder)
-    handle.flush()
-    return None
-
-
 @contextmanager
-def probe_lock(probe_id: str, deadline: float) -> Iterator[Path]:
+def probe_lock(probe_id: str, deadline: float) -> Iterator[Lock]:
     """Hold `flash-<id>.lock` exclusively, waiting until `deadline` (time.monotonic) at most."""
-    path = lock_path(lock_dir(), "flash-" + probe_id)
-    with open(path, "a+") as handle:
-        while (holder := try_lock(handle, f"pid {os.getpid()}")) is not None:
-            if time.monotonic() >= deadline:
-                raise ProbeError(f"probe {probe_id}: still being flashed by {holder} (lock {path}); "
-                                 "wait for that flash to end or raise the timeout")
-            time.sleep(0.05)
-        yield path  # closing the file drops the lock
+    lock = Lock("flash-" + probe_id)
+    while (holder := lock.try_acquire(f"pid {os.getpid()}")) is not None:
+        if time.monotonic() >= deadline:
+            raise ProbeError(f"probe {probe_id}: still being flashed by {holder} (lock {lock.path}); "
+                             "wait for that flash to end or raise the timeout")
+        time.sleep(0.05)
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 def check_image(image: Path, image_sha256: str) -> bytes:
@@ -187,9 +165,9 @@ def flash_image(probe_id: str, target: str, image: Path, image_sha256: str, *, b
     parse_remote(probe_id)
     job = {"probe_id": probe_id, "target": target, "image": str(image.resolve()), "image_sha256": image_sha256,
            "base_address": base_address, "expect_served_id": expect_served_id}
-    with probe_lock(probe_id, deadline):
+    with probe_lock(probe_id, deadline) as lock:
         for attempt in range(1, retries + 2):
-            result = _run_child(job, deadline, timeout_s)
+            result = _run_child(job, deadline, timeout_s, lock)
             if result["ok"]:
                 return FlashReport(**result["report"], seconds=round(time.monotonic() - started, 3), attempts=attempt)
             if result["kind"] not in RETRYABLE or attempt > retries:
@@ -198,11 +176,15 @@ def flash_image(probe_id: str, target: str, image: Path, image_sha256: str, *, b
     raise AssertionError("unreachable")
 
 
-def _run_child(job: dict[str, Any], deadline: float, timeout_s: float) -> dict[str, Any]:
+def _run_child(job: dict[str, Any], deadline: float, timeout_s: float, lock: Lock) -> dict[str, Any]:
+    # The child dies with us and holds the probe's lock with us (its inherited descriptor): killed,
+    # we leave neither a flasher running nor a probe unlocked under one.
     process = subprocess.Popen([sys.executable, "-m", "hil.probe", "--child"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
+                               preexec_fn=die_with_parent, pass_fds=(lock.fd,))
     try:
-        out, err = process.communicate(json.dumps(job), timeout=max(0.0, deadline - time.monotonic()))
+        out, err = process.communicate(json.dumps({**job, "parent_pid": os.getpid()}),
+                                       timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
@@ -333,6 +315,8 @@ def _child() -> int:
     os.dup2(2, 1)  # ... while pyOCD's prints (wait messages, progress bars) go to the captured stderr
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     job = json.load(sys.stdin)
+    if os.getppid() != job["parent_pid"]:  # gone, maybe before die_with_parent could tie us to it: flash nothing
+        return 1
     try:
         outcome = {"ok": True, "report": _flash_in_this_process(job)}
     except _Failure as failure:

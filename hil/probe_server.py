@@ -18,7 +18,8 @@ bytearray to json.dumps, which fails (RamBuilder -> RemoteMemoryInterface.write_
 
 Test hooks: `read_memory()`, `resets`, `ram_writes`, `connections`, `max_concurrent`, and faults:
 `corrupt_writes_at=ADDR` (a stored bit flips there), `responding = False` (no ACK from the target:
-pyOCD says "Target not detected"), `stalled = True` (requests are read and never answered: a hung probe).
+pyOCD says "Target not detected"), `stalled = True` (requests are read and never answered: a hung probe),
+`latency_s` (every answer waits this long: a slow probe, so a flash takes a while).
 """
 
 from __future__ import annotations
@@ -266,6 +267,7 @@ class ProbeServer:
         self.dp = DebugPort(MemAP(self.target))
         self.memory_interface = memory_interface
         self.stalled = False
+        self.latency_s = 0.0
         self.connections = self.max_concurrent = 0
         self._active = 0
         self._wire_protocol: str | None = None
@@ -430,6 +432,8 @@ class ProbeServer:
                         if owner.stalled:  # a hung probe: never answer
                             owner._stop.wait()
                             return
+                        if owner.latency_s:
+                            owner._stop.wait(owner.latency_s)
                         self.wfile.write(owner._answer(line))
                 finally:
                     with owner._lock:

@@ -1,22 +1,28 @@
-"""The rack: every board of a lab brought up, identified and set, then always shut down.
+"""The rack: every board of a lab locked, brought up, identified and set, then always shut down.
 
-Bring-up order per board: lock, verify the image, put it on the board, HELLO. A board is
-used only if its HELLO reports exactly the firmware and model sha256 of its manifest;
-otherwise it is set aside with the reason, and the others go on.
+A run first takes every lock of its rack at once (`reserve`), before any board is touched
+or anything is written; a run that cannot have them all has none. Then, per board: verify
+the image, put it on the board, HELLO. A board is used only if its HELLO reports exactly
+the firmware and model sha256 of its manifest; otherwise it is set aside with the reason,
+and the others go on.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from joblib import Parallel, delayed
 
 from hil import protocol
-from hil.boards import Board, BoardError, make_board
+from hil.boards import Board, BoardError, lock_name, make_board
 from hil.errors import HilError
 from hil.lab import Lab
 from hil.link import LinkCounts, NoValidReply
+from hil.locks import Lock
 
 
 @dataclass(frozen=True)
@@ -59,15 +65,37 @@ def check_identity(board: Board, tau_q15: int, retries: int) -> protocol.Info:
     return info
 
 
+@contextmanager
+def reserve(lab: Lab, slots: list[str]) -> Iterator[None]:
+    """Hold the locks of these boards, all or none. They are taken without waiting, in one fixed
+    (sorted) order: of two runs that want the same boards, the one that locks the first of them
+    gets them all, and the other is refused (BoardError, naming the board and its holder) with
+    whatever it had taken given back."""
+    claims = sorted((lock_name(spec, lab.file), spec.slot) for spec in lab.boards if spec.slot in slots)
+    held: list[Lock] = []
+    try:
+        for name, slot in claims:
+            lock = Lock(name)
+            holder = lock.try_acquire(f"pid {os.getpid()} ({slot})")
+            if holder is not None:
+                raise BoardError(f"{slot}: board is in use by {holder} (lock {lock.path}); wait for that run to end")
+            held.append(lock)
+        yield
+    finally:
+        for lock in reversed(held):
+            lock.release()
+
+
 class Rack:
-    """Use as a context manager: boards come up on entry and are shut down on exit."""
+    """Use as a context manager: boards come up on entry and are shut down on exit. The caller
+    holds their locks (`reserve`) for as long as the rack is up."""
 
     def __init__(self, lab: Lab, slots: list[str], tau_q15: int, traces_dir: Path):
         self.lab = lab
         self.tau_q15 = tau_q15
         self.traces_dir = traces_dir
         specs = [b for b in lab.boards if b.slot in slots]
-        self.boards = [make_board(s, lab.firmware[(s.kind, s.model)], lab.run, lab.file) for s in specs]
+        self.boards = [make_board(s, lab.firmware[(s.kind, s.model)], lab.run) for s in specs]
         self.ready: list[Board] = []
         self.failures: list[BoardFailure] = []
         self.infos: dict[str, protocol.Info] = {}

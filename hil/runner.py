@@ -1,7 +1,8 @@
 """`hil run`: lab -> rack -> stream -> records -> reconcile -> metrics -> verdict -> results.
 
-A run directory is created (or, with --resume, reopened) before any board comes up, and
-its run.json already holds the provenance then; records are journaled as they arrive;
+The lab is validated, then every board of the lab is locked (all or none), and only then
+is a run directory created (or, with --resume, reopened): bad input or a busy rack leaves no
+run behind. Its run.json already holds the provenance before any board comes up; records are journaled as they arrive;
 the verdict and metrics are computed from the journal, so a resumed run is judged on
 everything it measured, in this session and before.
 """
@@ -24,7 +25,7 @@ from hil.errors import BadInput, HilError
 from hil.lab import BoardSpec, Lab, load_lab
 from hil.link import LinkCounts
 from hil.modelcard import sha256_file
-from hil.rack import BoardFailure, Rack
+from hil.rack import BoardFailure, Rack, reserve
 from hil.reconcile import Disagreement, SampleCheck, check_samples, cross_board
 from hil.reference import ReferenceOutputs, run_reference
 from hil.stream import Job, stream_board
@@ -90,8 +91,9 @@ def provenance(lab: Lab, run_dir: Path) -> dict:
     }
 
 
-def open_run(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path, dict]:
-    """Validate the lab (nothing starts on bad input) and create or reopen the run directory."""
+def load_run_lab(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path | None, dict | None]:
+    """The validated lab, and with --resume the run to reopen (its directory and run.json): nothing
+    is locked, started or written on bad input."""
     if resume is not None:
         run_dir = Path(resume)
         run = results.require_run(run_dir)
@@ -103,11 +105,15 @@ def open_run(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path, dic
                 raise BadInput(f"{run_dir / results.RUN_JSON}: the lab's {part} changed since run {run['id']} "
                                "started; restore them or start a new run")
         return lab, run_dir, run
-    lab = load_lab(lab_path)
+    return load_lab(lab_path), None, None
+
+
+def open_run(lab: Lab) -> tuple[Path, dict]:
+    """A new run directory, its run.json holding the provenance."""
     run_dir = results.new_run_dir(lab.results_dir)
     run = provenance(lab, run_dir)
     results.write_json(run_dir / results.RUN_JSON, run)
-    return lab, run_dir, run
+    return run_dir, run
 
 
 def has_unit(board: BoardSpec) -> bool:
@@ -249,14 +255,20 @@ def recorded_end(run_dir: Path, run: dict) -> Iterator[None]:
 
 
 def execute(lab_path: Path | None, resume: Path | None, progress: Progress, baseline: str | None = None) -> RunOutcome:
-    lab, run_dir, run = open_run(lab_path, resume)
-    with recorded_end(run_dir, run):
-        return _stream_and_judge(lab, run_dir, run, progress, baseline)
-
-
-def _stream_and_judge(lab: Lab, run_dir: Path, run: dict, progress: Progress, baseline: str | None) -> RunOutcome:
-    # The baseline is found before any board starts: a wrong one is bad input (exit 3).
+    lab, run_dir, run = load_run_lab(lab_path, resume)
+    # The baseline is found before anything is locked or made: a wrong one is bad input (exit 3).
     baseline_dir = None if baseline is None else resolve_run(baseline, lab.results_dir, lab.name, exclude=run_dir)
+    # The whole rack, or a refusal (exit 2) that leaves no run directory and no catalog row. A resumed
+    # run locks every board too: two resumes of one run never journal into it at once.
+    with reserve(lab, [board.slot for board in lab.boards]):
+        if run_dir is None:
+            run_dir, run = open_run(lab)
+        with recorded_end(run_dir, run):
+            return _stream_and_judge(lab, run_dir, run, progress, baseline_dir)
+
+
+def _stream_and_judge(lab: Lab, run_dir: Path, run: dict, progress: Progress, baseline_dir: Path | None,
+                      ) -> RunOutcome:
     failures, link = stream_rack(lab, run_dir, run, progress)
     references = host_references(lab)
     now = assess(lab, run_dir, references)

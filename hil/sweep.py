@@ -23,7 +23,7 @@ import numpy as np
 from hil import decisions, metrics, records, results
 from hil.errors import BadInput
 from hil.lab import Lab
-from hil.rack import BoardFailure, Rack
+from hil.rack import BoardFailure, Rack, reserve
 from hil.runner import Progress, assess, board_identities, host_references, pending_jobs, provenance, stream_boards
 from hil.summary import Assessment, summarize_performance
 from hil.verdict import Verdict, decide
@@ -127,25 +127,26 @@ class SweepOutcome:
 
 
 def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_drop: float | None) -> SweepOutcome:
-    sweep_dir = results.new_run_dir(lab.results_dir)
     points, failures, summaries, disagreements = [], [], [], []
     jobs = pending_jobs(lab, {})
-    made_by = provenance(lab, sweep_dir)
     references = host_references(lab)
-    with Rack(lab, list(jobs), decisions.threshold_q15(str(taus[0])), sweep_dir / "traces") as rack:
-        failures += rack.failures
-        made_by["boards"] = board_identities(rack)
-        for tau in taus:
-            tau_q15 = decisions.threshold_q15(str(tau))
-            point_dir = sweep_dir / f"tau-{tau}"
-            point_dir.mkdir()
-            for board in rack.ready:
-                board.link.set_threshold(tau_q15)  # over the link: the image stays as flashed
-            failures += stream_boards(rack, jobs, point_dir, tau_q15, progress)
-            now = assess(lab, point_dir, references)
-            summaries += now.summaries
-            disagreements += now.disagreements
-            points += [_point(board.slot, tau, tau_q15, now) for board in rack.ready]
+    with reserve(lab, list(jobs)):  # the whole rack or a refusal, before the sweep's folder is made
+        sweep_dir = results.new_run_dir(lab.results_dir)
+        made_by = provenance(lab, sweep_dir)
+        with Rack(lab, list(jobs), decisions.threshold_q15(str(taus[0])), sweep_dir / "traces") as rack:
+            failures += rack.failures
+            made_by["boards"] = board_identities(rack)
+            for tau in taus:
+                tau_q15 = decisions.threshold_q15(str(tau))
+                point_dir = sweep_dir / f"tau-{tau}"
+                point_dir.mkdir()
+                for board in rack.ready:
+                    board.link.set_threshold(tau_q15)  # over the link: the image stays as flashed
+                failures += stream_boards(rack, jobs, point_dir, tau_q15, progress)
+                now = assess(lab, point_dir, references)
+                summaries += now.summaries
+                disagreements += now.disagreements
+                points += [_point(board.slot, tau, tau_q15, now) for board in rack.ready]
     points = judge_points(points, max_accuracy_drop)
     verdict = decide(summaries, disagreements, failures)
     results.write_json(sweep_dir / "sweep.json", {

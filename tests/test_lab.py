@@ -151,14 +151,14 @@ def test_a_bad_lab_is_one_line_exit_3_and_starts_nothing(tmp_path, pty_port, cap
                                                          monkeypatch):
     path = make_case(name, edit, tmp_path, pty_port)
     locks = tmp_path / "locks"
-    monkeypatch.setattr("hil.boards.LOCK_DIR", locks)
+    monkeypatch.setenv("HIL_LOCK_DIR", str(locks))
     code = main(["run", str(path)])
     err = capsys.readouterr().err
     assert code == BAD_INPUT, err
     (line,) = err.strip().splitlines()
     assert line.startswith(f"hil: error: {path}:"), line
     assert fragment in line, line
-    # The run directory is made, and boards are locked, before anything starts or is flashed.
+    # Boards are locked, and then the run directory made, only after the lab is validated.
     assert not (tmp_path / "results").exists(), "a run directory was made for a bad lab"
     assert not locks.exists(), "a board was locked for a bad lab"
 

@@ -112,9 +112,6 @@ def test_a_request_that_never_gets_an_answer_says_what_arrived():
 class PtyBoard(Board):
     """A board whose UART is a pty with a fake device behind it; nothing to flash."""
 
-    def lock_resource(self) -> str:
-        return f"test-pty-{self.slot}"
-
     def _start(self):
         raise NotImplementedError
 

@@ -25,6 +25,7 @@ from hil import firmware, protocol
 from hil.emulator import PROFILES, QemuBoard
 from hil.probe_server import ProbeServer
 from hil.records import Record, RecordJournal, read_records
+from hil.lab import load_lab
 from hil.runner import open_run
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -145,7 +146,7 @@ def test_a_run_that_hil_itself_breaks_still_finishes_its_run_json(tmp_path):
     """Every sample already journaled (so no board starts on --resume), and a directory where
     junit.xml goes: writing it fails as nothing in hil foresees."""
     lab_file = write_lab(tmp_path, boards=HEALTHY, samples=2)
-    lab, run_dir, _run = open_run(lab_file, None)
+    run_dir, _run = open_run(lab := load_lab(lab_file))
     (board,) = lab.boards
     with RecordJournal(run_dir) as journal:
         for testset in lab.models[board.model].testsets:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +19,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from hil.children import child_env
 from hil.errors import EXIT_INFRASTRUCTURE, BadInput
+from hil.locks import Lock
 from hil.probe import FlashTimeout, ProbeError, ProbeNotFound, VerifyFailed, flash_image, probe_lock, select_probe
 from hil.probe_server import ProbeServer
 
@@ -169,6 +173,70 @@ def test_a_hung_probe_is_killed_at_the_timeout(server):
     with pytest.raises(FlashTimeout, match=expected):
         flash_image(server.address, "cortex_m", IMAGE, SHA256, timeout_s=4)
     assert time.monotonic() - started < 6
+
+
+FLASH = """
+import sys
+from hil.probe import flash_image
+flash_image(sys.argv[1], "cortex_m", sys.argv[2], sys.argv[3], timeout_s=120)
+"""
+
+
+def flashers(parent: int) -> list[int]:
+    """The `hil.probe --child` processes that `parent` started."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"hil.probe" in command and b"--child" in command:
+            found.append(int(proc.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_orchestrator_leaves_no_flasher_and_no_unlocked_probe_under_one(server):
+    server.latency_s = 0.05  # a slow probe: this flash would take some 12 s
+    parent = subprocess.Popen([sys.executable, "-c", FLASH, server.address, str(IMAGE), SHA256], env=child_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    flasher = None
+    try:
+        deadline = time.monotonic() + 60
+        while server.ram_writes == 0:  # flashing has begun
+            assert parent.poll() is None and time.monotonic() < deadline, "the flash did not start"
+            time.sleep(0.05)
+        (flasher,) = flashers(parent.pid)
+        os.kill(flasher, signal.SIGSTOP)  # hold the flasher mid-flash, so what follows does not race it
+        parent.kill()  # SIGKILL: the orchestrator runs no cleanup at all
+        parent.wait()
+        # The flasher still lives, so the probe is still locked: nobody else may flash it now.
+        lock = Lock("flash-" + server.address)
+        assert lock.try_acquire("test") == f"pid {parent.pid}"
+        os.kill(flasher, signal.SIGCONT)  # it goes on, and finds its parent gone
+        gone_by = time.monotonic() + 3
+        while running(flasher):
+            assert time.monotonic() < gone_by, "the flasher outlived its orchestrator"
+            time.sleep(0.02)
+    finally:
+        for pid in [parent.pid] + ([flasher] if flasher and running(flasher) else []):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        parent.wait()
+    writes = server.ram_writes
+    time.sleep(0.3)
+    assert server.ram_writes == writes, "the probe was written to after the flasher was gone"
+    assert lock.try_acquire("test") is None  # the probe is free once the flasher is gone
+    lock.release()
 
 
 PYOCD_SESSION = """

@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from hil import REPO_ROOT, firmware
-from hil.boards import BoardLock, emulated_lock_resource
+from hil.boards import lock_name
+from hil.lab import load_lab
+from hil.locks import Lock
 from hil.records import read_records
 from hil.testsets import write_npz
 
@@ -189,14 +191,41 @@ def test_a_board_reporting_other_firmware_is_not_used(tmp_path):
 
 def test_a_board_locked_by_another_run_is_not_shared(tmp_path):
     lab = write_lab(tmp_path)
-    lock = BoardLock(emulated_lock_resource(lab, "an500-mnist1d"))
-    lock.acquire("another test run")
+    (spec,) = [b for b in load_lab(lab).boards if b.slot == "an500-mnist1d"]
+    lock = Lock(lock_name(spec, lab))
+    assert lock.try_acquire(f"pid {os.getpid()} (another test run)") is None
     try:
         result = hil("run", lab)
     finally:
         lock.release()
     assert result.returncode == INFRASTRUCTURE
-    assert "in use by pid" in result.stdout and "another test run" in result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (f"hil: error: an500-mnist1d: board is in use by pid {os.getpid()} (another test run) "
+                    f"(lock {lock.path}); wait for that run to end")
+    assert not (tmp_path / "results").exists(), "the refused run left a run directory"
+
+
+def test_two_runs_started_together_one_gets_the_whole_rack_the_other_nothing(tmp_path):
+    lab = write_lab(tmp_path)
+    env = {**os.environ, "NO_COLOR": "1", "HIL_LOCK_DIR": str(tmp_path / "locks")}
+    for pair in range(1, 4):
+        runs = [subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(lab), "--json"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+        outcomes = {run.pid: (*run.communicate(timeout=300), run.returncode) for run in runs}  # pid: out, err, code
+        assert sorted(code for _out, _err, code in outcomes.values()) == [PASS, INFRASTRUCTURE], outcomes
+        (winner,) = [pid for pid, (_out, _err, code) in outcomes.items() if code == PASS]
+        (loser,) = set(outcomes) - {winner}
+        (line,) = outcomes[loser][1].strip().splitlines()
+        assert re.fullmatch(rf"hil: error: ([\w-]+): board is in use by pid {winner} \(\1\) \(lock \S+\); "
+                            "wait for that run to end", line), line
+        summary = json.loads(outcomes[winner][0])
+        assert sorted(summary["boards"]) == sorted(BOARDS), "the winner did not get the whole rack"
+        run_dirs = sorted(p.name for p in (tmp_path / "results").iterdir() if p.is_dir())
+        with sqlite3.connect(tmp_path / "results" / "catalog.sqlite") as db:
+            catalog = sorted(row[0] for row in db.execute("SELECT id FROM runs"))
+        assert len(run_dirs) == pair, "the refused run left a run directory"
+        assert Path(summary["run_dir"]).name in run_dirs
+        assert catalog == run_dirs, "the refused run left a catalog row"
 
 
 def test_run_needs_a_lab_or_a_run_to_resume(tmp_path):
