@@ -17,7 +17,7 @@ from joblib import Parallel, delayed
 
 from hil import firmware, htmlreport, junit, records, results
 from hil.baseline import RuleOutcome, compare, resolve_run
-from hil.errors import BadInput
+from hil.errors import BadInput, ResultsUnwritable
 from hil.lab import Lab, load_lab
 from hil.modelcard import sha256_file
 from hil.rack import BoardFailure, Rack
@@ -91,6 +91,10 @@ def open_run(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path, dic
             if now != run[part]:
                 raise BadInput(f"{run_dir / results.RUN_JSON}: the lab's {part} changed since run {run['id']} "
                                "started; restore them or start a new run")
+        # Every journal line must be one of this lab's samples: a bad one is refused here (exit 3, file:line).
+        expected = {(b.slot, t.name): (b.model, len(t)) for b in lab.boards for t in lab.models[b.model].testsets}
+        records.read_records(run_dir, expected)
+        records.read_measurements(run_dir, expected)
         return lab, run_dir, run
     lab = load_lab(lab_path)
     run_dir = results.new_run_dir(lab.results_dir)
@@ -139,6 +143,12 @@ def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15
             delayed(stream_board)(board, models[board.slot], jobs[board.slot], (journal, measured), tau_q15,
                                   rack.lab.run.retries, rack.infos[board.slot].clock_hz, progress.advance)
             for board in ready)
+    # Each board stopped at its next record once the results disk failed; that is no board's failure
+    # but the run's (exit 4), raised once every board is done.
+    disk = [journal.failure, measured.failure] + [b.monitor.trace_failure for b in ready if b.monitor]
+    for failure in disk:
+        if failure is not None:
+            raise failure
     return [failure for outcome in outcomes for failure in outcome]
 
 
@@ -149,6 +159,7 @@ def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress) -> list[
     session = {"started": results.utc_now(), "boards": sorted(jobs)}
     if not jobs:
         return []
+    results.check_writable(run_dir)
     tau = lab.run.threshold_q15
     with Rack(lab, list(jobs), tau, run_dir / TRACES) as rack:
         run["boards"].update(board_identities(rack))
@@ -185,6 +196,13 @@ def assess(lab: Lab, run_dir: Path, references: dict[tuple[str, str], ReferenceO
 
 def execute(lab_path: Path | None, resume: Path | None, progress: Progress, baseline: str | None = None) -> RunOutcome:
     lab, run_dir, run = open_run(lab_path, resume)
+    try:
+        return _run(lab, run_dir, run, progress, baseline)
+    except ResultsUnwritable as error:
+        raise ResultsUnwritable(f"{error}, then `hil run --resume {run_dir}`: every record so far is kept") from None
+
+
+def _run(lab: Lab, run_dir: Path, run: dict, progress: Progress, baseline: str | None) -> RunOutcome:
     # The baseline is found before any board starts: a wrong one is bad input (exit 3).
     baseline_dir = None if baseline is None else resolve_run(baseline, lab.results_dir, lab.name, exclude=run_dir)
     try:
