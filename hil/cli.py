@@ -1,5 +1,5 @@
 """The `hil` command line. Exit codes: 0 pass, 1 regression or mismatch, 2 infrastructure
-failure, 3 bad input (see README)."""
+failure, 3 bad input, 4 results disk unwritable, 130 interrupted (see README)."""
 
 from __future__ import annotations
 

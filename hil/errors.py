@@ -6,7 +6,8 @@ from __future__ import annotations
 EXIT_PASS = 0
 EXIT_REGRESSION = 1  # a regression or a device/host mismatch
 EXIT_INFRASTRUCTURE = 2  # a board, probe or emulator failed
-EXIT_BAD_INPUT = 3  # a lab file, model, firmware or test set is missing or wrong
+EXIT_BAD_INPUT = 3  # a lab file, model, firmware, test set or run directory is missing or wrong
+EXIT_RESULTS_DISK = 4  # the results folder cannot be written: full, read-only, no permission, I/O error
 
 
 class HilError(Exception):
@@ -19,3 +20,10 @@ class BadInput(HilError):
     """Something the user gave us is missing or wrong: the message names the file and what to do."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class ResultsUnwritable(HilError):
+    """A results file could not be written (or read back): the disk, not a board. It ends the
+    run for every board at once; what was journaled before stays on disk."""
+
+    exit_code = EXIT_RESULTS_DISK

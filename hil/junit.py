@@ -13,6 +13,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from hil import results
 from hil.baseline import RuleOutcome
 from hil.rack import BoardFailure
 from hil.summary import BoardSetSummary
@@ -54,4 +55,5 @@ def write(path: Path, lab_name: str, summaries: list[BoardSetSummary], failures:
         suite.set(key, str(value))
     root = ET.Element("testsuites")
     root.append(suite)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    # Through a temporary file, like every results file: a full disk leaves no half report for CI to read.
+    results.write_text(path, ET.tostring(root, encoding="unicode", xml_declaration=True))

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import math
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +27,16 @@ from serial.tools import list_ports
 from hil import decisions
 from hil.errors import BadInput
 from hil.firmware import BOARDS, FirmwareManifest, load_manifest
+from hil.labyaml import LIMITS, LimitExceeded, compose
 from hil.modelcard import ModelCard, load_model
 from hil.regression import RegressionPolicy
 from hil.testsets import TestSet, load_testset
 
 SLOT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+# τ is converted to Q15 from its decimal text, so it must be written as a decimal (not 0x1, 0b1, 0_1).
+DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# Tags a value may carry (YAML gives plain values these itself); others (!!binary, !!python/..., !x) are refused.
+PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp"))
 
 
 class LabError(BadInput):
@@ -116,9 +123,11 @@ class _Reader:
                 optional: tuple | None = ()) -> dict[str, yaml.Node]:
         """The keys of a mapping; `optional=None` allows any key (names chosen by the user)."""
         if not isinstance(node, yaml.MappingNode):
-            raise self.fail(node, field or "lab", "must be a mapping of keys to values")
+            raise self.fail(node, field or "lab file", f"must be a mapping of keys to values, not {_shown(node)}")
         found: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(key_node, field or "lab file", f"a key must be plain text, not {_shown(key_node)}")
             key = str(key_node.value)
             where = f"{field}.{key}" if field else key
             if key in found:
@@ -128,7 +137,7 @@ class _Reader:
             found[key] = value_node
         missing = [key for key in required if key not in found]
         if missing:
-            raise self.fail(node, field or "lab", f"missing {', '.join(missing)}; see docs/labs.md")
+            raise self.fail(node, field or "lab file", f"missing {', '.join(missing)}; see docs/labs.md")
         return found
 
     def sequence(self, node: yaml.Node, field: str) -> list[yaml.Node]:
@@ -137,17 +146,32 @@ class _Reader:
         return node.value
 
     def value(self, node: yaml.Node, field: str, kind: type, minimum: float | None = None,
-              maximum: float | None = None):
-        value = self._constructor.construct_object(node, deep=True) if isinstance(node, yaml.ScalarNode) else None
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.fail(node, field, f"must be {_KIND_NAMES[kind]}, not {node.value!r}")
+              maximum: float | None = None, exclusive: bool = False):
+        """A plain value of `kind`; numbers within [minimum, maximum] (or the open interval, `exclusive`)."""
+        wanted = f"must be {_KIND_NAMES[kind]}"
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.fail(node, field, f"{wanted}, not {_shown(node)}")
+        if node.tag not in PLAIN_TAGS:
+            raise self.fail(node, field, f"the YAML tag {_cut(node.tag)} is not supported; write a plain value")
+        try:
+            value = self._constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, KeyError):  # an explicit !!int, !!float or !!bool on other text
+            raise self.fail(node, field, f"{wanted}, not {_shown(node)}") from None
+        if not _is_kind(value, kind):
+            hint = _text_hint(node, value) if kind in (int, float) else ""
+            raise self.fail(node, field, f"{wanted}, not {_shown(node)}{hint}")
         if kind is str and not value.strip():
             raise self.fail(node, field, "must not be empty")
-        if minimum is not None and value < minimum or maximum is not None and value > maximum:
-            raise self.fail(node, field, f"{value} is out of range [{minimum}, {maximum}]")
-        return value
+        if kind is str and "\0" in value:  # no file name, port or lock name can hold one
+            raise self.fail(node, field, "must not hold a NUL character; remove it")
+        if isinstance(value, float) and math.isnan(value):
+            raise self.fail(node, field, f"{wanted}, not {_shown(node)}")
+        # Compared before any conversion: a huge whole number is out of range, not an OverflowError.
+        if (minimum is not None and (value <= minimum if exclusive else value < minimum)
+                or maximum is not None and (value >= maximum if exclusive else value > maximum)):
+            low, high = "()" if exclusive else "[]"
+            raise self.fail(node, field, f"{_cut(node.value)} is out of range {low}{minimum}, {maximum}{high}")
+        return float(value) if kind is float else value
 
     def path(self, node: yaml.Node, field: str) -> Path:
         path = Path(os.path.expanduser(self.value(node, field, str)))
@@ -159,27 +183,94 @@ class _Reader:
             return load(*args)
         except BadInput as error:
             raise self.fail(node, field, str(error)) from None
+        except OSError as error:  # a path the system refuses: too long, a loop of links, no permission
+            raise self.fail(node, field, f"{_cut(str(error.filename))}: {error.strerror}; fix the path") from None
 
 
 _KIND_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 
 
-def load_lab(path: Path) -> Lab:
-    file = Path(path)
-    if not file.is_file():
-        raise LabError(f"{file}: no such lab file; give the path of a labs.yaml (see docs/labs.md)")
+def _is_kind(value, kind: type) -> bool:
+    """true/false is no number here, and a whole number is also a number."""
+    if isinstance(value, bool) or kind is bool:
+        return isinstance(value, bool) and kind is bool
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def _cut(text: str, width: int = 40) -> str:
+    """A user's text in a message: one line, cut short (it may be up to LIMITS.string_chars long)."""
+    text = text if len(text) <= width else text[:width] + "…"
+    return text.replace("\n", "\\n")
+
+
+def _shown(node: yaml.Node) -> str:
+    """How a value appears in a message: never a whole subtree, which an alias can make huge."""
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return repr(_cut(node.value))
+
+
+def _text_hint(node: yaml.ScalarNode, value) -> str:
+    """Why YAML read a number the user meant as text."""
+    if not isinstance(value, str):
+        return ""
+    if node.style in ("'", '"'):
+        return " (it is quoted; write it without quotes)"
     try:
-        root = yaml.compose(file.read_text(encoding="utf-8"))
+        float(value)
+    except ValueError:
+        return ""
+    return " (YAML 1.1 reads this spelling as text; write a decimal such as 0.5 or 5.0e-1)"
+
+
+def _read_yaml(file: Path) -> yaml.Node:
+    """The lab file's node tree: a regular file of at most LIMITS.file_bytes, UTF-8, one YAML document
+    within LIMITS (hil/labyaml.py)."""
+    try:
+        status = file.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise LabError(f"{file}: no such lab file; give the path of a labs.yaml (see docs/labs.md)") from None
+    except OSError as error:
+        raise LabError(f"{file}: cannot read the lab file ({error.strerror}); check the path") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise LabError(f"{file}: not a regular file; give the path of a labs.yaml (see docs/labs.md)")
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read(LIMITS.file_bytes + 1)  # never more than the limit, whatever the file's size
+    except OSError as error:
+        raise LabError(f"{file}: cannot read the lab file ({error.strerror}); check its permissions") from None
+    if len(data) > LIMITS.file_bytes:
+        raise LabError(f"{file}: larger than {LIMITS.file_bytes // 1024} KiB, the limit for a lab file "
+                       "(docs/labs.md); give the lab file itself")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise LabError(f"{file}:{line}: not UTF-8 text (byte {error.start}); save the lab file as UTF-8") from None
+    try:
+        root = compose(text)
+    except LimitExceeded as error:
+        raise LabError(f"{file}:{error.mark.line + 1}: {error.problem} (lab file limits: docs/labs.md)") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise LabError(f"{file}{line}: not valid YAML ({problem}); fix the syntax") from None
-    except UnicodeDecodeError:
-        raise LabError(f"{file}: not a text file; give a labs.yaml") from None
-    reader = _Reader(file)
-    if root is None:
+        if isinstance(error, yaml.reader.ReaderError):  # a control character: it knows where, not which line
+            line = ":" + str(text.count("\n", 0, error.position) + 1)
+            problem = f"control character {error.character!r} is not allowed"
+        else:
+            line = f":{mark.line + 1}" if mark else ""
+            problem = ", ".join(p for p in (getattr(error, "context", None), getattr(error, "problem", None)) if p)
+        raise LabError(f"{file}{line}: not valid YAML ({problem or str(error).splitlines()[0]}); fix the syntax") from None
+    if root is None or root.tag == "tag:yaml.org,2002:null":  # nothing, or only `---`
         raise LabError(f"{file}: the lab file is empty; see docs/labs.md for an example")
+    return root
+
+
+def load_lab(path: Path) -> Lab:
+    file = Path(path)
+    root = _read_yaml(file)
+    reader = _Reader(file)
     top = reader.mapping(root, "", ("lab", "models", "firmware", "boards"), ("results", "run", "regression"))
     name = reader.value(top["lab"], "lab", str)
     models = _models(reader, top["models"])
@@ -187,10 +278,14 @@ def load_lab(path: Path) -> Lab:
     boards = _boards(reader, top["boards"], models)
     firmware = _firmware(reader, top["firmware"], models, boards)
     results_dir = reader.path(top["results"], "results") if "results" in top else file.parent / "results"
-    if results_dir.exists() and not results_dir.is_dir():
-        raise reader.fail(top["results"], "results", f"{results_dir} is a file; name a folder")
+    reader.checked(top.get("results", root), "results", _check_results_dir, results_dir)
     policy = _regression_policy(reader, top["regression"]) if "regression" in top else RegressionPolicy()
     return Lab(name, file, results_dir, models, firmware, boards, run, policy)
+
+
+def _check_results_dir(results_dir: Path) -> None:
+    if results_dir.exists() and not results_dir.is_dir():
+        raise BadInput(f"{results_dir} is a file; name a folder")
 
 
 def _regression_policy(reader: _Reader, node: yaml.Node) -> RegressionPolicy:
@@ -199,10 +294,19 @@ def _regression_policy(reader: _Reader, node: yaml.Node) -> RegressionPolicy:
     entry = reader.mapping(node, "regression", (), tuple(fields))
     values = {}
     for key, value_node in entry.items():
-        kind = int if fields[key].type in ("int", int) else float
-        limits = (0, 1_000_000) if kind is int else (0.0, 1.0 if key in ("alpha", "confidence") else 100.0)
-        values[key] = reader.value(value_node, f"regression.{key}", kind, *limits)
-    return RegressionPolicy(**values)
+        field = f"regression.{key}"
+        if key in ("alpha", "confidence"):
+            values[key] = reader.value(value_node, field, float, 0.0, 1.0, exclusive=True)
+        elif key == "bootstrap_resamples":
+            values[key] = reader.value(value_node, field, int, 1, 1_000_000)
+        elif fields[key].type in ("int", int):
+            values[key] = reader.value(value_node, field, int, 0, 1_000_000)
+        else:
+            values[key] = reader.value(value_node, field, float, 0.0, 100.0)
+    try:
+        return RegressionPolicy(**values)
+    except ValueError as error:  # a rule the checks above do not know yet
+        raise reader.fail(node, "regression", f"{error}; see docs/labs.md") from None
 
 
 def _models(reader: _Reader, node: yaml.Node) -> dict[str, ModelSpec]:
@@ -240,6 +344,9 @@ def _run_settings(reader: _Reader, node: yaml.Node) -> RunSettings:
     threshold, tau = defaults.threshold, defaults.threshold_q15
     if "threshold" in entry:
         threshold = reader.value(entry["threshold"], "run.threshold", float, 0.0, 1.0)
+        if not DECIMAL.fullmatch(entry["threshold"].value):
+            raise reader.fail(entry["threshold"], "run.threshold", f"write it as a decimal such as 0.9, not "
+                              f"{_shown(entry['threshold'])}: τ is converted to Q15 from its decimal text")
         tau = decisions.threshold_q15(entry["threshold"].value)
     return RunSettings(
         threshold=threshold,

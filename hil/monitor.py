@@ -8,7 +8,8 @@ pyserial port. Two kinds of unit sit behind it:
   records and modelling the INA219; it offers a pty, and from there on it is the same path.
 The host configures the INA219 with the calibration from the lab (shunt ohms, max current)
 and decodes the raw registers itself, so the decoding is tested as the product runs it.
-Everything the unit sends is appended to the run's trace file as it arrives.
+Everything the unit sends is appended to the run's trace file as it arrives; when the
+results disk fails, the trace stops there and the next flush raises ResultsUnwritable.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from pathlib import Path
 
 import serial
 
-from hil import ina219, protocol
+from hil import ina219, protocol, results
 from hil import monitor_protocol as mp
 from hil.children import child_env, die_with_parent, reap
-from hil.errors import HilError
+from hil.errors import HilError, ResultsUnwritable
 from hil.measurement import Edge, PowerSample, busy_windows
 from hil.monitor_unit import POWER_PROFILES
 
@@ -61,7 +62,10 @@ class MonitorLink:
         self._replies: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._seq = 0
-        self._trace = open(trace_path, "a", encoding="utf-8")
+        self.trace_path = trace_path
+        self.trace_failure: ResultsUnwritable | None = None  # the disk error that stopped the trace
+        with results.on_disk(trace_path):
+            self._trace = open(trace_path, "a", encoding="utf-8")
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read, name=f"monitor {name}", daemon=True)
         self._reader.start()
@@ -91,7 +95,7 @@ class MonitorLink:
         if isinstance(message, mp.MonitorEdge):
             with self._lock:
                 self.edges.append(Edge(message.pin, message.level, message.at))
-            self._trace.write(json.dumps({"edge": [message.pin, message.level, message.at]}) + "\n")
+            self._write_trace({"edge": [message.pin, message.level, message.at]})
         elif isinstance(message, mp.Sample):
             power = None
             if self.calibration is not None:
@@ -101,10 +105,25 @@ class MonitorLink:
                 power = ina219.decode(registers, self.calibration.shunt_ohms).power_w
             with self._lock:
                 self.samples.append(PowerSample(message.start, message.end, power))
-            self._trace.write(json.dumps({"sample": [message.start, message.end], "registers": [
-                message.shunt, message.bus, message.power, message.current], "power_w": power}) + "\n")
+            self._write_trace({"sample": [message.start, message.end], "registers": [
+                message.shunt, message.bus, message.power, message.current], "power_w": power})
         else:
             self._replies.put((seq, message))
+
+    def _write_trace(self, entry: dict | None) -> None:
+        """A trace line (None: flush). After a disk error the trace stops, the edges still count in memory."""
+        if self.trace_failure is not None:
+            return
+        try:
+            if entry is None:
+                self._trace.flush()
+            else:
+                self._trace.write(json.dumps(entry) + "\n")
+        except OSError as error:
+            problem = results.disk_problem(error)
+            if problem is None:
+                raise
+            self.trace_failure = results.unwritable(self.trace_path, problem)
 
     def request(self, message, timeout: float = REQUEST_TIMEOUT_S):
         self._seq = (self._seq + 1) % protocol.SEQ_UNKNOWN
@@ -157,7 +176,9 @@ class MonitorLink:
         with self._lock:  # edges only ever get appended, so these hold at least the windows counted
             edges, samples = self.edges, self.samples
             self.edges, self.samples = [], []
-        self._trace.flush()
+        self._write_trace(None)
+        if self.trace_failure is not None:
+            raise ResultsUnwritable(str(self.trace_failure))
         # A flush stands for "now", and an emulated unit takes that as one conversion after the
         # last edge; leaving the board idle that long keeps every later edge after it.
         time.sleep(2 * self.conversion_ticks / self.clock_hz)
@@ -167,7 +188,10 @@ class MonitorLink:
         self._stop.set()
         self._reader.join(timeout=1.0)
         self.port.close()
-        self._trace.close()
+        try:
+            self._trace.close()
+        except OSError:
+            pass  # what it still held could not be written: trace_failure says so, or the flush before did
 
 
 class Monitor(ABC):
@@ -193,6 +217,11 @@ class Monitor(ABC):
         if self.link is not None:
             self.link.close()
             self.link = None
+
+    @property
+    def trace_failure(self) -> ResultsUnwritable | None:
+        """The results disk error that stopped this unit's trace, if one did."""
+        return self.link.trace_failure if self.link is not None else None
 
 
 class SerialMonitor(Monitor):

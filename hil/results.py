@@ -12,24 +12,75 @@ results/<run-id>/
     report.html       everything above for a person, self-contained, with plots
     traceback.txt     only when hil itself failed after the run started (run.json says so)
 results/catalog.sqlite  one row per run
+
+A results disk that is full, read-only, not writable for us or failing ends the command with one line
+and exit code 4 (ResultsUnwritable); what was journaled before stays on disk.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import platform
+import re
 import secrets
 import sqlite3
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from hil import REPO_ROOT, __version__
-from hil.errors import BadInput
+from hil.errors import BadInput, ResultsUnwritable
 
 RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"
 CATALOG = "catalog.sqlite"
+
+# The disk, not hil: full, over quota, read-only, no permission, failing, file too large.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG})
+_SQLITE_DISK = ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_PERM")
+
+
+def disk_problem(error: BaseException) -> str | None:
+    """What is wrong with the disk, when `error` says so; None for any other error."""
+    if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
+        return error.strerror or os.strerror(error.errno)
+    if isinstance(error, sqlite3.Error) and str(getattr(error, "sqlite_errorname", "")).startswith(_SQLITE_DISK):
+        return str(error)
+    return None
+
+
+def unwritable(path: Path, problem: str) -> ResultsUnwritable:
+    return ResultsUnwritable(f"{path}: cannot write the results ({problem}); free space on that disk or make it "
+                             "writable")
+
+
+@contextmanager
+def on_disk(path: Path):
+    """Reading or writing results at `path`: a disk error becomes ResultsUnwritable (exit 4), others pass."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as error:
+        problem = disk_problem(error)
+        if problem is None:
+            raise
+        raise unwritable(path, problem) from None
+
+
+def check_writable(folder: Path) -> None:
+    """Before any board starts: a read-only or foreign folder is found now, not at the first record."""
+    if not os.access(folder, os.W_OK):
+        read_only = os.statvfs(folder).f_flag & os.ST_RDONLY
+        raise unwritable(folder, "Read-only file system" if read_only else "Permission denied")
+
+
+def prepare_results_dir(results_dir: Path) -> None:
+    """Before anything is locked or started: the lab's results folder exists and can be written."""
+    with on_disk(results_dir):
+        Path(results_dir).mkdir(parents=True, exist_ok=True)
+    check_writable(Path(results_dir))
 
 
 def utc_now() -> str:
@@ -40,7 +91,8 @@ def utc_now() -> str:
 def new_run_dir(results_dir: Path) -> Path:
     run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
     path = Path(results_dir) / run_id
-    path.mkdir(parents=True)
+    with on_disk(path):
+        path.mkdir(parents=True)
     return path
 
 
@@ -68,8 +120,13 @@ def software_versions() -> dict:
 def write_text(path: Path, text: str) -> None:
     """Write via a temporary file, so a crash never leaves half a file where CI picks it up."""
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    with on_disk(path):
+        try:
+            temporary.write_text(text, encoding="utf-8")
+            temporary.replace(path)
+        except OSError:
+            temporary.unlink(missing_ok=True)  # half a file helps nobody, and its space may be what is short
+            raise
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -80,16 +137,68 @@ def read_run(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / RUN_JSON).read_text())
 
 
+# What hil reads back from a run's run.json (to resume it, judge against it, make it a baseline).
+RUN_SHAPE = {"id": str, "started": str, "status": str, "lab": {"name": str, "file": str, "sha256": str},
+             "git": {"revision": str}, "models": dict, "testsets": dict, "boards": dict, "sessions": list,
+             "failures": list, "verdict": {"status": str}}
+_JSON_KINDS = {str: "text", dict: "an object", list: "a list"}
+
+
 def require_run(run_dir: Path) -> dict:
-    """run.json of a run directory given by the user; bad input when it is none."""
-    if not (Path(run_dir) / RUN_JSON).is_file():
+    """run.json of a run directory given by the user, with every field hil reads back; bad input
+    (naming the file and line) when it is none, is not JSON or lacks a field."""
+    path = Path(run_dir) / RUN_JSON
+    if not path.is_file():
         raise BadInput(f"{run_dir}: not a run directory (no {RUN_JSON}); give results/<run-id>")
-    return read_run(run_dir)
+    with on_disk(path):
+        data = path.read_bytes()
+    fix = "restore it from a copy or start a new run"
+    try:
+        text = data.decode("utf-8")
+        run = json.loads(text)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise BadInput(f"{path}:{line}: not UTF-8 text; {fix}") from None
+    except (json.JSONDecodeError, RecursionError) as error:
+        line = getattr(error, "lineno", 1)
+        raise BadInput(f"{path}:{line}: not valid JSON ({getattr(error, 'msg', 'nested too deep')}); {fix}") from None
+    problem = _shape_problem(run, RUN_SHAPE, [])
+    if problem:
+        keys, what = problem
+        raise BadInput(f"{path}:{_line_of(text, keys)}: {'.'.join(keys) or 'run'}: {what}; {fix}")
+    return run
+
+
+def _shape_problem(value, shape, keys: list[str]) -> tuple[list[str], str] | None:
+    """The first field of `value` that `shape` does not allow: (its keys, what is wrong)."""
+    kind = dict if isinstance(shape, dict) else shape
+    if not isinstance(value, kind):
+        return keys, f"must be {_JSON_KINDS[kind]}"
+    for key, inner in shape.items() if isinstance(shape, dict) else ():
+        if key not in value:
+            return keys, f"{key} is missing"
+        problem = _shape_problem(value[key], inner, keys + [key])
+        if problem:
+            return problem
+    return None
+
+
+def _line_of(text: str, keys: list[str]) -> int:
+    """The line of a field in JSON text. json keeps no positions, so each key is found after its parent's:
+    run.json is written one key per line, and the first match after the parent is the field."""
+    position = 0
+    for key in keys:
+        found = re.compile(rf'"{re.escape(key)}"\s*:').search(text, position)
+        if found is None:
+            break
+        position = found.start()
+    return text.count("\n", 0, position) + 1
 
 
 def catalog_record(run_dir: Path, run: dict) -> None:
     """Insert or update this run's row in results/catalog.sqlite."""
-    with sqlite3.connect(Path(run_dir).parent / CATALOG) as db:
+    path = Path(run_dir).parent / CATALOG
+    with on_disk(path), sqlite3.connect(path) as db:
         db.execute("""CREATE TABLE IF NOT EXISTS runs (
             id TEXT PRIMARY KEY, lab TEXT, started TEXT, finished TEXT, status TEXT, exit_code INTEGER,
             git_revision TEXT, boards INTEGER, samples INTEGER, path TEXT)""")
@@ -110,7 +219,7 @@ def _catalog(results_dir: Path) -> sqlite3.Connection:
 
 def set_baseline(run_dir: Path, run: dict) -> None:
     """The run that `--baseline baseline` means for its lab, from now on."""
-    with _catalog(Path(run_dir).parent) as db:
+    with on_disk(Path(run_dir).parent / CATALOG), _catalog(Path(run_dir).parent) as db:
         db.execute("INSERT OR REPLACE INTO baselines VALUES (?, ?, ?, ?)",
                    (run["lab"]["name"], run["id"], str(Path(run_dir).resolve()),
                     utc_now()))

@@ -21,7 +21,7 @@ from joblib import Parallel, delayed
 
 from hil import firmware, htmlreport, junit, records, results
 from hil.baseline import RuleOutcome, compare, resolve_run
-from hil.errors import BadInput, HilError
+from hil.errors import BadInput, HilError, ResultsUnwritable
 from hil.lab import BoardSpec, Lab, load_lab
 from hil.link import LinkCounts
 from hil.modelcard import sha256_file
@@ -104,6 +104,10 @@ def load_run_lab(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path 
             if now != run[part]:
                 raise BadInput(f"{run_dir / results.RUN_JSON}: the lab's {part} changed since run {run['id']} "
                                "started; restore them or start a new run")
+        # Every journal line must be one of this lab's samples: a bad one is refused here (exit 3, file:line).
+        expected = {(b.slot, t.name): (b.model, len(t)) for b in lab.boards for t in lab.models[b.model].testsets}
+        records.read_records(run_dir, expected)
+        records.read_measurements(run_dir, expected)
         return lab, run_dir, run
     return load_lab(lab_path), None, None
 
@@ -168,6 +172,12 @@ def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15
             delayed(stream_board)(board, models[board.slot], jobs[board.slot], (journal, measured), tau_q15,
                                   rack.lab.run.retries, rack.infos[board.slot].clock_hz, progress.advance)
             for board in ready)
+    # Each board stopped at its next record once the results disk failed; that is no board's failure
+    # but the run's (exit 4), raised once every board is done.
+    disk = [journal.failure, measured.failure] + [b.monitor.trace_failure for b in ready if b.monitor]
+    for failure in disk:
+        if failure is not None:
+            raise failure
     return [failure for outcome in outcomes for failure in outcome]
 
 
@@ -182,6 +192,7 @@ def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress,
     session = {"started": results.utc_now(), "boards": sorted(jobs)}
     if not jobs:
         return [], {}
+    results.check_writable(run_dir)
     tau = lab.run.threshold_q15
     with Rack(lab, list(jobs), tau, run_dir / TRACES) as rack:
         run["boards"].update(board_identities(rack))
@@ -241,6 +252,13 @@ def recorded_end(run_dir: Path, run: dict) -> Iterator[None]:
         _end(run_dir, run, "interrupted", {"status": "interrupted", "exit_code": 130, "reasons": [
             f"interrupted; `hil run --resume {run_dir}` completes it"]})
         raise
+    except ResultsUnwritable as error:
+        try:  # the disk that failed may not take run.json either; the journals hold what was measured
+            run["finished"] = results.utc_now()
+            _end(run_dir, run, "finished", {"status": "error", "exit_code": error.exit_code, "reasons": [str(error)]})
+        except ResultsUnwritable:
+            pass
+        raise ResultsUnwritable(f"{error}, then `hil run --resume {run_dir}`: every record so far is kept") from None
     except Exception as error:  # noqa: BLE001 - recorded, then raised on
         ended = error if isinstance(error, HilError) else None
         if ended is None:
@@ -258,6 +276,13 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
     lab, run_dir, run = load_run_lab(lab_path, resume)
     # The baseline is found before anything is locked or made: a wrong one is bad input (exit 3).
     baseline_dir = None if baseline is None else resolve_run(baseline, lab.results_dir, lab.name, exclude=run_dir)
+    if run_dir is None:  # a full or read-only disk is exit 4 before anything is locked or made
+        results.prepare_results_dir(lab.results_dir)
+    else:
+        try:
+            results.check_writable(run_dir)
+        except ResultsUnwritable as error:
+            raise ResultsUnwritable(f"{error}, then `hil run --resume {run_dir}`") from None
     # The whole rack, or a refusal (exit 2) that leaves no run directory and no catalog row. A resumed
     # run locks every board too: two resumes of one run never journal into it at once.
     with reserve(lab, [board.slot for board in lab.boards]):
