@@ -25,8 +25,8 @@ def _console(stderr: bool = False, piped_width: int = 200) -> Console:
 
 
 def cmd_model_info(args) -> int:
-    from hil.modelcard import load_model
-    from hil.modelreport import card_tables, to_rich
+    from hil.model.card import load_model
+    from hil.report.model import card_tables, to_rich
 
     console = _console()
     for table in card_tables(load_model(args.model)):
@@ -35,10 +35,10 @@ def cmd_model_info(args) -> int:
 
 
 def cmd_model_eval(args) -> int:
-    from hil.evaluation import evaluate_model
-    from hil.modelcard import load_model
-    from hil.modelreport import evaluation_tables, to_markdown, to_rich
-    from hil.testsets import load_model_testsets
+    from hil.model.evaluation import evaluate_model
+    from hil.model.card import load_model
+    from hil.report.model import evaluation_tables, to_markdown, to_rich
+    from hil.model.testsets import load_model_testsets
 
     card = load_model(args.model)
     tables = evaluation_tables(evaluate_model(card, load_model_testsets(card, args.testsets)))
@@ -52,7 +52,7 @@ def cmd_model_eval(args) -> int:
 
 
 def cmd_model_train(args) -> int:
-    from hil.modelcard import MODELS_DIR
+    from hil.model.card import MODELS_DIR
     from hil.training import train_and_export
 
     directory = Path(args.out) if args.out else MODELS_DIR / args.model
@@ -62,8 +62,8 @@ def cmd_model_train(args) -> int:
 
 
 def cmd_testsets_generate(args) -> int:
-    from hil.modelcard import load_model
-    from hil.testsets import GENERATORS, TESTSETS_DIR, generate
+    from hil.model.card import load_model
+    from hil.model.testsets import GENERATORS, TESTSETS_DIR, generate
 
     out = Path(args.out) if args.out else TESTSETS_DIR
     for name in args.models or list(GENERATORS):
@@ -74,7 +74,7 @@ def cmd_testsets_generate(args) -> int:
 
 
 def cmd_firmware_generate(args) -> int:
-    from hil import firmware
+    from hil.firmware import build as firmware
 
     for path in firmware.generate(args.models or firmware.MODELS):
         print(f"wrote {path}")
@@ -82,7 +82,7 @@ def cmd_firmware_generate(args) -> int:
 
 
 def cmd_firmware_build(args) -> int:
-    from hil import firmware
+    from hil.firmware import build as firmware
 
     for manifest in firmware.build(Path(args.out) if args.out else None):
         print(f"{manifest.board}/{manifest.model}: flash {manifest.flash_bytes} B, RAM {manifest.ram_bytes} B, "
@@ -91,10 +91,10 @@ def cmd_firmware_build(args) -> int:
 
 
 def cmd_firmware_verify(args) -> int:
-    from hil import firmware
-    from hil.firmwarereport import size_table, verification_tables
-    from hil.modelreport import to_markdown, to_rich
-    from hil.verification import verify_image
+    from hil.firmware import build as firmware
+    from hil.report.firmware import size_table, verification_tables
+    from hil.report.model import to_markdown, to_rich
+    from hil.run.verify import verify_image
 
     limit = None if args.full else args.samples
     manifests = [firmware.prebuilt(board, model)
@@ -111,8 +111,8 @@ def cmd_firmware_verify(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from hil.report import LiveProgress, json_summary, show
-    from hil.runner import execute
+    from hil.report.console import LiveProgress, json_summary, show
+    from hil.run.runner import execute
 
     if (args.lab is None) == (args.resume is None):
         raise BadInput("hil run: give a lab file (hil run labs.yaml) or a run to resume (hil run --resume RUN_DIR)")
@@ -133,9 +133,9 @@ def cmd_sweep(args) -> int:
     import json
     from dataclasses import asdict
 
-    from hil.lab import load_lab
-    from hil.report import LiveProgress, replay_table, sweep_table, verdict_lines
-    from hil.sweep import judge_points, load_points, parse_thresholds, parse_window, replay, run_sweep
+    from hil.lab.load import load_lab
+    from hil.report.console import LiveProgress, replay_table, sweep_table, verdict_lines
+    from hil.run.sweep import judge_points, load_points, parse_thresholds, parse_window, replay, run_sweep
 
     taus = parse_thresholds(args.threshold)
     window = parse_window(args.window) if args.window else None
@@ -165,7 +165,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_baseline_set(args) -> int:
-    from hil import results
+    from hil.store import results
 
     run_dir = Path(args.run_dir)
     run = results.require_run(run_dir)
@@ -177,7 +177,7 @@ def cmd_baseline_set(args) -> int:
 
 
 def cmd_history(args) -> int:
-    from hil.history import metric_trend, runs_table
+    from hil.report.history import metric_trend, runs_table
 
     console = _console()
     console.print(metric_trend(Path(args.results), args.metric, args.board, args.testset) if args.metric
@@ -186,7 +186,7 @@ def cmd_history(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hil.testsets import DEFAULT_SEED
+    from hil.model.testsets import DEFAULT_SEED
 
     parser = argparse.ArgumentParser(prog="hil", description="Hardware-in-the-loop lab for QUTE TinyML models.")
     commands = parser.add_subparsers(dest="command", required=True)

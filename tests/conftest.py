@@ -1,6 +1,6 @@
 import pytest
 
-from hil.modelcard import load_model
+from hil.model.card import load_model
 
 MODELS = ["qute-digits", "qute-mnist1d"]
 

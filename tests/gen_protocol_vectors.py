@@ -1,6 +1,6 @@
 """Generator of docs/protocol-vectors.json (run: python tests/gen_protocol_vectors.py).
 
-Independent of hil/protocol.py on purpose, so the vectors check it rather than copy it:
+Independent of hil/hw/protocol.py on purpose, so the vectors check it rather than copy it:
 a byte-loop port of the Cheshire & Baker / Wikipedia COBS encoder, zlib.crc32, struct."""
 import json, struct, zlib, hashlib
 from pathlib import Path
@@ -218,7 +218,7 @@ me("info_version_3", D, 0x81, b"\x03" + info[1:], 6, "a newer device: the host s
 
 doc = {
     "description": "Test vectors for wire protocol v2 (docs/protocol.md). Generated once by an independent "
-                   "script (byte-loop COBS, zlib.crc32, struct) and frozen: hil/protocol.py and "
+                   "script (byte-loop COBS, zlib.crc32, struct) and frozen: hil/hw/protocol.py and "
                    "firmware/src/protocol.c must both reproduce them (tests/test_protocol.py).",
     "protocol_version": 2,
     "constants": {"MAX_PAYLOAD": 256, "MIN_RAW_FRAME": 7, "MAX_RAW_FRAME": 263, "MAX_ENCODED_FRAME": 266,

@@ -5,7 +5,7 @@
   frame by frame through a `rewrite` (a flipped bit, another message type). With no board
   behind it, every byte the host sends comes straight back: an echoing port.
 - `FakeDevice`: a pty whose other end answers each request frame with what `answer` returns,
-  in the real protocol (hil.protocol): for link tests that need no firmware.
+  in the real protocol (hil.hw.protocol): for link tests that need no firmware.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import threading
 import tty
 from collections.abc import Callable
 
-from hil import protocol
+from hil.hw import protocol
 
 
 def reframed(wire: bytes, type: int | None = None, flip_crc: bool = False) -> bytes:

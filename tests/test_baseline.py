@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from hil import firmware
-from hil.testsets import write_npz
+from hil.firmware import build as firmware
+from hil.model.testsets import write_npz
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_run import BOARDS, hil, write_lab  # noqa: E402

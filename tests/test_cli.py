@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from hil import REPO_ROOT
-from hil.modelcard import MODELS_DIR
-from hil.testsets import TESTSETS_DIR
+from hil.model.card import MODELS_DIR
+from hil.model.testsets import TESTSETS_DIR
 
 BAD_INPUT = 3
 

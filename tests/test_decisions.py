@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hil import decisions
+from hil.model import decisions
 
 # A scale of ln 2 halves e for every step below the top logit: LUT = 2^16, 2^15, 2^14, ...
 HALVING_LUT = decisions.softmax_lut(math.log(2))

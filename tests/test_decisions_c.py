@@ -1,4 +1,4 @@
-"""The firmware's decisions.c against the Python spec (hil/decisions.py): exactly equal.
+"""The firmware's decisions.c against the Python spec (hil/model/decisions.py): exactly equal.
 
 Exhaustive where the input space allows (every pair of int8 logits, every threshold on a
 confidence's step), property-based elsewhere, on the committed models' real tables."""
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hil import decisions
-from hil.modelcard import load_model
+from hil.model import decisions
+from hil.model.card import load_model
 from native import FIRMWARE_SRC, build_shared_library
 
 LUTS = [decisions.softmax_lut(s) for s in (0.0023, 0.05, 0.17, 0.6931471805599453, 2.0)]

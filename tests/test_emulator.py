@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from hil import firmware
-from hil.emulator import PROFILES, QemuBoard
+from hil.firmware import build as firmware
+from hil.hw.emulated.qemu import PROFILES, QemuBoard
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 IMAGE = firmware.prebuilt("mps2-an386", "qute-mnist1d")
@@ -55,7 +55,7 @@ def test_stop_ends_qemu_and_a_reset_restarts_the_firmware():
 
 
 def test_a_missing_image_is_a_clear_error(tmp_path):
-    from hil.emulator import EmulatorError
+    from hil.hw.emulated.qemu import EmulatorError
 
     with pytest.raises(EmulatorError, match="firmware image .* not found"):
         QemuBoard(PROFILES["mps2-an386"], tmp_path / "none.elf").start()
@@ -64,7 +64,7 @@ def test_a_missing_image_is_a_clear_error(tmp_path):
 SCRIPT = textwrap.dedent(f"""
     import sys, time
     from pathlib import Path
-    from hil.emulator import PROFILES, QemuBoard
+    from hil.hw.emulated.qemu import PROFILES, QemuBoard
     with QemuBoard(PROFILES["mps2-an386"], Path({str(IMAGE.elf)!r})) as board:
         print(board.pid, flush=True)
         time.sleep(60)

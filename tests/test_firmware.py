@@ -7,13 +7,15 @@ import shutil
 import numpy as np
 import pytest
 
-from hil import codegen, decisions, firmware
-from hil.emulator import PROFILES, QemuBoard
+from hil.firmware import codegen
+from hil.model import decisions
+from hil.firmware import build as firmware
+from hil.hw.emulated.qemu import PROFILES, QemuBoard
 from hil.errors import BadInput
-from hil.link import DeviceError, DeviceLink
-from hil.modelcard import load_model
-from hil.reference import run_reference
-from hil.testsets import load_model_testsets
+from hil.hw.link import DeviceError, DeviceLink
+from hil.model.card import load_model
+from hil.model.reference import run_reference
+from hil.model.testsets import load_model_testsets
 
 PAIRS = [(board, model) for board in firmware.BOARDS for model in firmware.MODELS]
 KIB = 1024

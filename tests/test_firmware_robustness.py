@@ -7,12 +7,14 @@ import struct
 import numpy as np
 import pytest
 
-from hil import decisions, firmware, protocol
-from hil.emulator import PROFILES, QemuBoard
-from hil.link import DeviceError, DeviceLink
-from hil.modelcard import load_model
-from hil.reference import run_reference
-from hil.testsets import load_model_testsets
+from hil.model import decisions
+from hil.firmware import build as firmware
+from hil.hw import protocol
+from hil.hw.emulated.qemu import PROFILES, QemuBoard
+from hil.hw.link import DeviceError, DeviceLink
+from hil.model.card import load_model
+from hil.model.reference import run_reference
+from hil.model.testsets import load_model_testsets
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 IMAGES = [("mps2-an386", "qute-digits"), ("mps2-an500", "qute-mnist1d")]

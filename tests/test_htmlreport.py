@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from hil.htmlreport import REPORT_HTML, write_report
+from hil.report.html import REPORT_HTML, write_report
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_run import hil, write_lab

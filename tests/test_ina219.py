@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hil.ina219 import (
+from hil.hw.ina219 import (
     BUS,
     CALIBRATION,
     CNVR,

@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tflite_builder as tb
-from hil import quantization as qp
-from hil.litert import reference_interpreter
+from hil.firmware import quantization as qp
+from hil.model.litert import reference_interpreter
 from native import FIRMWARE_SRC, HOST_FLAGS, build_shared_library
 
 I8 = ctypes.c_int8

@@ -13,9 +13,10 @@ import pytest
 import serial
 import yaml
 
-from hil import REPO_ROOT, firmware
+from hil import REPO_ROOT
+from hil.firmware import build as firmware
 from hil.cli import main
-from hil.lab import LabError, load_lab
+from hil.lab.load import LabError, load_lab
 
 BAD_INPUT = 3
 MODELS = REPO_ROOT / "fixtures" / "models"
@@ -278,7 +279,7 @@ def test_a_malformed_lab_file_is_one_line_exit_3_and_starts_nothing(tmp_path, ca
 def test_the_lab_file_limits_are_documented():
     from dataclasses import fields
 
-    from hil.labyaml import LIMITS
+    from hil.lab.bounded_yaml import LIMITS
 
     docs = (REPO_ROOT / "docs" / "labs.md").read_text()
     for field in fields(LIMITS):

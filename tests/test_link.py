@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 import serial
 
-from hil import firmware, protocol
-from hil.boards import Board
-from hil.lab import BoardSpec, RunSettings
-from hil.link import DeviceLink, NoValidReply
-from hil.modelcard import load_model
-from hil.rack import BoardFailure
-from hil.records import MEASUREMENTS, RecordJournal, read_records
-from hil.stream import Job, stream_board
-from hil.testsets import load_model_testsets
+from hil.firmware import build as firmware
+from hil.hw import protocol
+from hil.hw.board import Board
+from hil.lab.load import BoardSpec, RunSettings
+from hil.hw.link import DeviceLink, NoValidReply
+from hil.model.card import load_model
+from hil.run.rack import BoardFailure
+from hil.run.records import MEASUREMENTS, RecordJournal, read_records
+from hil.run.stream import Job, stream_board
+from hil.model.testsets import load_model_testsets
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ptys import FakeDevice, LineRelay, reframed  # noqa: E402

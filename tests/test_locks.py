@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hil import locks
-from hil.boards import BoardError, lock_name
-from hil.children import child_env
-from hil.lab import load_lab
-from hil.locks import Lock, LockError
-from hil.probe import probe_lock
-from hil.rack import reserve
+from hil.hw import locks
+from hil.hw.board import BoardError, lock_name
+from hil.hw.children import child_env
+from hil.lab.load import load_lab
+from hil.hw.locks import Lock, LockError
+from hil.hw.flasher import probe_lock
+from hil.run.rack import reserve
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_run import write_lab  # noqa: E402
@@ -172,7 +172,7 @@ def test_a_group_folder_in_hil_lock_dir_is_shared_with_the_group(folder):
 
 HOLD_AND_WAIT = """
 import sys, time
-from hil.locks import Lock
+from hil.hw.locks import Lock
 assert Lock(sys.argv[1]).try_acquire("pid 999999 (a run that was killed long ago)") is None
 print("held", flush=True)
 time.sleep(60)
@@ -196,7 +196,7 @@ def test_a_stale_lock_file_is_taken_over_and_cleaned_up(folder):
 
 CONTEND = """
 import os, sys
-from hil.locks import Lock
+from hil.hw.locks import Lock
 marker = sys.argv[1]
 overlaps = 0
 for _ in range(int(sys.argv[2])):
@@ -242,9 +242,9 @@ def test_a_refused_rack_holds_nothing(folder, lab):
 
 RACER = """
 import os, sys
-from hil.boards import BoardError
-from hil.lab import load_lab
-from hil.rack import reserve
+from hil.hw.board import BoardError
+from hil.lab.load import load_lab
+from hil.run.rack import reserve
 
 lab = load_lab(sys.argv[1])
 for command in sys.stdin:

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import serial
 
-from hil import protocol
-from hil.measurement import MIN_WINDOW_CONVERSIONS, BusyWindow, Edge, PowerSample, busy_windows, window_energies
-from hil.metering import Answer, Meter, Unmatched, align, measure_inferences
-from hil.monitor import MonitorError, MonitorLink
-from hil import monitor_protocol as mp
-from hil.records import Record, RecordJournal, read_measurements, read_records
+from hil.hw import protocol
+from hil.hw.measurement import MIN_WINDOW_CONVERSIONS, BusyWindow, Edge, PowerSample, busy_windows, window_energies
+from hil.run.metering import Answer, Meter, Unmatched, align, measure_inferences
+from hil.hw.monitor import MonitorError, MonitorLink
+from hil.hw import monitor_protocol as mp
+from hil.run.records import Record, RecordJournal, read_measurements, read_records
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_run import BOARDS, hil, write_lab  # noqa: E402
@@ -90,7 +90,7 @@ def unit_pid(owner: int) -> int:
                 ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError):
                 continue
-            if b"hil.monitor_unit" in command and b"an386-digits" in command and ppid == owner:
+            if b"hil.hw.emulated.monitor_unit" in command and b"an386-digits" in command and ppid == owner:
                 return int(proc.name)
     raise AssertionError("no emulated unit found")
 
@@ -310,10 +310,10 @@ def test_every_measurement_stays_on_its_own_sample_when_replies_are_lost(tmp_pat
     measurement must still be its own sample's window, held against the ground truth of which
     sample the device ran in every window the unit saw (a shift within one exit path keeps
     the cycle count almost the same, so the window itself is checked, by where it starts)."""
-    from hil.lab import load_lab
-    from hil.link import DeviceLink
-    from hil.rack import Rack
-    from hil.runner import pending_jobs, stream_boards
+    from hil.lab.load import load_lab
+    from hil.hw.link import DeviceLink
+    from hil.run.rack import Rack
+    from hil.run.runner import pending_jobs, stream_boards
 
     slot, samples = "an386-digits", 6
     lab = load_lab(write_lab(tmp_path, boards={slot: BOARDS[slot]}, samples=samples, request_timeout_s=1, retries=3))
@@ -425,8 +425,8 @@ def test_a_sample_that_answers_differently_when_asked_again_is_a_finding(tmp_pat
 
 
 def test_the_verdict_counts_a_boards_unmeasured_answers_over_all_its_test_sets():
-    from hil.summary import BoardSetSummary
-    from hil.verdict import decide
+    from hil.run.assess import BoardSetSummary
+    from hil.run.verdict import decide
 
     def summary(slot, testset, unmeasured, reasons=None):
         return BoardSetSummary(slot, "qute-digits", testset, "clean", 10, 10, 1.0, 0.5, None, 10, 0, 1.0, 2.0,

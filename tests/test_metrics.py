@@ -1,4 +1,4 @@
-"""Tests of hil.metrics: hand-computed cases, scikit-learn references, brute force, errors.
+"""Tests of hil.stats.metrics: hand-computed cases, scikit-learn references, brute force, errors.
 
 scikit-learn is the reference implementation here and only here; the module is numpy.
 """
@@ -23,7 +23,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from hil import metrics as m
+from hil.stats import metrics as m
 
 PROPERTY = settings(max_examples=150, deadline=None)
 

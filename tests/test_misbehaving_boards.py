@@ -2,7 +2,7 @@
 
 A run also finishes run.json when hil itself fails after the run started.
 
-The misbehaving board is a "physical" one (flashed through hil.probe_server, as in
+The misbehaving board is a "physical" one (flashed through hil.hw.emulated.probe, as in
 tests/test_physical.py) whose serial port is a pty relay (tests/ptys.py): in front of the
 firmware running in QEMU, rewriting one or more of its frames, or with nothing behind it,
 echoing every byte. The run must keep what the healthy board measured, fail only the bad
@@ -21,12 +21,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hil import firmware, protocol
-from hil.emulator import PROFILES, QemuBoard
-from hil.probe_server import ProbeServer
-from hil.records import Record, RecordJournal, read_records
-from hil.lab import load_lab
-from hil.runner import open_run
+from hil.firmware import build as firmware
+from hil.hw import protocol
+from hil.hw.emulated.qemu import PROFILES, QemuBoard
+from hil.hw.emulated.probe import ProbeServer
+from hil.run.records import Record, RecordJournal, read_records
+from hil.lab.load import load_lab
+from hil.run.runner import open_run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ptys import LineRelay, reframed  # noqa: E402

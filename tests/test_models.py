@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from hil.decisions import softmax_lut
-from hil.litert import reference_interpreter
-from hil.modelcard import ALLOWED_OPS, MODEL_JSON, describe_stage, load_model, sha256_file
-from hil.reference import run_reference
-from hil.testsets import load_model_testsets
+from hil.model.decisions import softmax_lut
+from hil.model.litert import reference_interpreter
+from hil.model.card import ALLOWED_OPS, MODEL_JSON, describe_stage, load_model, sha256_file
+from hil.model.reference import run_reference
+from hil.model.testsets import load_model_testsets
 
 KIB = 1024
 
@@ -56,7 +56,7 @@ def test_model_fits_the_small_mcu_with_room(card):
 def test_int8_accuracy_is_within_one_point_of_float(card):
     clean = load_model_testsets(card)[0]
     outputs = run_reference(card, clean.inputs)
-    from hil.evaluation import answers
+    from hil.model.evaluation import answers
 
     int8 = answers(card, outputs)
     floats = card.training["float_test_accuracy"]
@@ -67,7 +67,7 @@ def test_int8_accuracy_is_within_one_point_of_float(card):
 def test_digits_clean_accuracy_is_at_least_95_percent():
     card = load_model("qute-digits")
     clean = load_model_testsets(card)[0]
-    from hil.evaluation import answers
+    from hil.model.evaluation import answers
 
     assert np.mean(answers(card, run_reference(card, clean.inputs))["qute"].predicted == clean.labels) >= 0.95
 

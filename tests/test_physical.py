@@ -1,7 +1,7 @@
 """`hil run` with a physical board, as far as one can exist here.
 
 The physical board's two connections are stood in for at their lowest level:
-- its debug probe is hil.probe_server, which unmodified pyOCD (in hil.probe's child
+- its debug probe is hil.hw.emulated.probe, which unmodified pyOCD (in hil.hw.flasher's child
   process) connects to, flashes, reads back and resets;
 - its USB serial port is a pseudo-terminal with the firmware image running behind it in
   QEMU (the MCU's UART), opened by path as a /dev/ttyACM port would be.
@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hil import firmware
-from hil.emulator import PROFILES, QemuBoard
-from hil.probe_server import ProbeServer
-from hil.records import read_records
+from hil.firmware import build as firmware
+from hil.hw.emulated.qemu import PROFILES, QemuBoard
+from hil.hw.emulated.probe import ProbeServer
+from hil.run.records import read_records
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_run import write_lab  # noqa: E402
@@ -99,14 +99,14 @@ def test_a_probe_that_is_not_there_is_a_one_line_board_failure(tmp_path, uart):
 @pytest.fixture
 def bench():
     """The MCU (QEMU) and a measurement unit on its pins, each on its own serial port: the unit is
-    hil.monitor_unit reading the MCU's edge wire, as a physical unit would on a USB port."""
+    hil.hw.emulated.monitor_unit reading the MCU's edge wire, as a physical unit would on a USB port."""
     board = QemuBoard(PROFILES[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench", record_wire=False).start()
     uart = board.link.port
     board.link.close()
     units = []
 
     def unit(tmp_path: Path, clock_hz: int) -> str:
-        process = subprocess.Popen([sys.executable, "-m", "hil.monitor_unit", "--wire", board.wire.port, "--kind", KIND,
+        process = subprocess.Popen([sys.executable, "-m", "hil.hw.emulated.monitor_unit", "--wire", board.wire.port, "--kind", KIND,
                                     "--clock-hz", str(clock_hz), "--truth", str(tmp_path / "truth.jsonl")],
                                    stdout=subprocess.PIPE, text=True)
         units.append(process)
@@ -120,7 +120,7 @@ def bench():
 
 
 def with_monitor(lab: Path, port: str) -> Path:
-    from hil.monitor_unit import POWER_PROFILES
+    from hil.hw.emulated.monitor_unit import POWER_PROFILES
 
     data = yaml.safe_load(lab.read_text())
     profile = POWER_PROFILES[KIND]

@@ -1,4 +1,4 @@
-"""hil.probe against hil.probe_server: real, unmodified pyOCD flashing an emulated probe over its remote protocol.
+"""hil.hw.flasher against hil.hw.emulated.probe: real, unmodified pyOCD flashing an emulated probe over its remote protocol.
 
 Each flash runs pyOCD in a child process (as in production) that connects to a ProbeServer in this process;
 the server's RAM, reset count and connection counts are what the tests check.
@@ -19,11 +19,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from hil.children import child_env
+from hil.hw.children import child_env
 from hil.errors import EXIT_INFRASTRUCTURE, BadInput
-from hil.locks import Lock
-from hil.probe import FlashTimeout, ProbeError, ProbeNotFound, VerifyFailed, flash_image, probe_lock, select_probe
-from hil.probe_server import ProbeServer
+from hil.hw.locks import Lock
+from hil.hw.flasher import FlashTimeout, ProbeError, ProbeNotFound, VerifyFailed, flash_image, probe_lock, select_probe
+from hil.hw.emulated.probe import ProbeServer
 
 PREBUILT = Path(__file__).resolve().parents[1] / "firmware/prebuilt/mps2-an386/qute-digits"
 IMAGE = PREBUILT / "firmware.bin"
@@ -177,13 +177,13 @@ def test_a_hung_probe_is_killed_at_the_timeout(server):
 
 FLASH = """
 import sys
-from hil.probe import flash_image
+from hil.hw.flasher import flash_image
 flash_image(sys.argv[1], "cortex_m", sys.argv[2], sys.argv[3], timeout_s=120)
 """
 
 
 def flashers(parent: int) -> list[int]:
-    """The `hil.probe --child` processes that `parent` started."""
+    """The `hil.hw.flasher --child` processes that `parent` started."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
@@ -191,7 +191,7 @@ def flashers(parent: int) -> list[int]:
             ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == parent and b"hil.probe" in command and b"--child" in command:
+        if ppid == parent and b"hil.hw.flasher" in command and b"--child" in command:
             found.append(int(proc.name))
     return found
 

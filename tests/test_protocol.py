@@ -1,4 +1,4 @@
-"""Wire protocol v2 (docs/protocol.md) on both sides: hil/protocol.py and firmware/src/protocol.c.
+"""Wire protocol v2 (docs/protocol.md) on both sides: hil/hw/protocol.py and firmware/src/protocol.c.
 
 (a) and (b): both pass every vector in docs/protocol-vectors.json; the C side is built for
 the host and driven through ctypes, one byte at a time as a UART would feed it. (c) property
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hil import REPO_ROOT
-from hil import protocol as p
+from hil.hw import protocol as p
 from native import FIRMWARE_SRC, build_shared_library
 
 VECTORS = json.loads((REPO_ROOT / "docs" / "protocol-vectors.json").read_text())

@@ -1,4 +1,4 @@
-"""Tests of hil.regression: hand-computed McNemar cases, an independent exact p-value,
+"""Tests of hil.stats.regression: hand-computed McNemar cases, an independent exact p-value,
 bootstrap behaviour on constant (emulated) and noisy (physical) measurements, messages."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hil import metrics
-from hil.regression import (
+from hil.stats import metrics
+from hil.stats.regression import (
     RegressionPolicy,
     RuleResult,
     accuracy_rule,

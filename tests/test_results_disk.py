@@ -19,8 +19,8 @@ import yaml
 
 from hil.cli import main
 from hil.errors import ResultsUnwritable
-from hil import results
-from hil.records import MEASUREMENTS, Record, RecordJournal, read_records, write_parquet
+from hil.store import results
+from hil.run.records import MEASUREMENTS, Record, RecordJournal, read_records, write_parquet
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_run import BOARDS, hil, write_lab  # noqa: E402

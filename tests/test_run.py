@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import yaml
 
-from hil import REPO_ROOT, firmware
-from hil.boards import lock_name
-from hil.lab import load_lab
-from hil.locks import Lock
-from hil.records import read_records
-from hil.testsets import write_npz
+from hil import REPO_ROOT
+from hil.firmware import build as firmware
+from hil.hw.board import lock_name
+from hil.lab.load import load_lab
+from hil.hw.locks import Lock
+from hil.run.records import read_records
+from hil.model.testsets import write_npz
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 PASS, REGRESSION, INFRASTRUCTURE, BAD_INPUT = 0, 1, 2, 3
@@ -275,9 +276,9 @@ def test_a_stopped_run_stops_every_emulator_and_keeps_its_records(tmp_path, sign
 def test_a_garbled_request_is_retried_after_a_resync(tmp_path):
     import dataclasses
 
-    from hil.lab import load_lab
-    from hil.rack import Rack
-    from hil.stream import ask
+    from hil.lab.load import load_lab
+    from hil.run.rack import Rack
+    from hil.run.stream import ask
 
     lab = load_lab(write_lab(tmp_path, boards={"an386-digits": BOARDS["an386-digits"]}))
     tau = lab.run.threshold_q15

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hil.sweep import ENERGY_RESOLUTION
+from hil.run.sweep import ENERGY_RESOLUTION
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_run import BOARDS, hil, write_lab  # noqa: E402

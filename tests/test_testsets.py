@@ -7,7 +7,7 @@ import pytest
 
 from hil import FIXTURES
 from hil.errors import BadInput
-from hil.testsets import KINDS, generate, load_model_testsets, load_testset, model_testsets_dir, set_names
+from hil.model.testsets import KINDS, generate, load_model_testsets, load_testset, model_testsets_dir, set_names
 
 
 def test_regenerating_from_the_seed_gives_identical_files(tmp_path, card):
@@ -41,8 +41,8 @@ def test_sets_hold_what_the_lab_needs(card):
 
 
 def test_shift_severity_lowers_accuracy(card):
-    from hil.evaluation import answers
-    from hil.reference import run_reference
+    from hil.model.evaluation import answers
+    from hil.model.reference import run_reference
 
     accuracy = [
         np.mean(answers(card, run_reference(card, s.inputs))["qute"].predicted == s.labels)
@@ -52,7 +52,7 @@ def test_shift_severity_lowers_accuracy(card):
 
 
 def test_digits_shifted_sets_share_every_corruption_equally():
-    from hil.modelcard import load_model
+    from hil.model.card import load_model
 
     card = load_model("qute-digits")
     shifted = load_model_testsets(card)[1]
@@ -74,7 +74,7 @@ def test_a_truncated_test_set_is_refused(tmp_path, card):
 
 
 def test_a_set_quantized_for_another_input_is_refused(tmp_path, card):
-    from hil.testsets import write_npz
+    from hil.model.testsets import write_npz
 
     with np.load(model_testsets_dir(card) / "clean.npz") as data:
         arrays = {k: data[k] for k in data.files}

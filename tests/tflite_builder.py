@@ -1,6 +1,6 @@
 """Single-op int8 TFLite models built in memory, to run through LiteRT's reference kernels.
 
-The kernel parameters the firmware needs for such a model come from hil/quantization.py,
+The kernel parameters the firmware needs for such a model come from hil/firmware/quantization.py,
 the same functions the code generator uses; this module only builds the models (with the
 schema's object API) that the tests take as ground truth.
 """
@@ -13,7 +13,7 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from hil.quantization import ACTIVATIONS, PADDINGS, conv_params, depthwise_params, f32, pool_params
+from hil.firmware.quantization import ACTIVATIONS, PADDINGS, conv_params, depthwise_params, f32, pool_params
 
 # --------------------------------------------------------------------------------------
 # Model builders

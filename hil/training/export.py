@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hil import decisions
-from hil.modelcard import ALLOWED_OPS, MODEL_JSON, describe_stage, sha256_file
+from hil.model import decisions
+from hil.model.card import ALLOWED_OPS, MODEL_JSON, describe_stage, sha256_file
 
 STAGES = {
     # stage name: (inputs, outputs), by signature name in the combined graph

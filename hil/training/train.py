@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil import datasets
+from hil.model import datasets
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,224 @@
+"""The emulated measurement unit: a process that does what a physical one does, on a pty.
+
+    python -m hil.hw.emulated.monitor_unit --wire /dev/pts/N --kind mps2-an386 --clock-hz 25000000 --truth FILE
+
+It reads the emulated board's GPIO edge records from the board's second UART (the
+emulated wire to the unit's capture input), models an INA219 on the board's supply at
+register level (hil/hw/ina219.py: calibration, LSBs, conversion windows, CNVR/OVF, noise),
+and speaks monitor protocol v1 (docs/monitor.md) to the host on a pseudo-terminal whose
+path it prints as its first line. The host drives it exactly as it drives a physical unit.
+
+What the board draws is a modelled power profile (POWER_PROFILES: not a measurement): idle
+power while the busy pin is low, active power while it is high. The true energy of every
+busy window is written to the --truth file and never reported over the link, so a test
+can hold the host's register-derived figures against it.
+
+Time is the board's: edges carry the device's timer count (25 MHz of QEMU's icount time),
+unwrapped to 64 bits. A sample is emitted once time has passed its window's end, which the
+unit learns from the next edge, or, at FLUSH, by assuming the board idles for one more
+conversion (it is idle: the host flushes only between requests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import sys
+import tty
+from dataclasses import dataclass
+
+import numpy as np
+
+from hil.hw import ina219
+from hil.hw import protocol
+from hil.hw import monitor_protocol as mp
+from hil.hw.measurement import PIN_BUSY
+
+WRAP = 1 << 32
+
+
+@dataclass(frozen=True)
+class PowerProfile:
+    """A modelled supply: what an emulated board draws, and the shunt its unit measures it on."""
+
+    bus_v: float
+    idle_w: float
+    active_w: float
+    shunt_ohms: float
+    max_current_a: float
+
+
+# Currents in the range of the twin MCUs' datasheets (run mode at full clock; sleep with
+# peripherals on); they are plausible figures, not measurements.
+POWER_PROFILES = {
+    "mps2-an386": PowerProfile(bus_v=3.3, idle_w=3.3 * 0.0021, active_w=3.3 * 0.0088, shunt_ohms=1.0,
+                               max_current_a=0.04),  # STM32L432KC at 80 MHz
+    "mps2-an500": PowerProfile(bus_v=3.3, idle_w=3.3 * 0.045, active_w=3.3 * 0.115, shunt_ohms=0.1,
+                               max_current_a=0.4),  # STM32F767ZI at 216 MHz
+}
+NOISE_LSB = 0.7  # shunt ADC noise, in 10 uV steps (one sigma)
+
+
+class EmulatedUnit:
+    def __init__(self, profile: PowerProfile, clock_hz: int, truth, seed: int, send):
+        self.profile = profile
+        self.clock_hz = clock_hz
+        self.truth = truth
+        self.send = send  # sends one monitor message to the host
+        self.chip = ina219.Ina219(profile.shunt_ohms)
+        self.rng = np.random.default_rng(seed)
+        self.conversion_ticks = 0  # 0 until the host configures the chip
+        self.now: int | None = None  # unwrapped time of the last edge
+        self._raw_last = 0
+        self._wraps = 0
+        self.busy_since: int | None = None
+        self.sample_start: int | None = None
+        self.changes: list[tuple[int, float]] = []  # (time, power from then on), since sample_start
+
+    def power(self) -> float:
+        return self.profile.active_w if self.busy_since is not None else self.profile.idle_w
+
+    def unwrap(self, raw: int) -> int:
+        if self.now is not None and raw < self._raw_last:
+            self._wraps += 1
+        self._raw_last = raw
+        return self._wraps * WRAP + raw
+
+    def on_edge(self, edge: protocol.Edge) -> None:
+        at = self.unwrap(edge.ticks)
+        self.emit_samples_until(at)
+        self.now = at
+        if edge.pin == PIN_BUSY:
+            if edge.level and self.busy_since is None:
+                self.busy_since = at
+            elif not edge.level and self.busy_since is not None:
+                excess = (self.profile.active_w - self.profile.idle_w) * (at - self.busy_since) / self.clock_hz
+                self._write_truth({"rise": self.busy_since, "fall": at, "excess_energy_j": excess})
+                self.busy_since = None
+        if self.sample_start is not None:
+            self.changes.append((at, self.power()))
+        self.send(mp.MonitorEdge(edge.pin, edge.level, at))
+
+    def _write_truth(self, entry: dict) -> None:
+        # The ground truth is for tests. A full or failing results disk ends it, not the unit: a
+        # real one would not notice, and the host reports the disk error itself.
+        if self.truth is None:
+            return
+        try:
+            self.truth.write(json.dumps(entry) + "\n")
+            self.truth.flush()
+        except OSError:
+            try:
+                self.truth.close()
+            except OSError:
+                pass  # the line it still holds cannot be written either
+            self.truth = None
+
+    def emit_samples_until(self, until: int) -> None:
+        if not self.conversion_ticks:
+            return
+        if self.sample_start is None:  # the first time after CONFIGURE: tiling starts here
+            self.sample_start, self.changes = until, [(until, self.power())]
+            return
+        while self.sample_start + self.conversion_ticks <= until:
+            start, end = self.sample_start, self.sample_start + self.conversion_ticks
+            energy, level = 0.0, self.changes[0][1]
+            for (t0, p), (t1, _) in zip(self.changes, self.changes[1:] + [(end, 0.0)]):
+                energy += p * (min(t1, end) - max(t0, start)) if t1 > start and t0 < end else 0.0
+                if t0 < end:
+                    level = p
+            average_current = energy / (end - start) / self.profile.bus_v
+            registers = self.chip.convert(average_current, self.profile.bus_v, rng=self.rng, noise_lsb=NOISE_LSB)
+            self.send(mp.Sample(start, end, registers.shunt, registers.bus, registers.power, registers.current))
+            self.sample_start = end
+            self.changes = [(end, level)] + [c for c in self.changes if c[0] > end]
+
+    def on_request(self, message) -> object:
+        if isinstance(message, mp.MonitorHello):
+            return mp.MonitorInfo(mp.MONITOR_PROTOCOL_VERSION, self.clock_hz, "hil-emulated-unit")
+        if isinstance(message, mp.Configure):
+            self.chip.write(ina219.CALIBRATION, message.calibration)
+            # One triggered shunt+bus conversion first, so that POWER has a bus voltage to use
+            # while the host's mode (shunt only, continuous) converts the shunt alone.
+            self.chip.write(ina219.CONFIG, (message.config & ~0x7) | 0b011)
+            self.chip.convert(self.power() / self.profile.bus_v, self.profile.bus_v)
+            self.chip.write(ina219.CONFIG, message.config)
+            if self.chip.config.conversion_time_s is None:
+                raise protocol.ProtocolError(protocol.ErrorCode.BAD_VALUE, "CONFIGURE: that mode converts nothing")
+            self.conversion_ticks = max(1, round(self.chip.config.conversion_time_s * self.clock_hz))
+            self.sample_start, self.changes = None, []
+            registers = self.chip.registers()
+            return mp.Configured(registers.config, registers.calibration, self.conversion_ticks)
+        if isinstance(message, mp.Flush):
+            if self.now is not None:
+                self.emit_samples_until(self.now + self.conversion_ticks)
+            return mp.Flushed(self.sample_start or 0)
+        raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_MESSAGE, f"{type(message).__name__}")
+
+
+def serve(wire_fd: int, host_fd: int, unit: EmulatedUnit) -> None:
+    """Forward edges from the wire and answer the host, until the board's wire closes."""
+    wire_decoder, host_decoder = protocol.FrameDecoder(), protocol.FrameDecoder()
+    replies: list[tuple[object, int]] = []  # (message, seq of the request it answers)
+    while True:
+        readable, _, _ = select.select([wire_fd, host_fd], [], [])
+        if wire_fd in readable:
+            try:
+                data = os.read(wire_fd, 4096)
+            except OSError:
+                return  # the emulator is gone
+            if not data:
+                return
+            for event in wire_decoder.feed(data):
+                if isinstance(event, protocol.Frame) and event.type == protocol.MessageType.EDGE:
+                    unit.on_edge(protocol.Edge.from_payload(event.payload))
+        if host_fd in readable:
+            try:
+                data = os.read(host_fd, 4096)
+            except OSError:
+                continue  # nobody has the host side open yet, or any more
+            for event in host_decoder.feed(data):
+                if isinstance(event, protocol.FrameError):
+                    replies.append((protocol.ErrorReply(event.code, protocol.SEQ_UNKNOWN), protocol.SEQ_UNKNOWN))
+                    continue
+                try:
+                    replies.append((unit.on_request(mp.parse_monitor_message(event)), event.seq))
+                except protocol.ProtocolError as error:
+                    replies.append((protocol.ErrorReply(error.code, event.seq), event.seq))
+        while replies:
+            message, seq = replies.pop(0)
+            unit.send(message, seq)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hil.hw.emulated.monitor_unit", description=__doc__.splitlines()[0])
+    parser.add_argument("--wire", required=True, help="the board's edge-record UART (a pty path)")
+    parser.add_argument("--kind", required=True, choices=sorted(POWER_PROFILES))
+    parser.add_argument("--clock-hz", type=int, required=True, help="the board's timer clock")
+    parser.add_argument("--truth", required=True, help="where the true energy of every busy window goes")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    # Both ptys in raw mode, as pyserial would set them: a cooked tty echoes and turns CR into LF.
+    wire_fd = os.open(args.wire, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(wire_fd)
+    host_fd, host_device = os.openpty()  # we keep the device side open, so reads never fail before the host opens it
+    tty.setraw(host_device)
+    seq = [0]
+
+    def send(message, reply_seq: int | None = None) -> None:
+        if reply_seq is None:
+            seq[0] = (seq[0] + 1) % protocol.SEQ_UNKNOWN
+        os.write(host_fd, protocol.encode_message(message, seq[0] if reply_seq is None else reply_seq))
+
+    with open(args.truth, "a", encoding="utf-8") as truth:
+        unit = EmulatedUnit(POWER_PROFILES[args.kind], args.clock_hz, truth, args.seed, send)
+        print(os.ttyname(host_device), flush=True)  # the host opens this, as it would /dev/ttyACM1
+        serve(wire_fd, host_fd, unit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Emulated boards: QEMU running a firmware image, its UARTs on real pseudo-terminals.
+
+QEMU starts paused (-S) with a QMP socket; we read the pty paths of both UARTs from
+QMP, open them, and only then let the CPU run, so not one byte the firmware sends is
+lost. Time is QEMU's instruction counter (-icount), so timer readings are the same on
+every run. QEMU is always stopped: on close, on Ctrl-C, and if this process dies
+(the kernel sends it SIGTERM then, through PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import serial
+
+from hil.hw import protocol
+from hil.hw.children import die_with_parent, reap
+from hil.errors import HilError
+
+QEMU = "qemu-system-arm"
+START_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class EmulatedBoardProfile:
+    """How one board kind is emulated; docs/firmware.md explains the clocks."""
+
+    kind: str
+    machine: str
+    cpu: str
+    icount_shift: int  # one instruction takes 2**shift ns of virtual time
+    twin: str  # the physical MCU this board stands in for
+    timer_hz: int = 25_000_000  # the CMSDK timers' clock: the firmware's cycle counter
+
+    @property
+    def instructions_per_second(self) -> int:
+        return 10**9 // 2**self.icount_shift
+
+
+PROFILES = {
+    # 16 ns per instruction: 62.5 MIPS, about a Cortex-M4 at 80 MHz.
+    "mps2-an386": EmulatedBoardProfile("mps2-an386", "mps2-an386", "cortex-m4", 4, "STM32L432KC"),
+    # 4 ns per instruction: 250 MIPS, about a dual-issue Cortex-M7 at 216 MHz.
+    "mps2-an500": EmulatedBoardProfile("mps2-an500", "mps2-an500", "cortex-m7", 2, "STM32F767ZI"),
+}
+
+
+class EmulatorError(HilError):
+    """QEMU could not be started or stopped (exit code 2: infrastructure)."""
+
+
+class Qmp:
+    """A minimal QMP client: one JSON object a line, replies matched by their 'return'."""
+
+    def __init__(self, path: Path, timeout: float):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._socket.settimeout(timeout)
+                self._socket.connect(str(path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                self._socket.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        self._reader = self._socket.makefile("r", encoding="utf-8")
+        self._read()  # the greeting
+        self.execute("qmp_capabilities")
+
+    def _read(self) -> dict:
+        line = self._reader.readline()
+        if not line:
+            raise ConnectionError("QMP connection closed")
+        return json.loads(line)
+
+    def execute(self, command: str, **arguments) -> object:
+        message = {"execute": command, **({"arguments": arguments} if arguments else {})}
+        self._socket.sendall(json.dumps(message).encode() + b"\n")
+        while True:
+            reply = self._read()
+            if "return" in reply:
+                return reply["return"]
+            if "error" in reply:
+                raise RuntimeError(f"QMP {command}: {reply['error'].get('desc')}")
+            # anything else is an asynchronous event: skip it
+
+    def close(self) -> None:
+        self._reader.close()
+        self._socket.close()
+
+
+class WireRecorder:
+    """Reads a board's emulated GPIO wire all the time, as a logic analyser would.
+
+    A real pin never blocks the firmware; a pty does once its buffer is full and nobody
+    reads it, and then the firmware would hang in its UART write. So the wire is always
+    drained, and the EDGE records are kept until someone takes them.
+    """
+
+    def __init__(self, port: serial.Serial):
+        self._port = port
+        self._decoder = protocol.FrameDecoder()
+        self._edges: list[protocol.Edge] = []
+        self._last_byte_at = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wire-recorder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._port.timeout = 0.05
+        while not self._stop.is_set():
+            try:
+                data = self._port.read(max(1, self._port.in_waiting))
+            except (serial.SerialException, OSError, TypeError):
+                return  # the port was closed under us: the board is stopping
+            if not data:
+                continue
+            events = self._decoder.feed(data)
+            with self._lock:
+                self._last_byte_at = time.monotonic()
+                self._edges += [protocol.Edge.from_payload(e.payload) for e in events
+                                if isinstance(e, protocol.Frame) and e.type == protocol.MessageType.EDGE]
+
+    def take(self, settle: float = 0.1) -> list[protocol.Edge]:
+        """The edges recorded so far, once the wire has been quiet for `settle` seconds since
+        this call (bytes the board sent just before may still be on their way)."""
+        called_at = time.monotonic()
+        while True:
+            with self._lock:
+                quiet_for = time.monotonic() - max(self._last_byte_at, called_at)
+                if quiet_for >= settle:
+                    edges, self._edges = self._edges, []
+                    return edges
+            time.sleep(settle - quiet_for)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+
+
+class QemuBoard:
+    """One emulated board. Use as a context manager; `link` and `wire` are pyserial ports."""
+
+    def __init__(self, profile: EmulatedBoardProfile, image: Path, name: str | None = None, record_wire: bool = True):
+        """`record_wire=False` leaves the GPIO wire to another reader (the emulated measurement
+        unit); it is still held open here, so QEMU never sees it disconnected and drops edges."""
+        self.profile = profile
+        self.record_wire = record_wire
+        self.image = Path(image)
+        self.name = name or profile.kind
+        self.link: serial.Serial | None = None  # UART0: the protocol
+        self.wire: serial.Serial | None = None  # UART1: GPIO edge records
+        self.recorder: WireRecorder | None = None
+        self._process: subprocess.Popen | None = None
+        self._qmp: Qmp | None = None
+        self._workdir: Path | None = None
+
+    def command(self, qmp_socket: Path) -> list[str]:
+        return [
+            QEMU, "-M", self.profile.machine, "-nodefaults", "-display", "none", "-S",
+            "-qmp", f"unix:{qmp_socket},server=on,wait=off",
+            "-chardev", "pty,id=link", "-serial", "chardev:link",
+            "-chardev", "pty,id=wire", "-serial", "chardev:wire",
+            "-icount", f"shift={self.profile.icount_shift},sleep=on",
+            "-kernel", str(self.image),
+        ]
+
+    def start(self) -> "QemuBoard":
+        if shutil.which(QEMU) is None:
+            raise EmulatorError(f"{self.name}: {QEMU} not found; run setup.sh (it installs qemu-system-arm)")
+        if not self.image.is_file():
+            raise EmulatorError(f"{self.name}: firmware image {self.image} not found")
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"hil-{self.name}-"))
+        qmp_socket = self._workdir / "qmp.sock"
+        self._process = subprocess.Popen(
+            self.command(qmp_socket), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self._workdir / "qemu.log", "wb"), preexec_fn=die_with_parent,
+        )
+        try:
+            self._qmp = Qmp(qmp_socket, START_TIMEOUT_S)
+            ptys = {c["label"]: c["filename"].removeprefix("pty:") for c in self._qmp.execute("query-chardev")}
+            self.link = serial.Serial(ptys["link"], timeout=1.0, exclusive=True)
+            self.wire = serial.Serial(ptys["wire"], timeout=1.0, exclusive=True)
+            if self.record_wire:
+                self.recorder = WireRecorder(self.wire)
+            self._qmp.execute("cont")
+        except Exception as error:
+            log = (self._workdir / "qemu.log").read_text(errors="replace").strip().splitlines()
+            self.stop()
+            detail = log[-1] if log else str(error)
+            raise EmulatorError(f"{self.name}: QEMU did not start ({detail})") from None
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def reset(self) -> None:
+        """A hardware reset, as the reset button does: the firmware starts again."""
+        if self._qmp is None:
+            raise EmulatorError(f"{self.name}: not running")
+        self._qmp.execute("system_reset")
+
+    def take_edges(self, settle: float = 0.1) -> list[protocol.Edge]:
+        """The GPIO edges the board has sent since the last call."""
+        return self.recorder.take(settle)
+
+    def stop(self) -> None:
+        if self.recorder is not None:
+            self.recorder.stop()
+            self.recorder = None
+        for port in (self.link, self.wire):
+            if port is not None:
+                port.close()
+        self.link = self.wire = None
+        if self._qmp is not None:
+            try:
+                self._qmp.execute("quit")
+            except (OSError, ConnectionError, RuntimeError):
+                pass  # QEMU may already be gone
+            self._qmp.close()
+            self._qmp = None
+        if self._process is not None:
+            reap(self._process)  # QMP's quit asked it to exit
+            self._process = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> "QemuBoard":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,274 @@
+"""Measurement units: the hardware edge that watches a board's pins and supply.
+
+One host class, MonitorLink, speaks monitor protocol v1 (docs/monitor.md) over any
+pyserial port. Two kinds of unit sit behind it:
+- SerialMonitor: a physical unit (a small MCU with a capture input on the DUT's pins and an
+  INA219 on its supply) on a USB serial port named in labs.yaml;
+- EmulatedMonitor: hil.hw.emulated.monitor_unit in its own process, reading the emulated board's edge
+  records and modelling the INA219; it offers a pty, and from there on it is the same path.
+The host configures the INA219 with the calibration from the lab (shunt ohms, max current)
+and decodes the raw registers itself, so the decoding is tested as the product runs it.
+Everything the unit sends is appended to the run's trace file as it arrives; when the
+results disk fails, the trace stops there and the next flush raises ResultsUnwritable.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import serial
+
+from hil.hw import ina219
+from hil.hw import protocol
+from hil.store import results
+from hil.hw import monitor_protocol as mp
+from hil.hw.children import child_env, die_with_parent, reap
+from hil.errors import HilError, ResultsUnwritable
+from hil.hw.measurement import Edge, PowerSample, busy_windows
+from hil.hw.emulated.monitor_unit import POWER_PROFILES
+
+REQUEST_TIMEOUT_S = 5.0
+
+
+class MonitorError(HilError):
+    """The measurement unit is silent, garbled or gone (exit code 2); inference records are kept."""
+
+
+def measurement_config(calibration: ina219.Calibration, max_current_a: float) -> ina219.Config:
+    """Shunt-only continuous, 12 bits averaged over 4: back-to-back 2.13 ms conversions that
+    tile time, which the energy estimate in hil/hw/measurement.py relies on. (Shunt and bus
+    continuous would leave the shunt blind half the time; no averaging would send four times
+    the samples for the same figures, since short inferences are metered in bursts anyway.)
+    The unit takes one bus reading first, so POWER has a voltage to multiply with."""
+    gain = ina219.pga_gain_for(calibration.shunt_ohms, max_current_a)
+    return ina219.Config(bus_range_v=16, pga_gain=gain, badc=0b0011, sadc=0b1010, mode=0b101)
+
+
+class MonitorLink:
+    def __init__(self, port: serial.SerialBase, name: str, trace_path: Path):
+        self.port = port
+        self.name = name
+        self.edges: list[Edge] = []
+        self.samples: list[PowerSample] = []
+        self.calibration: ina219.Calibration | None = None
+        self.clock_hz = 0
+        self.conversion_ticks = 0
+        self.problem: str | None = None  # what broke the link, once something did
+        self._replies: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._seq = 0
+        self.trace_path = trace_path
+        self.trace_failure: ResultsUnwritable | None = None  # the disk error that stopped the trace
+        with results.on_disk(trace_path):
+            self._trace = open(trace_path, "a", encoding="utf-8")
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read, name=f"monitor {name}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        decoder = protocol.FrameDecoder()
+        self.port.timeout = 0.1
+        while not self._stop.is_set():
+            try:
+                data = self.port.read(max(1, self.port.in_waiting))
+            except (serial.SerialException, OSError, TypeError) as error:
+                if not self._stop.is_set():
+                    self.problem = f"link lost ({error})"
+                return
+            for event in decoder.feed(data):
+                if isinstance(event, protocol.FrameError):
+                    self.problem = f"garbled data from the unit ({event.code.name})"
+                    continue
+                try:
+                    message = mp.parse_monitor_message(event)
+                except protocol.ProtocolError as error:
+                    self.problem = f"garbled data from the unit ({error})"
+                    continue
+                self._take(message, event.seq)
+
+    def _take(self, message, seq: int) -> None:
+        if isinstance(message, mp.MonitorEdge):
+            with self._lock:
+                self.edges.append(Edge(message.pin, message.level, message.at))
+            self._write_trace({"edge": [message.pin, message.level, message.at]})
+        elif isinstance(message, mp.Sample):
+            power = None
+            if self.calibration is not None:
+                # A SAMPLE carries no CONFIG register, and decoding does not need one.
+                registers = ina219.Registers(0, message.shunt, message.bus, message.power, message.current,
+                                             self.calibration.register)
+                power = ina219.decode(registers, self.calibration.shunt_ohms).power_w
+            with self._lock:
+                self.samples.append(PowerSample(message.start, message.end, power))
+            self._write_trace({"sample": [message.start, message.end], "registers": [
+                message.shunt, message.bus, message.power, message.current], "power_w": power})
+        else:
+            self._replies.put((seq, message))
+
+    def _write_trace(self, entry: dict | None) -> None:
+        """A trace line (None: flush). After a disk error the trace stops, the edges still count in memory."""
+        if self.trace_failure is not None:
+            return
+        try:
+            if entry is None:
+                self._trace.flush()
+            else:
+                self._trace.write(json.dumps(entry) + "\n")
+        except OSError as error:
+            problem = results.disk_problem(error)
+            if problem is None:
+                raise
+            self.trace_failure = results.unwritable(self.trace_path, problem)
+
+    def request(self, message, timeout: float = REQUEST_TIMEOUT_S):
+        self._seq = (self._seq + 1) % protocol.SEQ_UNKNOWN
+        seq = self._seq
+        try:
+            self.port.write(protocol.encode_message(message, seq))
+        except (serial.SerialException, OSError) as error:
+            raise MonitorError(f"{self.name}: monitor link lost ({error}); check the measurement unit") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reply_seq, reply = self._replies.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                why = f" ({self.problem})" if self.problem else ""
+                raise MonitorError(f"{self.name}: the measurement unit did not answer {type(message).__name__} "
+                                   f"within {timeout:.0f} s{why}; check it and its port") from None
+            if isinstance(reply, protocol.ErrorReply) and reply.seq in (seq, protocol.SEQ_UNKNOWN):
+                raise MonitorError(f"{self.name}: the measurement unit refused {type(message).__name__}: "
+                                   f"{reply.code.name}")
+            if reply_seq == seq:
+                return reply
+
+    def configure(self, calibration: ina219.Calibration, max_current_a: float) -> None:
+        info = self.request(mp.MonitorHello())
+        self.clock_hz = info.clock_hz
+        config = measurement_config(calibration, max_current_a)
+        # Set before the request: the unit samples from CONFIGURE on, and the reader thread may
+        # decode a sample before this thread sees the reply.
+        self.calibration = calibration
+        configured = self.request(mp.Configure(config.register, calibration.register))
+        if (configured.config, configured.calibration) != (config.register, calibration.register):
+            raise MonitorError(f"{self.name}: the unit holds config {configured.config:#06x}, calibration "
+                               f"{configured.calibration} instead of {config.register:#06x}, {calibration.register}")
+        self.conversion_ticks = configured.conversion_ticks
+
+    def flush(self, windows: int, timeout: float = REQUEST_TIMEOUT_S) -> tuple[list[Edge], list[PowerSample]]:
+        """Everything since the last flush, once at least `windows` busy windows are in, then take it.
+
+        Edges travel to the unit on their own wire and can trail the device's answer, so
+        the flush is repeated until that many windows are in, or `timeout` has passed; the
+        caller checks how many came (hil/run/metering.py matches them to answers)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.request(mp.Flush(), timeout=max(0.1, deadline - time.monotonic()))
+            with self._lock:
+                edges_so_far = list(self.edges)  # counted outside the lock, so the reader thread is not held up
+            if len(busy_windows(edges_so_far)) >= windows or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        with self._lock:  # edges only ever get appended, so these hold at least the windows counted
+            edges, samples = self.edges, self.samples
+            self.edges, self.samples = [], []
+        self._write_trace(None)
+        if self.trace_failure is not None:
+            raise ResultsUnwritable(str(self.trace_failure))
+        # A flush stands for "now", and an emulated unit takes that as one conversion after the
+        # last edge; leaving the board idle that long keeps every later edge after it.
+        time.sleep(2 * self.conversion_ticks / self.clock_hz)
+        return edges, samples
+
+    def close(self) -> None:
+        self._stop.set()
+        self._reader.join(timeout=1.0)
+        self.port.close()
+        try:
+            self._trace.close()
+        except OSError:
+            pass  # what it still held could not be written: trace_failure says so, or the flush before did
+
+
+class Monitor(ABC):
+    """A board's measurement unit: started with the board, stopped with it."""
+
+    def __init__(self, slot: str, shunt_ohms: float, max_current_a: float, traces_dir: Path):
+        self.slot = slot
+        self.max_current_a = max_current_a
+        self.calibration = ina219.Calibration.for_range(shunt_ohms, max_current_a)
+        self.traces_dir = Path(traces_dir)
+        self.link: MonitorLink | None = None
+
+    @abstractmethod
+    def _open_port(self) -> serial.SerialBase: ...
+
+    def start(self) -> MonitorLink:
+        self.traces_dir.mkdir(parents=True, exist_ok=True)
+        self.link = MonitorLink(self._open_port(), f"{self.slot} monitor", self.traces_dir / f"{self.slot}.jsonl")
+        self.link.configure(self.calibration, self.max_current_a)
+        return self.link
+
+    def stop(self) -> None:
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+
+    @property
+    def trace_failure(self) -> ResultsUnwritable | None:
+        """The results disk error that stopped this unit's trace, if one did."""
+        return self.link.trace_failure if self.link is not None else None
+
+
+class SerialMonitor(Monitor):
+    """A physical unit on a serial port (labs.yaml: boards[i].monitor)."""
+
+    def __init__(self, slot: str, shunt_ohms: float, max_current_a: float, traces_dir: Path, device: str,
+                 baudrate: int):
+        super().__init__(slot, shunt_ohms, max_current_a, traces_dir)
+        self.device, self.baudrate = device, baudrate
+
+    def _open_port(self) -> serial.SerialBase:
+        try:
+            return serial.Serial(self.device, self.baudrate, exclusive=True)
+        except serial.SerialException as error:
+            raise MonitorError(f"{self.slot}: cannot open the measurement unit's port {self.device} ({error})") from None
+
+
+class EmulatedMonitor(Monitor):
+    """hil.hw.emulated.monitor_unit on the emulated board's wire; its ground truth goes to <slot>.truth.jsonl."""
+
+    def __init__(self, slot: str, kind: str, clock_hz: int, traces_dir: Path, wire: str):
+        profile = POWER_PROFILES[kind]
+        super().__init__(slot, profile.shunt_ohms, profile.max_current_a, traces_dir)
+        self.kind, self.clock_hz, self.wire = kind, clock_hz, wire
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def truth_path(self) -> Path:
+        return self.traces_dir / f"{self.slot}.truth.jsonl"
+
+    def _open_port(self) -> serial.SerialBase:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hil.hw.emulated.monitor_unit", "--wire", self.wire, "--kind", self.kind,
+             "--clock-hz", str(self.clock_hz), "--truth", str(self.truth_path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent,
+            env=child_env(),
+        )
+        path = self.process.stdout.readline().strip()
+        if not path:
+            raise MonitorError(f"{self.slot}: the emulated measurement unit did not start")
+        return serial.Serial(path, exclusive=True)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.process is not None:
+            self.process.terminate()
+            reap(self.process)
+            self.process = None

@@ -1,0 +1,495 @@
+"""The lab description, labs.yaml: one schema, validated in full before anything starts.
+
+Loading a lab checks its shape (keys, types, ranges), then everything it points to: each
+model is loaded and verified against its model.json, each test set against its model,
+each firmware manifest against its image hashes and against the model it claims, and each
+physical board's serial ports exist and are free. Any problem is one line,
+`<file>:<line>: <field>: <what is wrong>; <what to do>`, with exit code 3, and by then no
+board has been locked, started or flashed. docs/labs.md is the reference.
+
+Relative paths are taken from the lab file's folder, so a lab works from any directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import math
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from serial.tools import list_ports
+
+from hil.model import decisions
+from hil.errors import BadInput
+from hil.firmware.build import BOARDS, FirmwareManifest, load_manifest
+from hil.lab.bounded_yaml import LIMITS, LimitExceeded, compose
+from hil.model.card import ModelCard, load_model
+from hil.stats.regression import RegressionPolicy
+from hil.model.testsets import TestSet, load_testset
+
+SLOT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+# τ is converted to Q15 from its decimal text, so it must be written as a decimal (not 0x1, 0b1, 0_1).
+DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# Tags a value may carry (YAML gives plain values these itself); others (!!binary, !!python/..., !x) are refused.
+PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp"))
+
+
+class LabError(BadInput):
+    """labs.yaml is wrong: the message names the file, the line and the field."""
+
+
+@dataclass(frozen=True)
+class SerialSpec:
+    """A serial port, by path (/dev/ttyACM0, /dev/serial/by-id/...) or by USB serial number."""
+
+    port: str | None
+    usb_serial: str | None
+    baudrate: int
+
+
+@dataclass(frozen=True)
+class MonitorSpec:
+    """The measurement unit of a physical board: its port and the INA219's calibration."""
+
+    serial: SerialSpec
+    shunt_ohms: float
+    max_current_a: float
+
+
+@dataclass(frozen=True)
+class PhysicalSpec:
+    probe: str  # the debug probe's unique id, matched exactly
+    target: str  # pyOCD's target name, e.g. stm32l432kc
+    serial: SerialSpec
+    monitor: MonitorSpec | None
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    slot: str
+    kind: str  # a firmware board kind, e.g. mps2-an386
+    model: str
+    physical: PhysicalSpec | None  # None: an emulated board
+
+    @property
+    def emulated(self) -> bool:
+        return self.physical is None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    card: ModelCard
+    testsets: tuple[TestSet, ...]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    threshold: float = 1.0
+    threshold_q15: int = decisions.Q15_ONE  # from the threshold's decimal text, exactly
+    request_timeout_s: float = 5.0
+    boot_timeout_s: float = 20.0
+    retries: int = 2
+
+
+@dataclass(frozen=True)
+class Lab:
+    name: str
+    file: Path
+    results_dir: Path
+    models: dict[str, ModelSpec]
+    firmware: dict[tuple[str, str], FirmwareManifest]  # (board kind, model) -> verified manifest
+    boards: tuple[BoardSpec, ...]
+    run: RunSettings
+    regression: RegressionPolicy = RegressionPolicy()
+
+
+class _Reader:
+    """Walks the YAML node tree, so every value keeps the line it came from."""
+
+    def __init__(self, file: Path):
+        self.file = file
+        self.folder = file.parent
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def fail(self, node: yaml.Node, field: str, problem: str) -> BadInput:
+        return LabError(f"{self.file}:{node.start_mark.line + 1}: {field}: {problem}")
+
+    def mapping(self, node: yaml.Node, field: str, required: tuple = (),
+                optional: tuple | None = ()) -> dict[str, yaml.Node]:
+        """The keys of a mapping; `optional=None` allows any key (names chosen by the user)."""
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, field or "lab file", f"must be a mapping of keys to values, not {_shown(node)}")
+        found: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(key_node, field or "lab file", f"a key must be plain text, not {_shown(key_node)}")
+            key = str(key_node.value)
+            where = f"{field}.{key}" if field else key
+            if key in found:
+                raise self.fail(key_node, where, "appears twice; keep one")
+            if optional is not None and key not in required + optional:
+                raise self.fail(key_node, where, f"unknown key; known keys here: {', '.join(required + optional)}")
+            found[key] = value_node
+        missing = [key for key in required if key not in found]
+        if missing:
+            raise self.fail(node, field or "lab file", f"missing {', '.join(missing)}; see docs/labs.md")
+        return found
+
+    def sequence(self, node: yaml.Node, field: str) -> list[yaml.Node]:
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            raise self.fail(node, field, "must be a non-empty list")
+        return node.value
+
+    def value(self, node: yaml.Node, field: str, kind: type, minimum: float | None = None,
+              maximum: float | None = None, exclusive: bool = False):
+        """A plain value of `kind`; numbers within [minimum, maximum] (or the open interval, `exclusive`)."""
+        wanted = f"must be {_KIND_NAMES[kind]}"
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.fail(node, field, f"{wanted}, not {_shown(node)}")
+        if node.tag not in PLAIN_TAGS:
+            raise self.fail(node, field, f"the YAML tag {_cut(node.tag)} is not supported; write a plain value")
+        try:
+            value = self._constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, KeyError):  # an explicit !!int, !!float or !!bool on other text
+            raise self.fail(node, field, f"{wanted}, not {_shown(node)}") from None
+        if not _is_kind(value, kind):
+            hint = _text_hint(node, value) if kind in (int, float) else ""
+            raise self.fail(node, field, f"{wanted}, not {_shown(node)}{hint}")
+        if kind is str and not value.strip():
+            raise self.fail(node, field, "must not be empty")
+        if kind is str and "\0" in value:  # no file name, port or lock name can hold one
+            raise self.fail(node, field, "must not hold a NUL character; remove it")
+        if isinstance(value, float) and math.isnan(value):
+            raise self.fail(node, field, f"{wanted}, not {_shown(node)}")
+        # Compared before any conversion: a huge whole number is out of range, not an OverflowError.
+        if (minimum is not None and (value <= minimum if exclusive else value < minimum)
+                or maximum is not None and (value >= maximum if exclusive else value > maximum)):
+            low, high = "()" if exclusive else "[]"
+            raise self.fail(node, field, f"{_cut(node.value)} is out of range {low}{minimum}, {maximum}{high}")
+        return float(value) if kind is float else value
+
+    def path(self, node: yaml.Node, field: str) -> Path:
+        path = Path(os.path.expanduser(self.value(node, field, str)))
+        return path if path.is_absolute() else self.folder / path
+
+    def checked(self, node: yaml.Node, field: str, load, *args):
+        """Run a loader; its BadInput (which names the file and the fix) gets our line and field."""
+        try:
+            return load(*args)
+        except BadInput as error:
+            raise self.fail(node, field, str(error)) from None
+        except OSError as error:  # a path the system refuses: too long, a loop of links, no permission
+            raise self.fail(node, field, f"{_cut(str(error.filename))}: {error.strerror}; fix the path") from None
+
+
+_KIND_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _is_kind(value, kind: type) -> bool:
+    """true/false is no number here, and a whole number is also a number."""
+    if isinstance(value, bool) or kind is bool:
+        return isinstance(value, bool) and kind is bool
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def _cut(text: str, width: int = 40) -> str:
+    """A user's text in a message: one line, cut short (it may be up to LIMITS.string_chars long)."""
+    text = text if len(text) <= width else text[:width] + "…"
+    return text.replace("\n", "\\n")
+
+
+def _shown(node: yaml.Node) -> str:
+    """How a value appears in a message: never a whole subtree, which an alias can make huge."""
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return repr(_cut(node.value))
+
+
+def _text_hint(node: yaml.ScalarNode, value) -> str:
+    """Why YAML read a number the user meant as text."""
+    if not isinstance(value, str):
+        return ""
+    if node.style in ("'", '"'):
+        return " (it is quoted; write it without quotes)"
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return " (YAML 1.1 reads this spelling as text; write a decimal such as 0.5 or 5.0e-1)"
+
+
+def _read_yaml(file: Path) -> yaml.Node:
+    """The lab file's node tree: a regular file of at most LIMITS.file_bytes, UTF-8, one YAML document
+    within LIMITS (hil/lab/bounded_yaml.py)."""
+    try:
+        status = file.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise LabError(f"{file}: no such lab file; give the path of a labs.yaml (see docs/labs.md)") from None
+    except OSError as error:
+        raise LabError(f"{file}: cannot read the lab file ({error.strerror}); check the path") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise LabError(f"{file}: not a regular file; give the path of a labs.yaml (see docs/labs.md)")
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read(LIMITS.file_bytes + 1)  # never more than the limit, whatever the file's size
+    except OSError as error:
+        raise LabError(f"{file}: cannot read the lab file ({error.strerror}); check its permissions") from None
+    if len(data) > LIMITS.file_bytes:
+        raise LabError(f"{file}: larger than {LIMITS.file_bytes // 1024} KiB, the limit for a lab file "
+                       "(docs/labs.md); give the lab file itself")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise LabError(f"{file}:{line}: not UTF-8 text (byte {error.start}); save the lab file as UTF-8") from None
+    try:
+        root = compose(text)
+    except LimitExceeded as error:
+        raise LabError(f"{file}:{error.mark.line + 1}: {error.problem} (lab file limits: docs/labs.md)") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        if isinstance(error, yaml.reader.ReaderError):  # a control character: it knows where, not which line
+            line = ":" + str(text.count("\n", 0, error.position) + 1)
+            problem = f"control character {error.character!r} is not allowed"
+        else:
+            line = f":{mark.line + 1}" if mark else ""
+            problem = ", ".join(p for p in (getattr(error, "context", None), getattr(error, "problem", None)) if p)
+        raise LabError(f"{file}{line}: not valid YAML ({problem or str(error).splitlines()[0]}); fix the syntax") from None
+    if root is None or root.tag == "tag:yaml.org,2002:null":  # nothing, or only `---`
+        raise LabError(f"{file}: the lab file is empty; see docs/labs.md for an example")
+    return root
+
+
+def load_lab(path: Path) -> Lab:
+    file = Path(path)
+    root = _read_yaml(file)
+    reader = _Reader(file)
+    top = reader.mapping(root, "", ("lab", "models", "firmware", "boards"), ("results", "run", "regression"))
+    name = reader.value(top["lab"], "lab", str)
+    models = _models(reader, top["models"])
+    run = _run_settings(reader, top["run"]) if "run" in top else RunSettings()
+    boards = _boards(reader, top["boards"], models)
+    firmware = _firmware(reader, top["firmware"], models, boards)
+    results_dir = reader.path(top["results"], "results") if "results" in top else file.parent / "results"
+    reader.checked(top.get("results", root), "results", _check_results_dir, results_dir)
+    policy = _regression_policy(reader, top["regression"]) if "regression" in top else RegressionPolicy()
+    return Lab(name, file, results_dir, models, firmware, boards, run, policy)
+
+
+def _check_results_dir(results_dir: Path) -> None:
+    if results_dir.exists() and not results_dir.is_dir():
+        raise BadInput(f"{results_dir} is a file; name a folder")
+
+
+def _regression_policy(reader: _Reader, node: yaml.Node) -> RegressionPolicy:
+    """Thresholds of the regression rules (docs/labs.md); each key is a RegressionPolicy field."""
+    fields = RegressionPolicy.__dataclass_fields__
+    entry = reader.mapping(node, "regression", (), tuple(fields))
+    values = {}
+    for key, value_node in entry.items():
+        field = f"regression.{key}"
+        if key in ("alpha", "confidence"):
+            values[key] = reader.value(value_node, field, float, 0.0, 1.0, exclusive=True)
+        elif key == "bootstrap_resamples":
+            values[key] = reader.value(value_node, field, int, 1, 1_000_000)
+        elif fields[key].type in ("int", int):
+            values[key] = reader.value(value_node, field, int, 0, 1_000_000)
+        else:
+            values[key] = reader.value(value_node, field, float, 0.0, 100.0)
+    try:
+        return RegressionPolicy(**values)
+    except ValueError as error:  # a rule the checks above do not know yet
+        raise reader.fail(node, "regression", f"{error}; see docs/labs.md") from None
+
+
+def _models(reader: _Reader, node: yaml.Node) -> dict[str, ModelSpec]:
+    models = {}
+    for name, model_node in reader.mapping(node, "models", optional=None).items():
+        field = f"models.{name}"
+        entry = reader.mapping(model_node, field, ("path", "testsets"))
+        card = reader.checked(entry["path"], f"{field}.path", load_model, reader.path(entry["path"], f"{field}.path"))
+        if card.name != name:
+            raise reader.fail(entry["path"], f"{field}.path", f"the model there is {card.name!r}; name it so")
+        testsets: dict[Path, TestSet] = {}
+        for item in reader.sequence(entry["testsets"], f"{field}.testsets"):
+            pattern = reader.path(item, f"{field}.testsets")
+            paths = sorted(Path(p) for p in glob.glob(str(pattern))) if glob.has_magic(str(pattern)) else [pattern]
+            if not paths:
+                raise reader.fail(item, f"{field}.testsets", f"{pattern} matches no file; "
+                                  "generate the test sets with `hil testsets generate`")
+            for path in paths:
+                testset = reader.checked(item, f"{field}.testsets", load_testset, path, card)
+                testsets.setdefault(path.resolve(), testset)
+        names = [t.name for t in testsets.values()]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise reader.fail(entry["testsets"], f"{field}.testsets",
+                              f"two test sets are named {duplicated[0]!r}; records are keyed by name, rename one")
+        models[name] = ModelSpec(card, tuple(testsets.values()))
+    if not models:
+        raise reader.fail(node, "models", "no model is listed; name at least one")
+    return models
+
+
+def _run_settings(reader: _Reader, node: yaml.Node) -> RunSettings:
+    entry = reader.mapping(node, "run", (), ("threshold", "request_timeout_s", "boot_timeout_s", "retries"))
+    defaults = RunSettings()
+    threshold, tau = defaults.threshold, defaults.threshold_q15
+    if "threshold" in entry:
+        threshold = reader.value(entry["threshold"], "run.threshold", float, 0.0, 1.0)
+        if not DECIMAL.fullmatch(entry["threshold"].value):
+            raise reader.fail(entry["threshold"], "run.threshold", f"write it as a decimal such as 0.9, not "
+                              f"{_shown(entry['threshold'])}: τ is converted to Q15 from its decimal text")
+        tau = decisions.threshold_q15(entry["threshold"].value)
+    return RunSettings(
+        threshold=threshold,
+        threshold_q15=tau,
+        request_timeout_s=_optional(reader, entry, "run.request_timeout_s", float, defaults.request_timeout_s,
+                                    0.1, 600),
+        boot_timeout_s=_optional(reader, entry, "run.boot_timeout_s", float, defaults.boot_timeout_s, 0.1, 600),
+        retries=_optional(reader, entry, "run.retries", int, defaults.retries, 0, 20),
+    )
+
+
+def _optional(reader: _Reader, entry: dict, field: str, kind: type, default, minimum=None, maximum=None):
+    key = field.rsplit(".", 1)[-1]
+    return reader.value(entry[key], field, kind, minimum, maximum) if key in entry else default
+
+
+def _boards(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec]) -> tuple[BoardSpec, ...]:
+    boards: list[BoardSpec] = []
+    claimed: dict[str, str] = {}  # a probe or port -> the slot that has it
+    for i, board_node in enumerate(reader.sequence(node, "boards")):
+        field = f"boards[{i}]"
+        entry = reader.mapping(board_node, field, ("slot", "kind", "model"), ("emulated", "probe", "serial", "monitor"))
+        slot = reader.value(entry["slot"], f"{field}.slot", str)
+        if not SLOT_PATTERN.match(slot):
+            raise reader.fail(entry["slot"], f"{field}.slot", f"{slot!r} must be letters, digits, '_', '.' or '-'")
+        if any(b.slot == slot for b in boards):
+            raise reader.fail(entry["slot"], f"{field}.slot", f"slot {slot!r} is used twice; give each board its own")
+        kind = reader.value(entry["kind"], f"{field}.kind", str)
+        if kind not in BOARDS:
+            raise reader.fail(entry["kind"], f"{field}.kind", f"unknown board kind {kind!r}; known: {', '.join(BOARDS)}")
+        model = reader.value(entry["model"], f"{field}.model", str)
+        if model not in models:
+            raise reader.fail(entry["model"], f"{field}.model", f"model {model!r} is not under models; add it there")
+        emulated = reader.value(entry["emulated"], f"{field}.emulated", bool) if "emulated" in entry else False
+        hardware = [key for key in ("probe", "serial", "monitor") if key in entry]
+        if emulated:
+            if hardware:
+                raise reader.fail(entry[hardware[0]], f"{field}.{hardware[0]}",
+                                  "an emulated board has no probe, serial or monitor; remove it or `emulated: false`")
+            physical = None
+        else:
+            if "probe" not in entry or "serial" not in entry:
+                raise reader.fail(board_node, field, "a physical board needs probe and serial "
+                                  "(or `emulated: true`); see docs/labs.md")
+            physical = _physical(reader, entry, field, slot, claimed)
+        boards.append(BoardSpec(slot, kind, model, physical))
+    return tuple(boards)
+
+
+def _physical(reader: _Reader, entry: dict, field: str, slot: str, claimed: dict[str, str]) -> PhysicalSpec:
+    probe = reader.mapping(entry["probe"], f"{field}.probe", ("unique_id", "target"))
+    unique_id = reader.value(probe["unique_id"], f"{field}.probe.unique_id", str)
+    _claim(reader, probe["unique_id"], f"{field}.probe.unique_id", f"probe {unique_id}", slot, claimed)
+    target = reader.value(probe["target"], f"{field}.probe.target", str)
+    serial = _serial(reader, entry["serial"], f"{field}.serial", (), slot, claimed)
+    monitor = None
+    if "monitor" in entry:
+        monitor_node = entry["monitor"]
+        keys = reader.mapping(monitor_node, f"{field}.monitor", ("shunt_ohms", "max_current_a"),
+                              ("port", "usb_serial", "baudrate"))
+        monitor = MonitorSpec(
+            serial=_serial(reader, monitor_node, f"{field}.monitor", ("shunt_ohms", "max_current_a"), slot, claimed),
+            shunt_ohms=reader.value(keys["shunt_ohms"], f"{field}.monitor.shunt_ohms", float, 1e-4, 100.0),
+            max_current_a=reader.value(keys["max_current_a"], f"{field}.monitor.max_current_a", float, 1e-4, 26.0),
+        )
+    return PhysicalSpec(unique_id, target, serial, monitor)
+
+
+def _serial(reader: _Reader, node: yaml.Node, field: str, other_keys: tuple, slot: str,
+            claimed: dict[str, str]) -> SerialSpec:
+    entry = reader.mapping(node, field, (), ("port", "usb_serial", "baudrate") + other_keys)
+    if ("port" in entry) == ("usb_serial" in entry):
+        raise reader.fail(node, field, "give exactly one of port (a path) or usb_serial (a USB serial number)")
+    spec = SerialSpec(
+        port=reader.value(entry["port"], f"{field}.port", str) if "port" in entry else None,
+        usb_serial=reader.value(entry["usb_serial"], f"{field}.usb_serial", str) if "usb_serial" in entry else None,
+        baudrate=_optional(reader, entry, f"{field}.baudrate", int, 115200, 1200, 12_000_000),
+    )
+    where = entry.get("port") or entry["usb_serial"]
+    device = reader.checked(where, field, find_serial_port, spec, slot)
+    _claim(reader, where, field, f"serial port {device}", slot, claimed)
+    reader.checked(where, field, check_port_free, device, slot)
+    return spec
+
+
+def _claim(reader: _Reader, node: yaml.Node, field: str, resource: str, slot: str, claimed: dict[str, str]) -> None:
+    """One probe or port serves one board: two boards claiming one would talk over each other."""
+    if resource in claimed:
+        raise reader.fail(node, field, f"{resource} is already used by board {claimed[resource]}; each board "
+                          "needs its own")
+    claimed[resource] = slot
+
+
+def find_serial_port(spec: SerialSpec, slot: str) -> str:
+    """The device path of a serial port, named by path or matched exactly by USB serial number."""
+    if spec.port:
+        if not os.path.exists(spec.port):
+            raise BadInput(f"board {slot}: serial port {spec.port} not found; is the board plugged in?")
+        return os.path.realpath(spec.port)
+    ports = list_ports.comports()
+    matches = [p.device for p in ports if p.serial_number == spec.usb_serial]
+    if len(matches) != 1:
+        found = ", ".join(f"{p.device} ({p.serial_number})" for p in ports) or "none"
+        raise BadInput(f"board {slot}: {len(matches)} serial ports have USB serial number {spec.usb_serial!r} "
+                       f"(ports present: {found}); plug the board in or fix usb_serial")
+    return matches[0]
+
+
+def check_port_free(device: str, slot: str) -> None:
+    """Another program holding the port (pyserial's exclusive lock) would steal our bytes."""
+    try:
+        fd = os.open(device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as error:
+        raise BadInput(f"board {slot}: cannot open serial port {device} ({error.strerror}); "
+                       "check its permissions") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise BadInput(f"board {slot}: serial port {device} is in use by another program; close it first") from None
+    finally:
+        os.close(fd)
+
+
+def _firmware(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec],
+              boards: tuple[BoardSpec, ...]) -> dict[tuple[str, str], FirmwareManifest]:
+    firmware = {}
+    for kind, kind_node in reader.mapping(node, "firmware", optional=None).items():
+        if kind not in BOARDS:
+            raise reader.fail(kind_node, f"firmware.{kind}", f"unknown board kind; known: {', '.join(BOARDS)}")
+        for model, path_node in reader.mapping(kind_node, f"firmware.{kind}", optional=None).items():
+            field = f"firmware.{kind}.{model}"
+            if model not in models:
+                raise reader.fail(path_node, field, f"model {model!r} is not under models; add it there or remove this")
+            manifest = reader.checked(path_node, field, load_manifest, reader.path(path_node, field))
+            if (manifest.board, manifest.model) != (kind, model):
+                raise reader.fail(path_node, field, f"that manifest is for {manifest.board}/{manifest.model}; "
+                                  f"name the {kind}/{model} image")
+            if manifest.model_sha256 != models[model].card.sha256:
+                raise reader.fail(path_node, field, f"the image was built for model sha256 {manifest.model_sha256[:12]}…, "
+                                  f"but {model} is {models[model].card.sha256[:12]}…; rebuild with `hil firmware build`")
+            firmware[(kind, model)] = manifest
+    for board in boards:
+        if (board.kind, board.model) not in firmware:
+            raise reader.fail(node, "firmware", f"no image for board {board.slot} ({board.kind}, {board.model}); "
+                              f"add firmware.{board.kind}.{board.model}: <manifest.json>")
+    return firmware

@@ -1,0 +1,150 @@
+"""Model card and host evaluation as tables, rendered for the terminal (rich) or Markdown.
+
+Each table is built once as plain rows; `to_rich` and `to_markdown` only render it, so
+the terminal and docs/models.md always show the same figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from rich.table import Table as RichTable
+
+from hil.model.evaluation import CONFIGS, ModelEvaluation
+from hil.model.card import ModelCard
+
+# The paper's small MCU, which every model must fit with room to spare.
+SMALL_MCU = {"name": "STM32L432KC", "flash_bytes": 256 * 1024, "ram_bytes": 64 * 1024}
+CONFIG_TITLES = {"qute": "QUTE ensemble", "single_head": "single head"}
+
+
+@dataclass(frozen=True)
+class TableData:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+
+def to_rich(table: TableData) -> RichTable:
+    rich_table = RichTable(title=table.title, title_justify="left")
+    for index, column in enumerate(table.columns):
+        numeric = all(row[index][:1].isdigit() or row[index][:1] in "+-" for row in table.rows)
+        rich_table.add_column(column, justify="right" if numeric and index else "left")
+    for row in table.rows:
+        rich_table.add_row(*row)
+    return rich_table
+
+
+def to_markdown(table: TableData) -> str:
+    lines = [f"**{table.title}**", "", "| " + " | ".join(table.columns) + " |",
+             "|" + "|".join("---" for _ in table.columns) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
+
+
+def _num(value: float, digits: int = 3) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def card_tables(card: ModelCard) -> list[TableData]:
+    heads = ", ".join(card.head_outputs)
+    rows = [
+        ["model", card.name],
+        ["model.json sha256", card.sha256],
+        ["input", f"int8 {list(card.input.shape)}, scale {card.input.scale:.6g}, zero point {card.input.zero_point}"],
+        ["labels", " ".join(card.labels)],
+        ["early exit (cascade stage)", f"{card.exit_output} in stage1, after block 1"],
+        ["QUTE heads", f"{heads} in stage2 (depthwise weights copied from the early exits)"],
+        ["single-head baseline", f"{card.single_head_output} in baseline.tflite (not deployed)"],
+        ["deployed parameters", f"{card.deployed_parameters:,}"],
+        ["MACs, exit path / full path", f"{card.stages['stage1'].macs:,} / {card.full_path_macs:,}"],
+    ]
+    weights = card.stages["stage1"].weight_bytes + card.stages["stage2"].weight_bytes
+    arena = max(card.stages["stage1"].peak_activation_bytes, card.stages["stage2"].peak_activation_bytes)
+    rows.append([f"fits {SMALL_MCU['name']}",
+                 f"weights {weights / 1024:.1f} KiB of {SMALL_MCU['flash_bytes'] // 1024} KiB flash, "
+                 f"largest layer activations {arena / 1024:.1f} KiB of {SMALL_MCU['ram_bytes'] // 1024} KiB RAM"])
+    if "float_test_accuracy" in card.training:
+        rows.append(["trained", f"seed {card.training['seed']}, {card.training['epochs']} epochs "
+                                f"(base frozen for the last {card.training['frozen_base_epochs']}), "
+                                f"TensorFlow {card.training['tensorflow']}"])
+    summary = TableData(f"Model card: {card.name}", ["field", "value"], rows)
+
+    stage_rows = []
+    for stage in card.stages.values():
+        ops = Counter(stage.ops)
+        stage_rows.append([
+            stage.name, stage.path.name, stage.sha256[:16],
+            " → ".join(f"{t.name}{list(t.shape[1:])}" for t in stage.inputs),
+            ", ".join(f"{t.name}{list(t.shape[1:])}" for t in stage.outputs),
+            ", ".join(f"{op}×{n}" for op, n in ops.items()),
+            f"{stage.macs:,}", f"{stage.parameters:,}", f"{stage.weight_bytes:,}",
+        ])
+    columns = ["stage", "file", "sha256", "input", "outputs", "ops", "MACs", "params", "weight bytes"]
+    stages = TableData("Stages", columns, stage_rows)
+    return [summary, stages]
+
+
+def evaluation_tables(evaluation: ModelEvaluation) -> list[TableData]:
+    card = evaluation.card
+    rows = []
+    for result in evaluation.sets:
+        for config, report in result.reports.items():
+            rows.append([
+                result.testset.name, str(len(result.testset)), CONFIG_TITLES[config],
+                _pct(report.accuracy), _num(report.weighted_f1), _num(report.nll), _num(report.brier, 4),
+                _num(report.ece), _num(report.failure_auroc), _num(report.aurc, 4),
+            ])
+    uncertainty = TableData(
+        f"{card.name}: host reference (int8, LiteRT reference kernels), QUTE vs single head",
+        ["test set", "n", "configuration", "acc %", "F1 (weighted)", "NLL", "Brier", "ECE (15 bins)",
+         "failure AUROC", "AURC"],
+        rows,
+    )
+
+    detection_rows = []
+    for config in CONFIGS:
+        row = [CONFIG_TITLES[config], _num(evaluation.ood_auroc.get(config, float("nan")))]
+        row += [_num(by_config[config]) for by_config in evaluation.accuracy_drop_auprc.values()]
+        detection_rows.append(row)
+    detection = TableData(
+        f"{card.name}: OOD and accuracy-drop detection (confidence as the score)",
+        ["configuration", "OOD AUROC (clean vs ood)"]
+        + [f"acc-drop AUPRC clean→{name}" for name in evaluation.accuracy_drop_auprc],
+        detection_rows,
+    )
+
+    cascade_rows = []
+    for index, threshold in enumerate(p.threshold for p in evaluation.sets[0].cascade):
+        row = [threshold]
+        for result in evaluation.sets:
+            point = result.cascade[index]
+            accuracy = "" if math.isnan(point.accuracy) else f"acc {_pct(point.accuracy)} · "
+            row.append(f"{accuracy}exit {_pct(point.exit_rate)}")
+        clean = next(r for r in evaluation.sets if r.testset.kind == "clean")
+        row.append(_pct(clean.cascade[index].macs_saved))
+        cascade_rows.append(row)
+    cascade = TableData(
+        f"{card.name}: cascade (exit 1 when its confidence ≥ τ, else the QUTE ensemble), % of samples",
+        ["τ"] + [r.testset.name for r in evaluation.sets] + ["MACs saved % (clean)"],
+        cascade_rows,
+    )
+
+    tables = [uncertainty, detection, cascade]
+    floats = card.training.get("float_test_accuracy")
+    if floats:
+        clean = next(r for r in evaluation.sets if r.testset.kind == "clean")
+        int8 = {"qute_ensemble": clean.reports["qute"].accuracy, "single_head": clean.reports["single_head"].accuracy}
+        tables.append(TableData(
+            f"{card.name}: int8 against float accuracy on the clean test set",
+            ["configuration", "float acc %", "int8 acc %", "difference (points)"],
+            [[CONFIG_TITLES["qute" if key == "qute_ensemble" else key], _pct(floats[key]), _pct(int8[key]),
+              f"{100 * (int8[key] - floats[key]):+.1f}"] for key in int8],
+        ))
+    return tables

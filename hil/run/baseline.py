@@ -1,0 +1,101 @@
+"""A run against its baseline run: the regression rules (hil/stats/regression.py) per board and
+test set, on the very samples both runs answered.
+
+Samples are paired by (board slot, test set, index). Accuracy uses each run's own labels,
+so a relabelled test set shows up as a regression. Latency pairs the busy windows of the
+same samples; energy pairs per-inference energies where both runs metered them one by one,
+and otherwise compares the burst figures of each exit path. The uncertainty metrics come
+from each run's device outputs. The baseline is judged with today's lab and host reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hil.run import records
+from hil.stats import regression
+from hil.store import results
+from hil.errors import BadInput
+from hil.run.assess import Assessment
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """One rule on one board and test set: a test case in junit.xml."""
+
+    slot: str
+    testset: str
+    result: regression.RuleResult
+
+
+def resolve_run(reference: str, results_dir: Path, lab_name: str, exclude: Path | None = None) -> Path:
+    """A run directory from a path, a run id in the results folder, `baseline` (the one set
+    with `hil baseline set`) or `latest-pass` (the newest passing run of this lab)."""
+    if reference in ("baseline", "latest-pass"):
+        found = (results.get_baseline(results_dir, lab_name) if reference == "baseline"
+                 else results.latest_pass(results_dir, lab_name, exclude))
+        if found is None:
+            raise BadInput(f"{results_dir}: no {reference} run of lab {lab_name!r}; "
+                           "run `hil baseline set <run>` or give a run directory")
+        return found
+    path = Path(reference)
+    if not (path / results.RUN_JSON).is_file():
+        path = Path(results_dir) / reference
+    if not (path / results.RUN_JSON).is_file():
+        raise BadInput(f"{reference}: not a run (no {results.RUN_JSON}); give results/<run-id> or `latest-pass`")
+    return path
+
+
+def _paired(current: dict, baseline: dict) -> list[tuple]:
+    keys = sorted(set(current) & set(baseline))
+    return [(baseline[k], current[k]) for k in keys]
+
+
+def _energy_arrays(current: list[records.Measurement], baseline: list[records.Measurement]) -> tuple:
+    """Per-inference energies paired by sample where both runs metered windows, else by exit path (bursts)."""
+    windows = _paired({m.index: m.energy_j for m in current if m.method == "window" and m.energy_j is not None},
+                      {m.index: m.energy_j for m in baseline if m.method == "window" and m.energy_j is not None})
+    pairs = windows or _paired(
+        {m.exited: m.energy_j for m in current if m.method == "burst" and m.energy_j is not None},
+        {m.exited: m.energy_j for m in baseline if m.method == "burst" and m.energy_j is not None})
+    return np.array([b for b, _ in pairs]), np.array([c for _, c in pairs])
+
+
+def _by_board_set(items: list) -> dict[tuple[str, str], list]:
+    grouped: dict[tuple[str, str], list] = {}
+    for item in items:
+        grouped.setdefault((item.slot, item.testset), []).append(item)
+    return grouped
+
+
+def compare(now: Assessment, then: Assessment, policy: regression.RegressionPolicy) -> list[RuleOutcome]:
+    """Every rule for every board and test set of `now`, against the baseline run `then`."""
+    records_now, records_then = _by_board_set(now.records), _by_board_set(then.records)
+    measured_now, measured_then = _by_board_set(now.measurements), _by_board_set(then.measurements)
+    baseline_by = {(s.slot, s.testset): s for s in then.summaries}
+    outcomes = []
+    for summary in now.summaries:
+        key = (summary.slot, summary.testset)
+        rules = [regression.numerics_rule(summary.mismatched, summary.samples)]
+        before = baseline_by.get(key)
+        pairs = _paired({r.index: r for r in records_now.get(key, [])},
+                        {r.index: r for r in records_then.get(key, [])})
+        if before is not None and pairs and summary.kind != "ood":
+            rules.append(regression.accuracy_rule(np.array([b.predicted == b.label for b, _ in pairs]),
+                                                  np.array([c.predicted == c.label for _, c in pairs]), policy))
+        mine, theirs = measured_now.get(key, []), measured_then.get(key, [])
+        latency = _paired({m.index: m.latency_s for m in mine if m.method == "window"},
+                          {m.index: m.latency_s for m in theirs if m.method == "window"})
+        rules.append(regression.relative_change_rule("latency", np.array([b for b, _ in latency]),
+                                                     np.array([c for _, c in latency]), policy.latency_tolerance,
+                                                     policy))
+        base_energy, current_energy = _energy_arrays(mine, theirs)
+        rules.append(regression.relative_change_rule("energy", base_energy, current_energy, policy.energy_tolerance,
+                                                     policy))
+        if before is not None and before.uncertainty is not None and summary.uncertainty is not None:
+            rules += regression.uncertainty_rules(before.uncertainty, summary.uncertainty, policy)
+        outcomes += [RuleOutcome(summary.slot, summary.testset, rule) for rule in rules]
+    return outcomes

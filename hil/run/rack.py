@@ -1,0 +1,154 @@
+"""The rack: every board of a lab locked, brought up, identified and set, then always shut down.
+
+A run first takes every lock of its rack at once (`reserve`), before any board is touched
+or anything is written; a run that cannot have them all has none. Then, per board: verify
+the image, put it on the board, HELLO. A board is used only if its HELLO reports exactly
+the firmware and model sha256 of its manifest; otherwise it is set aside with the reason,
+and the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from joblib import Parallel, delayed
+
+from hil.hw import protocol
+from hil.hw.board import Board, BoardError, lock_name, make_board
+from hil.errors import HilError
+from hil.lab.load import Lab
+from hil.hw.link import LinkCounts, NoValidReply
+from hil.hw.locks import Lock
+
+
+@dataclass(frozen=True)
+class BoardFailure:
+    slot: str
+    stage: str  # bring-up | identity | monitor | stream | clock | rerun
+    reason: str
+
+
+# BoardFailure.stage of a board that answered a sample differently when it was asked again to
+# measure it: one of its two answers differs from the host reference, so this is a regression.
+RERUN = "rerun"
+
+
+def failure_reason(slot: str, error: Exception) -> str:
+    """One line for a board's failure. An error nobody foresaw (not a HilError) is still that board's
+    alone, and keeps its type so that it can be found and fixed."""
+    return str(error) if isinstance(error, HilError) else f"{slot}: unexpected {type(error).__name__}: {error}"
+
+
+def _answer(board: Board, message, retries: int, first_timeout: float | None = None):
+    """Retried after a resync like every request: one corrupt frame must not cost a board."""
+    try:
+        return board.link.exchange(message, retries, first_timeout=first_timeout, alive=board.alive)[0]
+    except NoValidReply as error:
+        raise BoardError(f"{error}; check the board and its port") from None
+
+
+def check_identity(board: Board, tau_q15: int, retries: int) -> protocol.Info:
+    """HELLO must name the manifest's image and model; then the threshold is set."""
+    # The first answer may take longer: a fresh board boots and hashes its image.
+    info = _answer(board, protocol.Hello(), retries, first_timeout=board.run.boot_timeout_s)
+    expected = (board.manifest.image_sha256, board.manifest.model_sha256)
+    reported = (info.firmware_sha256.hex(), info.model_sha256.hex())
+    if reported != expected:
+        raise BoardError(f"{board.slot}: board reports firmware {reported[0][:12]}… and model {reported[1][:12]}…, "
+                         f"but its manifest says {expected[0][:12]}… and {expected[1][:12]}…; reflash the board")
+    if _answer(board, protocol.SetThreshold(tau_q15), retries).tau_q15 != tau_q15:
+        raise BoardError(f"{board.slot}: the board did not take threshold {tau_q15}")
+    return info
+
+
+@contextmanager
+def reserve(lab: Lab, slots: list[str]) -> Iterator[None]:
+    """Hold the locks of these boards, all or none. They are taken without waiting, in one fixed
+    (sorted) order: of two runs that want the same boards, the one that locks the first of them
+    gets them all, and the other is refused (BoardError, naming the board and its holder) with
+    whatever it had taken given back."""
+    claims = sorted((lock_name(spec, lab.file), spec.slot) for spec in lab.boards if spec.slot in slots)
+    held: list[Lock] = []
+    try:
+        for name, slot in claims:
+            lock = Lock(name)
+            holder = lock.try_acquire(f"pid {os.getpid()} ({slot})")
+            if holder is not None:
+                raise BoardError(f"{slot}: board is in use by {holder} (lock {lock.path}); wait for that run to end")
+            held.append(lock)
+        yield
+    finally:
+        for lock in reversed(held):
+            lock.release()
+
+
+class Rack:
+    """Use as a context manager: boards come up on entry and are shut down on exit. The caller
+    holds their locks (`reserve`) for as long as the rack is up."""
+
+    def __init__(self, lab: Lab, slots: list[str], tau_q15: int, traces_dir: Path):
+        self.lab = lab
+        self.tau_q15 = tau_q15
+        self.traces_dir = traces_dir
+        specs = [b for b in lab.boards if b.slot in slots]
+        self.boards = [make_board(s, lab.firmware[(s.kind, s.model)], lab.run) for s in specs]
+        self.ready: list[Board] = []
+        self.failures: list[BoardFailure] = []
+        self.infos: dict[str, protocol.Info] = {}
+        self.link_counts: dict[str, LinkCounts] = {}  # every started board's, kept after it is shut down
+
+    def __enter__(self) -> "Rack":
+        try:
+            self._bring_up()
+        except BaseException:
+            self.shut_down()
+            raise
+        return self
+
+    def _bring_up(self) -> None:
+        # Emulators start from this (the main) thread, which they are tied to (their parent-death
+        # signal follows the thread that started them). Physical boards flash one after another
+        # here, each in its own pyOCD process: a rack of many probes would gain from flashing
+        # in parallel.
+        started = []
+        for board in self.boards:
+            try:
+                board.bring_up()
+                started.append(board)
+                self.link_counts[board.slot] = board.link.counts
+            except Exception as error:  # noqa: BLE001 - whatever it is, it is this board's failure alone
+                self.failures.append(BoardFailure(board.slot, "bring-up", failure_reason(board.slot, error)))
+                board.shut_down()
+        # HELLO takes a while on a fresh pty; ask every board at once.
+        outcomes = Parallel(n_jobs=max(1, len(started)), backend="threading")(
+            delayed(self._identify)(board) for board in started)
+        for board, outcome in zip(started, outcomes):
+            if isinstance(outcome, protocol.Info):
+                self.infos[board.slot] = outcome
+                self.ready.append(board)
+            else:
+                self.failures.append(BoardFailure(board.slot, "identity", outcome))
+                board.shut_down()
+        # A board whose measurement unit fails still streams, unmeasured: its answers count.
+        for board in self.ready:
+            try:
+                board.start_monitor(self.traces_dir)
+            except Exception as error:  # noqa: BLE001 - as above
+                self.failures.append(BoardFailure(board.slot, "monitor", failure_reason(board.slot, error)))
+
+    def _identify(self, board: Board) -> protocol.Info | str:
+        try:
+            return check_identity(board, self.tau_q15, self.lab.run.retries)
+        except Exception as error:  # noqa: BLE001 - as above: the other boards go on
+            return failure_reason(board.slot, error)
+
+    def shut_down(self) -> None:
+        for board in self.boards:
+            board.shut_down()
+
+    def __exit__(self, *exc) -> None:
+        self.shut_down()

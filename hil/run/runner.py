@@ -1,0 +1,327 @@
+"""`hil run`: lab -> rack -> stream -> records -> reconcile -> metrics -> verdict -> results.
+
+The lab is validated, then every board of the lab is locked (all or none), and only then
+is a run directory created (or, with --resume, reopened): bad input or a busy rack leaves no
+run behind. Its run.json already holds the provenance before any board comes up; records are journaled as they arrive;
+the verdict and metrics are computed from the journal, so a resumed run is judged on
+everything it measured, in this session and before.
+"""
+
+from __future__ import annotations
+
+import platform
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from joblib import Parallel, delayed
+
+from hil.firmware import build as firmware
+from hil.report import html as htmlreport
+from hil.report import junit
+from hil.run import records
+from hil.store import results
+from hil.run.baseline import RuleOutcome, compare, resolve_run
+from hil.errors import BadInput, HilError, ResultsUnwritable
+from hil.lab.load import BoardSpec, Lab, load_lab
+from hil.hw.link import LinkCounts
+from hil.model.card import sha256_file
+from hil.run.rack import BoardFailure, Rack, reserve
+from hil.run.reconcile import Disagreement, SampleCheck, check_samples, cross_board
+from hil.model.reference import ReferenceOutputs, run_reference
+from hil.run.stream import Job, stream_board
+from hil.run.assess import (Assessment, BoardSetSummary, PathPerformance, summarize, summarize_performance,
+                         with_unmeasured)
+from hil.run.verdict import Verdict, decide
+
+
+TRACES = "traces"  # per board: what its measurement unit sent (and, emulated, the ground truth)
+TRACEBACK = "traceback.txt"  # where an error nobody foresaw leaves its traceback
+
+
+class RunCrashed(HilError):
+    """An error hil did not foresee ended a run; run.json says so and traceback.txt shows where (exit code 2)."""
+
+
+class Progress(Protocol):
+    """What the console shows while boards stream."""
+
+    def start(self, totals: dict[str, int]) -> None: ...
+
+    def advance(self, slot: str, samples: int) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    run: dict
+    summaries: list[BoardSetSummary]
+    performance: list[PathPerformance]
+    mismatches: list[SampleCheck]
+    disagreements: list[Disagreement]
+    failures: list[BoardFailure]
+    rules: list[RuleOutcome]  # against the baseline, when one was given
+    verdict: Verdict
+    link: dict[str, LinkCounts]  # per board brought up in this session: retries, broken and wrong frames
+
+
+def _inputs(lab: Lab) -> dict:
+    """The models and test sets a run is made on: a resumed run must find them unchanged."""
+    return {
+        "models": {name: {"path": str(m.card.directory), "sha256": m.card.sha256} for name, m in lab.models.items()},
+        "testsets": {name: {t.name: {"path": str(t.path), "sha256": t.sha256, "samples": len(t)} for t in m.testsets}
+                     for name, m in lab.models.items()},
+    }
+
+
+def provenance(lab: Lab, run_dir: Path) -> dict:
+    return {
+        "id": run_dir.name,
+        "status": "running",
+        "started": results.utc_now(),
+        "lab": {"name": lab.name, "file": str(lab.file.resolve()), "sha256": sha256_file(lab.file)},
+        "git": results.git_revision(),
+        "software": results.software_versions(),
+        "host": platform.node(),
+        "threshold": {"value": lab.run.threshold, "tau_q15": lab.run.threshold_q15},
+        **_inputs(lab),
+        "boards": {},
+        "sessions": [],
+        "failures": [],
+        "verdict": {"status": "running", "exit_code": None, "reasons": []},
+    }
+
+
+def load_run_lab(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path | None, dict | None]:
+    """The validated lab, and with --resume the run to reopen (its directory and run.json): nothing
+    is locked, started or written on bad input."""
+    if resume is not None:
+        run_dir = Path(resume)
+        run = results.require_run(run_dir)
+        lab = load_lab(Path(run["lab"]["file"]))
+        if sha256_file(lab.file) != run["lab"]["sha256"]:
+            raise BadInput(f"{lab.file}: changed since run {run['id']} started; restore it or start a new run")
+        for part, now in _inputs(lab).items():
+            if now != run[part]:
+                raise BadInput(f"{run_dir / results.RUN_JSON}: the lab's {part} changed since run {run['id']} "
+                               "started; restore them or start a new run")
+        # Every journal line must be one of this lab's samples: a bad one is refused here (exit 3, file:line).
+        expected = {(b.slot, t.name): (b.model, len(t)) for b in lab.boards for t in lab.models[b.model].testsets}
+        records.read_records(run_dir, expected)
+        records.read_measurements(run_dir, expected)
+        return lab, run_dir, run
+    return load_lab(lab_path), None, None
+
+
+def open_run(lab: Lab) -> tuple[Path, dict]:
+    """A new run directory, its run.json holding the provenance."""
+    run_dir = results.new_run_dir(lab.results_dir)
+    run = provenance(lab, run_dir)
+    results.write_json(run_dir / results.RUN_JSON, run)
+    return run_dir, run
+
+
+def has_unit(board: BoardSpec) -> bool:
+    """Every emulated board has a measurement unit; a physical one has one where the lab names it."""
+    return board.emulated or board.physical.monitor is not None
+
+
+def pending_jobs(lab: Lab, kept: dict[tuple, records.Record], measured: set[tuple] = frozenset(),
+                 ) -> dict[str, list[Job]]:
+    """Per board, the samples it has not answered (not in `kept`), and, where it has a unit, those it
+    answered that have no measurement (not in `measured`): asked again for their windows only."""
+    jobs = {}
+    for board in lab.boards:
+        board_jobs = []
+        for testset in lab.models[board.model].testsets:
+            keys = [(board.slot, testset.name, i) for i in range(len(testset))]
+            again = {key[2]: kept[key] for key in keys if key in kept and key not in measured and has_unit(board)}
+            indices = [key[2] for key in keys if key not in kept or key[2] in again]
+            if indices:
+                board_jobs.append(Job(testset, indices, again))
+        if board_jobs:
+            jobs[board.slot] = board_jobs
+    return jobs
+
+
+def board_identities(rack: Rack) -> dict[str, dict]:
+    """What each ready board is, for provenance: where it sits, its image, and what it reported."""
+    identities = {}
+    for board in rack.ready:
+        info = rack.infos[board.slot]
+        identities[board.slot] = {
+            **board.identity(),
+            "firmware": board.manifest.to_dict(),
+            "manifest": str(board.manifest.directory / firmware.MANIFEST),
+            "reported": {"firmware_sha256": info.firmware_sha256.hex(), "model_sha256": info.model_sha256.hex(),
+                         "board": info.board, "firmware_id": info.firmware_id, "clock_hz": info.clock_hz},
+        }
+    return identities
+
+
+def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15: int,
+                  progress: Progress) -> list[BoardFailure]:
+    """Every ready board of the rack streams its jobs at threshold tau_q15, in parallel, then is measured;
+    answers and measurements are journaled into run_dir."""
+    models = {b.slot: b.model for b in rack.lab.boards}
+    ready = [board for board in rack.ready if board.slot in jobs]
+    # A board whose unit did not come up cannot be measured: asking it again for windows is no use.
+    jobs = {b.slot: jobs[b.slot] if b.monitor is not None else [j.unanswered() for j in jobs[b.slot]] for b in ready}
+    progress.start({b.slot: sum(len(j.indices) for j in jobs[b.slot]) for b in ready})
+    with records.RecordJournal(run_dir) as journal, records.RecordJournal(run_dir, records.MEASUREMENTS) as measured:
+        outcomes = Parallel(n_jobs=max(1, len(ready)), backend="threading")(
+            delayed(stream_board)(board, models[board.slot], jobs[board.slot], (journal, measured), tau_q15,
+                                  rack.lab.run.retries, rack.infos[board.slot].clock_hz, progress.advance)
+            for board in ready)
+    # Each board stopped at its next record once the results disk failed; that is no board's failure
+    # but the run's (exit 4), raised once every board is done.
+    disk = [journal.failure, measured.failure] + [b.monitor.trace_failure for b in ready if b.monitor]
+    for failure in disk:
+        if failure is not None:
+            raise failure
+    return [failure for outcome in outcomes for failure in outcome]
+
+
+def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress,
+                ) -> tuple[list[BoardFailure], dict[str, LinkCounts]]:
+    """Bring up the boards that have work left (samples to answer, or answers to measure), stream to them in
+    parallel, measure them; returns the boards' failures and what each link met (also in the session's
+    `link` in run.json)."""
+    kept = {r.key: r for r in records.read_records(run_dir)}
+    measured = {(m.slot, m.testset, m.index) for m in records.read_measurements(run_dir) if m.method == "window"}
+    jobs = pending_jobs(lab, kept, measured)
+    session = {"started": results.utc_now(), "boards": sorted(jobs)}
+    if not jobs:
+        return [], {}
+    results.check_writable(run_dir)
+    tau = lab.run.threshold_q15
+    with Rack(lab, list(jobs), tau, run_dir / TRACES) as rack:
+        run["boards"].update(board_identities(rack))
+        results.write_json(run_dir / results.RUN_JSON, run)
+        failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress)
+    session["finished"] = results.utc_now()
+    session["link"] = {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}
+    run["sessions"].append(session)
+    return failures, rack.link_counts
+
+
+def host_references(lab: Lab) -> dict[tuple[str, str], ReferenceOutputs]:
+    """The host reference of every (model, test set) of the lab: computed once, whatever τ or run it judges."""
+    return {(name, t.name): run_reference(m.card, t.inputs) for name, m in lab.models.items() for t in m.testsets}
+
+
+def assess(lab: Lab, run_dir: Path, references: dict[tuple[str, str], ReferenceOutputs]) -> Assessment:
+    """Reconcile every journaled record and summarise per board and test set."""
+    all_records = records.read_records(run_dir)
+    measurements = records.read_measurements(run_dir)
+    by_board_set: dict[tuple, list] = {}
+    for record in all_records:
+        by_board_set.setdefault((record.slot, record.testset), []).append(record)
+    measured_by_board_set: dict[tuple, list] = {}
+    for m in measurements:
+        measured_by_board_set.setdefault((m.slot, m.testset), []).append(m)
+    summaries, mismatches = [], []
+    for board in lab.boards:
+        card = lab.models[board.model].card
+        for testset in lab.models[board.model].testsets:
+            board_records = by_board_set.get((board.slot, testset.name), [])
+            checks = check_samples(card, references[(board.model, testset.name)], board_records)
+            mismatches += [c for c in checks if not c.exact]
+            summary = summarize(card, testset, board.slot, checks)
+            if has_unit(board):
+                summary = with_unmeasured(summary, board_records,
+                                          measured_by_board_set.get((board.slot, testset.name), []))
+            summaries.append(summary)
+    performance = summarize_performance(measurements, all_records)
+    return Assessment(all_records, measurements, summaries, performance, mismatches, cross_board(all_records))
+
+
+def _end(run_dir: Path, run: dict, status: str, verdict: dict) -> None:
+    run.update(status=status, verdict=verdict)
+    results.write_json(run_dir / results.RUN_JSON, run)
+    results.catalog_record(run_dir, run)
+
+
+@contextmanager
+def recorded_end(run_dir: Path, run: dict) -> Iterator[None]:
+    """However a run ends once its directory exists, run.json and the catalog say how: interrupted
+    (Ctrl-C or SIGTERM; `hil run --resume` goes on), or finished with an error verdict."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        # The boards are down and the journal is on disk; say so where people look.
+        _end(run_dir, run, "interrupted", {"status": "interrupted", "exit_code": 130, "reasons": [
+            f"interrupted; `hil run --resume {run_dir}` completes it"]})
+        raise
+    except ResultsUnwritable as error:
+        try:  # the disk that failed may not take run.json either; the journals hold what was measured
+            run["finished"] = results.utc_now()
+            _end(run_dir, run, "finished", {"status": "error", "exit_code": error.exit_code, "reasons": [str(error)]})
+        except ResultsUnwritable:
+            pass
+        raise ResultsUnwritable(f"{error}, then `hil run --resume {run_dir}`: every record so far is kept") from None
+    except Exception as error:  # noqa: BLE001 - recorded, then raised on
+        ended = error if isinstance(error, HilError) else None
+        if ended is None:
+            results.write_text(run_dir / TRACEBACK, traceback.format_exc())
+            ended = RunCrashed(f"run {run['id']}: unexpected {type(error).__name__}: {error} "
+                               f"(traceback in {run_dir / TRACEBACK}); please report it")
+        run["finished"] = results.utc_now()
+        _end(run_dir, run, "finished", {"status": "error", "exit_code": ended.exit_code, "reasons": [str(ended)]})
+        if ended is error:
+            raise
+        raise ended from error
+
+
+def execute(lab_path: Path | None, resume: Path | None, progress: Progress, baseline: str | None = None) -> RunOutcome:
+    lab, run_dir, run = load_run_lab(lab_path, resume)
+    # The baseline is found before anything is locked or made: a wrong one is bad input (exit 3).
+    baseline_dir = None if baseline is None else resolve_run(baseline, lab.results_dir, lab.name, exclude=run_dir)
+    if run_dir is None:  # a full or read-only disk is exit 4 before anything is locked or made
+        results.prepare_results_dir(lab.results_dir)
+    else:
+        try:
+            results.check_writable(run_dir)
+        except ResultsUnwritable as error:
+            raise ResultsUnwritable(f"{error}, then `hil run --resume {run_dir}`") from None
+    # The whole rack, or a refusal (exit 2) that leaves no run directory and no catalog row. A resumed
+    # run locks every board too: two resumes of one run never journal into it at once.
+    with reserve(lab, [board.slot for board in lab.boards]):
+        if run_dir is None:
+            run_dir, run = open_run(lab)
+        with recorded_end(run_dir, run):
+            return _stream_and_judge(lab, run_dir, run, progress, baseline_dir)
+
+
+def _stream_and_judge(lab: Lab, run_dir: Path, run: dict, progress: Progress, baseline_dir: Path | None,
+                      ) -> RunOutcome:
+    failures, link = stream_rack(lab, run_dir, run, progress)
+    references = host_references(lab)
+    now = assess(lab, run_dir, references)
+    rules = []
+    if baseline_dir is not None:
+        rules = compare(now, assess(lab, baseline_dir, references), lab.regression)
+        run["baseline"] = {"id": baseline_dir.name, "path": str(baseline_dir.resolve()),
+                           "git": results.read_run(baseline_dir).get("git")}
+    verdict = decide(now.summaries, now.disagreements, failures, rules)
+    records.write_parquet(now.records, run_dir)
+    records.write_parquet(now.measurements, run_dir, records.MEASUREMENTS_PARQUET, records.Measurement)
+    results.write_json(run_dir / results.METRICS_JSON, {"summaries": [asdict(s) for s in now.summaries],
+                                                         "performance": [asdict(p) for p in now.performance],
+                                                         "rules": [asdict(r) for r in rules]})
+    junit.write(run_dir / junit.JUNIT_XML, lab.name, now.summaries, failures, rules)
+    run.update(
+        status="finished",
+        finished=results.utc_now(),
+        samples=len(now.records),
+        failures=[asdict(f) for f in failures],
+        verdict=asdict(verdict),
+    )
+    results.write_json(run_dir / results.RUN_JSON, run)
+    results.catalog_record(run_dir, run)
+    htmlreport.write_report(run_dir)
+    return RunOutcome(run_dir, run, now.summaries, now.performance, now.mismatches, now.disagreements, failures,
+                      rules, verdict, link)

@@ -1,0 +1,131 @@
+"""Streaming test sets to one board, sample by sample, each answer journaled at once.
+
+A bad frame, a reply that does not answer the request, or a timeout is retried after a
+resync (and the threshold is set again, in case the board restarted). A board that still
+fails, whose emulator or port is gone, or whose thread meets any other error, stops
+streaming with a BoardFailure; the other boards go on. Then its measurement unit
+measures what it answered (hil/run/metering.py), matching each answer to its busy window by the
+device's window ordinal; a unit that fails leaves the answers kept and reconciled, only
+unmeasured, with the reason journaled. Samples answered in an earlier session but never
+measured (the run was killed first) are asked again, for their windows only: the answer
+is not journaled twice, and a different answer the second time is a finding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from hil.run import metering
+from hil.hw import protocol
+from hil.hw.board import Board, BoardError
+from hil.hw.link import LinkLost, NoValidReply
+from hil.hw.monitor import MonitorError
+from hil.run.rack import RERUN, BoardFailure, failure_reason
+from hil.run.records import Record, RecordJournal
+from hil.model.testsets import TestSet
+
+ANSWERED_DIFFERENTLY = "answered differently when asked again to be measured; it is not measured"
+
+@dataclass(frozen=True)
+class Job:
+    """Samples of one test set a board is to be asked: those it has not answered yet, and those
+    it answered in an earlier session but that were never measured (`kept`: the answers
+    journaled then, by index), which it is asked again only for their busy windows."""
+
+    testset: TestSet
+    indices: list[int]
+    kept: dict[int, Record] = field(default_factory=dict)
+
+    def unanswered(self) -> Job:
+        """Only the samples not answered yet: for a board that cannot be measured now."""
+        return Job(self.testset, [i for i in self.indices if i not in self.kept])
+
+
+def retried(board: Board, message, tau_q15: int, retries: int):
+    """One request, retried after a resync (the threshold set again, in case the board restarted);
+    returns the answer and the attempts it took."""
+    try:
+        return board.link.exchange(message, retries, recover=lambda: board.link.set_threshold(tau_q15),
+                                   alive=board.alive)
+    except LinkLost as error:
+        detail = str(error).removeprefix(f"{board.slot}: ")
+        raise BoardError(f"{board.slot}: board is gone ({detail}); check it, then `hil run --resume`") from None
+    except NoValidReply as error:
+        raise BoardError(f"{error}; check it, then `hil run --resume`") from None
+
+
+def ask(board: Board, sample: bytes, tau_q15: int, retries: int) -> tuple[protocol.Result, int]:
+    """One inference, retried after a resync; returns the result and the attempts it took."""
+    return retried(board, protocol.Infer(sample), tau_q15, retries)
+
+
+def _answer(record: Record) -> tuple:
+    """What the device answered, without how it was asked (attempts) or how long it took (cycles)."""
+    return (record.tau_q15, record.exited, record.predicted, record.confidence_q15, record.exit_logits,
+            record.head_logits)
+
+
+def stream_board(board: Board, model: str, jobs: list[Job], journals: tuple[RecordJournal, RecordJournal],
+                 tau_q15: int, retries: int, clock_hz: int, advance: Callable[[str, int], None]) -> list[BoardFailure]:
+    """Stream every job, journaling each new answer; then measure the answers with the board's unit, if it
+    has one. `journals`: (records, measurements); `clock_hz`: the device's cycle counter, from its INFO."""
+    journal, measurements = journals
+    meter: metering.Meter | None = None
+    answers: list[metering.Answer] = []
+    failures: list[BoardFailure] = []
+    try:
+        if board.monitor is not None:
+            # The device's window count now: the unit's next busy window is the device's count + 1.
+            info, _ = retried(board, protocol.Hello(), tau_q15, retries)
+            meter = metering.Meter(board.monitor.link, clock_hz, info.windows)
+        for job in jobs:
+            for index in job.indices:
+                result, attempts = ask(board, job.testset.inputs[index].tobytes(), tau_q15, retries)
+                record = Record(
+                    slot=board.slot, model=model, testset=job.testset.name, index=index,
+                    label=int(job.testset.labels[index]), tau_q15=tau_q15, exited=result.exited,
+                    predicted=result.predicted, confidence_q15=result.confidence_q15, cycles=result.cycles,
+                    exit_logits=list(result.logits[0]), head_logits=[list(row) for row in result.logits[1:]],
+                    attempts=attempts,
+                )
+                kept = job.kept.get(index)
+                if kept is None:
+                    journal.append(record)
+                differs = kept is not None and _answer(kept) != _answer(record)
+                answers.append(metering.Answer(record, result.window, ANSWERED_DIFFERENTLY if differs else None))
+                advance(board.slot, 1)
+    except Exception as error:  # noqa: BLE001 - a dead board, a full disk or a bug: this board's failure alone
+        failures.append(BoardFailure(board.slot, "stream", failure_reason(board.slot, error)))
+    broke_off = bool(failures)
+    differ = [a.record for a in answers if a.unmeasured == ANSWERED_DIFFERENTLY]
+    if differ:
+        failures.append(BoardFailure(board.slot, RERUN, f"{board.slot}: {len(differ)} samples answered differently "
+                                     f"when asked again to be measured (first {differ[0].testset}#{differ[0].index}):"
+                                     " the device is not deterministic, and one of each two answers differs from "
+                                     "the host reference"))
+    if meter is None:
+        return failures
+    # What was answered is measured even when the stream broke off: nothing measured is lost. Then the
+    # device may have run a request it never answered, so its windows may not add up: the rows say so,
+    # and the stream's failure is the one to report.
+    try:
+        measured = metering.measure_inferences(board.slot, meter, answers, measurements)
+    except Exception as error:  # noqa: BLE001 - as above
+        return failures + [BoardFailure(board.slot, "monitor", f"{failure_reason(board.slot, error)}; the answers "
+                                        "are kept, unmeasured")]
+    if broke_off:
+        return failures + [f for f in measured if f.stage == "clock"]
+    failures += measured
+    if any(f.stage != "clock" for f in measured):  # the board or its unit is not to be trusted for bursts
+        return failures
+    try:
+        failures += metering.burst_energy(
+            board.slot, meter, [a.record for a in answers if a.unmeasured is None],
+            {job.testset.name: job.testset for job in jobs}, measurements,
+            lambda sample, count: retried(board, protocol.InferBurst(count, sample), tau_q15, retries)[0])
+    except MonitorError as error:
+        failures.append(BoardFailure(board.slot, "monitor", f"{error}; the answers are kept, without burst energy"))
+    except Exception as error:  # noqa: BLE001 - as above
+        failures.append(BoardFailure(board.slot, "stream", failure_reason(board.slot, error)))
+    return failures

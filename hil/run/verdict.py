@@ -1,0 +1,81 @@
+"""The verdict of a run, and its exit code.
+
+- fail (1): a device answer differs from the host reference, boards of the same model
+  disagree, a board answered a sample differently when it was asked again to measure it
+  (so one of its two answers differs from the host reference), or a regression rule fails
+  against the baseline. A regression outranks an infrastructure problem: it is what the lab
+  is for.
+- error (2): a board, probe, emulator or measurement unit failed, samples are missing, or
+  answers of a board with a measurement unit have no measurement (`hil run --resume`
+  measures them).
+- pass (0): every sample of every board answered, every answer is exact, and every answer
+  of a board with a unit is measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hil.run.baseline import RuleOutcome
+from hil.errors import EXIT_INFRASTRUCTURE, EXIT_PASS, EXIT_REGRESSION
+from hil.run.rack import RERUN, BoardFailure
+from hil.run.reconcile import Disagreement
+from hil.run.assess import BoardSetSummary
+
+REASONS_SHOWN = 2  # why samples are unmeasured: the commonest reasons, in a verdict line
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # pass | fail | error
+    exit_code: int
+    reasons: list[str] = field(default_factory=list)
+
+
+def decide(summaries: list[BoardSetSummary], disagreements: list[Disagreement],
+           failures: list[BoardFailure], rules: list[RuleOutcome] = ()) -> Verdict:
+    regressions = [
+        f"{s.slot}/{s.testset}: {s.mismatched} of {s.samples} answers differ from the host reference "
+        f"(up to {s.max_steps} quantization steps)"
+        for s in summaries if s.mismatched
+    ]
+    if disagreements:
+        regressions.append(f"{len(disagreements)} samples answered differently by boards of the same model")
+    regressions += [f"{o.slot}/{o.testset}: {o.result.message}" for o in rules
+                    if o.result.status == "fail" and not o.result.repeats_reconciliation]
+    regressions += [f.reason for f in failures if f.stage == RERUN]
+    problems = [f"{f.slot}: {f.stage} failed: {f.reason}" for f in failures if f.stage != RERUN]
+    failed_slots = {f.slot for f in failures}
+    problems += [f"{s.slot}/{s.testset}: {s.expected - s.samples} of {s.expected} samples not answered"
+                 for s in summaries if not s.complete and s.slot not in failed_slots]
+    problems += unmeasured_lines(summaries)
+    if regressions:
+        return Verdict("fail", EXIT_REGRESSION, regressions + problems)
+    if problems:
+        return Verdict("error", EXIT_INFRASTRUCTURE, problems)
+    return Verdict("pass", EXIT_PASS, [])
+
+
+def reasons_text(reasons: dict[str, int]) -> str:
+    """`N: why; M: why` for the commonest reasons, and how many others."""
+    ranked = sorted(reasons.items(), key=lambda item: -item[1])
+    text = "; ".join(f"{count}: {why}" for why, count in ranked[:REASONS_SHOWN])
+    return text + (f"; {len(ranked) - REASONS_SHOWN} other reasons" if len(ranked) > REASONS_SHOWN else "")
+
+
+def unmeasured_lines(summaries: list[BoardSetSummary]) -> list[str]:
+    """One line per board whose unit left answers without a measurement, with how many and why."""
+    boards: dict[str, list[BoardSetSummary]] = {}
+    for s in summaries:
+        if s.unmeasured is not None:  # a board with a unit
+            boards.setdefault(s.slot, []).append(s)
+    lines = []
+    for slot, mine in boards.items():
+        reasons: dict[str, int] = {}
+        for s in mine:
+            for why, count in s.unmeasured_reasons.items():
+                reasons[why] = reasons.get(why, 0) + count
+        if reasons:
+            lines.append(f"{slot}: {sum(reasons.values())} of {sum(s.samples for s in mine)} answered samples "
+                         f"unmeasured ({reasons_text(reasons)}); `hil run --resume` measures them")
+    return lines

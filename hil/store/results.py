@@ -1,0 +1,260 @@
+"""Run directories, provenance and the catalog of runs.
+
+results/<run-id>/
+    run.json          provenance and verdict (written at the start, rewritten at the end, however
+                      the run ends); per session what each board's link met (retries, bad frames)
+    records.jsonl     per-sample records, journaled as they arrive
+    records.parquet   the same, for analysis, written at the end
+    metrics.json      per board and test set; regression rules against a baseline
+    measurements.jsonl/.parquet  latency and energy per inference
+    traces/           what each board's measurement unit sent
+    junit.xml         one test case per board × test set × check, for CI
+    report.html       everything above for a person, self-contained, with plots
+    traceback.txt     only when hil itself failed after the run started (run.json says so)
+results/catalog.sqlite  one row per run
+
+A results disk that is full, read-only, not writable for us or failing ends the command with one line
+and exit code 4 (ResultsUnwritable); what was journaled before stays on disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import platform
+import re
+import secrets
+import sqlite3
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from hil import REPO_ROOT
+from hil import __version__
+from hil.errors import BadInput, ResultsUnwritable
+
+RUN_JSON = "run.json"
+METRICS_JSON = "metrics.json"
+CATALOG = "catalog.sqlite"
+
+# The disk, not hil: full, over quota, read-only, no permission, failing, file too large.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG})
+_SQLITE_DISK = ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_PERM")
+
+
+def disk_problem(error: BaseException) -> str | None:
+    """What is wrong with the disk, when `error` says so; None for any other error."""
+    if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
+        return error.strerror or os.strerror(error.errno)
+    if isinstance(error, sqlite3.Error) and str(getattr(error, "sqlite_errorname", "")).startswith(_SQLITE_DISK):
+        return str(error)
+    return None
+
+
+def unwritable(path: Path, problem: str) -> ResultsUnwritable:
+    return ResultsUnwritable(f"{path}: cannot write the results ({problem}); free space on that disk or make it "
+                             "writable")
+
+
+@contextmanager
+def on_disk(path: Path):
+    """Reading or writing results at `path`: a disk error becomes ResultsUnwritable (exit 4), others pass."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as error:
+        problem = disk_problem(error)
+        if problem is None:
+            raise
+        raise unwritable(path, problem) from None
+
+
+def _write_problem(folder: Path) -> str | None:
+    if os.access(folder, os.W_OK):
+        return None
+    return "Read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY else "Permission denied"
+
+
+def check_writable(folder: Path) -> None:
+    """Before any board starts: a read-only or foreign folder is found now, not at the first record."""
+    if (problem := _write_problem(folder)) is not None:
+        raise unwritable(folder, problem)
+
+
+def prepare_results_dir(results_dir: Path) -> None:
+    """Before anything is locked or started: the lab's results folder, or the folder it will be made in,
+    can be written. Nothing is made yet, so a refused run leaves nothing behind."""
+    existing = Path(results_dir).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if (problem := _write_problem(existing)) is not None:
+        raise unwritable(Path(results_dir), problem)
+
+
+def utc_now() -> str:
+    """A timestamp for run.json and the catalog: UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def new_run_dir(results_dir: Path) -> Path:
+    run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+    path = Path(results_dir) / run_id
+    with on_disk(path):
+        path.mkdir(parents=True)
+    return path
+
+
+def git_revision() -> dict:
+    def git(*args) -> str:
+        result = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    revision = git("rev-parse", "HEAD")
+    return {"revision": revision or "unknown", "dirty": bool(git("status", "--porcelain")) if revision else None}
+
+
+def software_versions() -> dict:
+    from importlib.metadata import version
+
+    versions = {"hil": __version__, "python": platform.python_version()}
+    for package in ("numpy", "ai-edge-litert", "pyserial", "pyocd"):
+        try:
+            versions[package] = version(package)
+        except Exception:  # noqa: BLE001 - an optional package that is not installed
+            versions[package] = None
+    return versions
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write via a temporary file, so a crash never leaves half a file where CI picks it up."""
+    temporary = path.with_suffix(".tmp")
+    with on_disk(path):
+        try:
+            temporary.write_text(text, encoding="utf-8")
+            temporary.replace(path)
+        except OSError:
+            temporary.unlink(missing_ok=True)  # half a file helps nobody, and its space may be what is short
+            raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_text(path, json.dumps(data, indent=1, default=str) + "\n")
+
+
+def read_run(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / RUN_JSON).read_text())
+
+
+# What hil reads back from a run's run.json (to resume it, judge against it, make it a baseline).
+RUN_SHAPE = {"id": str, "started": str, "status": str, "lab": {"name": str, "file": str, "sha256": str},
+             "git": {"revision": str}, "models": dict, "testsets": dict, "boards": dict, "sessions": list,
+             "failures": list, "verdict": {"status": str}}
+_JSON_KINDS = {str: "text", dict: "an object", list: "a list"}
+
+
+def require_run(run_dir: Path) -> dict:
+    """run.json of a run directory given by the user, with every field hil reads back; bad input
+    (naming the file and line) when it is none, is not JSON or lacks a field."""
+    path = Path(run_dir) / RUN_JSON
+    if not path.is_file():
+        raise BadInput(f"{run_dir}: not a run directory (no {RUN_JSON}); give results/<run-id>")
+    with on_disk(path):
+        data = path.read_bytes()
+    fix = "restore it from a copy or start a new run"
+    try:
+        text = data.decode("utf-8")
+        run = json.loads(text)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise BadInput(f"{path}:{line}: not UTF-8 text; {fix}") from None
+    except (json.JSONDecodeError, RecursionError) as error:
+        line = getattr(error, "lineno", 1)
+        raise BadInput(f"{path}:{line}: not valid JSON ({getattr(error, 'msg', 'nested too deep')}); {fix}") from None
+    problem = _shape_problem(run, RUN_SHAPE, [])
+    if problem:
+        keys, what = problem
+        raise BadInput(f"{path}:{_line_of(text, keys)}: {'.'.join(keys) or 'run'}: {what}; {fix}")
+    return run
+
+
+def _shape_problem(value, shape, keys: list[str]) -> tuple[list[str], str] | None:
+    """The first field of `value` that `shape` does not allow: (its keys, what is wrong)."""
+    kind = dict if isinstance(shape, dict) else shape
+    if not isinstance(value, kind):
+        return keys, f"must be {_JSON_KINDS[kind]}"
+    for key, inner in shape.items() if isinstance(shape, dict) else ():
+        if key not in value:
+            return keys, f"{key} is missing"
+        problem = _shape_problem(value[key], inner, keys + [key])
+        if problem:
+            return problem
+    return None
+
+
+def _line_of(text: str, keys: list[str]) -> int:
+    """The line of a field in JSON text. json keeps no positions, so each key is found after its parent's:
+    run.json is written one key per line, and the first match after the parent is the field."""
+    position = 0
+    for key in keys:
+        found = re.compile(rf'"{re.escape(key)}"\s*:').search(text, position)
+        if found is None:
+            break
+        position = found.start()
+    return text.count("\n", 0, position) + 1
+
+
+def catalog_record(run_dir: Path, run: dict) -> None:
+    """Insert or update this run's row in results/catalog.sqlite."""
+    path = Path(run_dir).parent / CATALOG
+    with on_disk(path), sqlite3.connect(path) as db:
+        db.execute("""CREATE TABLE IF NOT EXISTS runs (
+            id TEXT PRIMARY KEY, lab TEXT, started TEXT, finished TEXT, status TEXT, exit_code INTEGER,
+            git_revision TEXT, boards INTEGER, samples INTEGER, path TEXT)""")
+        db.execute(
+            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run["id"], run["lab"]["name"], run["started"], run.get("finished"), run["verdict"]["status"],
+             run["verdict"]["exit_code"], run["git"]["revision"], len(run["boards"]), run.get("samples", 0),
+             str(Path(run_dir).resolve())),
+        )
+
+
+def _catalog(results_dir: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(Path(results_dir) / CATALOG)
+    db.row_factory = sqlite3.Row
+    db.execute("CREATE TABLE IF NOT EXISTS baselines (lab TEXT PRIMARY KEY, id TEXT, path TEXT, set_at TEXT)")
+    return db
+
+
+def set_baseline(run_dir: Path, run: dict) -> None:
+    """The run that `--baseline baseline` means for its lab, from now on."""
+    with on_disk(Path(run_dir).parent / CATALOG), _catalog(Path(run_dir).parent) as db:
+        db.execute("INSERT OR REPLACE INTO baselines VALUES (?, ?, ?, ?)",
+                   (run["lab"]["name"], run["id"], str(Path(run_dir).resolve()),
+                    utc_now()))
+
+
+def get_baseline(results_dir: Path, lab: str) -> Path | None:
+    if not (Path(results_dir) / CATALOG).exists():
+        return None
+    with _catalog(results_dir) as db:
+        row = db.execute("SELECT path FROM baselines WHERE lab = ?", (lab,)).fetchone()
+    return Path(row["path"]) if row else None
+
+
+def latest_pass(results_dir: Path, lab: str, exclude: Path | None = None) -> Path | None:
+    """The newest run of `lab` that passed, other than `exclude` (the run being judged)."""
+    for run in reversed(list_runs(results_dir)):
+        path = Path(run["path"])
+        if run["lab"] == lab and run["status"] == "pass" and (exclude is None or path != Path(exclude).resolve()):
+            return path
+    return None
+
+
+def list_runs(results_dir: Path) -> list[dict]:
+    path = Path(results_dir) / CATALOG
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM runs ORDER BY started")]
