@@ -40,16 +40,16 @@ def test_the_first_bytes_the_firmware_sends_arrive():
     # The firmware reports its pin levels first thing after reset; a launcher that opened
     # the ptys after letting the CPU run would miss them.
     with QemuBoard(PROFILES["mps2-an386"], IMAGE.elf) as board:
-        edges = board.take_edges(settle=0.3)
+        edges = board.recorder.take(settle=0.3)
     assert [(e.pin, e.level) for e in edges[:2]] == [(0, 0), (1, 0)]
 
 
 def test_stop_ends_qemu_and_a_reset_restarts_the_firmware():
     board = QemuBoard(PROFILES["mps2-an386"], IMAGE.elf).start()
     pid = board.pid
-    board.take_edges(settle=0.3)
+    board.recorder.take(settle=0.3)
     board.reset()
-    assert [(e.pin, e.level) for e in board.take_edges(settle=0.3)] == [(0, 0), (1, 0)]
+    assert [(e.pin, e.level) for e in board.recorder.take(settle=0.3)] == [(0, 0), (1, 0)]
     board.stop()
     assert wait_gone(pid)
 

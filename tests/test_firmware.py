@@ -113,10 +113,10 @@ def test_cycles_are_the_same_on_a_second_run_and_match_the_busy_pin(board):
     qemu, link, _manifest, card = board
     sample = load_model_testsets(card)[0].inputs[0].tobytes()
     link.set_threshold(decisions.Q15_ONE)
-    qemu.take_edges()
+    qemu.recorder.take()
     first, second = link.infer(sample), link.infer(sample)
     assert first.cycles == second.cycles > 0
-    edges = qemu.take_edges()
+    edges = qemu.recorder.take()
     busy = [e for e in edges if e.pin == 0]
     assert [e.level for e in busy] == [1, 0, 1, 0]
     assert busy[1].ticks - busy[0].ticks == first.cycles
@@ -131,12 +131,12 @@ def test_early_exit_is_cheaper_and_marked_on_the_exit_pin(board):
     confidence = decisions.exit_confidence_q15(reference.exit, card.exit_lut)
     sample = clean.inputs[int(np.argmax(confidence))].tobytes()
     link.set_threshold(decisions.Q15_ONE)
-    qemu.take_edges()
+    qemu.recorder.take()
     full = link.infer(sample)
-    full_edges = qemu.take_edges()
+    full_edges = qemu.recorder.take()
     link.set_threshold(decisions.threshold_q15("0.5"))
     early = link.infer(sample)
-    early_edges = qemu.take_edges()
+    early_edges = qemu.recorder.take()
     assert early.exited and not full.exited
     assert early.cycles < full.cycles
     # Pin 1 marks the end of stage 1 on both paths: a pulse on the full path, high to the end on an exit.
@@ -154,11 +154,11 @@ def test_burst_runs_back_to_back_in_one_window(board):
     sample = load_model_testsets(card)[0].inputs[1].tobytes()
     link.set_threshold(decisions.Q15_ONE)
     single = link.infer(sample)
-    qemu.take_edges()
+    qemu.recorder.take()
     burst = link.infer_burst(sample, 5)
     assert burst.count == 5 and burst.predicted == single.predicted
     assert 5 * single.cycles * 0.9 < burst.total_cycles < 5 * single.cycles * 1.1
-    edges = qemu.take_edges()
+    edges = qemu.recorder.take()
     assert [(e.pin, e.level) for e in edges] == [(0, 1), (0, 0)]
     assert edges[1].ticks - edges[0].ticks == burst.total_cycles
 
@@ -172,7 +172,7 @@ def test_every_busy_window_is_numbered_and_the_answer_says_which(board):
     qemu, link, _manifest, card = board
     sample = load_model_testsets(card)[0].inputs[0].tobytes()
     before = link.hello().windows
-    qemu.take_edges()
+    qemu.recorder.take()
     first = link.infer(sample)
     link.set_threshold(decisions.Q15_ONE)
     with pytest.raises(DeviceError):  # a sample of the wrong size: refused, nothing run
@@ -181,5 +181,5 @@ def test_every_busy_window_is_numbered_and_the_answer_says_which(board):
     burst = link.infer_burst(sample, 3)
     assert (first.window, second.window, burst.window) == (before + 1, before + 2, before + 3)
     assert link.hello().windows == before + 3
-    rises = [e for e in qemu.take_edges() if (e.pin, e.level) == (0, 1)]
+    rises = [e for e in qemu.recorder.take() if (e.pin, e.level) == (0, 1)]
     assert len(rises) == 3  # one busy window per ordinal

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from hil.hw import locks
-from hil.hw.board import BoardError, lock_name
+from hil.hw.board import BoardError
+from hil.hw.factory import lock_name
 from hil.hw.children import child_env
 from hil.lab.load import load_lab
 from hil.hw.locks import Lock, LockError

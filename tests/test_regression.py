@@ -19,7 +19,6 @@ from hil.stats.regression import (
     RuleResult,
     accuracy_rule,
     numerics_rule,
-    overall,
     relative_change_rule,
     tolerance_rule,
     uncertainty_rules,
@@ -341,7 +340,7 @@ def test_uncertainty_rules():
     base = report(1)
     same = uncertainty_rules(base, base, POLICY)
     assert [r.rule for r in same] == ["ece", "nll", "brier", "auroc"]
-    assert overall(same) == "pass"
+    assert all(r.status == "pass" for r in same)
     worse = dataclasses.replace(base, ece=base.ece + 0.05, failure_auroc=base.failure_auroc - 0.05)
     assert {r.rule: r.status for r in uncertainty_rules(base, worse, POLICY)} == {
         "ece": "fail", "nll": "pass", "brier": "pass", "auroc": "fail"}
@@ -349,20 +348,13 @@ def test_uncertainty_rules():
     assert {r.rule: r.status for r in uncertainty_rules(base, worse, POLICY)} == {
         "ece": "pass", "nll": "fail", "brier": "fail", "auroc": "pass"}
     better = dataclasses.replace(base, ece=0.0, nll=0.0, brier=0.0, failure_auroc=1.0)
-    assert overall(uncertainty_rules(base, better, POLICY)) == "pass"
+    assert all(r.status == "pass" for r in uncertainty_rules(base, better, POLICY))
     all_right = dataclasses.replace(base, failure_auroc=math.nan)
     assert uncertainty_rules(base, all_right, POLICY)[3].status == "skip"
 
 
-# --- overall, figures, policy -----------------------------------------------------------
+# --- figures, policy -----------------------------------------------------------
 
-
-def test_overall():
-    passed, failed = numerics_rule(0, 10), numerics_rule(2, 10)
-    skipped = tolerance_rule("ece", math.nan, 0.1, 0.02)
-    assert overall([passed, skipped]) == "pass"
-    assert overall([passed, skipped, failed]) == "fail"
-    assert overall([]) == "pass"
 
 
 def test_figures_are_json_and_messages_one_line():

@@ -6,7 +6,6 @@ completes the run. A journal's torn last line (a crash) is cut off, never glued 
 other bad line of a journal or run.json is refused on resume with exit 3 and file:line."""
 
 import json
-import os
 import re
 import shutil
 import subprocess

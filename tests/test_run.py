@@ -17,7 +17,7 @@ import yaml
 
 from hil import REPO_ROOT
 from hil.firmware import build as firmware
-from hil.hw.board import lock_name
+from hil.hw.factory import lock_name
 from hil.lab.load import load_lab
 from hil.hw.locks import Lock
 from hil.run.records import read_records

@@ -2,10 +2,11 @@
 
 One host class, MonitorLink, speaks monitor protocol v1 (docs/monitor.md) over any
 pyserial port. Two kinds of unit sit behind it:
-- SerialMonitor: a physical unit (a small MCU with a capture input on the DUT's pins and an
-  INA219 on its supply) on a USB serial port named in labs.yaml;
-- EmulatedMonitor: hil.hw.emulated.monitor_unit in its own process, reading the emulated board's edge
-  records and modelling the INA219; it offers a pty, and from there on it is the same path.
+- SerialMonitor (hw/physical/monitor.py): a physical unit (a small MCU with a capture input
+  on the DUT's pins and an INA219 on its supply) on a USB serial port named in labs.yaml;
+- EmulatedMonitor (hw/emulated/monitor.py): hil.hw.emulated.monitor_unit in its own process,
+  reading the emulated board's edge records and modelling the INA219; it offers a pty, and
+  from there on it is the same path.
 The host configures the INA219 with the calibration from the lab (shunt ohms, max current)
 and decodes the raw registers itself, so the decoding is tested as the product runs it.
 Everything the unit sends is appended to the run's trace file as it arrives; when the
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import json
 import queue
-import subprocess
-import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -29,10 +28,8 @@ from hil.hw import ina219
 from hil.hw import protocol
 from hil.store import results
 from hil.hw import monitor_protocol as mp
-from hil.hw.children import child_env, die_with_parent, reap
 from hil.errors import HilError, ResultsUnwritable
 from hil.hw.measurement import Edge, PowerSample, busy_windows
-from hil.hw.emulated.monitor_unit import POWER_PROFILES
 
 REQUEST_TIMEOUT_S = 5.0
 
@@ -224,51 +221,3 @@ class Monitor(ABC):
     def trace_failure(self) -> ResultsUnwritable | None:
         """The results disk error that stopped this unit's trace, if one did."""
         return self.link.trace_failure if self.link is not None else None
-
-
-class SerialMonitor(Monitor):
-    """A physical unit on a serial port (labs.yaml: boards[i].monitor)."""
-
-    def __init__(self, slot: str, shunt_ohms: float, max_current_a: float, traces_dir: Path, device: str,
-                 baudrate: int):
-        super().__init__(slot, shunt_ohms, max_current_a, traces_dir)
-        self.device, self.baudrate = device, baudrate
-
-    def _open_port(self) -> serial.SerialBase:
-        try:
-            return serial.Serial(self.device, self.baudrate, exclusive=True)
-        except serial.SerialException as error:
-            raise MonitorError(f"{self.slot}: cannot open the measurement unit's port {self.device} ({error})") from None
-
-
-class EmulatedMonitor(Monitor):
-    """hil.hw.emulated.monitor_unit on the emulated board's wire; its ground truth goes to <slot>.truth.jsonl."""
-
-    def __init__(self, slot: str, kind: str, clock_hz: int, traces_dir: Path, wire: str):
-        profile = POWER_PROFILES[kind]
-        super().__init__(slot, profile.shunt_ohms, profile.max_current_a, traces_dir)
-        self.kind, self.clock_hz, self.wire = kind, clock_hz, wire
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def truth_path(self) -> Path:
-        return self.traces_dir / f"{self.slot}.truth.jsonl"
-
-    def _open_port(self) -> serial.SerialBase:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "hil.hw.emulated.monitor_unit", "--wire", self.wire, "--kind", self.kind,
-             "--clock-hz", str(self.clock_hz), "--truth", str(self.truth_path)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent,
-            env=child_env(),
-        )
-        path = self.process.stdout.readline().strip()
-        if not path:
-            raise MonitorError(f"{self.slot}: the emulated measurement unit did not start")
-        return serial.Serial(path, exclusive=True)
-
-    def stop(self) -> None:
-        super().stop()
-        if self.process is not None:
-            self.process.terminate()
-            reap(self.process)
-            self.process = None

@@ -18,7 +18,8 @@ from pathlib import Path
 from joblib import Parallel, delayed
 
 from hil.hw import protocol
-from hil.hw.board import Board, BoardError, lock_name, make_board
+from hil.hw.board import Board, BoardError
+from hil.hw.factory import lock_name, make_board
 from hil.errors import HilError
 from hil.lab.load import Lab
 from hil.hw.link import LinkCounts, NoValidReply

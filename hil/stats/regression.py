@@ -19,7 +19,7 @@ from scipy.stats import binomtest
 
 from hil.stats.metrics import UncertaintyReport
 
-__all__ = ["RegressionPolicy", "RuleResult", "accuracy_rule", "numerics_rule", "overall",
+__all__ = ["RegressionPolicy", "RuleResult", "accuracy_rule", "numerics_rule",
            "relative_change_rule", "tolerance_rule", "uncertainty_rules"]
 
 # Slack on "exceeds the tolerance": 0.13 - 0.11 is 0.020000000000000004 in floats, and a
@@ -230,8 +230,3 @@ def uncertainty_rules(baseline_report: UncertaintyReport, current_report: Uncert
         tolerance_rule("auroc", baseline_report.failure_auroc, current_report.failure_auroc,
                        policy.auroc_tolerance, higher_is_worse=False),
     ]
-
-
-def overall(results: list[RuleResult]) -> str:
-    """fail if any rule failed, else pass; skipped rules do not fail a run."""
-    return "fail" if any(r.status == "fail" for r in results) else "pass"

@@ -40,10 +40,6 @@ class EmulatedBoardProfile:
     twin: str  # the physical MCU this board stands in for
     timer_hz: int = 25_000_000  # the CMSDK timers' clock: the firmware's cycle counter
 
-    @property
-    def instructions_per_second(self) -> int:
-        return 10**9 // 2**self.icount_shift
-
 
 PROFILES = {
     # 16 ns per instruction: 62.5 MIPS, about a Cortex-M4 at 80 MHz.
@@ -214,10 +210,6 @@ class QemuBoard:
         if self._qmp is None:
             raise EmulatorError(f"{self.name}: not running")
         self._qmp.execute("system_reset")
-
-    def take_edges(self, settle: float = 0.1) -> list[protocol.Edge]:
-        """The GPIO edges the board has sent since the last call."""
-        return self.recorder.take(settle)
 
     def stop(self) -> None:
         if self.recorder is not None:

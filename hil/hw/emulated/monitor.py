@@ -1,0 +1,46 @@
+"""The emulated measurement unit: hil.hw.emulated.monitor_unit in its own process, behind a pty."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import serial
+
+from hil.hw.children import child_env, die_with_parent, reap
+from hil.hw.emulated.monitor_unit import POWER_PROFILES
+from hil.hw.monitor import Monitor, MonitorError
+
+
+class EmulatedMonitor(Monitor):
+    """hil.hw.emulated.monitor_unit on the emulated board's wire; its ground truth goes to <slot>.truth.jsonl."""
+
+    def __init__(self, slot: str, kind: str, clock_hz: int, traces_dir: Path, wire: str):
+        profile = POWER_PROFILES[kind]
+        super().__init__(slot, profile.shunt_ohms, profile.max_current_a, traces_dir)
+        self.kind, self.clock_hz, self.wire = kind, clock_hz, wire
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def truth_path(self) -> Path:
+        return self.traces_dir / f"{self.slot}.truth.jsonl"
+
+    def _open_port(self) -> serial.SerialBase:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hil.hw.emulated.monitor_unit", "--wire", self.wire, "--kind", self.kind,
+             "--clock-hz", str(self.clock_hz), "--truth", str(self.truth_path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent,
+            env=child_env(),
+        )
+        path = self.process.stdout.readline().strip()
+        if not path:
+            raise MonitorError(f"{self.slot}: the emulated measurement unit did not start")
+        return serial.Serial(path, exclusive=True)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.process is not None:
+            self.process.terminate()
+            reap(self.process)
+            self.process = None

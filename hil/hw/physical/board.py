@@ -1,0 +1,55 @@
+"""A physical board: flashed and reset by pyOCD through its exact probe, talked to over USB serial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import serial
+
+from hil.firmware.build import FirmwareManifest
+from hil.hw import flasher as probe
+from hil.hw.board import Board, BoardError
+from hil.hw.monitor import Monitor
+from hil.hw.physical.monitor import SerialMonitor
+from hil.lab.load import BoardSpec, RunSettings, find_serial_port
+
+
+class PhysicalBoard(Board):
+    """A real MCU: flashed and reset through its debug probe by pyOCD, talked to over USB serial."""
+
+    def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings):
+        super().__init__(spec, manifest, run)
+        self.port: serial.Serial | None = None
+        self.flash_report = None
+
+    def _start(self) -> serial.SerialBase:
+        physical = self.spec.physical
+        self.flash_report = probe.flash_image(physical.probe, physical.target, self.manifest.bin,
+                                              self.manifest.image_sha256)
+        path = find_serial_port(physical.serial, self.slot)
+        try:
+            self.port = serial.Serial(path, physical.serial.baudrate, timeout=1.0, exclusive=True)
+        except serial.SerialException as error:
+            raise BoardError(f"{self.slot}: cannot open {path} ({error}); is another program using it?") from None
+        return self.port
+
+    def alive(self) -> bool:
+        return self.port is not None and self.port.is_open
+
+    def _make_monitor(self, traces_dir: Path) -> Monitor | None:
+        spec = self.spec.physical.monitor
+        if spec is None:
+            return None
+        device = find_serial_port(spec.serial, self.slot)
+        return SerialMonitor(self.slot, spec.shunt_ohms, spec.max_current_a, traces_dir, device, spec.serial.baudrate)
+
+    def identity(self) -> dict:
+        physical = self.spec.physical
+        return {**super().identity(), "emulated": False, "probe": physical.probe, "target": physical.target,
+                "serial_port": self.port.port if self.port else None,
+                "flash": None if self.flash_report is None else vars(self.flash_report)}
+
+    def _stop(self) -> None:
+        if self.port is not None:
+            self.port.close()
+            self.port = None
