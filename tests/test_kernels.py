@@ -21,7 +21,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import tflite_builder as tb
@@ -384,7 +384,10 @@ def make_fc_case(spec: dict, seed: int):
                  output_zero_point=case["out_zp"], activation=case["activation"])
     model = tb.fully_connected_model(n_in, weights, bias, **quant)
     fields, scales, per_channel = qp.fc_params(n_in, n_out, **quant)
-    return dict(x=x, weights=weights, bias=bias, model=model, fields=fields, scales=scales, per_channel=per_channel)
+    acc = (weights.astype(np.int64) + fields["filter_offset"]) @ (x[0].astype(np.int64) + fields["input_offset"])
+    rescaled = (acc + (0 if bias is None else bias)) * (case["in_scale"] * np.asarray(f_scales, np.float64) / out_scale)
+    return dict(x=x, weights=weights, bias=bias, model=model, fields=fields, scales=scales, per_channel=per_channel,
+                in_int32=bool(np.all(np.abs(rescaled) < 2**31)))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -697,8 +700,25 @@ def test_fully_connected_random(clib, n_in, n_out, per_channel, in_zp, out_zp, f
     spec = dict(n_in=n_in, n_out=n_out, per_channel=per_channel, in_zp=in_zp, out_zp=out_zp, filter_zp=filter_zp,
                 in_scale=in_scale, out_scale=out_scale, f_scales=f_scales, bias=bias, activation=activation)
     c = make_fc_case(spec, seed)
+    # Past int32, TFLite's reference is undefined (a signed overflow) and LiteRT wraps: see the test below.
+    assume(c["in_int32"])
     assert_same(c_fully_connected(clib, c["fields"], c["scales"], c["per_channel"], c["x"], c["weights"], c["bias"]),
                 run_litert(c["model"], c["x"]), str(spec))
+
+
+def test_fully_connected_past_int32_saturates_where_litert_wraps(clib):
+    """A finding, kept as a test so that a change on either side shows: when accumulator x scale
+    passes int32 (an effective scale of about 10^4 with a bias near 2^24, which no trained model
+    has), LiteRT's reference casts the out-of-range double to INT32_MIN and the negative output
+    offset wraps it to +127; the firmware saturates to -128, the value the real arithmetic gives.
+    Found by the random test above."""
+    spec = dict(n_in=1, n_out=1, per_channel=False, in_zp=-128, out_zp=-128, filter_zp=0, in_scale=1.0,
+                out_scale=float(np.float32(1e-4)), f_scales="uniform", bias="large", activation="NONE")
+    c = make_fc_case(spec, 1)
+    assert not c["in_int32"]
+    assert c_fully_connected(clib, c["fields"], c["scales"], c["per_channel"], c["x"], c["weights"],
+                             c["bias"]).tolist() == [[-128]]
+    assert run_litert(c["model"], c["x"]).tolist() == [[127]]
 
 
 @hypothesis_settings
