@@ -1,4 +1,4 @@
-"""The host end of a board's UART: protocol v1 requests and replies over any pyserial port.
+"""The host end of a board's UART: protocol v2 requests and replies over any pyserial port.
 
 An emulated board's port is a QEMU pseudo-terminal, a physical board's a USB serial
 device, a remote one an rfc2217:// URL: pyserial hides the difference, so this one class

@@ -1,7 +1,7 @@
 """Monitor protocol v1: between the host and a measurement unit (docs/monitor.md is the spec).
 
 A measurement unit timestamps the DUT's GPIO edges on a capture input and reads an INA219
-on the DUT's supply. It uses the framing of protocol v1 (COBS, CRC-32, sequence numbers)
+on the DUT's supply. It uses the framing of the device protocol (COBS, CRC-32, sequence numbers)
 with its own message types, so one decoder serves both links. Requests are answered like
 the device's; EDGE and SAMPLE frames come unprompted, in time order, as they happen.
 Every time is a tick of the unit's own clock (INFO.clock_hz), counted in 64 bits.
