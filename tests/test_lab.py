@@ -152,21 +152,26 @@ def test_the_committed_lab_loads():
     assert {(b.kind, b.model) for b in lab.boards} == set(lab.firmware)
 
 
-@pytest.mark.parametrize("name, edit, fragment", CASES, ids=[c[0] for c in CASES])
-def test_a_bad_lab_is_one_line_exit_3_and_starts_nothing(tmp_path, pty_port, capsys, name, edit, fragment,
-                                                         monkeypatch):
-    path = make_case(name, edit, tmp_path, pty_port)
+def refused_line(path, tmp_path, capsys, monkeypatch) -> str:
+    """`hil run path`: exit 3 with one line, and nothing locked or made (boards are locked, and then
+    the run directory made, only after the lab is validated). Returns the line."""
     locks = tmp_path / "locks"
     monkeypatch.setenv("HIL_LOCK_DIR", str(locks))
     code = main(["run", str(path)])
     err = capsys.readouterr().err
     assert code == BAD_INPUT, err
     (line,) = err.strip().splitlines()
-    assert line.startswith(f"hil: error: {path}:"), line
-    assert fragment in line, line
-    # Boards are locked, and then the run directory made, only after the lab is validated.
     assert not (tmp_path / "results").exists(), "a run directory was made for a bad lab"
     assert not locks.exists(), "a board was locked for a bad lab"
+    return line
+
+
+@pytest.mark.parametrize("name, edit, fragment", CASES, ids=[c[0] for c in CASES])
+def test_a_bad_lab_is_one_line_exit_3_and_starts_nothing(tmp_path, pty_port, capsys, name, edit, fragment,
+                                                         monkeypatch):
+    path = make_case(name, edit, tmp_path, pty_port)
+    line = refused_line(path, tmp_path, capsys, monkeypatch)
+    assert line.startswith(f"hil: error: {path}:") and fragment in line, line
 
 
 def test_a_serial_port_in_use_is_refused(tmp_path, pty_port):
@@ -264,16 +269,9 @@ def test_a_malformed_lab_file_is_one_line_exit_3_and_starts_nothing(tmp_path, ca
     content = edit(yaml.safe_dump(lab_data(tmp_path), sort_keys=False))
     path = tmp_path / "labs.yaml"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    locks = tmp_path / "locks"
-    monkeypatch.setenv("HIL_LOCK_DIR", str(locks))
-    code = main(["run", str(path)])
-    err = capsys.readouterr().err
-    assert code == BAD_INPUT, err
-    (line,) = err.strip().splitlines()
-    assert line.startswith(f"hil: error: {path}"), line
-    assert fragment in line, line
+    line = refused_line(path, tmp_path, capsys, monkeypatch)
+    assert line.startswith(f"hil: error: {path}") and fragment in line, line
     assert len(line) < 400, line  # values are cut short, never written out whole
-    assert not (tmp_path / "results").exists() and not locks.exists()
 
 
 def test_the_lab_file_limits_are_documented():
