@@ -22,7 +22,7 @@ from hil.hw.board import Board, BoardError
 from hil.hw.factory import lock_name, make_board
 from hil.errors import HilError
 from hil.lab.load import Lab
-from hil.hw.link import LinkCounts, NoValidReply
+from hil.hw.link import LinkCounts, LinkLost, NoValidReply
 from hil.hw.locks import Lock
 
 
@@ -44,24 +44,31 @@ def failure_reason(slot: str, error: Exception) -> str:
     return str(error) if isinstance(error, HilError) else f"{slot}: unexpected {type(error).__name__}: {error}"
 
 
-def _answer(board: Board, message, retries: int, first_timeout: float | None = None):
-    """Retried after a resync like every request: one corrupt frame must not cost a board."""
+def answered(board: Board, message, retries: int, first_timeout: float | None = None, tau_q15: int | None = None,
+             fix: str = "check the board and its port"):
+    """`message`, retried after a resync like every request (one corrupt frame must not cost a board);
+    with `tau_q15`, the threshold is set again before each retry, in case the board restarted.
+    Returns the answer and the attempts it took; BoardError names what arrived instead, then `fix`."""
+    recover = (lambda: None) if tau_q15 is None else (lambda: board.link.set_threshold(tau_q15))
     try:
-        return board.link.exchange(message, retries, first_timeout=first_timeout, alive=board.alive)[0]
+        return board.link.exchange(message, retries, first_timeout=first_timeout, recover=recover, alive=board.alive)
+    except LinkLost as error:
+        detail = str(error).removeprefix(f"{board.slot}: ")
+        raise BoardError(f"{board.slot}: board is gone ({detail}); {fix}") from None
     except NoValidReply as error:
-        raise BoardError(f"{error}; check the board and its port") from None
+        raise BoardError(f"{error}; {fix}") from None
 
 
 def check_identity(board: Board, tau_q15: int, retries: int) -> protocol.Info:
     """HELLO must name the manifest's image and model; then the threshold is set."""
     # The first answer may take longer: a fresh board boots and hashes its image.
-    info = _answer(board, protocol.Hello(), retries, first_timeout=board.run.boot_timeout_s)
+    info, _ = answered(board, protocol.Hello(), retries, first_timeout=board.run.boot_timeout_s)
     expected = (board.manifest.image_sha256, board.manifest.model_sha256)
     reported = (info.firmware_sha256.hex(), info.model_sha256.hex())
     if reported != expected:
         raise BoardError(f"{board.slot}: board reports firmware {reported[0][:12]}… and model {reported[1][:12]}…, "
                          f"but its manifest says {expected[0][:12]}… and {expected[1][:12]}…; reflash the board")
-    if _answer(board, protocol.SetThreshold(tau_q15), retries).tau_q15 != tau_q15:
+    if answered(board, protocol.SetThreshold(tau_q15), retries)[0].tau_q15 != tau_q15:
         raise BoardError(f"{board.slot}: the board did not take threshold {tau_q15}")
     return info
 

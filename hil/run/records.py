@@ -84,6 +84,8 @@ class Measurement:
 
 KINDS = {JOURNAL: Record, MEASUREMENTS: Measurement}  # what each journal holds
 _HINTS = {kind: get_type_hints(kind) for kind in KINDS.values()}  # each field's type
+# Fields added later, with defaults: older runs' lines lack them.
+_OPTIONAL = {kind: {f.name for f in fields(kind) if f.default is not MISSING} for kind in KINDS.values()}
 
 
 class JournalError(BadInput):
@@ -209,8 +211,7 @@ def _row_problem(kind: type, row) -> str | None:
     if not isinstance(row, dict):
         return "not a JSON object"
     hints = _HINTS[kind]
-    optional = {f.name for f in fields(kind) if f.default is not MISSING}  # added later: older runs lack them
-    missing = [name for name in hints if name not in row and name not in optional]
+    missing = [name for name in hints if name not in row and name not in _OPTIONAL[kind]]
     if missing:
         return f"missing {', '.join(missing)}"
     unknown = [key for key in row if key not in hints]
@@ -237,10 +238,9 @@ Expected = dict[tuple[str, str], tuple[str, int]]
 
 def _unexpected(row: Record | Measurement, expected: Expected) -> str | None:
     """Why a well-formed line does not belong to this lab's run, or None."""
-    slots = {slot for slot, _ in expected}
-    if row.slot not in slots:
-        return f"board {row.slot[:40]!r} is not in the lab"
     if (row.slot, row.testset) not in expected:
+        if all(slot != row.slot for slot, _ in expected):
+            return f"board {row.slot[:40]!r} is not in the lab"
         return f"board {row.slot} has no test set {row.testset[:40]!r}"
     model, samples = expected[(row.slot, row.testset)]
     if row.index >= samples:

@@ -2,9 +2,9 @@
 
 The lab is validated, then every board of the lab is locked (all or none), and only then
 is a run directory created (or, with --resume, reopened): bad input or a busy rack leaves no
-run behind. Its run.json already holds the provenance before any board comes up; records are journaled as they arrive;
-the verdict and metrics are computed from the journal, so a resumed run is judged on
-everything it measured, in this session and before.
+run behind. Its run.json already holds the provenance before any board comes up; records
+are journaled as they arrive; the verdict and metrics are computed from the journal, so a
+resumed run is judged on everything it measured, in this session and before.
 """
 
 from __future__ import annotations
@@ -136,9 +136,10 @@ def pending_jobs(lab: Lab, kept: dict[tuple, records.Record], measured: set[tupl
     jobs = {}
     for board in lab.boards:
         board_jobs = []
+        metered = has_unit(board)
         for testset in lab.models[board.model].testsets:
             keys = [(board.slot, testset.name, i) for i in range(len(testset))]
-            again = {key[2]: kept[key] for key in keys if key in kept and key not in measured and has_unit(board)}
+            again = {key[2]: kept[key] for key in keys if metered and key in kept and key not in measured}
             indices = [key[2] for key in keys if key not in kept or key[2] in again]
             if indices:
                 board_jobs.append(Job(testset, indices, again))
@@ -281,7 +282,7 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
     # The baseline is found before anything is locked or made: a wrong one is bad input (exit 3).
     baseline_dir = None if baseline is None else resolve_run(baseline, lab.results_dir, lab.name, exclude=run_dir)
     if run_dir is None:  # a full or read-only disk is exit 4 before anything is locked or made
-        results.prepare_results_dir(lab.results_dir)
+        results.check_writable(lab.results_dir)
     else:
         try:
             results.check_writable(run_dir)

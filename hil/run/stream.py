@@ -18,10 +18,9 @@ from typing import Callable
 
 from hil.run import metering
 from hil.hw import protocol
-from hil.hw.board import Board, BoardError
-from hil.hw.link import LinkLost, NoValidReply
+from hil.hw.board import Board
 from hil.hw.monitor import MonitorError
-from hil.run.rack import RERUN, BoardFailure, failure_reason
+from hil.run.rack import RERUN, BoardFailure, answered, failure_reason
 from hil.run.records import Record, RecordJournal
 from hil.model.testsets import TestSet
 
@@ -43,16 +42,8 @@ class Job:
 
 
 def retried(board: Board, message, tau_q15: int, retries: int):
-    """One request, retried after a resync (the threshold set again, in case the board restarted);
-    returns the answer and the attempts it took."""
-    try:
-        return board.link.exchange(message, retries, recover=lambda: board.link.set_threshold(tau_q15),
-                                   alive=board.alive)
-    except LinkLost as error:
-        detail = str(error).removeprefix(f"{board.slot}: ")
-        raise BoardError(f"{board.slot}: board is gone ({detail}); check it, then `hil run --resume`") from None
-    except NoValidReply as error:
-        raise BoardError(f"{error}; check it, then `hil run --resume`") from None
+    """One request while streaming: `rack.answered`, the threshold set again before each retry."""
+    return answered(board, message, retries, tau_q15=tau_q15, fix="check it, then `hil run --resume`")
 
 
 def ask(board: Board, sample: bytes, tau_q15: int, retries: int) -> tuple[protocol.Result, int]:

@@ -70,26 +70,15 @@ def on_disk(path: Path):
         raise unwritable(path, problem) from None
 
 
-def _write_problem(folder: Path) -> str | None:
-    if os.access(folder, os.W_OK):
-        return None
-    return "Read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY else "Permission denied"
-
-
 def check_writable(folder: Path) -> None:
-    """Before any board starts: a read-only or foreign folder is found now, not at the first record."""
-    if (problem := _write_problem(folder)) is not None:
-        raise unwritable(folder, problem)
-
-
-def prepare_results_dir(results_dir: Path) -> None:
-    """Before anything is locked or started: the lab's results folder, or the folder it will be made in,
-    can be written. Nothing is made yet, so a refused run leaves nothing behind."""
-    existing = Path(results_dir).absolute()
+    """Before anything is locked or started: `folder`, or the folder it will be made in, can be
+    written, so a read-only or foreign disk is found now, not at the first record. Nothing is made."""
+    existing = Path(folder).absolute()
     while not existing.exists():
         existing = existing.parent
-    if (problem := _write_problem(existing)) is not None:
-        raise unwritable(Path(results_dir), problem)
+    if not os.access(existing, os.W_OK):
+        read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+        raise unwritable(Path(folder), "Read-only file system" if read_only else "Permission denied")
 
 
 def utc_now() -> str:
