@@ -9,7 +9,7 @@ for step, including where it computes in float32 and where in double:
   LiteRT's reference FC rescales in double rather than with the fixed-point multiplier;
 - activation ranges and padding as kernel_util.cc and padding.h compute them.
 `multiply_by_quantized_multiplier` and `fc_rescale` transcribe the two rescaling rules.
-tests/test_kernels.py checks all of it against LiteRT's reference kernels.
+tests/unit/test_kernels.py checks all of it against LiteRT's reference kernels.
 
 TFLite stores scales as float32; every function here first rounds a scale to float32, so
 that a Python float and the value read back from a model give the same parameters.
@@ -28,7 +28,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # Which MultiplyByQuantizedMultiplier the LiteRT wheel (ai-edge-litert 2.3.0) was built
 # with: not TFLITE_SINGLE_ROUNDING, i.e. the double-rounding gemmlowp form (found by
 # running CONV_2D with an effective scale of exactly 1/4: 1 * 0.25 -> 1, which only double
-# rounding gives; tests/test_kernels.py::test_litert_convolutions_use_double_rounding keeps it pinned).
+# rounding gives; tests/unit/test_kernels.py::test_litert_convolutions_use_double_rounding keeps it pinned).
 SINGLE_ROUNDING = False
 
 ACTIVATIONS = {

@@ -2,7 +2,7 @@
 
 Three layers, as pyOCD has them:
 - probe: a DebugProbe found by its unique id: a USB probe (CMSIS-DAP, ST-Link, J-Link; its id is its
-  USB serial number) or a probe server (`pyocd server`, hil.hw.emulated.probe) at `remote:HOST:PORT`.
+  USB serial number) or a probe server (`pyocd server`, hil.testing.probe) at `remote:HOST:PORT`.
   The id is matched EXACTLY: pyOCD's own `unique_id` filter is a case-insensitive substring match,
   so "ABC" would pick probe "xABC1" or refuse because two probes contain it.
 - target: a Session on that probe with `target_override` builds the target from the wire up

@@ -5,7 +5,6 @@ unchanged rerun that must not raise a false alarm."""
 import json
 import os
 import shutil
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,8 +15,7 @@ import yaml
 from hil.firmware import build as firmware
 from hil.model.testsets import write_npz
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_run import BOARDS, hil, write_lab  # noqa: E402
+from tests.support.labs import BOARDS, hil, write_lab
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 needs_toolchain = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None and not os.environ.get("CI"),

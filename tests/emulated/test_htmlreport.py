@@ -8,7 +8,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -19,8 +18,7 @@ from matplotlib.image import imread
 
 from hil.report.html import REPORT_HTML, write_report
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_run import hil, write_lab
+from tests.support.labs import hil, write_lab
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 PASS = 0

@@ -11,9 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import yaml
 
 from hil import REPO_ROOT
 from hil.firmware import build as firmware
@@ -21,58 +19,10 @@ from hil.hw.factory import lock_name
 from hil.lab.load import load_lab
 from hil.hw.locks import Lock
 from hil.run.records import read_records
-from hil.model.testsets import write_npz
+from tests.support.labs import (BAD_INPUT, BOARDS, INFRASTRUCTURE, PASS, REGRESSION, hil, run_dir_of,
+                                 write_lab)
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
-PASS, REGRESSION, INFRASTRUCTURE, BAD_INPUT = 0, 1, 2, 3
-BOARDS = {  # slot: (kind, model)
-    "an386-digits": ("mps2-an386", "qute-digits"),
-    "an500-mnist1d": ("mps2-an500", "qute-mnist1d"),
-}
-
-
-def hil(*args, cwd=None, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "hil.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env={**os.environ, "NO_COLOR": "1", **(env or {})})
-
-
-def small_testsets(tmp_path: Path, model: str, samples: int) -> list[str]:
-    """The first `samples` of every committed test set, written as test sets of their own."""
-    paths = []
-    for name in ("clean", "shift-s2", "ood"):
-        source = REPO_ROOT / "fixtures" / "testsets" / model / f"{name}.npz"
-        with np.load(source) as data:
-            arrays = {key: data[key][:samples] if data[key].ndim and key in ("inputs", "labels", "corruption")
-                      else data[key] for key in data.files}
-        path = tmp_path / "testsets" / model / f"{name}.npz"
-        write_npz(path, arrays)
-        paths.append(str(path))
-    return paths
-
-
-def write_lab(tmp_path: Path, boards=BOARDS, samples: int = 12, manifests: dict | None = None, **run) -> Path:
-    models = sorted({model for _kind, model in boards.values()})
-    lab = {
-        "lab": f"test-{tmp_path.name}",
-        "results": str(tmp_path / "results"),
-        "models": {m: {"path": str(REPO_ROOT / "fixtures" / "models" / m),
-                       "testsets": small_testsets(tmp_path, m, samples)} for m in models},
-        "firmware": {},
-        "boards": [{"slot": slot, "kind": kind, "model": model, "emulated": True}
-                   for slot, (kind, model) in boards.items()],
-        "run": {"threshold": 0.9, "request_timeout_s": 5, "retries": 1, **run},
-    }
-    for kind, model in boards.values():
-        manifest = (manifests or {}).get((kind, model), firmware.PREBUILT_DIR / kind / model / "manifest.json")
-        lab["firmware"].setdefault(kind, {})[model] = str(manifest)
-    path = tmp_path / "labs.yaml"
-    path.write_text(yaml.safe_dump(lab, sort_keys=False))
-    return path
-
-
-def run_dir_of(tmp_path: Path) -> Path:
-    (run_dir,) = [p for p in (tmp_path / "results").iterdir() if p.is_dir()]
-    return run_dir
 
 
 def test_a_run_passes_and_keeps_everything(tmp_path):

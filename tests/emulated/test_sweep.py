@@ -3,7 +3,6 @@ host's replay from one full-path run held against the measured sweep."""
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,7 @@ import yaml
 
 from hil.run.sweep import ENERGY_RESOLUTION
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_run import BOARDS, hil, write_lab  # noqa: E402
+from tests.support.labs import BOARDS, hil, write_lab
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 PASS, BAD_INPUT = 0, 3

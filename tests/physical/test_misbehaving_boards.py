@@ -2,8 +2,8 @@
 
 A run also finishes run.json when hil itself fails after the run started.
 
-The misbehaving board is a "physical" one (flashed through hil.hw.emulated.probe, as in
-tests/test_physical.py) whose serial port is a pty relay (tests/ptys.py): in front of the
+The misbehaving board is a "physical" one (flashed through hil.testing.probe, as in
+tests/physical/test_physical.py) whose serial port is a pty relay (tests/support/ptys.py): in front of the
 firmware running in QEMU, rewriting one or more of its frames, or with nothing behind it,
 echoing every byte. The run must keep what the healthy board measured, fail only the bad
 board (exit 2), and always finish run.json, junit.xml and report.html.
@@ -24,14 +24,13 @@ import yaml
 from hil.firmware import build as firmware
 from hil.hw import protocol
 from hil.hw.emulated.qemu import PROFILES, QemuBoard
-from hil.hw.emulated.probe import ProbeServer
+from hil.testing.probe import ProbeServer
 from hil.run.records import Record, RecordJournal, read_records
 from hil.lab.load import load_lab
 from hil.run.runner import open_run
 
-sys.path.insert(0, str(Path(__file__).parent))
-from ptys import LineRelay, reframed  # noqa: E402
-from test_run import write_lab  # noqa: E402
+from tests.support.ptys import LineRelay, reframed
+from tests.support.labs import write_lab
 
 needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 PASS, INFRASTRUCTURE = 0, 2

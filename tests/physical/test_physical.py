@@ -1,7 +1,7 @@
 """`hil run` with a physical board, as far as one can exist here.
 
 The physical board's two connections are stood in for at their lowest level:
-- its debug probe is hil.hw.emulated.probe, which unmodified pyOCD (in hil.hw.flasher's child
+- its debug probe is hil.testing.probe, which unmodified pyOCD (in hil.hw.flasher's child
   process) connects to, flashes, reads back and resets;
 - its USB serial port is a pseudo-terminal with the firmware image running behind it in
   QEMU (the MCU's UART), opened by path as a /dev/ttyACM port would be.
@@ -21,11 +21,10 @@ import yaml
 
 from hil.firmware import build as firmware
 from hil.hw.emulated.qemu import PROFILES, QemuBoard
-from hil.hw.emulated.probe import ProbeServer
+from hil.testing.probe import ProbeServer
 from hil.run.records import read_records
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_run import write_lab  # noqa: E402
+from tests.support.labs import write_lab
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 PASS, INFRASTRUCTURE = 0, 2

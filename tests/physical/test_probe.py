@@ -1,4 +1,4 @@
-"""hil.hw.flasher against hil.hw.emulated.probe: real, unmodified pyOCD flashing an emulated probe over its remote protocol.
+"""hil.hw.flasher against hil.testing.probe: real, unmodified pyOCD flashing an emulated probe over its remote protocol.
 
 Each flash runs pyOCD in a child process (as in production) that connects to a ProbeServer in this process;
 the server's RAM, reset count and connection counts are what the tests check.
@@ -23,9 +23,9 @@ from hil.hw.children import child_env
 from hil.errors import EXIT_INFRASTRUCTURE, BadInput
 from hil.hw.locks import Lock
 from hil.hw.flasher import FlashTimeout, ProbeError, ProbeNotFound, VerifyFailed, flash_image, probe_lock, select_probe
-from hil.hw.emulated.probe import ProbeServer
+from hil.testing.probe import ProbeServer
 
-PREBUILT = Path(__file__).resolve().parents[1] / "firmware/prebuilt/mps2-an386/qute-digits"
+PREBUILT = Path(__file__).resolve().parents[2] / "firmware/prebuilt/mps2-an386/qute-digits"
 IMAGE = PREBUILT / "firmware.bin"
 SHA256 = json.loads((PREBUILT / "manifest.json").read_text())["image_sha256"]
 

@@ -1,11 +1,11 @@
-"""Generator of docs/protocol-vectors.json (run: python tests/gen_protocol_vectors.py).
+"""Generator of docs/protocol-vectors.json (run: python tests/support/gen_protocol_vectors.py).
 
 Independent of hil/hw/protocol.py on purpose, so the vectors check it rather than copy it:
 a byte-loop port of the Cheshire & Baker / Wikipedia COBS encoder, zlib.crc32, struct."""
 import json, struct, zlib, hashlib
 from pathlib import Path
 
-VECTORS = Path(__file__).resolve().parent.parent / "docs" / "protocol-vectors.json"
+VECTORS = Path(__file__).resolve().parents[2] / "docs" / "protocol-vectors.json"
 
 def cobs(data):
     out = bytearray([0]); code_at = 0; code = 1
@@ -245,6 +245,7 @@ def dump(doc):
     out.append("}")
     return "\n".join(out) + "\n"
 
-text = dump(doc)
-assert json.loads(text) == doc
-VECTORS.write_text(text)
+if __name__ == "__main__":  # tests import it to check the frozen file against it
+    text = dump(doc)
+    assert json.loads(text) == doc
+    VECTORS.write_text(text)

@@ -123,7 +123,7 @@ def single_op_model(op: str, inputs: list[Tensor | None], outputs: list[Tensor],
 
     model = schema.ModelT()
     model.version = 3
-    model.description = b"hil tests/tflite_builder.py"
+    model.description = b"hil tests/support/tflite_builder.py"
     model.operatorCodes = [code]
     model.subgraphs = [subgraph]
     model.buffers = buffers

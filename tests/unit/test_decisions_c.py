@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from hil.model import decisions
 from hil.model.card import load_model
-from native import FIRMWARE_SRC, build_shared_library
+from tests.support.native import FIRMWARE_SRC, build_shared_library
 
 LUTS = [decisions.softmax_lut(s) for s in (0.0023, 0.05, 0.17, 0.6931471805599453, 2.0)]
 

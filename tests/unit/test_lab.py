@@ -1,13 +1,9 @@
 """labs.yaml validation: every malformed lab gets one line naming file, line and field,
-exit code 3, and nothing is started, locked or flashed."""
+exit code 3, and nothing is started, locked or flashed. Through the CLI in a subprocess:
+tests/emulated/test_lab_cli.py."""
 
 import os
-import re
-import resource
 import shutil
-import subprocess
-import sys
-import time
 
 import pytest
 import serial
@@ -17,22 +13,9 @@ from hil import REPO_ROOT
 from hil.firmware import build as firmware
 from hil.cli import main
 from hil.lab.load import LabError, load_lab
+from tests.support.lab_cases import TESTSETS, TEXT_CASES, lab_data
 
 BAD_INPUT = 3
-MODELS = REPO_ROOT / "fixtures" / "models"
-TESTSETS = REPO_ROOT / "fixtures" / "testsets"
-
-
-def lab_data(tmp_path) -> dict:
-    return {
-        "lab": "validation",
-        "results": str(tmp_path / "results"),
-        "models": {"qute-digits": {"path": str(MODELS / "qute-digits"),
-                                   "testsets": [str(TESTSETS / "qute-digits" / "clean.npz")]}},
-        "firmware": {"mps2-an386": {"qute-digits": str(firmware.PREBUILT_DIR / "mps2-an386" / "qute-digits")}},
-        "boards": [{"slot": "a", "kind": "mps2-an386", "model": "qute-digits", "emulated": True}],
-        "run": {"threshold": 0.9, "retries": 1},
-    }
 
 
 @pytest.fixture
@@ -195,74 +178,6 @@ def test_errors_name_the_line_of_the_field(tmp_path):
         load_lab(write(tmp_path, data))
 
 
-def nested_aliases(levels: int, fan: int) -> str:
-    """A flow list of `levels` anchors, each holding `fan` aliases of the one before: fan**levels values."""
-    items = ["&a0 [" + ", ".join(["lol"] * fan) + "]"]
-    items += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * fan) + "]" for i in range(1, levels)]
-    return "[" + ", ".join(items) + "]"
-
-
-def replace(old: str, new: str):
-    def edit(text: str) -> str:
-        assert old in text, old
-        return text.replace(old, new, 1)
-    return edit
-
-
-LONG_NAME = "n" * 300  # longer than a file name may be (255 bytes)
-# (what is wrong, how to make it from the good lab's YAML text, a fragment the error must contain).
-# Each of these gave a traceback, a wrong message or a run before; true/false or null for a number, an
-# empty file and tabs were already refused well (CASES and "not YAML" above).
-TEXT_CASES = [
-    ("threshold .nan", replace("threshold: 0.9", "threshold: .nan"), "run.threshold: must be a number, not '.nan'"),
-    ("threshold 0x1", replace("threshold: 0.9", "threshold: 0x1"), "run.threshold: write it as a decimal"),
-    ("threshold 0b1", replace("threshold: 0.9", "threshold: 0b1"), "run.threshold: write it as a decimal"),
-    ("threshold octal 0_1", replace("threshold: 0.9", "threshold: 0_1"), "run.threshold: write it as a decimal"),
-    ("threshold .inf", replace("threshold: 0.9", "threshold: .inf"), "run.threshold: .inf is out of range [0.0, 1.0]"),
-    ("threshold -.inf", replace("threshold: 0.9", "threshold: -.inf"), "run.threshold: -.inf is out of range"),
-    ("threshold 1e400", replace("threshold: 0.9", "threshold: 1e400"),
-     "run.threshold: must be a number, not '1e400' (YAML 1.1 reads this spelling as text"),
-    ("threshold quoted", replace("threshold: 0.9", "threshold: '0.9'"), "(it is quoted; write it without quotes)"),
-    ("threshold a huge int", replace("threshold: 0.9", "threshold: " + "9" * 400),
-     "run.threshold: 9999999999999999999999999999999999999999… is out of range [0.0, 1.0]"),
-    ("timeout a huge int", replace("retries: 1", "retries: 1\n  request_timeout_s: " + "9" * 400),
-     "run.request_timeout_s: 9999999999999999999999999999999999999999… is out of range"),
-    ("timeout .nan", replace("retries: 1", "retries: 1\n  request_timeout_s: .nan"),
-     "run.request_timeout_s: must be a number, not '.nan'"),
-    ("threshold a list", replace("threshold: 0.9", "threshold: [0.9]"), "run.threshold: must be a number, not a list"),
-    ("retries !!int on text", replace("retries: 1", "retries: !!int abc"), "run.retries: must be a whole number"),
-    ("alpha .nan", lambda t: t + "regression:\n  alpha: .nan\n", "regression.alpha: must be a number, not '.nan'"),
-    ("alpha 0", lambda t: t + "regression:\n  alpha: 0\n", "regression.alpha: 0 is out of range (0.0, 1.0)"),
-    ("confidence 1", lambda t: t + "regression:\n  confidence: 1\n", "regression.confidence: 1 is out of range"),
-    ("bootstrap_resamples 0", lambda t: t + "regression:\n  bootstrap_resamples: 0\n",
-     "regression.bootstrap_resamples: 0 is out of range [1, 1000000]"),
-    ("a python tag", replace("kind: mps2-an386", "kind: !!python/object:os.system x"),
-     "boards[0].kind: the YAML tag tag:yaml.org,2002:python/object:os.syste… is not supported"),
-    ("an unknown tag", replace("kind: mps2-an386", "kind: !board x"), "boards[0].kind: the YAML tag !board"),
-    ("only a document marker", lambda t: "---\n", "the lab file is empty"),
-    ("two documents", lambda t: t + "---\n" + t, "expected a single document in the stream"),
-    ("a list at the top", lambda t: "- lab\n- boards\n", "lab file: must be a mapping of keys to values, not a list"),
-    ("not UTF-8", lambda t: t.encode().replace(b"validation", b"valid\xc3ation"), ":1: not UTF-8 text (byte 10)"),
-    ("UTF-16", lambda t: t.encode("utf-16"), "not UTF-8 text"),
-    ("a NUL byte", replace("validation", "valid\0ation"), ":1: not valid YAML (control character"),
-    ("deep brackets", replace("lab: validation", "lab: " + "[" * 5000 + "]" * 5000),
-     ":1: nested deeper than 32 levels"),
-    ("deep mappings", replace("lab: validation", "lab: " + "{a: " * 5000 + "1" + "}" * 5000),
-     ":1: nested deeper than 32 levels"),
-    ("a list as a key", lambda t: t + "? [lab, boards]\n: 1\n", "lab file: a key must be plain text, not a list"),
-    ("a NUL in a path", lambda t: re.sub(r"results: .*", r'results: "/tmp/a\\0b"', t, count=1),
-     ":2: results: must not hold a NUL character"),
-    ("a file name too long", replace("testsets:\n", f"testsets:\n    - {LONG_NAME}.npz\n"),
-     "models.qute-digits.testsets: "),  # then the system's own words, e.g. "File name too long; fix the path"
-    ("a value too long", replace("lab: validation", "lab: " + "x" * 5000),
-     ":1: a key or value of 5000 characters, more than 4096"),
-    ("a file too large", lambda t: t + "#" * (300 * 1024) + "\n", "larger than 256 KiB"),
-    ("too many aliases", lambda t: "x: &x 1\nlab: [" + ", ".join(["*x"] * 65) + "]\n", ":2: more than 64 aliases"),
-    ("aliases expanding", replace("lab: validation", "lab: " + nested_aliases(8, 5)),
-     ":1: holds more than 100000 values once its aliases are expanded"),
-]
-
-
 @pytest.mark.parametrize("name, edit, fragment", TEXT_CASES, ids=[c[0] for c in TEXT_CASES])
 def test_a_malformed_lab_file_is_one_line_exit_3_and_starts_nothing(tmp_path, capsys, monkeypatch, name, edit,
                                                                       fragment):
@@ -284,45 +199,3 @@ def test_the_lab_file_limits_are_documented():
         value = getattr(LIMITS, field.name)
         shown = f"{value // 1024} KiB" if field.name == "file_bytes" else f"{value:,}"
         assert f"`{field.name}`" in docs and shown in docs, (field.name, shown)
-
-
-def hil_cli(*args, memory_bytes: int | None = None):
-    """`python -m hil.cli` as a user runs it, optionally within an address-space limit."""
-    def limit():
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    return subprocess.run([sys.executable, "-m", "hil.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "NO_COLOR": "1"},
-                          preexec_fn=limit if memory_bytes else None)
-
-
-@pytest.mark.parametrize("where", ["a value", "a key"])
-def test_a_billion_laughs_lab_is_refused_fast_within_bounded_memory(tmp_path, where):
-    """Nine anchors of nine aliases: a 1 KB file whose value expands to 9**9 = 387 million strings."""
-    laughs = nested_aliases(9, 9)
-    text = yaml.safe_dump(lab_data(tmp_path), sort_keys=False)
-    text = text.replace("lab: validation", f"lab: {laughs}" if where == "a value" else f"lab: x\n? {laughs}\n: 1")
-    path = tmp_path / "labs.yaml"
-    path.write_text(text)
-    assert len(laughs) < 1100
-    started = time.monotonic()
-    # 1 GiB of address space: plenty for hil, far below what expanding the aliases takes.
-    result = hil_cli("run", path, memory_bytes=1 << 30)
-    assert time.monotonic() - started < 60
-    assert result.returncode == BAD_INPUT, result.stderr[-2000:]
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(f"hil: error: {path}:") and "once its aliases are expanded" in line, line
-    assert not (tmp_path / "results").exists()
-
-
-@pytest.mark.parametrize("name", ["threshold .nan", "threshold 0x1", "threshold a huge int", "deep brackets",
-                                  "not UTF-8", "a python tag"])
-def test_the_cli_refuses_a_malformed_lab_with_one_line_and_exit_3(tmp_path, name):
-    _, edit, fragment = next(c for c in TEXT_CASES if c[0] == name)
-    content = edit(yaml.safe_dump(lab_data(tmp_path), sort_keys=False))
-    path = tmp_path / "labs.yaml"
-    path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    result = hil_cli("run", path)
-    assert result.returncode == BAD_INPUT, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(f"hil: error: {path}") and fragment in line, line

@@ -1,11 +1,9 @@
 """The host's link over real pseudo-terminals: replies that are not answers, broken frames, retries,
 and what a board's thread does with an error nobody foresaw. The device end is a pty whose other
-side echoes or speaks the real protocol (tests/ptys.py); the firmware's own side is tested on
-QEMU in tests/test_misbehaving_boards.py."""
+side echoes or speaks the real protocol (tests/support/ptys.py); the firmware's own side is tested on
+QEMU in tests/physical/test_misbehaving_boards.py."""
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import serial
@@ -21,8 +19,7 @@ from hil.run.records import MEASUREMENTS, RecordJournal, read_records
 from hil.run.stream import Job, stream_board
 from hil.model.testsets import load_model_testsets
 
-sys.path.insert(0, str(Path(__file__).parent))
-from ptys import FakeDevice, LineRelay, reframed  # noqa: E402
+from tests.support.ptys import FakeDevice, LineRelay, reframed
 
 INFO = protocol.Info(protocol.PROTOCOL_VERSION, 25_000_000, protocol.MAX_PAYLOAD, 64, 10, 3, 32768, 0,
                      b"\x11" * 32, b"\x22" * 32, "fake", "fake-1")

@@ -21,8 +21,7 @@ from hil.hw.locks import Lock, LockError
 from hil.hw.flasher import probe_lock
 from hil.run.rack import reserve
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_run import write_lab  # noqa: E402
+from tests.support.labs import write_lab
 
 OTHER_UID = 54321
 PROBE = "remote:127.0.0.1:4444"

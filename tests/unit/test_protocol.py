@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from hil import REPO_ROOT
 from hil.hw import protocol as p
-from native import FIRMWARE_SRC, build_shared_library
+from tests.support.native import FIRMWARE_SRC, build_shared_library
 
 VECTORS = json.loads((REPO_ROOT / "docs" / "protocol-vectors.json").read_text())
 FRAMES = {v["name"]: v for v in VECTORS["frames"]}

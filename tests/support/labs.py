@@ -1,0 +1,65 @@
+"""Small labs of the committed models and prebuilt images, and `hil` as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from hil import REPO_ROOT
+from hil.firmware import build as firmware
+from hil.model.testsets import write_npz
+
+PASS, REGRESSION, INFRASTRUCTURE, BAD_INPUT = 0, 1, 2, 3
+BOARDS = {  # slot: (kind, model)
+    "an386-digits": ("mps2-an386", "qute-digits"),
+    "an500-mnist1d": ("mps2-an500", "qute-mnist1d"),
+}
+
+
+def hil(*args, cwd=None, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "hil.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env={**os.environ, "NO_COLOR": "1", **(env or {})})
+
+
+def small_testsets(tmp_path: Path, model: str, samples: int) -> list[str]:
+    """The first `samples` of every committed test set, written as test sets of their own."""
+    paths = []
+    for name in ("clean", "shift-s2", "ood"):
+        source = REPO_ROOT / "fixtures" / "testsets" / model / f"{name}.npz"
+        with np.load(source) as data:
+            arrays = {key: data[key][:samples] if data[key].ndim and key in ("inputs", "labels", "corruption")
+                      else data[key] for key in data.files}
+        path = tmp_path / "testsets" / model / f"{name}.npz"
+        write_npz(path, arrays)
+        paths.append(str(path))
+    return paths
+
+
+def write_lab(tmp_path: Path, boards=BOARDS, samples: int = 12, manifests: dict | None = None, **run) -> Path:
+    models = sorted({model for _kind, model in boards.values()})
+    lab = {
+        "lab": f"test-{tmp_path.name}",
+        "results": str(tmp_path / "results"),
+        "models": {m: {"path": str(REPO_ROOT / "fixtures" / "models" / m),
+                       "testsets": small_testsets(tmp_path, m, samples)} for m in models},
+        "firmware": {},
+        "boards": [{"slot": slot, "kind": kind, "model": model, "emulated": True}
+                   for slot, (kind, model) in boards.items()],
+        "run": {"threshold": 0.9, "request_timeout_s": 5, "retries": 1, **run},
+    }
+    for kind, model in boards.values():
+        manifest = (manifests or {}).get((kind, model), firmware.PREBUILT_DIR / kind / model / "manifest.json")
+        lab["firmware"].setdefault(kind, {})[model] = str(manifest)
+    path = tmp_path / "labs.yaml"
+    path.write_text(yaml.safe_dump(lab, sort_keys=False))
+    return path
+
+
+def run_dir_of(tmp_path: Path) -> Path:
+    (run_dir,) = [p for p in (tmp_path / "results").iterdir() if p.is_dir()]
+    return run_dir
