@@ -16,6 +16,8 @@ capabilities, so pyOCD selects APs by writing DP SELECT itself and never sends S
 `get_memory_interface_for_ap` answers null by default: with a handle, pyOCD sends a RAM load's
 bytearray to json.dumps, which fails (RamBuilder -> RemoteMemoryInterface.write_memory_block8).
 
+A test double (hil.testing, docs/testing.md); `python -m hil.testing.probe --unique-id ID` serves one.
+
 Test hooks: `read_memory()`, `resets`, `ram_writes`, `connections`, `max_concurrent`, and faults:
 `corrupt_writes_at=ADDR` (a stored bit flips there), `responding = False` (no ACK from the target:
 pyOCD says "Target not detected"), `stalled = True` (requests are read and never answered: a hung probe),
