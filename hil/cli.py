@@ -185,10 +185,22 @@ def cmd_history(args) -> int:
     return 0
 
 
+def add_logging_options(parser: argparse.ArgumentParser, default=None) -> None:
+    """-v and --log-file, before the command (`hil -vv run`) or, for the commands that drive
+    boards, after it (`hil run labs.yaml -vv`); there `default` is SUPPRESS, so that an option
+    given before the command is not reset. docs/logging.md."""
+    parser.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
+                        help="log to stderr: -v what hil does, -vv debug detail (probe and flash logs)")
+    parser.add_argument("--log-file", metavar="PATH", default=default,
+                        help="append hil's debug log and every frame each board and unit link sends and "
+                        "receives to PATH, as JSON lines (docs/logging.md)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hil.model.testsets import DEFAULT_SEED
 
     parser = argparse.ArgumentParser(prog="hil", description="Hardware-in-the-loop lab for QUTE TinyML models.")
+    add_logging_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a lab: flash, stream, reconcile, report")
@@ -263,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=DEFAULT_SEED)
     generate.add_argument("--out", help="output directory (default fixtures/testsets)")
     generate.set_defaults(run=cmd_testsets_generate)
+    for board_command in (run, sweep, fw_verify):
+        add_logging_options(board_command, argparse.SUPPRESS)
     return parser
 
 
@@ -276,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     args = build_parser().parse_args(argv)
     try:
+        from hil.logs import configure
+
+        configure(args.verbose, args.log_file and Path(args.log_file))
         return args.run(args)
     except HilError as error:
         print(f"hil: error: {error}", file=sys.stderr)

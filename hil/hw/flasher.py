@@ -183,7 +183,8 @@ def _run_child(job: dict[str, Any], deadline: float, timeout_s: float, lock: Loc
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
                                preexec_fn=die_with_parent, pass_fds=(lock.fd,))
     try:
-        out, err = process.communicate(json.dumps({**job, "parent_pid": os.getpid()}),
+        job = {**job, "parent_pid": os.getpid(), "log_level": log.getEffectiveLevel()}  # the child logs as we do
+        out, err = process.communicate(json.dumps(job),
                                        timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         process.kill()
@@ -201,7 +202,7 @@ def _run_child(job: dict[str, Any], deadline: float, timeout_s: float, lock: Loc
     except (IndexError, ValueError):
         last = (err.strip().splitlines() or ["no output"])[-1]
         return {"ok": False, "kind": "internal", "message": f"probe {job['probe_id']}: the flash process died "
-                f"(exit {process.returncode}: {last[:200]}); rerun with debug logging and report it"}
+                f"(exit {process.returncode}: {last[:200]}); rerun with -vv and report it"}
 
 
 # --- the child process: everything below runs with pyOCD imported, one flash per process ---
@@ -243,7 +244,7 @@ def _classify(error: Exception, stage: str, job: dict[str, Any]) -> _Failure:
         return _Failure("bad_input", f"{image}: does not fit target {job['target']} at {job['base_address']:#010x} "
                         f"({text}); check the image's load address")
     return _Failure("internal", f"{probe}: unexpected {type(error).__name__} while {stage} ({text}); "
-                    "rerun with debug logging and report it")
+                    "rerun with -vv and report it")
 
 
 def _open_probe(probe_id: str) -> Any:
@@ -315,6 +316,7 @@ def _child() -> int:
     os.dup2(2, 1)  # ... while pyOCD's prints (wait messages, progress bars) go to the captured stderr
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     job = json.load(sys.stdin)
+    logging.getLogger().setLevel(min(logging.WARNING, job["log_level"]))  # pyOCD's debug log with `hil -vv`
     if os.getppid() != job["parent_pid"]:  # gone, maybe before die_with_parent could tie us to it: flash nothing
         return 1
     try:

@@ -8,12 +8,13 @@ its request is answered with (docs/protocol.md) and fit the board's INFO; a brok
 or a reply that is not an answer to the request is a protocol error, so a noisy line or a
 confused board costs a retry (`exchange`), never a wrong answer. Everything but valid
 answers is counted in `counts`, for run.json, the console and the final error message.
+The framing, the sequence numbers and the trace are hw/channel.py's.
 """
 
 from __future__ import annotations
 
 import copy
-import termios
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field, fields
@@ -22,7 +23,10 @@ from typing import Callable
 import serial
 
 from hil.hw import protocol
+from hil.hw.channel import Channel, ChannelLost, Tap, may_answer, refuses
 from hil.errors import HilError
+
+log = logging.getLogger(__name__)
 
 
 class LinkTimeout(HilError):
@@ -126,36 +130,32 @@ def mismatch(request, reply, info: protocol.Info | None) -> tuple[protocol.Error
 
 
 class DeviceLink:
-    def __init__(self, port: serial.SerialBase, name: str = "board", timeout: float = 5.0):
-        self.port = port
+    def __init__(self, port: serial.SerialBase, name: str = "board", timeout: float = 5.0, tap: Tap | None = None):
+        self.channel = Channel(port, name, protocol.MessageType, tap)
         self.name = name
         self.timeout = timeout
-        self._decoder = protocol.FrameDecoder()
-        self._seq = 0
         self.info: protocol.Info | None = None  # the board's answer to HELLO: what its RESULTs must fit
         self.counts = LinkCounts()
 
-    def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) % protocol.SEQ_UNKNOWN  # 0xFFFF is reserved for "unknown"
-        return self._seq
-
-    def _lost(self, error: Exception) -> LinkLost:
-        return LinkLost(f"{self.name}: link lost ({error}); the board or its port went away")
+    @property
+    def port(self) -> serial.SerialBase:
+        return self.channel.port
 
     def send_raw(self, data: bytes) -> None:
         """Bytes as they are: for tests that put garbage on the line."""
         try:
-            self.port.write(data)
-            self.port.flush()
-        except (serial.SerialException, OSError) as error:
-            raise self._lost(error) from None
+            self.channel.send_raw(data)
+        except ChannelLost as error:
+            raise LinkLost(str(error)) from None
 
     def request(self, message, timeout: float | None = None):
         """Send one message and return the device's answer to it. ProtocolError when a frame
         arrives broken or the reply is not an answer to this request."""
-        seq = self._next_seq()
         self.counts.requests += 1
-        self.send_raw(protocol.encode_message(message, seq))
+        try:
+            seq = self.channel.send(message)
+        except ChannelLost as error:
+            raise LinkLost(str(error)) from None
         reply = self.receive(seq, timeout)
         problem = mismatch(message, reply, self.info)
         if problem is not None:
@@ -176,25 +176,22 @@ class DeviceLink:
                 self.counts.timeouts += 1
                 raise LinkTimeout(f"{self.name}: no reply to request {seq} within "
                                   f"{self.timeout if timeout is None else timeout:.1f} s; check the board and its port")
-            wait = min(remaining, 0.5)
-            if self.port.timeout != wait:  # pyserial reconfigures the tty on every assignment
-                self.port.timeout = wait
             try:
-                data = self.port.read(max(1, self.port.in_waiting))
-            except (serial.SerialException, OSError) as error:
-                raise self._lost(error) from None
+                events = self.channel.read(remaining)
+            except ChannelLost as error:
+                raise LinkLost(str(error)) from None
             broken = None
-            for event in self._decoder.feed(data):
+            for event in events:
                 if isinstance(event, protocol.FrameError):
                     self.counts.corrupt[event.code.name] += 1
                     broken = broken or event
                     continue
-                if event.seq != seq and event.type != protocol.MessageType.ERROR:
+                if not may_answer(event, seq):
                     self.counts.late += 1
                     continue
                 reply = self._parse(event)
                 if isinstance(reply, protocol.ErrorReply):
-                    if reply.seq not in (seq, protocol.SEQ_UNKNOWN):
+                    if not refuses(reply, seq):
                         self.counts.late += 1
                         continue
                     self.counts.refused[reply.code.name] += 1
@@ -229,6 +226,8 @@ class DeviceLink:
                 raise LinkLost(str(problem))
             if attempt <= retries:
                 self.counts.retries += 1
+                log.info("%s: %s unanswered (%s); resync and retry %d of %d", self.name, message.TYPE.name,
+                         problem, attempt, retries)
                 try:
                     self.resync()
                     recover()
@@ -239,13 +238,10 @@ class DeviceLink:
 
     def resync(self) -> None:
         """A lone delimiter ends any half-received frame on the device; stale input is dropped."""
-        self.send_raw(protocol.DELIMITER)
-        time.sleep(0.05)
         try:
-            self.port.reset_input_buffer()
-        except (serial.SerialException, OSError, termios.error) as error:
-            raise self._lost(error) from None
-        self._decoder = protocol.FrameDecoder()
+            self.channel.resync()
+        except ChannelLost as error:
+            raise LinkLost(str(error)) from None
 
     def hello(self) -> protocol.Info:
         return self.request(protocol.Hello())

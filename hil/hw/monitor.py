@@ -11,12 +11,13 @@ The host configures the INA219 with the calibration from the lab (shunt ohms, ma
 and decodes the raw registers itself, so the decoding is tested as the product runs it.
 Everything the unit sends is appended to the run's trace file as it arrives; when the
 results disk fails, the trace stops there and the next flush raises ResultsUnwritable.
+The framing, sequence numbers, reading thread and reply matching are hw/channel.py's.
 """
 
 from __future__ import annotations
 
 import json
-import queue
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -26,12 +27,14 @@ import serial
 
 from hil.hw import ina219
 from hil.hw import protocol
+from hil.hw.channel import Channel, ChannelLost, Replies, Tap
 from hil.store import results
 from hil.hw import monitor_protocol as mp
 from hil.errors import HilError, ResultsUnwritable
 from hil.hw.measurement import Edge, PowerSample, busy_windows
 
 REQUEST_TIMEOUT_S = 5.0
+log = logging.getLogger(__name__)
 
 
 class MonitorError(HilError):
@@ -49,8 +52,8 @@ def measurement_config(calibration: ina219.Calibration, max_current_a: float) ->
 
 
 class MonitorLink:
-    def __init__(self, port: serial.SerialBase, name: str, trace_path: Path):
-        self.port = port
+    def __init__(self, port: serial.SerialBase, name: str, trace_path: Path, tap: Tap | None = None):
+        self.channel = Channel(port, name, mp.MonitorMessage, tap)
         self.name = name
         self.edges: list[Edge] = []
         self.samples: list[PowerSample] = []
@@ -58,39 +61,36 @@ class MonitorLink:
         self.clock_hz = 0
         self.conversion_ticks = 0
         self.problem: str | None = None  # what broke the link, once something did
-        self._replies: queue.Queue = queue.Queue()
+        self._replies = Replies()
         self._lock = threading.Lock()
-        self._seq = 0
         self.trace_path = trace_path
         self.trace_failure: ResultsUnwritable | None = None  # the disk error that stopped the trace
         with results.on_disk(trace_path):
             self._trace = open(trace_path, "a", encoding="utf-8")
-        self._stop = threading.Event()
-        self._reader = threading.Thread(target=self._read, name=f"monitor {name}", daemon=True)
-        self._reader.start()
+        self._listener = self.channel.listen(self._on_frame, self._on_lost)
 
-    def _read(self) -> None:
-        decoder = protocol.FrameDecoder()
-        self.port.timeout = 0.1
-        while not self._stop.is_set():
-            try:
-                data = self.port.read(max(1, self.port.in_waiting))
-            except (serial.SerialException, OSError, TypeError) as error:
-                if not self._stop.is_set():
-                    self.problem = f"link lost ({error})"
-                return
-            for event in decoder.feed(data):
-                if isinstance(event, protocol.FrameError):
-                    self.problem = f"garbled data from the unit ({event.code.name})"
-                    continue
-                try:
-                    message = mp.parse_monitor_message(event)
-                except protocol.ProtocolError as error:
-                    self.problem = f"garbled data from the unit ({error})"
-                    continue
-                self._take(message, event.seq)
+    @property
+    def port(self) -> serial.SerialBase:
+        return self.channel.port
 
-    def _take(self, message, seq: int) -> None:
+    def _on_lost(self, error: ChannelLost) -> None:
+        self.problem = f"link lost ({error.reason})"
+
+    def _on_frame(self, event: protocol.Frame | protocol.FrameError) -> None:
+        if isinstance(event, protocol.FrameError):
+            self.problem = f"garbled data from the unit ({event.code.name})"
+            return
+        try:
+            message = mp.parse_monitor_message(event)
+        except protocol.ProtocolError as error:
+            self.problem = f"garbled data from the unit ({error})"
+            return
+        if isinstance(message, (mp.MonitorEdge, mp.Sample)):
+            self._take(message)
+        else:
+            self._replies.put(event, message)
+
+    def _take(self, message) -> None:
         if isinstance(message, mp.MonitorEdge):
             with self._lock:
                 self.edges.append(Edge(message.pin, message.level, message.at))
@@ -106,8 +106,6 @@ class MonitorLink:
                 self.samples.append(PowerSample(message.start, message.end, power))
             self._write_trace({"sample": [message.start, message.end], "registers": [
                 message.shunt, message.bus, message.power, message.current], "power_w": power})
-        else:
-            self._replies.put((seq, message))
 
     def _write_trace(self, entry: dict | None) -> None:
         """A trace line (None: flush). After a disk error the trace stops, the edges still count in memory."""
@@ -125,25 +123,20 @@ class MonitorLink:
             self.trace_failure = results.unwritable(self.trace_path, problem)
 
     def request(self, message, timeout: float = REQUEST_TIMEOUT_S):
-        self._seq = (self._seq + 1) % protocol.SEQ_UNKNOWN
-        seq = self._seq
         try:
-            self.port.write(protocol.encode_message(message, seq))
-        except (serial.SerialException, OSError) as error:
-            raise MonitorError(f"{self.name}: monitor link lost ({error}); check the measurement unit") from None
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                reply_seq, reply = self._replies.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                why = f" ({self.problem})" if self.problem else ""
-                raise MonitorError(f"{self.name}: the measurement unit did not answer {type(message).__name__} "
-                                   f"within {timeout:.0f} s{why}; check it and its port") from None
-            if isinstance(reply, protocol.ErrorReply) and reply.seq in (seq, protocol.SEQ_UNKNOWN):
-                raise MonitorError(f"{self.name}: the measurement unit refused {type(message).__name__}: "
-                                   f"{reply.code.name}")
-            if reply_seq == seq:
-                return reply
+            seq = self.channel.send(message)
+        except ChannelLost as error:
+            raise MonitorError(f"{self.name}: monitor link lost ({error.reason}); "
+                               "check the measurement unit") from None
+        reply = self._replies.wait(seq, timeout)
+        if reply is None:
+            why = f" ({self.problem})" if self.problem else ""
+            raise MonitorError(f"{self.name}: the measurement unit did not answer {type(message).__name__} "
+                               f"within {timeout:.0f} s{why}; check it and its port")
+        if isinstance(reply, protocol.ErrorReply):
+            raise MonitorError(f"{self.name}: the measurement unit refused {type(message).__name__}: "
+                               f"{reply.code.name}")
+        return reply
 
     def configure(self, calibration: ina219.Calibration, max_current_a: float) -> None:
         info = self.request(mp.MonitorHello())
@@ -157,6 +150,8 @@ class MonitorLink:
             raise MonitorError(f"{self.name}: the unit holds config {configured.config:#06x}, calibration "
                                f"{configured.calibration} instead of {config.register:#06x}, {calibration.register}")
         self.conversion_ticks = configured.conversion_ticks
+        log.info("%s: unit %s, %d Hz, conversions of %d ticks", self.name, info.unit_id, self.clock_hz,
+                 self.conversion_ticks)
 
     def flush(self, windows: int, timeout: float = REQUEST_TIMEOUT_S) -> tuple[list[Edge], list[PowerSample]]:
         """Everything since the last flush, once at least `windows` busy windows are in, then take it.
@@ -184,9 +179,8 @@ class MonitorLink:
         return edges, samples
 
     def close(self) -> None:
-        self._stop.set()
-        self._reader.join(timeout=1.0)
-        self.port.close()
+        self._listener.stop()
+        self.channel.close()
         try:
             self._trace.close()
         except OSError:

@@ -3,7 +3,9 @@
 Loading a lab checks its shape (keys, types, ranges), then everything it points to: each
 model is loaded and verified against its model.json, each test set against its model,
 each firmware manifest against its image hashes and against the model it claims, and each
-physical board's serial ports exist and are free. Any problem is one line,
+physical board's serial ports exist and are free (a port given as a pyserial URL, such as
+socket:// or rfc2217://, is checked only for a protocol pyserial knows). Each port is
+resolved here, once, into `SerialSpec.device`: what the board opens. Any problem is one line,
 `<file>:<line>: <field>: <what is wrong>; <what to do>`, with exit code 3, and by then no
 board has been locked, started or flashed. docs/labs.md is the reference.
 
@@ -21,6 +23,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+import serial
 import yaml
 from serial.tools import list_ports
 
@@ -45,11 +48,14 @@ class LabError(BadInput):
 
 @dataclass(frozen=True)
 class SerialSpec:
-    """A serial port, by path (/dev/ttyACM0, /dev/serial/by-id/...) or by USB serial number."""
+    """A serial port, by path (/dev/ttyACM0, /dev/serial/by-id/...), by pyserial URL (socket://,
+    rfc2217://, spy://...) or by USB serial number; `device` is what that resolved to at load:
+    the real path of a local port, or the URL as given."""
 
     port: str | None
     usb_serial: str | None
     baudrate: int
+    device: str
 
 
 @dataclass(frozen=True)
@@ -420,16 +426,15 @@ def _serial(reader: _Reader, node: yaml.Node, field: str, other_keys: tuple, slo
     entry = reader.mapping(node, field, (), ("port", "usb_serial", "baudrate") + other_keys)
     if ("port" in entry) == ("usb_serial" in entry):
         raise reader.fail(node, field, "give exactly one of port (a path) or usb_serial (a USB serial number)")
-    spec = SerialSpec(
-        port=reader.value(entry["port"], f"{field}.port", str) if "port" in entry else None,
-        usb_serial=reader.value(entry["usb_serial"], f"{field}.usb_serial", str) if "usb_serial" in entry else None,
-        baudrate=_optional(reader, entry, f"{field}.baudrate", int, 115200, 1200, 12_000_000),
-    )
+    port = reader.value(entry["port"], f"{field}.port", str) if "port" in entry else None
+    usb_serial = reader.value(entry["usb_serial"], f"{field}.usb_serial", str) if "usb_serial" in entry else None
+    baudrate = _optional(reader, entry, f"{field}.baudrate", int, 115200, 1200, 12_000_000)
     where = entry.get("port") or entry["usb_serial"]
-    device = reader.checked(where, field, find_serial_port, spec, slot)
+    device = reader.checked(where, field, find_serial_port, port, usb_serial, slot)
     _claim(reader, where, field, f"serial port {device}", slot, claimed)
-    reader.checked(where, field, check_port_free, device, slot)
-    return spec
+    if not is_url(device):  # a remote port cannot be locked from here; its server serves one client
+        reader.checked(where, field, check_port_free, device, slot)
+    return SerialSpec(port, usb_serial, baudrate, device)
 
 
 def _claim(reader: _Reader, node: yaml.Node, field: str, resource: str, slot: str, claimed: dict[str, str]) -> None:
@@ -440,17 +445,31 @@ def _claim(reader: _Reader, node: yaml.Node, field: str, resource: str, slot: st
     claimed[resource] = slot
 
 
-def find_serial_port(spec: SerialSpec, slot: str) -> str:
-    """The device path of a serial port, named by path or matched exactly by USB serial number."""
-    if spec.port:
-        if not os.path.exists(spec.port):
-            raise BadInput(f"board {slot}: serial port {spec.port} not found; is the board plugged in?")
-        return os.path.realpath(spec.port)
+def is_url(port: str) -> bool:
+    """A pyserial URL (socket://host:port, rfc2217://host:port, spy:///dev/ttyACM0, ...), as
+    serial.serial_for_url tells one from a path."""
+    return "://" in port
+
+
+def find_serial_port(port: str | None, usb_serial: str | None, slot: str) -> str:
+    """What to open for a serial port: a path that exists (its real path), a URL of a protocol
+    pyserial knows (as given), or the one port with that USB serial number."""
+    if port and is_url(port):
+        try:
+            serial.serial_for_url(port, do_not_open=True)
+        except (ValueError, serial.SerialException) as error:
+            raise BadInput(f"board {slot}: serial port {port}: {error}; give a path or a pyserial URL such as "
+                           "socket://HOST:PORT or rfc2217://HOST:PORT") from None
+        return port
+    if port:
+        if not os.path.exists(port):
+            raise BadInput(f"board {slot}: serial port {port} not found; is the board plugged in?")
+        return os.path.realpath(port)
     ports = list_ports.comports()
-    matches = [p.device for p in ports if p.serial_number == spec.usb_serial]
+    matches = [p.device for p in ports if p.serial_number == usb_serial]
     if len(matches) != 1:
         found = ", ".join(f"{p.device} ({p.serial_number})" for p in ports) or "none"
-        raise BadInput(f"board {slot}: {len(matches)} serial ports have USB serial number {spec.usb_serial!r} "
+        raise BadInput(f"board {slot}: {len(matches)} serial ports have USB serial number {usb_serial!r} "
                        f"(ports present: {found}); plug the board in or fix usb_serial")
     return matches[0]
 

@@ -21,9 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hil.firmware import build as firmware
 from hil.hw import protocol
-from hil.hw.emulated.qemu import PROFILES, QemuBoard
 from hil.testing.probe import ProbeServer
 from hil.run.records import Record, RecordJournal, read_records
 from hil.lab.load import load_lab
@@ -37,16 +35,6 @@ PASS, INFRASTRUCTURE = 0, 2
 KIND, MODEL = "mps2-an386", "qute-digits"
 HEALTHY = {"an500-mnist1d": ("mps2-an500", "qute-mnist1d")}
 SAMPLES = 8  # per test set; three test sets
-
-
-@pytest.fixture
-def uart():
-    """The bad board's MCU: the image running in QEMU, its UART0 pty left for the relay."""
-    board = QemuBoard(PROFILES[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench-uart").start()
-    path = board.link.port
-    board.link.close()
-    yield path
-    board.stop()
 
 
 def lab_with_bench(tmp_path: Path, probe: str, port: str, healthy: dict = HEALTHY) -> Path:

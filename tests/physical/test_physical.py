@@ -17,39 +17,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from hil.firmware import build as firmware
-from hil.hw.emulated.qemu import PROFILES, QemuBoard
 from hil.testing.probe import ProbeServer
 from hil.run.records import read_records
 
-from tests.support.labs import write_lab
+from tests.support.benches import KIND, MODEL, physical_lab, with_monitor
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 PASS, INFRASTRUCTURE = 0, 2
-KIND, MODEL = "mps2-an386", "qute-digits"
-
-
-@pytest.fixture
-def uart():
-    """The MCU behind the serial port: the image running in QEMU, its UART0 pty free for the lab."""
-    board = QemuBoard(PROFILES[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench-uart").start()
-    path = board.link.port
-    board.link.close()  # the lab opens the port itself, by path, exclusively
-    yield path
-    board.stop()
-
-
-def physical_lab(tmp_path: Path, probe: str, port: str) -> Path:
-    lab = write_lab(tmp_path, boards={"an500-mnist1d": ("mps2-an500", "qute-mnist1d"), "bench-1": (KIND, MODEL)},
-                    samples=10)
-    data = yaml.safe_load(lab.read_text())
-    bench = next(b for b in data["boards"] if b["slot"] == "bench-1")
-    del bench["emulated"]
-    bench.update(probe={"unique_id": probe, "target": "cortex_m"}, serial={"port": port})
-    lab.write_text(yaml.safe_dump(data, sort_keys=False))
-    return lab
 
 
 def run(lab: Path, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -93,40 +69,6 @@ def test_a_probe_that_is_not_there_is_a_one_line_board_failure(tmp_path, uart):
     assert result.returncode == INFRASTRUCTURE, result.stderr[-2000:]
     (failure,) = json.loads(result.stdout)["failures"]
     assert failure["slot"] == "bench-1" and address in failure["reason"] and "\n" not in failure["reason"]
-
-
-@pytest.fixture
-def bench():
-    """The MCU (QEMU) and a measurement unit on its pins, each on its own serial port: the unit is
-    hil.hw.emulated.monitor_unit reading the MCU's edge wire, as a physical unit would on a USB port."""
-    board = QemuBoard(PROFILES[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench", record_wire=False).start()
-    uart = board.link.port
-    board.link.close()
-    units = []
-
-    def unit(tmp_path: Path, clock_hz: int) -> str:
-        process = subprocess.Popen([sys.executable, "-m", "hil.hw.emulated.monitor_unit", "--wire", board.wire.port, "--kind", KIND,
-                                    "--clock-hz", str(clock_hz), "--truth", str(tmp_path / "truth.jsonl")],
-                                   stdout=subprocess.PIPE, text=True)
-        units.append(process)
-        return process.stdout.readline().strip()
-
-    yield uart, unit
-    for process in units:
-        process.terminate()
-        process.wait()
-    board.stop()
-
-
-def with_monitor(lab: Path, port: str) -> Path:
-    from hil.hw.emulated.monitor_unit import POWER_PROFILES
-
-    data = yaml.safe_load(lab.read_text())
-    profile = POWER_PROFILES[KIND]
-    next(b for b in data["boards"] if b["slot"] == "bench-1")["monitor"] = {
-        "port": port, "shunt_ohms": profile.shunt_ohms, "max_current_a": profile.max_current_a}
-    lab.write_text(yaml.safe_dump(data, sort_keys=False))
-    return lab
 
 
 def test_a_physical_boards_measurement_unit_is_read_through_the_lab(tmp_path, bench):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import serial
 
+from hil.hw.channel import open_port
 from hil.hw.children import child_env, die_with_parent, reap
 from hil.hw.emulated.monitor_unit import POWER_PROFILES
 from hil.hw.monitor import Monitor, MonitorError
@@ -36,7 +37,7 @@ class EmulatedMonitor(Monitor):
         path = self.process.stdout.readline().strip()
         if not path:
             raise MonitorError(f"{self.slot}: the emulated measurement unit did not start")
-        return serial.Serial(path, exclusive=True)
+        return open_port(path)
 
     def stop(self) -> None:
         super().stop()

@@ -34,6 +34,7 @@ import numpy as np
 from hil.hw import ina219
 from hil.hw import protocol
 from hil.hw import monitor_protocol as mp
+from hil.hw.channel import Framing
 from hil.hw.measurement import PIN_BUSY
 
 WRAP = 1 << 32
@@ -158,9 +159,9 @@ class EmulatedUnit:
         raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_MESSAGE, f"{type(message).__name__}")
 
 
-def serve(wire_fd: int, host_fd: int, unit: EmulatedUnit) -> None:
-    """Forward edges from the wire and answer the host, until the board's wire closes."""
-    wire_decoder, host_decoder = protocol.FrameDecoder(), protocol.FrameDecoder()
+def serve(wire_fd: int, host_fd: int, unit: EmulatedUnit, wire: Framing, host: Framing) -> None:
+    """Forward edges from the wire and answer the host, until the board's wire closes. `wire` and
+    `host` frame the two ptys (the unit reads both with one select, so it frames bytes, not ports)."""
     replies: list[tuple[object, int]] = []  # (message, seq of the request it answers)
     while True:
         readable, _, _ = select.select([wire_fd, host_fd], [], [])
@@ -171,7 +172,7 @@ def serve(wire_fd: int, host_fd: int, unit: EmulatedUnit) -> None:
                 return  # the emulator is gone
             if not data:
                 return
-            for event in wire_decoder.feed(data):
+            for event in wire.decode(data):
                 if isinstance(event, protocol.Frame) and event.type == protocol.MessageType.EDGE:
                     unit.on_edge(protocol.Edge.from_payload(event.payload))
         if host_fd in readable:
@@ -179,7 +180,7 @@ def serve(wire_fd: int, host_fd: int, unit: EmulatedUnit) -> None:
                 data = os.read(host_fd, 4096)
             except OSError:
                 continue  # nobody has the host side open yet, or any more
-            for event in host_decoder.feed(data):
+            for event in host.decode(data):
                 if isinstance(event, protocol.FrameError):
                     replies.append((protocol.ErrorReply(event.code, protocol.SEQ_UNKNOWN), protocol.SEQ_UNKNOWN))
                     continue
@@ -206,17 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     tty.setraw(wire_fd)
     host_fd, host_device = os.openpty()  # we keep the device side open, so reads never fail before the host opens it
     tty.setraw(host_device)
-    seq = [0]
+    wire, host = Framing("unit wire"), Framing("unit", mp.MonitorMessage)
 
     def send(message, reply_seq: int | None = None) -> None:
-        if reply_seq is None:
-            seq[0] = (seq[0] + 1) % protocol.SEQ_UNKNOWN
-        os.write(host_fd, protocol.encode_message(message, seq[0] if reply_seq is None else reply_seq))
+        """A reply goes with its request's seq; an unprompted EDGE or SAMPLE with the next of our own."""
+        os.write(host_fd, host.encode(message, reply_seq)[1])
 
     with open(args.truth, "a", encoding="utf-8") as truth:
         unit = EmulatedUnit(POWER_PROFILES[args.kind], args.clock_hz, truth, args.seed, send)
         print(os.ttyname(host_device), flush=True)  # the host opens this, as it would /dev/ttyACM1
-        serve(wire_fd, host_fd, unit)
+        serve(wire_fd, host_fd, unit, wire, host)
     return 0
 
 

@@ -10,6 +10,7 @@ every run. QEMU is always stopped: on close, on Ctrl-C, and if this process dies
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -22,11 +23,13 @@ from pathlib import Path
 import serial
 
 from hil.hw import protocol
+from hil.hw.channel import Channel, open_port
 from hil.hw.children import die_with_parent, reap
 from hil.errors import HilError
 
 QEMU = "qemu-system-arm"
 START_TIMEOUT_S = 10.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,30 +106,16 @@ class WireRecorder:
     drained, and the EDGE records are kept until someone takes them.
     """
 
-    def __init__(self, port: serial.Serial):
-        self._port = port
-        self._decoder = protocol.FrameDecoder()
+    def __init__(self, port: serial.SerialBase, name: str = "wire"):
+        self._channel = Channel(port, name)
         self._edges: list[protocol.Edge] = []
-        self._last_byte_at = time.monotonic()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="wire-recorder", daemon=True)
-        self._thread.start()
+        self._listener = self._channel.listen(self._on_frame, wait=0.05)  # lost: the board is stopping
 
-    def _run(self) -> None:
-        self._port.timeout = 0.05
-        while not self._stop.is_set():
-            try:
-                data = self._port.read(max(1, self._port.in_waiting))
-            except (serial.SerialException, OSError, TypeError):
-                return  # the port was closed under us: the board is stopping
-            if not data:
-                continue
-            events = self._decoder.feed(data)
+    def _on_frame(self, event: protocol.Frame | protocol.FrameError) -> None:
+        if isinstance(event, protocol.Frame) and event.type == protocol.MessageType.EDGE:
             with self._lock:
-                self._last_byte_at = time.monotonic()
-                self._edges += [protocol.Edge.from_payload(e.payload) for e in events
-                                if isinstance(e, protocol.Frame) and e.type == protocol.MessageType.EDGE]
+                self._edges.append(protocol.Edge.from_payload(event.payload))
 
     def take(self, settle: float = 0.1) -> list[protocol.Edge]:
         """The edges recorded so far, once the wire has been quiet for `settle` seconds since
@@ -134,15 +123,14 @@ class WireRecorder:
         called_at = time.monotonic()
         while True:
             with self._lock:
-                quiet_for = time.monotonic() - max(self._last_byte_at, called_at)
+                quiet_for = time.monotonic() - max(self._channel.last_received_at, called_at)
                 if quiet_for >= settle:
                     edges, self._edges = self._edges, []
                     return edges
             time.sleep(settle - quiet_for)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=1.0)
+        self._listener.stop()
 
 
 class QemuBoard:
@@ -155,8 +143,8 @@ class QemuBoard:
         self.record_wire = record_wire
         self.image = Path(image)
         self.name = name or profile.kind
-        self.link: serial.Serial | None = None  # UART0: the protocol
-        self.wire: serial.Serial | None = None  # UART1: GPIO edge records
+        self.link: serial.SerialBase | None = None  # UART0: the protocol
+        self.wire: serial.SerialBase | None = None  # UART1: GPIO edge records
         self.recorder: WireRecorder | None = None
         self._process: subprocess.Popen | None = None
         self._qmp: Qmp | None = None
@@ -186,10 +174,11 @@ class QemuBoard:
         try:
             self._qmp = Qmp(qmp_socket, START_TIMEOUT_S)
             ptys = {c["label"]: c["filename"].removeprefix("pty:") for c in self._qmp.execute("query-chardev")}
-            self.link = serial.Serial(ptys["link"], timeout=1.0, exclusive=True)
-            self.wire = serial.Serial(ptys["wire"], timeout=1.0, exclusive=True)
+            self.link = open_port(ptys["link"])
+            self.wire = open_port(ptys["wire"])
             if self.record_wire:
-                self.recorder = WireRecorder(self.wire)
+                self.recorder = WireRecorder(self.wire, f"{self.name} wire")
+            logger.debug("%s: QEMU pid %d, link %s, wire %s", self.name, self._process.pid, ptys["link"], ptys["wire"])
             self._qmp.execute("cont")
         except Exception as error:
             log = (self._workdir / "qemu.log").read_text(errors="replace").strip().splitlines()

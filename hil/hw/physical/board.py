@@ -1,4 +1,5 @@
-"""A physical board: flashed and reset by pyOCD through its exact probe, talked to over USB serial."""
+"""A physical board: flashed and reset by pyOCD through its exact probe, talked to over USB serial
+(or any port pyserial opens by URL: the lab resolved it to `serial.device`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import serial
 from hil.firmware.build import FirmwareManifest
 from hil.hw import flasher as probe
 from hil.hw.board import Board, BoardError
+from hil.hw.channel import open_port
 from hil.hw.monitor import Monitor
 from hil.hw.physical.monitor import SerialMonitor
-from hil.lab.load import BoardSpec, RunSettings, find_serial_port
+from hil.lab.load import BoardSpec, RunSettings
 
 
 class PhysicalBoard(Board):
@@ -19,16 +21,16 @@ class PhysicalBoard(Board):
 
     def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings):
         super().__init__(spec, manifest, run)
-        self.port: serial.Serial | None = None
+        self.port: serial.SerialBase | None = None
         self.flash_report = None
 
     def _start(self) -> serial.SerialBase:
         physical = self.spec.physical
         self.flash_report = probe.flash_image(physical.probe, physical.target, self.manifest.bin,
                                               self.manifest.image_sha256)
-        path = find_serial_port(physical.serial, self.slot)
+        path = physical.serial.device
         try:
-            self.port = serial.Serial(path, physical.serial.baudrate, timeout=1.0, exclusive=True)
+            self.port = open_port(path, physical.serial.baudrate)
         except serial.SerialException as error:
             raise BoardError(f"{self.slot}: cannot open {path} ({error}); is another program using it?") from None
         return self.port
@@ -40,8 +42,8 @@ class PhysicalBoard(Board):
         spec = self.spec.physical.monitor
         if spec is None:
             return None
-        device = find_serial_port(spec.serial, self.slot)
-        return SerialMonitor(self.slot, spec.shunt_ohms, spec.max_current_a, traces_dir, device, spec.serial.baudrate)
+        return SerialMonitor(self.slot, spec.shunt_ohms, spec.max_current_a, traces_dir, spec.serial.device,
+                             spec.serial.baudrate)
 
     def identity(self) -> dict:
         physical = self.spec.physical

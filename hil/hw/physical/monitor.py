@@ -6,11 +6,12 @@ from pathlib import Path
 
 import serial
 
+from hil.hw.channel import open_port
 from hil.hw.monitor import Monitor, MonitorError
 
 
 class SerialMonitor(Monitor):
-    """A physical unit on a serial port (labs.yaml: boards[i].monitor)."""
+    """A physical unit on a serial port, by path or pyserial URL (labs.yaml: boards[i].monitor)."""
 
     def __init__(self, slot: str, shunt_ohms: float, max_current_a: float, traces_dir: Path, device: str,
                  baudrate: int):
@@ -19,6 +20,6 @@ class SerialMonitor(Monitor):
 
     def _open_port(self) -> serial.SerialBase:
         try:
-            return serial.Serial(self.device, self.baudrate, exclusive=True)
+            return open_port(self.device, self.baudrate)
         except serial.SerialException as error:
             raise MonitorError(f"{self.slot}: cannot open the measurement unit's port {self.device} ({error})") from None
