@@ -181,10 +181,11 @@ def cmd_baseline_set(args) -> int:
 
 def cmd_history(args) -> int:
     from hil.report.history import metric_trend, runs_table
+    from hil.report.table import to_rich
 
     console = _console()
-    console.print(metric_trend(Path(args.results), args.metric, args.board, args.testset) if args.metric
-                  else runs_table(Path(args.results)))
+    console.print(to_rich(metric_trend(Path(args.results), args.metric, args.board, args.testset) if args.metric
+                          else runs_table(Path(args.results))))
     return 0
 
 

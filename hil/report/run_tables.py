@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from hil.report.table import Column, Table, bad, by_board, warn
+from hil.report.table import Cell, Column, Table, bad, by_board, warn
 from hil.run.assess import BoardSetSummary, PathPerformance
 from hil.run.baseline import RuleOutcome
 from hil.stats.regression import RuleStatus
@@ -53,7 +53,10 @@ def performance_table(performance: list[PathPerformance]) -> Table:
 
 
 RULE_ORDER = {RuleStatus.FAIL: 0, RuleStatus.SKIP: 1, RuleStatus.PASS: 2}  # what needs a look first
-RULE_TONES = {RuleStatus.FAIL: bad, RuleStatus.SKIP: warn}
+
+
+def _status(status: RuleStatus) -> Cell:
+    return bad(status) if status == RuleStatus.FAIL else warn(status) if status == RuleStatus.SKIP else Cell(str(status))
 
 
 def rules_table(rules: list[RuleOutcome], baseline: str, passes: bool = True) -> Table:
@@ -64,6 +67,6 @@ def rules_table(rules: list[RuleOutcome], baseline: str, passes: bool = True) ->
              + ("" if passes else " (failures and skips listed)"))
     shown = sorted((o for o in rules if passes or o.result.status != RuleStatus.PASS),
                    key=lambda o: RULE_ORDER[o.result.status])
-    rows = [[o.slot, o.testset, o.result.rule, RULE_TONES.get(o.result.status, str)(o.result.status),
+    rows = [[o.slot, o.testset, o.result.rule, _status(o.result.status),
              o.result.message.split(": ", 1)[-1]] for o in shown]
     return Table.of(title, [Column(name) for name in ("board", "test set", "rule", "status", "figures")], rows)

@@ -57,11 +57,13 @@ def _paired(current: dict, baseline: dict) -> list[tuple]:
 
 def _energy_arrays(current: list[records.Measurement], baseline: list[records.Measurement]) -> tuple:
     """Per-inference energies paired by sample where both runs metered windows, else by exit path (bursts)."""
-    windows = _paired({m.index: m.energy_j for m in current if m.method == MeasurementMethod.WINDOW and m.energy_j is not None},
-                      {m.index: m.energy_j for m in baseline if m.method == MeasurementMethod.WINDOW and m.energy_j is not None})
-    pairs = windows or _paired(
-        {m.exited: m.energy_j for m in current if m.method == MeasurementMethod.BURST and m.energy_j is not None},
-        {m.exited: m.energy_j for m in baseline if m.method == MeasurementMethod.BURST and m.energy_j is not None})
+    def energies(measurements: list[records.Measurement], method: MeasurementMethod, key: str) -> dict:
+        return {getattr(m, key): m.energy_j for m in measurements if m.method == method and m.energy_j is not None}
+
+    windows = _paired(energies(current, MeasurementMethod.WINDOW, "index"),
+                      energies(baseline, MeasurementMethod.WINDOW, "index"))
+    pairs = windows or _paired(energies(current, MeasurementMethod.BURST, "exited"),
+                               energies(baseline, MeasurementMethod.BURST, "exited"))
     return np.array([b for b, _ in pairs]), np.array([c for _, c in pairs])
 
 

@@ -102,8 +102,8 @@ class Meter:
     def unmeasured(self, answer: Answer, reason: str) -> Measurement:
         record = answer.record
         return Measurement(
-            slot=record.slot, testset=record.testset, index=record.index, exited=record.exited, method=MeasurementMethod.UNMEASURED,
-            count=1, rise=None, ticks=None, latency_s=None, stage1_s=None,
+            slot=record.slot, testset=record.testset, index=record.index, exited=record.exited,
+            method=MeasurementMethod.UNMEASURED, count=1, rise=None, ticks=None, latency_s=None, stage1_s=None,
             device_latency_s=record.cycles / self.device_clock_hz, clock_ok=None, energy_j=None, idle_w=None,
             window=answer.window, reason=reason)
 
@@ -147,12 +147,14 @@ def measure_inferences(slot: str, meter: Meter, answers: list[Answer], journal: 
                 late.append(where)
     failures = []
     if wrong_pin:
-        failures.append(BoardFailure(slot, FailureStage.MONITOR, f"{slot}: the exit pin disagrees with the device's answer "
-                                     f"for {len(wrong_pin)} inferences (first {wrong_pin[0]}), left unmeasured; "
-                                     "check the unit's capture inputs"))
+        failures.append(BoardFailure(slot, FailureStage.MONITOR,
+                                     f"{slot}: the exit pin disagrees with the device's answer for {len(wrong_pin)} "
+                                     f"inferences (first {wrong_pin[0]}), left unmeasured; check the unit's capture "
+                                     "inputs"))
     if late:
-        failures.append(BoardFailure(slot, FailureStage.CLOCK, f"{slot}: busy-pin time and device cycles differ by more than 1% "
-                                     f"on {len(late)} inferences (first {late[0]}); check the board's clock setting"))
+        failures.append(BoardFailure(slot, FailureStage.CLOCK,
+                                     f"{slot}: busy-pin time and device cycles differ by more than 1% on {len(late)} "
+                                     f"inferences (first {late[0]}); check the board's clock setting"))
     return failures
 
 
@@ -181,8 +183,9 @@ def burst_energy(slot: str, meter: Meter, records: list[Record], testsets: dict[
         [metered] = taken
         window = metered.window
         journal.append(Measurement(
-            slot=first.slot, testset=testset, index=first.index, exited=bool(result.exited), method=MeasurementMethod.BURST,
-            count=count, rise=window.rise, ticks=window.ticks, latency_s=window.ticks / link.clock_hz / count,
+            slot=first.slot, testset=testset, index=first.index, exited=bool(result.exited),
+            method=MeasurementMethod.BURST, count=count, rise=window.rise, ticks=window.ticks,
+            latency_s=window.ticks / link.clock_hz / count,
             stage1_s=None, device_latency_s=result.total_cycles / count / meter.device_clock_hz,
             clock_ok=metered.clock_ok, energy_j=None if metered.energy_j is None else metered.energy_j / count,
             idle_w=metered.idle_w, window=result.window))

@@ -103,8 +103,8 @@ def stream_board(board: Board, model: str, jobs: list[Job], journals: tuple[Reco
     try:
         measured = metering.measure_inferences(board.slot, meter, answers, measurements)
     except Exception as error:  # noqa: BLE001 - as above
-        return failures + [BoardFailure(board.slot, FailureStage.MONITOR, f"{failure_reason(board.slot, error)}; the answers "
-                                        "are kept, unmeasured")]
+        return failures + [BoardFailure(board.slot, FailureStage.MONITOR,
+                                        f"{failure_reason(board.slot, error)}; the answers are kept, unmeasured")]
     if broke_off:
         return failures + [f for f in measured if f.stage == FailureStage.CLOCK]
     failures += measured
@@ -116,7 +116,8 @@ def stream_board(board: Board, model: str, jobs: list[Job], journals: tuple[Reco
             {job.testset.name: job.testset for job in jobs}, measurements,
             lambda sample, count: retried(board, protocol.InferBurst(count, sample), tau_q15, retries)[0])
     except MonitorError as error:
-        failures.append(BoardFailure(board.slot, FailureStage.MONITOR, f"{error}; the answers are kept, without burst energy"))
+        failures.append(BoardFailure(board.slot, FailureStage.MONITOR,
+                                     f"{error}; the answers are kept, without burst energy"))
     except Exception as error:  # noqa: BLE001 - as above
         failures.append(BoardFailure(board.slot, FailureStage.STREAM, failure_reason(board.slot, error)))
     return failures

@@ -59,7 +59,7 @@ class Fields:
     """One JSON object of a results file, read field by field with its type. A missing or wrong field
     is BadInput naming the file, the field's line and its dotted name (`lab.file`), then the fix."""
 
-    def __init__(self, path: Path, text: str, value: object, keys: tuple[str, ...], root: str, fix: str):
+    def __init__(self, path: Path, text: str, value: object, keys: tuple[str | int, ...], root: str, fix: str):
         self.path, self._text, self._keys, self._root, self._fix = path, text, keys, root, fix
         if not isinstance(value, dict):
             raise self._problem(keys, "must be an object")
@@ -82,9 +82,9 @@ class Fields:
                            f"{fix}") from None
         return cls(path, text, value, (), root, fix)
 
-    def _problem(self, keys: tuple[str, ...], what: str) -> BadInput:
-        return BadInput(f"{self.path}:{_line_of(self._text, keys)}: {'.'.join(keys) or self._root}: {what}; "
-                        f"{self._fix}")
+    def _problem(self, keys: tuple[str | int, ...], what: str) -> BadInput:
+        where = ".".join(map(str, keys)) or self._root
+        return BadInput(f"{self.path}:{_line_of(self._text, keys)}: {where}: {what}; {self._fix}")
 
     def _get(self, key: str, check, wanted: str, optional: bool, default=None):
         if key not in self.value:
@@ -153,20 +153,27 @@ class Fields:
     def items(self, key: str) -> list[Fields]:
         """A list of objects."""
         values = self._get(key, lambda v: isinstance(v, list), "a list", False)
-        return [Fields(self.path, self._text, v, self._keys + (key, str(i)), self._root, self._fix)
+        return [Fields(self.path, self._text, v, self._keys + (key, i), self._root, self._fix)
                 for i, v in enumerate(values)]
 
 
-def _line_of(text: str, keys: tuple[str, ...]) -> int:
+def _line_of(text: str, keys: tuple[str | int, ...]) -> int:
     """The line of a field in JSON text. json keeps no positions, so each key is found after its parent's:
-    our files are written one key per line, and the first match after the parent is the field. A list
-    index has no key of its own: the list's line is given."""
-    position = 0
+    our files are written one key per line, and the first match after the parent is the field. In a list
+    of objects of one kind (an index, then a key) the field of element i is the (i+1)-th match."""
+    position, element = 0, 0
     for key in keys:
-        found = re.compile(rf'"{re.escape(key)}"\s*:').search(text, position)
+        if isinstance(key, int):
+            element = key
+            continue
+        pattern, found = re.compile(rf'"{re.escape(key)}"\s*:'), None
+        for _ in range(element + 1):
+            found = pattern.search(text, position if found is None else found.end())
+            if found is None:
+                break
         if found is None:
             break
-        position = found.start()
+        position, element = found.start(), 0
     return text.count("\n", 0, position) + 1
 
 
@@ -386,7 +393,7 @@ class RunFile:
     boards: dict[str, BoardProvenance] = field(default_factory=dict)
     sessions: list[Session] = field(default_factory=list)
     failures: list[BoardFailure] = field(default_factory=list)
-    verdict: Verdict = Verdict(VerdictStatus.RUNNING, None, [])
+    verdict: Verdict = field(default_factory=lambda: Verdict(VerdictStatus.RUNNING, None, []))
     baseline: BaselineRef | None = None
     finished: str | None = None
     samples: int | None = None
