@@ -26,7 +26,8 @@ def _console(stderr: bool = False, piped_width: int = 200) -> Console:
 
 def cmd_model_info(args) -> int:
     from hil.model.card import load_model
-    from hil.report.model import card_tables, to_rich
+    from hil.report.model import card_tables
+    from hil.report.table import to_rich
 
     console = _console()
     for table in card_tables(load_model(args.model)):
@@ -37,7 +38,8 @@ def cmd_model_info(args) -> int:
 def cmd_model_eval(args) -> int:
     from hil.model.evaluation import evaluate_model
     from hil.model.card import load_model
-    from hil.report.model import evaluation_tables, to_markdown, to_rich
+    from hil.report.model import evaluation_tables
+    from hil.report.table import to_markdown, to_rich
     from hil.model.testsets import load_model_testsets
 
     card = load_model(args.model)
@@ -93,7 +95,7 @@ def cmd_firmware_build(args) -> int:
 def cmd_firmware_verify(args) -> int:
     from hil.firmware import build as firmware
     from hil.report.firmware import size_table, verification_tables
-    from hil.report.model import to_markdown, to_rich
+    from hil.report.table import to_markdown, to_rich
     from hil.run.verify import verify_image
 
     limit = None if args.full else args.samples
@@ -135,6 +137,7 @@ def cmd_sweep(args) -> int:
 
     from hil.lab.load import load_lab
     from hil.report.console import LiveProgress, replay_table, sweep_table, verdict_lines
+    from hil.report.table import to_rich
     from hil.run.sweep import judge_points, load_points, parse_thresholds, parse_window, replay, run_sweep
 
     taus = parse_thresholds(args.threshold)
@@ -144,7 +147,7 @@ def cmd_sweep(args) -> int:
     if args.replay:
         predicted = judge_points(replay(lab, Path(args.replay), taus, window), args.max_accuracy_drop)
         measured = load_points(Path(args.measured)) if args.measured else None
-        console.print(replay_table(predicted, measured))
+        console.print(to_rich(replay_table(predicted, measured)))
         if args.json:
             print(json.dumps({"predicted": [asdict(p) for p in predicted],
                               "measured": [asdict(p) for p in measured or []]}, indent=1))
@@ -156,7 +159,7 @@ def cmd_sweep(args) -> int:
         outcome = run_sweep(lab, taus, progress, args.max_accuracy_drop)
     finally:
         progress.stop()
-    console.print(sweep_table(outcome))
+    console.print(to_rich(sweep_table(outcome)))
     console.print(verdict_lines(outcome.verdict, f"results in {outcome.sweep_dir}"))
     if args.json:
         print(json.dumps({"sweep_dir": str(outcome.sweep_dir), "verdict": asdict(outcome.verdict),
@@ -165,23 +168,24 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_baseline_set(args) -> int:
-    from hil.store import results
+    from hil.store import files, results
 
     run_dir = Path(args.run_dir)
-    run = results.require_run(run_dir)
-    if run.get("status") != "finished":
-        raise BadInput(f"{run_dir}: run {run['id']} is {run.get('status')}; finish it with `hil run --resume` first")
-    results.set_baseline(run_dir, run)
-    print(f"baseline of lab {run['lab']['name']!r}: {run['id']} (verdict {run['verdict']['status']})")
+    run = files.read_run(run_dir)
+    if run.status != files.RunStatus.FINISHED:
+        raise BadInput(f"{run_dir}: run {run.id} is {run.status}; finish it with `hil run --resume` first")
+    results.set_baseline(run_dir, run.lab.name, run.id)
+    print(f"baseline of lab {run.lab.name!r}: {run.id} (verdict {run.verdict.status})")
     return 0
 
 
 def cmd_history(args) -> int:
     from hil.report.history import metric_trend, runs_table
+    from hil.report.table import to_rich
 
     console = _console()
-    console.print(metric_trend(Path(args.results), args.metric, args.board, args.testset) if args.metric
-                  else runs_table(Path(args.results)))
+    console.print(to_rich(metric_trend(Path(args.results), args.metric, args.board, args.testset) if args.metric
+                          else runs_table(Path(args.results))))
     return 0
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from hil.firmware.build import FirmwareManifest
-from hil.report.model import SMALL_MCU, TableData
+from hil.report.model import SMALL_MCU
+from hil.report.table import Table
 from hil.run.verify import ImageVerification
 
 
@@ -16,7 +17,7 @@ def _cycles(values: list[int]) -> str:
     return f"{low:,}" if low == high else f"{low:,}–{high:,} (mean {np.mean(values):,.0f})"
 
 
-def verification_tables(results: list[ImageVerification]) -> list[TableData]:
+def verification_tables(results: list[ImageVerification]) -> list[Table]:
     exactness, cycles = [], []
     for image in results:
         for s in image.sets:
@@ -27,18 +28,18 @@ def verification_tables(results: list[ImageVerification]) -> list[TableData]:
             ])
             cycles.append([image.board, image.model, s.testset, _cycles(s.exit_cycles), _cycles(s.full_cycles)])
     return [
-        TableData("Device against host reference (decisions at every threshold 0.5, 0.55, …, 0.95, 1.0)",
+        Table.of("Device against host reference (decisions at every threshold 0.5, 0.55, …, 0.95, 1.0)",
                   ["board", "model", "test set", "samples", "identity", "differing output bytes",
                    "decision mismatches"], exactness),
-        TableData("Cycles per inference (25 MHz timer ticks of QEMU's icount time)",
+        Table.of("Cycles per inference (25 MHz timer ticks of QEMU's icount time)",
                   ["board", "model", "test set", "early exit", "full path (τ = 1)"], cycles),
     ]
 
 
-def size_table(manifests: list[FirmwareManifest]) -> TableData:
+def size_table(manifests: list[FirmwareManifest]) -> Table:
     """Flash and RAM per image, as arm-none-eabi-size counted them at build time."""
     rows = [[m.board, m.model, f"{m.flash_bytes:,}", f"{100 * m.flash_bytes / SMALL_MCU['flash_bytes']:.0f} %",
              f"{m.ram_bytes:,}", f"{100 * m.ram_bytes / SMALL_MCU['ram_bytes']:.0f} %", f"{m.arena_bytes:,}"]
             for m in manifests]
-    return TableData("Image sizes (arm-none-eabi-size; share of the STM32L432KC's 256 KiB flash and 64 KiB SRAM)",
+    return Table.of("Image sizes (arm-none-eabi-size; share of the STM32L432KC's 256 KiB flash and 64 KiB SRAM)",
                      ["board", "model", "flash B", "of 256 KiB", "RAM B (static)", "of 64 KiB", "arena B"], rows)

@@ -2,50 +2,56 @@
 
 from __future__ import annotations
 
-import json
 import math
+from dataclasses import asdict, fields
 from pathlib import Path
 
-from rich.table import Table
-
-from hil.store import results
 from hil.errors import BadInput
+from hil.report.table import Column, Table
+from hil.run.assess import BoardSetSummary
+from hil.stats.metrics import UncertaintyReport
+from hil.store import files, results
 
 
 def runs_table(results_dir: Path) -> Table:
     runs = results.list_runs(results_dir)
     if not runs:
         raise BadInput(f"{results_dir}: no runs in its catalog; run `hil run labs.yaml` first")
-    table = Table(title=f"Runs in {results_dir}", title_justify="left")
-    for column in ("run", "lab", "started", "verdict", "exit", "boards", "samples", "git"):
-        table.add_column(column)
-    for run in runs:
-        table.add_row(run["id"], run["lab"], run["started"], run["status"], str(run["exit_code"]), str(run["boards"]),
-                      str(run["samples"]), (run["git_revision"] or "")[:10])
-    return table
+    rows = [[run["id"], run["lab"], run["started"], run["status"], str(run["exit_code"]), str(run["boards"]),
+             str(run["samples"]), (run["git_revision"] or "")[:10]] for run in runs]
+    return Table.of(f"Runs in {results_dir}", [Column(name) for name in (
+        "run", "lab", "started", "verdict", "exit", "boards", "samples", "git")], rows)
+
+
+def _figures(summary: BoardSetSummary) -> dict[str, float | int | None]:
+    """The figures of one board and test set by name: its own and its uncertainty metrics (None where it has
+    none, as an OOD set)."""
+    own = {name: value for name, value in asdict(summary).items()
+           if value is None or isinstance(value, (int, float)) and not isinstance(value, bool)}
+    own.pop("uncertainty", None)
+    uncertainty = summary.uncertainty
+    return {**own, **{f.name: None if uncertainty is None else getattr(uncertainty, f.name)
+                      for f in fields(UncertaintyReport)}}
 
 
 def metric_trend(results_dir: Path, metric: str, board: str | None, testset: str | None) -> Table:
     """A per board and test set figure of metrics.json (e.g. accuracy), run after run."""
     if not board or not testset:
         raise BadInput("hil history --metric needs --board and --testset (a slot and a test set name)")
-    table = Table(title=f"{metric} of {board}/{testset}", title_justify="left")
-    for column in ("run", "started", "verdict", metric):
-        table.add_column(column, justify="right" if column == metric else "left")
-    found = False
+    rows = []
     for run in results.list_runs(results_dir):
-        path = Path(run["path"]) / results.METRICS_JSON
-        summaries = json.loads(path.read_text())["summaries"] if path.exists() else []
-        row = next((s for s in summaries if s["slot"] == board and s["testset"] == testset), None)
+        metrics = files.read_metrics(Path(run["path"]))
+        summaries = metrics.summaries if metrics is not None else []
+        row = next((s for s in summaries if s.slot == board and s.testset == testset), None)
         if row is None:
             continue
-        value = row.get(metric, (row.get("uncertainty") or {}).get(metric))
-        if value is None and metric not in row and metric not in (row.get("uncertainty") or {}):
-            known = sorted(k for k, v in {**row, **(row.get("uncertainty") or {})}.items() if isinstance(v, (int, float)))
-            raise BadInput(f"hil history: no metric {metric!r}; known: {', '.join(known)}")
-        found = True
+        figures = _figures(row)
+        if metric not in figures:
+            raise BadInput(f"hil history: no metric {metric!r}; known: {', '.join(sorted(figures))}")
+        value = figures[metric]
         shown = "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
-        table.add_row(run["id"], run["started"], run["status"], shown)
-    if not found:
+        rows.append([run["id"], run["started"], run["status"], shown])
+    if not rows:
         raise BadInput(f"{results_dir}: no run has board {board!r} with test set {testset!r}")
-    return table
+    return Table.of(f"{metric} of {board}/{testset}",
+                    [Column("run"), Column("started"), Column("verdict"), Column(metric, numeric=True)], rows)

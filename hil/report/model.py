@@ -1,47 +1,19 @@
-"""Model card and host evaluation as tables, rendered for the terminal (rich) or Markdown.
-
-Each table is built once as plain rows; `to_rich` and `to_markdown` only render it, so
-the terminal and docs/models.md always show the same figures.
+"""Model card and host evaluation as tables (hil/report/table.py), rendered for the terminal
+(rich) or Markdown: the terminal and docs/models.md always show the same figures.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
-
-from rich.table import Table as RichTable
 
 from hil.model.evaluation import CONFIGS, ModelEvaluation
 from hil.model.card import ModelCard
+from hil.report.table import Table
 
 # The paper's small MCU, which every model must fit with room to spare.
 SMALL_MCU = {"name": "STM32L432KC", "flash_bytes": 256 * 1024, "ram_bytes": 64 * 1024}
 CONFIG_TITLES = {"qute": "QUTE ensemble", "single_head": "single head"}
-
-
-@dataclass(frozen=True)
-class TableData:
-    title: str
-    columns: list[str]
-    rows: list[list[str]]
-
-
-def to_rich(table: TableData) -> RichTable:
-    rich_table = RichTable(title=table.title, title_justify="left")
-    for index, column in enumerate(table.columns):
-        numeric = all(row[index][:1].isdigit() or row[index][:1] in "+-" for row in table.rows)
-        rich_table.add_column(column, justify="right" if numeric and index else "left")
-    for row in table.rows:
-        rich_table.add_row(*row)
-    return rich_table
-
-
-def to_markdown(table: TableData) -> str:
-    lines = [f"**{table.title}**", "", "| " + " | ".join(table.columns) + " |",
-             "|" + "|".join("---" for _ in table.columns) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
-    return "\n".join(lines) + "\n"
 
 
 def _pct(value: float) -> str:
@@ -52,7 +24,7 @@ def _num(value: float, digits: int = 3) -> str:
     return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
 
 
-def card_tables(card: ModelCard) -> list[TableData]:
+def card_tables(card: ModelCard) -> list[Table]:
     heads = ", ".join(card.head_outputs)
     rows = [
         ["model", card.name],
@@ -74,7 +46,7 @@ def card_tables(card: ModelCard) -> list[TableData]:
         rows.append(["trained", f"seed {card.training['seed']}, {card.training['epochs']} epochs "
                                 f"(base frozen for the last {card.training['frozen_base_epochs']}), "
                                 f"TensorFlow {card.training['tensorflow']}"])
-    summary = TableData(f"Model card: {card.name}", ["field", "value"], rows)
+    summary = Table.of(f"Model card: {card.name}", ["field", "value"], rows)
 
     stage_rows = []
     for stage in card.stages.values():
@@ -87,11 +59,11 @@ def card_tables(card: ModelCard) -> list[TableData]:
             f"{stage.macs:,}", f"{stage.parameters:,}", f"{stage.weight_bytes:,}",
         ])
     columns = ["stage", "file", "sha256", "input", "outputs", "ops", "MACs", "params", "weight bytes"]
-    stages = TableData("Stages", columns, stage_rows)
+    stages = Table.of("Stages", columns, stage_rows)
     return [summary, stages]
 
 
-def evaluation_tables(evaluation: ModelEvaluation) -> list[TableData]:
+def evaluation_tables(evaluation: ModelEvaluation) -> list[Table]:
     card = evaluation.card
     rows = []
     for result in evaluation.sets:
@@ -101,7 +73,7 @@ def evaluation_tables(evaluation: ModelEvaluation) -> list[TableData]:
                 _pct(report.accuracy), _num(report.weighted_f1), _num(report.nll), _num(report.brier, 4),
                 _num(report.ece), _num(report.failure_auroc), _num(report.aurc, 4),
             ])
-    uncertainty = TableData(
+    uncertainty = Table.of(
         f"{card.name}: host reference (int8, LiteRT reference kernels), QUTE vs single head",
         ["test set", "n", "configuration", "acc %", "F1 (weighted)", "NLL", "Brier", "ECE (15 bins)",
          "failure AUROC", "AURC"],
@@ -113,7 +85,7 @@ def evaluation_tables(evaluation: ModelEvaluation) -> list[TableData]:
         row = [CONFIG_TITLES[config], _num(evaluation.ood_auroc.get(config, float("nan")))]
         row += [_num(by_config[config]) for by_config in evaluation.accuracy_drop_auprc.values()]
         detection_rows.append(row)
-    detection = TableData(
+    detection = Table.of(
         f"{card.name}: OOD and accuracy-drop detection (confidence as the score)",
         ["configuration", "OOD AUROC (clean vs ood)"]
         + [f"acc-drop AUPRC clean→{name}" for name in evaluation.accuracy_drop_auprc],
@@ -130,7 +102,7 @@ def evaluation_tables(evaluation: ModelEvaluation) -> list[TableData]:
         clean = next(r for r in evaluation.sets if r.testset.kind == "clean")
         row.append(_pct(clean.cascade[index].macs_saved))
         cascade_rows.append(row)
-    cascade = TableData(
+    cascade = Table.of(
         f"{card.name}: cascade (exit 1 when its confidence ≥ τ, else the QUTE ensemble), % of samples",
         ["τ"] + [r.testset.name for r in evaluation.sets] + ["MACs saved % (clean)"],
         cascade_rows,
@@ -141,7 +113,7 @@ def evaluation_tables(evaluation: ModelEvaluation) -> list[TableData]:
     if floats:
         clean = next(r for r in evaluation.sets if r.testset.kind == "clean")
         int8 = {"qute_ensemble": clean.reports["qute"].accuracy, "single_head": clean.reports["single_head"].accuracy}
-        tables.append(TableData(
+        tables.append(Table.of(
             f"{card.name}: int8 against float accuracy on the clean test set",
             ["configuration", "float acc %", "int8 acc %", "difference (points)"],
             [[CONFIG_TITLES["qute" if key == "qute_ensemble" else key], _pct(floats[key]), _pct(int8[key]),

@@ -17,7 +17,7 @@ from hil.model import decisions
 from hil.stats import metrics
 from hil.model.card import ModelCard
 from hil.run.reconcile import Disagreement, SampleCheck
-from hil.run.records import Measurement, Record
+from hil.run.records import Measurement, MeasurementMethod, Record
 from hil.model.testsets import TestSet
 
 
@@ -112,8 +112,8 @@ def with_unmeasured(summary: BoardSetSummary, records: list[Record], measurement
                     ) -> BoardSetSummary:
     """The summary of a board that has a measurement unit, with its answers that have no window of their
     own and why (the latest reason journaled for each; a later session may have measured it since)."""
-    measured = {m.index for m in measurements if m.method == "window"}
-    why = {m.index: m.reason for m in measurements if m.method == "unmeasured"}
+    measured = {m.index for m in measurements if m.method == MeasurementMethod.WINDOW}
+    why = {m.index: m.reason for m in measurements if m.method == MeasurementMethod.UNMEASURED}
     reasons = Counter(why.get(r.index) or NOT_MEASURED for r in records if r.index not in measured)
     return replace(summary, unmeasured=sum(reasons.values()), unmeasured_reasons=dict(reasons.most_common()))
 
@@ -130,7 +130,7 @@ class PathPerformance:
     latency_ms_p95: float
     latency_ms_p99: float
     energy_uj: float  # per inference, above idle; nan when unmeasurable
-    energy_method: str  # window: the mean of the inferences' own windows; burst: one INFER_BURST window
+    energy_method: MeasurementMethod  # WINDOW: the mean of the inferences' own windows; BURST: one INFER_BURST window
     clock_ok: bool  # every busy-pin time agreed with the device's cycles
     unmeasured: int  # answers of this board and test set that have no measurement
 
@@ -139,9 +139,9 @@ def summarize_performance(measurements: list[Measurement], records: list[Record]
     groups: dict[tuple[str, str, bool], list[Measurement]] = {}
     bursts: dict[tuple[str, str, bool], Measurement] = {}
     for m in measurements:
-        if m.method == "burst":
+        if m.method == MeasurementMethod.BURST:
             bursts[(m.slot, m.testset, m.exited)] = m
-        elif m.method == "window":
+        elif m.method == MeasurementMethod.WINDOW:
             groups.setdefault((m.slot, m.testset, m.exited), []).append(m)
     answered: dict[tuple[str, str], int] = {}
     for r in records:
@@ -155,9 +155,9 @@ def summarize_performance(measurements: list[Measurement], records: list[Record]
         latency_ms = np.array([m.latency_s for m in group]) * 1e3
         energies = [m.energy_j for m in group if m.energy_j is not None]
         if key in bursts and bursts[key].energy_j is not None:
-            energy, method = bursts[key].energy_j, "burst"
+            energy, method = bursts[key].energy_j, MeasurementMethod.BURST
         else:
-            energy, method = (float(np.mean(energies)) if energies else math.nan), "window"
+            energy, method = (float(np.mean(energies)) if energies else math.nan), MeasurementMethod.WINDOW
         rows.append(PathPerformance(
             slot=slot, testset=testset, exited=key[2], inferences=len(group),
             latency_ms_p50=float(np.percentile(latency_ms, 50)), latency_ms_p95=float(np.percentile(latency_ms, 95)),
@@ -166,3 +166,22 @@ def summarize_performance(measurements: list[Measurement], records: list[Record]
             unmeasured=answered.get((slot, testset), 0) - measured[(slot, testset)],
         ))
     return rows
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One board at one threshold τ of a sweep (measured, or replayed on the host): its clean test set's figures."""
+
+    slot: str
+    tau: str
+    tau_q15: int
+    accuracy: float  # the clean test set
+    exit_rate: float
+    ece: float
+    nll: float
+    brier: float
+    failure_auroc: float
+    latency_ms: float  # mean per inference, busy pin
+    energy_uj: float  # per inference above idle, exit paths weighted by their share
+    pareto: bool = False
+    recommended: bool = False

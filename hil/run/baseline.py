@@ -20,6 +20,7 @@ from hil.stats import regression
 from hil.store import results
 from hil.errors import BadInput
 from hil.run.assess import Assessment
+from hil.run.records import MeasurementMethod
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,13 @@ def _paired(current: dict, baseline: dict) -> list[tuple]:
 
 def _energy_arrays(current: list[records.Measurement], baseline: list[records.Measurement]) -> tuple:
     """Per-inference energies paired by sample where both runs metered windows, else by exit path (bursts)."""
-    windows = _paired({m.index: m.energy_j for m in current if m.method == "window" and m.energy_j is not None},
-                      {m.index: m.energy_j for m in baseline if m.method == "window" and m.energy_j is not None})
-    pairs = windows or _paired(
-        {m.exited: m.energy_j for m in current if m.method == "burst" and m.energy_j is not None},
-        {m.exited: m.energy_j for m in baseline if m.method == "burst" and m.energy_j is not None})
+    def energies(measurements: list[records.Measurement], method: MeasurementMethod, key: str) -> dict:
+        return {getattr(m, key): m.energy_j for m in measurements if m.method == method and m.energy_j is not None}
+
+    windows = _paired(energies(current, MeasurementMethod.WINDOW, "index"),
+                      energies(baseline, MeasurementMethod.WINDOW, "index"))
+    pairs = windows or _paired(energies(current, MeasurementMethod.BURST, "exited"),
+                               energies(baseline, MeasurementMethod.BURST, "exited"))
     return np.array([b for b, _ in pairs]), np.array([c for _, c in pairs])
 
 
@@ -87,8 +90,8 @@ def compare(now: Assessment, then: Assessment, policy: regression.RegressionPoli
             rules.append(regression.accuracy_rule(np.array([b.predicted == b.label for b, _ in pairs]),
                                                   np.array([c.predicted == c.label for _, c in pairs]), policy))
         mine, theirs = measured_now.get(key, []), measured_then.get(key, [])
-        latency = _paired({m.index: m.latency_s for m in mine if m.method == "window"},
-                          {m.index: m.latency_s for m in theirs if m.method == "window"})
+        latency = _paired({m.index: m.latency_s for m in mine if m.method == MeasurementMethod.WINDOW},
+                          {m.index: m.latency_s for m in theirs if m.method == MeasurementMethod.WINDOW})
         rules.append(regression.relative_change_rule("latency", np.array([b for b, _ in latency]),
                                                      np.array([c for _, c in latency]), policy.latency_tolerance,
                                                      policy))

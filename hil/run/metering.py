@@ -24,8 +24,8 @@ from typing import Callable
 from hil.hw import measurement
 from hil.hw import protocol
 from hil.hw.monitor import MonitorError, MonitorLink
-from hil.run.rack import BoardFailure
-from hil.run.records import Measurement, Record, RecordJournal
+from hil.run.rack import BoardFailure, FailureStage
+from hil.run.records import Measurement, MeasurementMethod, Record, RecordJournal
 from hil.model.testsets import TestSet
 
 MAX_BURST = 2000
@@ -102,8 +102,8 @@ class Meter:
     def unmeasured(self, answer: Answer, reason: str) -> Measurement:
         record = answer.record
         return Measurement(
-            slot=record.slot, testset=record.testset, index=record.index, exited=record.exited, method="unmeasured",
-            count=1, rise=None, ticks=None, latency_s=None, stage1_s=None,
+            slot=record.slot, testset=record.testset, index=record.index, exited=record.exited,
+            method=MeasurementMethod.UNMEASURED, count=1, rise=None, ticks=None, latency_s=None, stage1_s=None,
             device_latency_s=record.cycles / self.device_clock_hz, clock_ok=None, energy_j=None, idle_w=None,
             window=answer.window, reason=reason)
 
@@ -120,11 +120,11 @@ def measure_inferences(slot: str, meter: Meter, answers: list[Answer], journal: 
     except MonitorError as error:
         for answer in answers:
             journal.append(meter.unmeasured(answer, str(error)))
-        return [BoardFailure(slot, "monitor", f"{error}; the answers are kept, unmeasured")]
+        return [BoardFailure(slot, FailureStage.MONITOR, f"{error}; the answers are kept, unmeasured")]
     if isinstance(taken, Unmatched):
         for answer in answers:
             journal.append(meter.unmeasured(answer, taken.reason))
-        return [BoardFailure(slot, "stream" if taken.restarted else "monitor",
+        return [BoardFailure(slot, FailureStage.STREAM if taken.restarted else FailureStage.MONITOR,
                              f"{slot}: {taken.reason}; the {len(answers)} answers are kept, unmeasured")]
     late, wrong_pin = [], []
     for answer, metered in zip(answers, taken):
@@ -138,7 +138,7 @@ def measure_inferences(slot: str, meter: Meter, answers: list[Answer], journal: 
         else:
             journal.append(Measurement(
                 slot=record.slot, testset=record.testset, index=record.index, exited=record.exited,
-                method="window", count=1, rise=window.rise, ticks=window.ticks,
+                method=MeasurementMethod.WINDOW, count=1, rise=window.rise, ticks=window.ticks,
                 latency_s=window.ticks / link.clock_hz,
                 stage1_s=None if window.stage1_ticks is None else window.stage1_ticks / link.clock_hz,
                 device_latency_s=record.cycles / meter.device_clock_hz, clock_ok=metered.clock_ok,
@@ -147,12 +147,14 @@ def measure_inferences(slot: str, meter: Meter, answers: list[Answer], journal: 
                 late.append(where)
     failures = []
     if wrong_pin:
-        failures.append(BoardFailure(slot, "monitor", f"{slot}: the exit pin disagrees with the device's answer "
-                                     f"for {len(wrong_pin)} inferences (first {wrong_pin[0]}), left unmeasured; "
-                                     "check the unit's capture inputs"))
+        failures.append(BoardFailure(slot, FailureStage.MONITOR,
+                                     f"{slot}: the exit pin disagrees with the device's answer for {len(wrong_pin)} "
+                                     f"inferences (first {wrong_pin[0]}), left unmeasured; check the unit's capture "
+                                     "inputs"))
     if late:
-        failures.append(BoardFailure(slot, "clock", f"{slot}: busy-pin time and device cycles differ by more than 1% "
-                                     f"on {len(late)} inferences (first {late[0]}); check the board's clock setting"))
+        failures.append(BoardFailure(slot, FailureStage.CLOCK,
+                                     f"{slot}: busy-pin time and device cycles differ by more than 1% on {len(late)} "
+                                     f"inferences (first {late[0]}); check the board's clock setting"))
     return failures
 
 
@@ -175,14 +177,15 @@ def burst_energy(slot: str, meter: Meter, records: list[Record], testsets: dict[
         result = burst(testsets[testset].inputs[first.index].tobytes(), count)
         taken = meter.take([result.window], [result.total_cycles])
         if isinstance(taken, Unmatched):
-            failures.append(BoardFailure(slot, "monitor", f"{slot}: the energy burst of {testset}#"
+            failures.append(BoardFailure(slot, FailureStage.MONITOR, f"{slot}: the energy burst of {testset}#"
                                          f"{first.index} is unmeasured: {taken.reason}"))
             continue
         [metered] = taken
         window = metered.window
         journal.append(Measurement(
-            slot=first.slot, testset=testset, index=first.index, exited=bool(result.exited), method="burst",
-            count=count, rise=window.rise, ticks=window.ticks, latency_s=window.ticks / link.clock_hz / count,
+            slot=first.slot, testset=testset, index=first.index, exited=bool(result.exited),
+            method=MeasurementMethod.BURST, count=count, rise=window.rise, ticks=window.ticks,
+            latency_s=window.ticks / link.clock_hz / count,
             stage1_s=None, device_latency_s=result.total_cycles / count / meter.device_clock_hz,
             clock_ok=metered.clock_ok, energy_j=None if metered.energy_j is None else metered.energy_j / count,
             idle_w=metered.idle_w, window=result.window))

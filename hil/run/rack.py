@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from joblib import Parallel, delayed
@@ -26,16 +27,27 @@ from hil.hw.link import LinkCounts, LinkLost, NoValidReply
 from hil.hw.locks import Lock
 
 
+class FailureStage(StrEnum):
+    """Where a board failed (run.json `failures[].stage`, a junit.xml case name)."""
+
+    BRING_UP = "bring-up"  # the image could not be put on, or the board not started
+    IDENTITY = "identity"  # HELLO did not name the manifest's image and model
+    MONITOR = "monitor"  # its measurement unit failed: the answers are kept, unmeasured
+    STREAM = "stream"  # it stopped answering
+    CLOCK = "clock"  # busy-pin time and device cycles disagree
+    # A board that answered a sample differently when it was asked again to measure it: one of
+    # its two answers differs from the host reference, so this is a regression.
+    RERUN = "rerun"
+
+
 @dataclass(frozen=True)
 class BoardFailure:
     slot: str
-    stage: str  # bring-up | identity | monitor | stream | clock | rerun
+    stage: FailureStage
     reason: str
 
 
-# BoardFailure.stage of a board that answered a sample differently when it was asked again to
-# measure it: one of its two answers differs from the host reference, so this is a regression.
-RERUN = "rerun"
+RERUN = FailureStage.RERUN
 
 
 def failure_reason(slot: str, error: Exception) -> str:
@@ -129,7 +141,7 @@ class Rack:
                 started.append(board)
                 self.link_counts[board.slot] = board.link.counts
             except Exception as error:  # noqa: BLE001 - whatever it is, it is this board's failure alone
-                self.failures.append(BoardFailure(board.slot, "bring-up", failure_reason(board.slot, error)))
+                self.failures.append(BoardFailure(board.slot, FailureStage.BRING_UP, failure_reason(board.slot, error)))
                 board.shut_down()
         # HELLO takes a while on a fresh pty; ask every board at once.
         outcomes = Parallel(n_jobs=max(1, len(started)), backend="threading")(
@@ -139,14 +151,14 @@ class Rack:
                 self.infos[board.slot] = outcome
                 self.ready.append(board)
             else:
-                self.failures.append(BoardFailure(board.slot, "identity", outcome))
+                self.failures.append(BoardFailure(board.slot, FailureStage.IDENTITY, outcome))
                 board.shut_down()
         # A board whose measurement unit fails still streams, unmeasured: its answers count.
         for board in self.ready:
             try:
                 board.start_monitor(self.traces_dir)
             except Exception as error:  # noqa: BLE001 - as above
-                self.failures.append(BoardFailure(board.slot, "monitor", failure_reason(board.slot, error)))
+                self.failures.append(BoardFailure(board.slot, FailureStage.MONITOR, failure_reason(board.slot, error)))
 
     def _identify(self, board: Board) -> protocol.Info | str:
         try:

@@ -16,6 +16,7 @@ import json
 import os
 import threading
 from dataclasses import MISSING, asdict, dataclass, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import get_type_hints
 
@@ -55,20 +56,25 @@ class Record:
         return self.slot, self.testset, self.index
 
 
+class MeasurementMethod(StrEnum):
+    """How a measurement was taken (measurements.jsonl `method`; metrics.json `energy_method`)."""
+
+    WINDOW = "window"  # one inference, its own busy window
+    BURST = "burst"  # `count` back-to-back runs of one sample in one window (INFER_BURST), divided by `count`
+    UNMEASURED = "unmeasured"  # an answer without a window of its own; `reason` says why
+
+
 @dataclass(frozen=True)
 class Measurement:
     """Latency and energy of one inference window, from the board's measurement unit.
 
-    `method` "window": one inference, its own busy window; "burst": `count` back-to-back
-    runs of sample `index` in one window (INFER_BURST), figures divided by `count`;
-    "unmeasured": an answer that has no window of its own, `reason` says why, and the
-    unit's figures (rise … clock_ok, energy_j, idle_w) are None."""
+    For an UNMEASURED answer the unit's figures (rise … clock_ok, energy_j, idle_w) are None."""
 
     slot: str
     testset: str
     index: int
     exited: bool
-    method: str  # window | burst | unmeasured
+    method: MeasurementMethod
     count: int
     rise: int | None  # the busy window in the unit's clock: where it starts (to find it in the trace)...
     ticks: int | None  # ...and how long it is
@@ -174,7 +180,7 @@ _INT8 = (-128, 127)
 _BOUNDS = {"index": (0, None), "label": (-1, None), "tau_q15": (0, Q15_ONE), "predicted": (0, None),
            "confidence_q15": (0, Q15_ONE), "cycles": (0, None), "attempts": (1, None), "count": (1, None),
            "rise": (0, None), "ticks": (0, None), "exit_logits": _INT8, "head_logits": _INT8}
-METHODS = ("window", "burst", "unmeasured")
+METHODS = tuple(MeasurementMethod)
 
 
 def _is_int(value) -> bool:
@@ -187,6 +193,7 @@ def _is_number(value) -> bool:
 
 _FIELD_TYPES = {  # a field's type: how to check a JSON value against it, and its name in a message
     str: (lambda v: isinstance(v, str), "text"),
+    MeasurementMethod: (lambda v: isinstance(v, str), "text"),
     int: (_is_int, "a whole number"),
     bool: (lambda v: isinstance(v, bool), "true or false"),
     float: (_is_number, "a number"),
@@ -232,6 +239,12 @@ def _row_problem(kind: type, row) -> str | None:
     return None
 
 
+def _row(kind: type, parsed: dict) -> Record | Measurement:
+    if kind is Measurement:
+        return Measurement(**{**parsed, "method": MeasurementMethod(parsed["method"])})
+    return kind(**parsed)
+
+
 # Per (board slot, test set): the board's model and the test set's size, from the lab.
 Expected = dict[tuple[str, str], tuple[str, int]]
 
@@ -270,7 +283,7 @@ def _read(directory: Path, name: str, expected: Expected | None) -> list:
             problem = "not a line of JSON"
         else:
             problem = _row_problem(kind, parsed)
-        row = kind(**parsed) if problem is None else None
+        row = _row(kind, parsed) if problem is None else None
         if row is not None and expected is not None:
             problem = _unexpected(row, expected)
         if problem is not None:

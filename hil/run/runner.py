@@ -13,7 +13,7 @@ import platform
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -23,7 +23,9 @@ from hil.firmware import build as firmware
 from hil.report import html as htmlreport
 from hil.report import junit
 from hil.run import records
-from hil.store import results
+from hil.store import files, results
+from hil.store.files import (BaselineRef, BoardProvenance, LabRef, MetricsFile, ModelRef, ReportedIdentity, RunFile,
+                             RunStatus, Session, TestSetRef, Threshold)
 from hil.run.baseline import RuleOutcome, compare, resolve_run
 from hil.errors import BadInput, HilError, ResultsUnwritable
 from hil.lab.load import BoardSpec, Lab, load_lab
@@ -35,7 +37,7 @@ from hil.model.reference import ReferenceOutputs, run_reference
 from hil.run.stream import Job, stream_board
 from hil.run.assess import (Assessment, BoardSetSummary, PathPerformance, summarize, summarize_performance,
                          with_unmeasured)
-from hil.run.verdict import Verdict, decide
+from hil.run.verdict import Verdict, VerdictStatus, decide
 
 
 TRACES = "traces"  # per board: what its measurement unit sent (and, emulated, the ground truth)
@@ -57,7 +59,7 @@ class Progress(Protocol):
 @dataclass
 class RunOutcome:
     run_dir: Path
-    run: dict
+    run: RunFile
     summaries: list[BoardSetSummary]
     performance: list[PathPerformance]
     mismatches: list[SampleCheck]
@@ -68,45 +70,44 @@ class RunOutcome:
     link: dict[str, LinkCounts]  # per board brought up in this session: retries, broken and wrong frames
 
 
-def _inputs(lab: Lab) -> dict:
+def _inputs(lab: Lab) -> tuple[dict[str, ModelRef], dict[str, dict[str, TestSetRef]]]:
     """The models and test sets a run is made on: a resumed run must find them unchanged."""
-    return {
-        "models": {name: {"path": str(m.card.directory), "sha256": m.card.sha256} for name, m in lab.models.items()},
-        "testsets": {name: {t.name: {"path": str(t.path), "sha256": t.sha256, "samples": len(t)} for t in m.testsets}
-                     for name, m in lab.models.items()},
-    }
+    models = {name: ModelRef(str(m.card.directory), m.card.sha256) for name, m in lab.models.items()}
+    testsets = {name: {t.name: TestSetRef(str(t.path), t.sha256, len(t)) for t in m.testsets}
+                for name, m in lab.models.items()}
+    return models, testsets
 
 
-def provenance(lab: Lab, run_dir: Path) -> dict:
-    return {
-        "id": run_dir.name,
-        "status": "running",
-        "started": results.utc_now(),
-        "lab": {"name": lab.name, "file": str(lab.file.resolve()), "sha256": sha256_file(lab.file)},
-        "git": results.git_revision(),
-        "software": results.software_versions(),
-        "host": platform.node(),
-        "threshold": {"value": lab.run.threshold, "tau_q15": lab.run.threshold_q15},
-        **_inputs(lab),
-        "boards": {},
-        "sessions": [],
-        "failures": [],
-        "verdict": {"status": "running", "exit_code": None, "reasons": []},
-    }
+def provenance(lab: Lab, run_dir: Path) -> RunFile:
+    models, testsets = _inputs(lab)
+    git = results.git_revision()
+    return RunFile(
+        id=run_dir.name,
+        status=RunStatus.RUNNING,
+        started=results.utc_now(),
+        lab=LabRef(lab.name, str(lab.file.resolve()), sha256_file(lab.file)),
+        git=files.GitRevision(git["revision"], git["dirty"]),
+        software=results.software_versions(),
+        host=platform.node(),
+        threshold=Threshold(lab.run.threshold, lab.run.threshold_q15),
+        models=models,
+        testsets=testsets,
+    )
 
 
-def load_run_lab(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path | None, dict | None]:
+def load_run_lab(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path | None, RunFile | None]:
     """The validated lab, and with --resume the run to reopen (its directory and run.json): nothing
     is locked, started or written on bad input."""
     if resume is not None:
         run_dir = Path(resume)
-        run = results.require_run(run_dir)
-        lab = load_lab(Path(run["lab"]["file"]))
-        if sha256_file(lab.file) != run["lab"]["sha256"]:
-            raise BadInput(f"{lab.file}: changed since run {run['id']} started; restore it or start a new run")
-        for part, now in _inputs(lab).items():
-            if now != run[part]:
-                raise BadInput(f"{run_dir / results.RUN_JSON}: the lab's {part} changed since run {run['id']} "
+        run = files.read_run(run_dir)
+        lab = load_lab(Path(run.lab.file))
+        if sha256_file(lab.file) != run.lab.sha256:
+            raise BadInput(f"{lab.file}: changed since run {run.id} started; restore it or start a new run")
+        models, testsets = _inputs(lab)
+        for part, now, then in (("models", models, run.models), ("testsets", testsets, run.testsets)):
+            if now != then:
+                raise BadInput(f"{run_dir / results.RUN_JSON}: the lab's {part} changed since run {run.id} "
                                "started; restore them or start a new run")
         # Every journal line must be one of this lab's samples: a bad one is refused here (exit 3, file:line).
         expected = {(b.slot, t.name): (b.model, len(t)) for b in lab.boards for t in lab.models[b.model].testsets}
@@ -116,11 +117,11 @@ def load_run_lab(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path 
     return load_lab(lab_path), None, None
 
 
-def open_run(lab: Lab) -> tuple[Path, dict]:
+def open_run(lab: Lab) -> tuple[Path, RunFile]:
     """A new run directory, its run.json holding the provenance."""
     run_dir = results.new_run_dir(lab.results_dir)
     run = provenance(lab, run_dir)
-    results.write_json(run_dir / results.RUN_JSON, run)
+    run.write(run_dir)
     return run_dir, run
 
 
@@ -148,18 +149,15 @@ def pending_jobs(lab: Lab, kept: dict[tuple, records.Record], measured: set[tupl
     return jobs
 
 
-def board_identities(rack: Rack) -> dict[str, dict]:
+def board_identities(rack: Rack) -> dict[str, BoardProvenance]:
     """What each ready board is, for provenance: where it sits, its image, and what it reported."""
     identities = {}
     for board in rack.ready:
         info = rack.infos[board.slot]
-        identities[board.slot] = {
-            **board.identity(),
-            "firmware": board.manifest.to_dict(),
-            "manifest": str(board.manifest.directory / firmware.MANIFEST),
-            "reported": {"firmware_sha256": info.firmware_sha256.hex(), "model_sha256": info.model_sha256.hex(),
-                         "board": info.board, "firmware_id": info.firmware_id, "clock_hz": info.clock_hz},
-        }
+        identities[board.slot] = BoardProvenance.of(
+            board.identity(), board.manifest.to_dict(), str(board.manifest.directory / firmware.MANIFEST),
+            ReportedIdentity(info.firmware_sha256.hex(), info.model_sha256.hex(), info.board, info.firmware_id,
+                             info.clock_hz))
     return identities
 
 
@@ -186,7 +184,7 @@ def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15
     return [failure for outcome in outcomes for failure in outcome]
 
 
-def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress,
+def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
                 ) -> tuple[list[BoardFailure], dict[str, LinkCounts]]:
     """Bring up the boards that have work left (samples to answer, or answers to measure), stream to them in
     parallel, measure them; returns the boards' failures and what each link met (also in the session's
@@ -194,18 +192,17 @@ def stream_rack(lab: Lab, run_dir: Path, run: dict, progress: Progress,
     kept = {r.key: r for r in records.read_records(run_dir)}
     measured = {(m.slot, m.testset, m.index) for m in records.read_measurements(run_dir) if m.method == "window"}
     jobs = pending_jobs(lab, kept, measured)
-    session = {"started": results.utc_now(), "boards": sorted(jobs)}
+    started = results.utc_now()
     if not jobs:
         return [], {}
     results.check_writable(run_dir)
     tau = lab.run.threshold_q15
     with Rack(lab, list(jobs), tau, run_dir / TRACES) as rack:
-        run["boards"].update(board_identities(rack))
-        results.write_json(run_dir / results.RUN_JSON, run)
+        run.boards.update(board_identities(rack))
+        run.write(run_dir)
         failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress)
-    session["finished"] = results.utc_now()
-    session["link"] = {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}
-    run["sessions"].append(session)
+    run.sessions.append(Session(started, sorted(jobs), results.utc_now(),
+                                {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}))
     return failures, rack.link_counts
 
 
@@ -240,27 +237,27 @@ def assess(lab: Lab, run_dir: Path, references: dict[tuple[str, str], ReferenceO
     return Assessment(all_records, measurements, summaries, performance, mismatches, cross_board(all_records))
 
 
-def _end(run_dir: Path, run: dict, status: str, verdict: dict) -> None:
-    run.update(status=status, verdict=verdict)
-    results.write_json(run_dir / results.RUN_JSON, run)
-    results.catalog_record(run_dir, run)
+def _end(run_dir: Path, run: RunFile, status: RunStatus, verdict: Verdict) -> None:
+    run.status, run.verdict = status, verdict
+    run.write(run_dir)
+    results.catalog_record(run_dir, run.catalog_row(run_dir))
 
 
 @contextmanager
-def recorded_end(run_dir: Path, run: dict) -> Iterator[None]:
+def recorded_end(run_dir: Path, run: RunFile) -> Iterator[None]:
     """However a run ends once its directory exists, run.json and the catalog say how: interrupted
     (Ctrl-C or SIGTERM; `hil run --resume` goes on), or finished with an error verdict."""
     try:
         yield
     except KeyboardInterrupt:
         # The boards are down and the journal is on disk; say so where people look.
-        _end(run_dir, run, "interrupted", {"status": "interrupted", "exit_code": 130, "reasons": [
-            f"interrupted; `hil run --resume {run_dir}` completes it"]})
+        _end(run_dir, run, RunStatus.INTERRUPTED, Verdict(VerdictStatus.INTERRUPTED, 130, [
+            f"interrupted; `hil run --resume {run_dir}` completes it"]))
         raise
     except ResultsUnwritable as error:
         try:  # the disk that failed may not take run.json either; the journals hold what was measured
-            run["finished"] = results.utc_now()
-            _end(run_dir, run, "finished", {"status": "error", "exit_code": error.exit_code, "reasons": [str(error)]})
+            run.finished = results.utc_now()
+            _end(run_dir, run, RunStatus.FINISHED, Verdict(VerdictStatus.ERROR, error.exit_code, [str(error)]))
         except ResultsUnwritable:
             pass
         raise ResultsUnwritable(f"{error}, then `hil run --resume {run_dir}`: every record so far is kept") from None
@@ -268,10 +265,10 @@ def recorded_end(run_dir: Path, run: dict) -> Iterator[None]:
         ended = error if isinstance(error, HilError) else None
         if ended is None:
             results.write_text(run_dir / TRACEBACK, traceback.format_exc())
-            ended = RunCrashed(f"run {run['id']}: unexpected {type(error).__name__}: {error} "
+            ended = RunCrashed(f"run {run.id}: unexpected {type(error).__name__}: {error} "
                                f"(traceback in {run_dir / TRACEBACK}); please report it")
-        run["finished"] = results.utc_now()
-        _end(run_dir, run, "finished", {"status": "error", "exit_code": ended.exit_code, "reasons": [str(ended)]})
+        run.finished = results.utc_now()
+        _end(run_dir, run, RunStatus.FINISHED, Verdict(VerdictStatus.ERROR, ended.exit_code, [str(ended)]))
         if ended is error:
             raise
         raise ended from error
@@ -297,7 +294,7 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
             return _stream_and_judge(lab, run_dir, run, progress, baseline_dir)
 
 
-def _stream_and_judge(lab: Lab, run_dir: Path, run: dict, progress: Progress, baseline_dir: Path | None,
+def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress, baseline_dir: Path | None,
                       ) -> RunOutcome:
     failures, link = stream_rack(lab, run_dir, run, progress)
     references = host_references(lab)
@@ -305,24 +302,16 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: dict, progress: Progress, ba
     rules = []
     if baseline_dir is not None:
         rules = compare(now, assess(lab, baseline_dir, references), lab.regression)
-        run["baseline"] = {"id": baseline_dir.name, "path": str(baseline_dir.resolve()),
-                           "git": results.read_run(baseline_dir).get("git")}
+        run.baseline = BaselineRef(baseline_dir.name, str(baseline_dir.resolve()), files.read_run(baseline_dir).git)
     verdict = decide(now.summaries, now.disagreements, failures, rules)
     records.write_parquet(now.records, run_dir)
     records.write_parquet(now.measurements, run_dir, records.MEASUREMENTS_PARQUET, records.Measurement)
-    results.write_json(run_dir / results.METRICS_JSON, {"summaries": [asdict(s) for s in now.summaries],
-                                                         "performance": [asdict(p) for p in now.performance],
-                                                         "rules": [asdict(r) for r in rules]})
+    MetricsFile(now.summaries, now.performance, rules).write(run_dir)
     junit.write(run_dir / junit.JUNIT_XML, lab.name, now.summaries, failures, rules)
-    run.update(
-        status="finished",
-        finished=results.utc_now(),
-        samples=len(now.records),
-        failures=[asdict(f) for f in failures],
-        verdict=asdict(verdict),
-    )
-    results.write_json(run_dir / results.RUN_JSON, run)
-    results.catalog_record(run_dir, run)
+    run.status, run.finished, run.samples, run.failures, run.verdict = (
+        RunStatus.FINISHED, results.utc_now(), len(now.records), failures, verdict)
+    run.write(run_dir)
+    results.catalog_record(run_dir, run.catalog_row(run_dir))
     htmlreport.write_report(run_dir)
     return RunOutcome(run_dir, run, now.summaries, now.performance, now.mismatches, now.disagreements, failures,
                       rules, verdict, link)

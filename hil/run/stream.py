@@ -20,7 +20,7 @@ from hil.run import metering
 from hil.hw import protocol
 from hil.hw.board import Board
 from hil.hw.monitor import MonitorError
-from hil.run.rack import RERUN, BoardFailure, answered, failure_reason
+from hil.run.rack import RERUN, BoardFailure, FailureStage, answered, failure_reason
 from hil.run.records import Record, RecordJournal
 from hil.model.testsets import TestSet
 
@@ -87,7 +87,7 @@ def stream_board(board: Board, model: str, jobs: list[Job], journals: tuple[Reco
                 answers.append(metering.Answer(record, result.window, ANSWERED_DIFFERENTLY if differs else None))
                 advance(board.slot, 1)
     except Exception as error:  # noqa: BLE001 - a dead board, a full disk or a bug: this board's failure alone
-        failures.append(BoardFailure(board.slot, "stream", failure_reason(board.slot, error)))
+        failures.append(BoardFailure(board.slot, FailureStage.STREAM, failure_reason(board.slot, error)))
     broke_off = bool(failures)
     differ = [a.record for a in answers if a.unmeasured == ANSWERED_DIFFERENTLY]
     if differ:
@@ -103,12 +103,12 @@ def stream_board(board: Board, model: str, jobs: list[Job], journals: tuple[Reco
     try:
         measured = metering.measure_inferences(board.slot, meter, answers, measurements)
     except Exception as error:  # noqa: BLE001 - as above
-        return failures + [BoardFailure(board.slot, "monitor", f"{failure_reason(board.slot, error)}; the answers "
-                                        "are kept, unmeasured")]
+        return failures + [BoardFailure(board.slot, FailureStage.MONITOR,
+                                        f"{failure_reason(board.slot, error)}; the answers are kept, unmeasured")]
     if broke_off:
-        return failures + [f for f in measured if f.stage == "clock"]
+        return failures + [f for f in measured if f.stage == FailureStage.CLOCK]
     failures += measured
-    if any(f.stage != "clock" for f in measured):  # the board or its unit is not to be trusted for bursts
+    if any(f.stage != FailureStage.CLOCK for f in measured):  # the board or its unit is not to be trusted for bursts
         return failures
     try:
         failures += metering.burst_energy(
@@ -116,7 +116,8 @@ def stream_board(board: Board, model: str, jobs: list[Job], journals: tuple[Reco
             {job.testset.name: job.testset for job in jobs}, measurements,
             lambda sample, count: retried(board, protocol.InferBurst(count, sample), tau_q15, retries)[0])
     except MonitorError as error:
-        failures.append(BoardFailure(board.slot, "monitor", f"{error}; the answers are kept, without burst energy"))
+        failures.append(BoardFailure(board.slot, FailureStage.MONITOR,
+                                     f"{error}; the answers are kept, without burst energy"))
     except Exception as error:  # noqa: BLE001 - as above
-        failures.append(BoardFailure(board.slot, "stream", failure_reason(board.slot, error)))
+        failures.append(BoardFailure(board.slot, FailureStage.STREAM, failure_reason(board.slot, error)))
     return failures

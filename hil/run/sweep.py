@@ -12,7 +12,6 @@ is at least as accurate for at most the energy, and better in one. With a constr
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
@@ -23,12 +22,12 @@ import numpy as np
 from hil.model import decisions
 from hil.stats import metrics
 from hil.run import records
-from hil.store import results
+from hil.store import files, results
 from hil.errors import BadInput
 from hil.lab.load import Lab
 from hil.run.rack import BoardFailure, Rack, reserve
 from hil.run.runner import Progress, assess, board_identities, host_references, pending_jobs, provenance, stream_boards
-from hil.run.assess import Assessment, summarize_performance
+from hil.run.assess import Assessment, SweepPoint, summarize_performance
 from hil.run.verdict import Verdict, decide
 
 REFERENCE = Decimal("1.0")
@@ -63,27 +62,7 @@ def parse_window(text: str) -> tuple[Decimal, Decimal]:
 
 
 def load_points(sweep_dir: Path) -> list[SweepPoint]:
-    path = Path(sweep_dir) / "sweep.json"
-    if not path.is_file():
-        raise BadInput(f"{sweep_dir}: not a sweep (no sweep.json); give results/<sweep-id>")
-    return [SweepPoint(**point) for point in json.loads(path.read_text())["points"]]
-
-
-@dataclass(frozen=True)
-class SweepPoint:
-    slot: str
-    tau: str
-    tau_q15: int
-    accuracy: float  # the clean test set
-    exit_rate: float
-    ece: float
-    nll: float
-    brier: float
-    failure_auroc: float
-    latency_ms: float  # mean per inference, busy pin
-    energy_uj: float  # per inference above idle, exit paths weighted by their share
-    pareto: bool = False
-    recommended: bool = False
+    return files.read_sweep(sweep_dir).points
 
 
 def _point(slot: str, tau: Decimal, tau_q15: int, now: Assessment) -> SweepPoint:
@@ -138,7 +117,7 @@ def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_dr
         made_by = provenance(lab, sweep_dir)
         with Rack(lab, list(jobs), decisions.threshold_q15(str(taus[0])), sweep_dir / "traces") as rack:
             failures += rack.failures
-            made_by["boards"] = board_identities(rack)
+            made_by.boards = board_identities(rack)
             for tau in taus:
                 tau_q15 = decisions.threshold_q15(str(tau))
                 point_dir = sweep_dir / f"tau-{tau}"
@@ -152,10 +131,8 @@ def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_dr
                 points += [_point(board.slot, tau, tau_q15, now) for board in rack.ready]
     points = judge_points(points, max_accuracy_drop)
     verdict = decide(summaries, disagreements, failures)
-    results.write_json(sweep_dir / "sweep.json", {
-        "provenance": {k: v for k, v in made_by.items() if k not in ("status", "verdict", "sessions", "failures", "threshold")},
-        "thresholds": [str(t) for t in taus], "max_accuracy_drop": max_accuracy_drop,
-        "points": [asdict(p) for p in points], "failures": [asdict(f) for f in failures], "verdict": asdict(verdict)})
+    files.SweepFile(files.SweepProvenance.of(made_by), [str(t) for t in taus], max_accuracy_drop, points, failures,
+                    verdict).write(sweep_dir)
     plot(points, sweep_dir / "sweep.png")
     return SweepOutcome(sweep_dir, points, failures, verdict, max_accuracy_drop)
 

@@ -15,20 +15,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from hil.run.baseline import RuleOutcome
 from hil.errors import EXIT_INFRASTRUCTURE, EXIT_PASS, EXIT_REGRESSION
 from hil.run.rack import RERUN, BoardFailure
+from hil.stats.regression import RuleStatus
 from hil.run.reconcile import Disagreement
 from hil.run.assess import BoardSetSummary
 
 REASONS_SHOWN = 2  # why samples are unmeasured: the commonest reasons, in a verdict line
 
 
+class VerdictStatus(StrEnum):
+    """A run's verdict (run.json `verdict.status`, the catalog's status)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"
+    RUNNING = "running"  # in run.json while the run goes on
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: `hil run --resume` goes on
+
+
 @dataclass(frozen=True)
 class Verdict:
-    status: str  # pass | fail | error
-    exit_code: int
+    status: VerdictStatus
+    exit_code: int | None  # None while the run goes on
     reasons: list[str] = field(default_factory=list)
 
 
@@ -42,7 +54,7 @@ def decide(summaries: list[BoardSetSummary], disagreements: list[Disagreement],
     if disagreements:
         regressions.append(f"{len(disagreements)} samples answered differently by boards of the same model")
     regressions += [f"{o.slot}/{o.testset}: {o.result.message}" for o in rules
-                    if o.result.status == "fail" and not o.result.repeats_reconciliation]
+                    if o.result.status == RuleStatus.FAIL and not o.result.repeats_reconciliation]
     regressions += [f.reason for f in failures if f.stage == RERUN]
     problems = [f"{f.slot}: {f.stage} failed: {f.reason}" for f in failures if f.stage != RERUN]
     failed_slots = {f.slot for f in failures}
@@ -50,10 +62,10 @@ def decide(summaries: list[BoardSetSummary], disagreements: list[Disagreement],
                  for s in summaries if not s.complete and s.slot not in failed_slots]
     problems += unmeasured_lines(summaries)
     if regressions:
-        return Verdict("fail", EXIT_REGRESSION, regressions + problems)
+        return Verdict(VerdictStatus.FAIL, EXIT_REGRESSION, regressions + problems)
     if problems:
-        return Verdict("error", EXIT_INFRASTRUCTURE, problems)
-    return Verdict("pass", EXIT_PASS, [])
+        return Verdict(VerdictStatus.ERROR, EXIT_INFRASTRUCTURE, problems)
+    return Verdict(VerdictStatus.PASS, EXIT_PASS, [])
 
 
 def reasons_text(reasons: dict[str, int]) -> str:

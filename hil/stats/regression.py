@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 from scipy.stats import binomtest
 
 from hil.stats.metrics import UncertaintyReport
 
-__all__ = ["RegressionPolicy", "RuleResult", "accuracy_rule", "numerics_rule",
+__all__ = ["RegressionPolicy", "RuleResult", "RuleStatus", "accuracy_rule", "numerics_rule",
            "relative_change_rule", "tolerance_rule", "uncertainty_rules"]
 
 # Slack on "exceeds the tolerance": 0.13 - 0.11 is 0.020000000000000004 in floats, and a
@@ -59,10 +60,16 @@ class RegressionPolicy:
         operator.index(self.seed)
 
 
+class RuleStatus(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"  # nothing to compare
+
+
 @dataclass(frozen=True)
 class RuleResult:
     rule: str  # numerics | accuracy | latency | energy | ece | nll | brier | auroc
-    status: str  # pass | fail | skip
+    status: RuleStatus
     figures: dict  # JSON-serialisable numbers behind the status (NaN stored as None)
     message: str  # one line, naming the numbers
 
@@ -72,7 +79,7 @@ class RuleResult:
         return self.rule == "numerics"
 
 
-def _result(rule: str, status: str, message: str, **figures: float | bool | None) -> RuleResult:
+def _result(rule: str, status: RuleStatus, message: str, **figures: float | bool | None) -> RuleResult:
     # Plain Python numbers, and None for NaN, so json.dumps(allow_nan=False) accepts them.
     clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in figures.items()}
     return RuleResult(rule, status, clean, f"{rule}: {message}")
@@ -84,8 +91,8 @@ def numerics_rule(differing_samples: int, samples: int) -> RuleResult:
     if not 0 <= differing <= total:
         raise ValueError(f"need 0 <= differing_samples <= samples, got {differing} of {total}")
     if total == 0:
-        return _result("numerics", "skip", "no samples compared", differing=0, samples=0)
-    status = "fail" if differing else "pass"
+        return _result("numerics", RuleStatus.SKIP, "no samples compared", differing=0, samples=0)
+    status = RuleStatus.FAIL if differing else RuleStatus.PASS
     return _result("numerics", status, f"{differing} of {total} device answers differ from the host reference",
                    differing=differing, samples=total)
 
@@ -114,7 +121,7 @@ def accuracy_rule(baseline_correct: np.ndarray, current_correct: np.ndarray, pol
                          "McNemar needs the same samples in the same order")
     n = int(base.shape[0])
     if n == 0:
-        return _result("accuracy", "skip", "no samples", n=0)
+        return _result("accuracy", RuleStatus.SKIP, "no samples", n=0)
     b, c = int(np.sum(base & ~cur)), int(np.sum(~base & cur))
     p_value = 1.0 if b + c == 0 else float(binomtest(min(b, c), b + c, 0.5).pvalue)
     # One division of integers, so a drop of exactly min_accuracy_drop (4/400 vs 0.01)
@@ -122,11 +129,11 @@ def accuracy_rule(baseline_correct: np.ndarray, current_correct: np.ndarray, pol
     drop = (b - c) / n
     baseline_acc, current_acc = int(base.sum()) / n, int(cur.sum()) / n
     if p_value >= policy.alpha:
-        status, why = "pass", f"not significant at {policy.alpha:g}"
+        status, why = RuleStatus.PASS, f"not significant at {policy.alpha:g}"
     elif drop < policy.min_accuracy_drop:
-        status, why = "pass", f"significant, but not a drop of >= {policy.min_accuracy_drop:g}"
+        status, why = RuleStatus.PASS, f"significant, but not a drop of >= {policy.min_accuracy_drop:g}"
     else:
-        status, why = "fail", f"p < {policy.alpha:g} and drop >= {policy.min_accuracy_drop:g}"
+        status, why = RuleStatus.FAIL, f"p < {policy.alpha:g} and drop >= {policy.min_accuracy_drop:g}"
     return _result(
         "accuracy", status,
         f"{baseline_acc:.4f} -> {current_acc:.4f} ({-drop:+.4f}) on {n} samples, "
@@ -172,7 +179,8 @@ def relative_change_rule(rule: str, baseline: np.ndarray, current: np.ndarray, t
     else:
         base, cur = base[~np.isnan(base)], cur[~np.isnan(cur)]
     if base.size == 0 or cur.size == 0:
-        return _result(rule, "skip", "not measured in both runs", n_baseline=int(base.size), n_current=int(cur.size))
+        return _result(rule, RuleStatus.SKIP, "not measured in both runs", n_baseline=int(base.size),
+                       n_current=int(cur.size))
     for name, v in (("baseline", base), ("current", cur)):
         if not np.all(np.isfinite(v) & (v > 0)):
             raise ValueError(f"{rule}: {name} values must be finite and positive")
@@ -193,7 +201,7 @@ def relative_change_rule(rule: str, baseline: np.ndarray, current: np.ndarray, t
     tail = (1.0 - policy.confidence) / 2.0
     ci_low, ci_high = (float(q) for q in np.quantile(np.concatenate(changes), [tail, 1.0 - tail]))
 
-    status = "fail" if ci_low > tolerance + _SLACK else "pass"
+    status = RuleStatus.FAIL if ci_low > tolerance + _SLACK else RuleStatus.PASS
     return _result(
         rule, status,
         f"mean {base_mean:.4g} -> {cur_mean:.4g} ({change:+.2%}, "
@@ -210,11 +218,11 @@ def tolerance_rule(rule: str, baseline: float, current: float, tolerance: float,
     baseline, current = float(baseline), float(current)
     direction = "increase" if higher_is_worse else "decrease"
     if math.isnan(baseline) or math.isnan(current):
-        return _result(rule, "skip", f"undefined ({baseline:.4g} -> {current:.4g})",
+        return _result(rule, RuleStatus.SKIP, f"undefined ({baseline:.4g} -> {current:.4g})",
                        baseline=baseline, current=current, tolerance=tolerance)
     delta = current - baseline
     worse_by = delta if higher_is_worse else -delta
-    status = "fail" if worse_by > tolerance + _SLACK else "pass"
+    status = RuleStatus.FAIL if worse_by > tolerance + _SLACK else RuleStatus.PASS
     return _result(rule, status, f"{baseline:.4f} -> {current:.4f} ({delta:+.4f}), {direction} allowed {tolerance:g}",
                    baseline=baseline, current=current, delta=delta, tolerance=tolerance)
 

@@ -13,6 +13,8 @@ results/<run-id>/
     traceback.txt     only when hil itself failed after the run started (run.json says so)
 results/catalog.sqlite  one row per run
 
+run.json, metrics.json and sweep.json are written and read as the dataclasses of hil/store/files.py.
+
 A results disk that is full, read-only, not writable for us or failing ends the command with one line
 and exit code 4 (ResultsUnwritable); what was journaled before stays on disk.
 """
@@ -23,17 +25,17 @@ import errno
 import json
 import os
 import platform
-import re
 import secrets
 import sqlite3
 import subprocess
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from hil import REPO_ROOT
 from hil import __version__
-from hil.errors import BadInput, ResultsUnwritable
+from hil.errors import ResultsUnwritable
 
 RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"
@@ -131,81 +133,32 @@ def write_json(path: Path, data: dict) -> None:
     write_text(path, json.dumps(data, indent=1, default=str) + "\n")
 
 
-def read_run(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / RUN_JSON).read_text())
+@dataclass(frozen=True)
+class CatalogRow:
+    """One run in results/catalog.sqlite (RunFile.catalog_row() makes it from run.json)."""
+
+    id: str
+    lab: str
+    started: str
+    finished: str | None
+    status: str  # the verdict's
+    exit_code: int | None
+    git_revision: str
+    boards: int
+    samples: int
+    path: str  # absolute
 
 
-# What hil reads back from a run's run.json (to resume it, judge against it, make it a baseline).
-RUN_SHAPE = {"id": str, "started": str, "status": str, "lab": {"name": str, "file": str, "sha256": str},
-             "git": {"revision": str}, "models": dict, "testsets": dict, "boards": dict, "sessions": list,
-             "failures": list, "verdict": {"status": str}}
-_JSON_KINDS = {str: "text", dict: "an object", list: "a list"}
-
-
-def require_run(run_dir: Path) -> dict:
-    """run.json of a run directory given by the user, with every field hil reads back; bad input
-    (naming the file and line) when it is none, is not JSON or lacks a field."""
-    path = Path(run_dir) / RUN_JSON
-    if not path.is_file():
-        raise BadInput(f"{run_dir}: not a run directory (no {RUN_JSON}); give results/<run-id>")
-    with on_disk(path):
-        data = path.read_bytes()
-    fix = "restore it from a copy or start a new run"
-    try:
-        text = data.decode("utf-8")
-        run = json.loads(text)
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise BadInput(f"{path}:{line}: not UTF-8 text; {fix}") from None
-    except (json.JSONDecodeError, RecursionError) as error:
-        line = getattr(error, "lineno", 1)
-        raise BadInput(f"{path}:{line}: not valid JSON ({getattr(error, 'msg', 'nested too deep')}); {fix}") from None
-    problem = _shape_problem(run, RUN_SHAPE, [])
-    if problem:
-        keys, what = problem
-        raise BadInput(f"{path}:{_line_of(text, keys)}: {'.'.join(keys) or 'run'}: {what}; {fix}")
-    return run
-
-
-def _shape_problem(value, shape, keys: list[str]) -> tuple[list[str], str] | None:
-    """The first field of `value` that `shape` does not allow: (its keys, what is wrong)."""
-    kind = dict if isinstance(shape, dict) else shape
-    if not isinstance(value, kind):
-        return keys, f"must be {_JSON_KINDS[kind]}"
-    for key, inner in shape.items() if isinstance(shape, dict) else ():
-        if key not in value:
-            return keys, f"{key} is missing"
-        problem = _shape_problem(value[key], inner, keys + [key])
-        if problem:
-            return problem
-    return None
-
-
-def _line_of(text: str, keys: list[str]) -> int:
-    """The line of a field in JSON text. json keeps no positions, so each key is found after its parent's:
-    run.json is written one key per line, and the first match after the parent is the field."""
-    position = 0
-    for key in keys:
-        found = re.compile(rf'"{re.escape(key)}"\s*:').search(text, position)
-        if found is None:
-            break
-        position = found.start()
-    return text.count("\n", 0, position) + 1
-
-
-def catalog_record(run_dir: Path, run: dict) -> None:
+def catalog_record(run_dir: Path, row: CatalogRow) -> None:
     """Insert or update this run's row in results/catalog.sqlite."""
     path = Path(run_dir).parent / CATALOG
     with on_disk(path), sqlite3.connect(path) as db:
         db.execute("""CREATE TABLE IF NOT EXISTS runs (
             id TEXT PRIMARY KEY, lab TEXT, started TEXT, finished TEXT, status TEXT, exit_code INTEGER,
             git_revision TEXT, boards INTEGER, samples INTEGER, path TEXT)""")
-        db.execute(
-            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run["id"], run["lab"]["name"], run["started"], run.get("finished"), run["verdict"]["status"],
-             run["verdict"]["exit_code"], run["git"]["revision"], len(run["boards"]), run.get("samples", 0),
-             str(Path(run_dir).resolve())),
-        )
+        db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (row.id, row.lab, row.started, row.finished, str(row.status), row.exit_code, row.git_revision,
+                    row.boards, row.samples, row.path))
 
 
 def _catalog(results_dir: Path) -> sqlite3.Connection:
@@ -215,12 +168,11 @@ def _catalog(results_dir: Path) -> sqlite3.Connection:
     return db
 
 
-def set_baseline(run_dir: Path, run: dict) -> None:
+def set_baseline(run_dir: Path, lab: str, run_id: str) -> None:
     """The run that `--baseline baseline` means for its lab, from now on."""
     with on_disk(Path(run_dir).parent / CATALOG), _catalog(Path(run_dir).parent) as db:
         db.execute("INSERT OR REPLACE INTO baselines VALUES (?, ?, ?, ?)",
-                   (run["lab"]["name"], run["id"], str(Path(run_dir).resolve()),
-                    utc_now()))
+                   (lab, run_id, str(Path(run_dir).resolve()), utc_now()))
 
 
 def get_baseline(results_dir: Path, lab: str) -> Path | None:

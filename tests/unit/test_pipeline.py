@@ -122,7 +122,7 @@ def test_a_board_that_goes_away_is_set_aside_and_resume_completes_the_run(fake_r
     assert resumed.verdict.exit_code == PASS, resumed.verdict.reasons
     journal = (first.run_dir / "records.jsonl").read_text().splitlines()
     assert len(journal) == len(read_records(first.run_dir)) == len(BOARDS) * 3 * SAMPLES, "resume repeated samples"
-    assert [s["boards"] for s in resumed.run["sessions"]] == [sorted(BOARDS), ["an386-digits"]]
+    assert [s.boards for s in resumed.run.sessions] == [sorted(BOARDS), ["an386-digits"]]
 
 
 def test_one_wrong_output_byte_is_a_regression(fake_rack, tmp_path):
