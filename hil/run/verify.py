@@ -110,42 +110,50 @@ def _set_figures(name: str, samples: int, by_threshold: dict[str, list[SampleChe
     return result
 
 
+def _answers_at(rack: Rack, jobs: dict[str, list[Job]], threshold: str, scratch: Path,
+                ) -> tuple[list[records.Record], list[BoardFailure]]:
+    """Every board with jobs streams them at `threshold`, set over the link (the image stays as put
+    on); returns what they answered and the boards that failed."""
+    tau_q15, failures = decisions.threshold_q15(threshold), []
+    for board in rack.ready:
+        if board.slot in jobs:
+            try:
+                answered(board, protocol.SetThreshold(tau_q15), rack.lab.run.retries)
+            except Exception as error:  # noqa: BLE001 - this board's failure alone, as in streaming
+                failures.append(BoardFailure(board.slot, "stream", failure_reason(board.slot, error)))
+    jobs = {slot: board_jobs for slot, board_jobs in jobs.items() if slot not in {f.slot for f in failures}}
+    journal_dir = scratch / f"tau-{threshold}"
+    journal_dir.mkdir()
+    failures += stream_boards(rack, jobs, journal_dir, tau_q15, NoProgress(), measure=False)
+    return records.read_records(journal_dir), failures
+
+
 def verify_lab(lab: Lab, limit: int | None = None, thresholds=THRESHOLDS) -> list[ImageVerification]:
     """Every board of the lab runs the first `limit` samples (all, where None) of each of its model's
     test sets at every threshold; one ImageVerification per board, in the lab's order."""
     slots = [b.slot for b in lab.boards]
     planned = {b.slot: [Job(t, list(range(len(t.inputs[:limit])))) for t in lab.models[b.model].testsets]
                for b in lab.boards}
-    checks: dict[tuple[str, str], dict[str, list[SampleCheck]]] = {}  # (slot, test set) -> threshold -> checks
     references = {(name, t.name): run_reference(m.card, t.inputs[:limit])
                   for name, m in lab.models.items() for t in m.testsets}
+    models = {b.slot: b.model for b in lab.boards}
+    checks: dict[tuple[str, str], dict[str, list[SampleCheck]]] = {}  # (slot, test set) -> threshold -> checks
     with reserve(lab, slots), tempfile.TemporaryDirectory(prefix="hil-verify-") as scratch:
         # Brought up as for `hil run`, units too: an emulated board's unit is what drains its GPIO wire.
         with Rack(lab, slots, decisions.threshold_q15(thresholds[0]), Path(scratch) / "traces") as rack:
             failures = list(rack.failures)
             for threshold in thresholds:
-                tau_q15 = decisions.threshold_q15(threshold)
                 failed = {f.slot for f in failures}
                 jobs = {b.slot: planned[b.slot] for b in rack.ready if b.slot not in failed}
-                for board in rack.ready:
-                    if board.slot in jobs:  # over the link: the image stays as put on
-                        try:
-                            answered(board, protocol.SetThreshold(tau_q15), lab.run.retries)
-                        except Exception as error:  # noqa: BLE001 - this board's failure alone, as in streaming
-                            failures.append(BoardFailure(board.slot, "stream", failure_reason(board.slot, error)))
-                            del jobs[board.slot]
-                journal_dir = Path(scratch) / f"tau-{threshold}"
-                journal_dir.mkdir()
-                failures += stream_boards(rack, jobs, journal_dir, tau_q15, NoProgress(), measure=False)
-                answers: dict[tuple[str, str], list[records.Record]] = {}
-                for record in records.read_records(journal_dir):
-                    answers.setdefault((record.slot, record.testset), []).append(record)
-                for board in lab.boards:
-                    for testset in lab.models[board.model].testsets:
-                        found = answers.get((board.slot, testset.name), [])
-                        if found:
-                            checks.setdefault((board.slot, testset.name), {})[threshold] = check_samples(
-                                lab.models[board.model].card, references[(board.model, testset.name)], found)
+                answers, failed_now = _answers_at(rack, jobs, threshold, Path(scratch))
+                failures += failed_now
+                by_set: dict[tuple[str, str], list[records.Record]] = {}
+                for record in answers:
+                    by_set.setdefault((record.slot, record.testset), []).append(record)
+                for (slot, testset), found in by_set.items():
+                    model = models[slot]
+                    checks.setdefault((slot, testset), {})[threshold] = check_samples(
+                        lab.models[model].card, references[(model, testset)], found)
     verifications = []
     for board in lab.boards:
         mine = [f for f in failures if f.slot == board.slot]
