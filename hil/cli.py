@@ -94,14 +94,21 @@ def cmd_firmware_build(args) -> int:
 
 def cmd_firmware_verify(args) -> int:
     from hil.firmware import build as firmware
+    from hil.lab.load import load_lab
     from hil.report.firmware import size_table, verification_tables
     from hil.report.table import to_markdown, to_rich
-    from hil.run.verify import verify_image
+    from hil.run.verify import exit_code, lab_images, prebuilt_lab, verify_lab
 
     limit = None if args.full else args.samples
-    manifests = [firmware.prebuilt(board, model)
-                 for board in (args.board or firmware.BOARDS) for model in (args.model or firmware.MODELS)]
-    results = [verify_image(manifest, limit) for manifest in manifests]
+    if args.lab:
+        lab = lab_images(load_lab(Path(args.lab)), args.board, args.model)
+        if not lab.boards:
+            raise BadInput(f"{args.lab}: no board of this lab is of the --board kinds and --model models given; "
+                           "name kinds and models its boards have")
+    else:
+        lab = prebuilt_lab(args.board or firmware.BOARDS, args.model or firmware.MODELS)
+    results = verify_lab(lab, limit)
+    manifests = [lab.firmware[image] for image in dict.fromkeys((b.kind, b.model) for b in lab.boards)]
     tables = verification_tables(results) + [size_table(manifests)]
     if args.markdown:
         print("\n".join(to_markdown(t) for t in tables), end="")
@@ -109,12 +116,15 @@ def cmd_firmware_verify(args) -> int:
         console = _console()
         for table in tables:
             console.print(to_rich(table))
-    return 0 if all(r.passed for r in results) else 1
+    for failure in (f for r in results for f in r.failures):
+        print(f"hil: {failure.slot}: {failure.stage} failed: {failure.reason}", file=sys.stderr)
+    return exit_code(results)
 
 
 def cmd_run(args) -> int:
     from hil.report.console import LiveProgress, json_summary, show
-    from hil.run.runner import execute
+    from hil.report.run_files import write_run_files
+    from hil.run.runner import execute, recorded_end
 
     if (args.lab is None) == (args.resume is None):
         raise BadInput("hil run: give a lab file (hil run labs.yaml) or a run to resume (hil run --resume RUN_DIR)")
@@ -125,6 +135,8 @@ def cmd_run(args) -> int:
         outcome = execute(args.lab and Path(args.lab), args.resume and Path(args.resume), progress, args.baseline)
     finally:
         progress.stop()
+    with recorded_end(outcome.run_dir, outcome.run):  # a crash writing them ends the run in error, as any crash
+        write_run_files(outcome)
     show(console, outcome, time.monotonic() - started)
     if args.json:
         print(json_summary(outcome))
@@ -137,6 +149,7 @@ def cmd_sweep(args) -> int:
 
     from hil.lab.load import load_lab
     from hil.report.console import LiveProgress, replay_table, sweep_table, verdict_lines
+    from hil.report.sweep_plot import SWEEP_PNG, plot
     from hil.report.table import to_rich
     from hil.run.sweep import judge_points, load_points, parse_thresholds, parse_window, replay, run_sweep
 
@@ -159,6 +172,7 @@ def cmd_sweep(args) -> int:
         outcome = run_sweep(lab, taus, progress, args.max_accuracy_drop)
     finally:
         progress.stop()
+    plot(outcome.points, outcome.sweep_dir / SWEEP_PNG)
     console.print(to_rich(sweep_table(outcome)))
     console.print(verdict_lines(outcome.verdict, f"results in {outcome.sweep_dir}"))
     if args.json:
@@ -265,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     fw_build = fw.add_parser("build", help="build every image and write the manifests (firmware/prebuilt/)")
     fw_build.add_argument("--out", help="output directory (default firmware/prebuilt)")
     fw_build.set_defaults(run=cmd_firmware_build)
-    fw_verify = fw.add_parser("verify", help="run prebuilt images on emulated boards against the host reference")
+    fw_verify = fw.add_parser("verify", help="run images on boards against the host reference: every prebuilt "
+                              "image on an emulated board, or a lab's boards (physical ones too) with --lab")
+    fw_verify.add_argument("--lab", help="the lab file whose boards (emulated or physical) run their images")
     fw_verify.add_argument("--board", action="append", help="board kind (repeatable; default all)")
     fw_verify.add_argument("--model", action="append", help="model (repeatable; default all)")
     fw_verify.add_argument("--samples", type=int, default=20, help="samples per test set (default 20)")

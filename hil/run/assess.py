@@ -60,20 +60,27 @@ class Assessment:
     disagreements: list[Disagreement]
 
 
-def device_probabilities(card: ModelCard, checks: list[SampleCheck]) -> np.ndarray:
-    """(N, L): the exit's softmax where the device exited, else the heads' ensemble; row by row, so
-    each group is computed in one batch."""
-    records = [check.record for check in checks]
-    exited = np.array([r.exited for r in records], dtype=bool)
-    probabilities = np.zeros((len(records), len(card.labels)))
+def device_probabilities(card: ModelCard, exited: np.ndarray, exit_logits: np.ndarray,
+                         head_logits: list[np.ndarray]) -> np.ndarray:
+    """(N, L): the class probabilities the device's own int8 outputs give through the decision spec: the
+    exit's softmax where it exited, else the heads' ensemble, each group in one batch. `exit_logits`:
+    those of the samples that exited; `head_logits`: per head, those of the samples that did not; both
+    in sample order. The one place they are computed, for a run's metrics and a replay at any τ."""
+    probabilities = np.zeros((len(exited), len(card.labels)))
     if exited.any():
-        exit_logits = np.array([r.exit_logits for r in records if r.exited], np.int8)
         probabilities[exited] = decisions.softmax_q15(exit_logits, card.exit_lut)[0] / decisions.Q15_ONE
     if not exited.all():
-        heads = [np.array([r.head_logits[h] for r in records if not r.exited], np.int8)
-                 for h in range(len(card.head_outputs))]
-        probabilities[~exited] = decisions.ensemble(heads, card.head_luts).probabilities(len(card.head_outputs))
+        probabilities[~exited] = decisions.ensemble(head_logits, card.head_luts).probabilities(len(card.head_outputs))
     return probabilities
+
+
+def answered_probabilities(card: ModelCard, records: list[Record]) -> np.ndarray:
+    """`device_probabilities` of the answers the device gave, as journaled."""
+    exited = np.array([r.exited for r in records], dtype=bool)
+    exit_logits = np.array([r.exit_logits for r in records if r.exited], np.int8)
+    head_logits = [np.array([r.head_logits[h] for r in records if not r.exited], np.int8)
+                   for h in range(len(card.head_outputs))]
+    return device_probabilities(card, exited, exit_logits, head_logits)
 
 
 def _mean(values: list[int]) -> float:
@@ -87,7 +94,7 @@ def summarize(card: ModelCard, testset: TestSet, slot: str, checks: list[SampleC
     predicted = np.array([r.predicted for r in records], dtype=np.int64)
     uncertainty = None
     if records and testset.kind != "ood":
-        uncertainty = metrics.summarize(labels, device_probabilities(card, checks), len(card.labels))
+        uncertainty = metrics.summarize(labels, answered_probabilities(card, records), len(card.labels))
     return BoardSetSummary(
         slot=slot,
         model=card.name,

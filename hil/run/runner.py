@@ -9,34 +9,25 @@ resumed run is judged on everything it measured, in this session and before.
 
 from __future__ import annotations
 
-import platform
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from joblib import Parallel, delayed
-
-from hil.firmware import build as firmware
-from hil.report import html as htmlreport
-from hil.report import junit
 from hil.run import records
 from hil.store import files, results
-from hil.store.files import (BaselineRef, BoardProvenance, LabRef, MetricsFile, ModelRef, ReportedIdentity, RunFile,
-                             RunStatus, Session, TestSetRef, Threshold)
+from hil.store.files import BaselineRef, MetricsFile, RunFile, RunStatus, Session
 from hil.run.baseline import RuleOutcome, compare, resolve_run
 from hil.errors import BadInput, HilError, ResultsUnwritable
-from hil.lab.load import BoardSpec, Lab, load_lab
+from hil.lab.load import Lab, load_lab
 from hil.hw.link import LinkCounts
 from hil.model.card import sha256_file
 from hil.run.rack import BoardFailure, Rack, reserve
-from hil.run.reconcile import Disagreement, SampleCheck, check_samples, cross_board
-from hil.model.reference import ReferenceOutputs, run_reference
-from hil.run.stream import Job, stream_board
-from hil.run.assess import (Assessment, BoardSetSummary, PathPerformance, summarize, summarize_performance,
-                         with_unmeasured)
+from hil.run.reconcile import Disagreement, SampleCheck
+from hil.run.session import (Progress, assess, board_identities, host_references, pending_jobs, provenance,
+                             run_inputs, stream_boards)
+from hil.run.assess import BoardSetSummary, PathPerformance
 from hil.run.verdict import Verdict, VerdictStatus, decide
 
 
@@ -46,14 +37,6 @@ TRACEBACK = "traceback.txt"  # where an error nobody foresaw leaves its tracebac
 
 class RunCrashed(HilError):
     """An error hil did not foresee ended a run; run.json says so and traceback.txt shows where (exit code 2)."""
-
-
-class Progress(Protocol):
-    """What the console shows while boards stream."""
-
-    def start(self, totals: dict[str, int]) -> None: ...
-
-    def advance(self, slot: str, samples: int) -> None: ...
 
 
 @dataclass
@@ -70,31 +53,6 @@ class RunOutcome:
     link: dict[str, LinkCounts]  # per board brought up in this session: retries, broken and wrong frames
 
 
-def _inputs(lab: Lab) -> tuple[dict[str, ModelRef], dict[str, dict[str, TestSetRef]]]:
-    """The models and test sets a run is made on: a resumed run must find them unchanged."""
-    models = {name: ModelRef(str(m.card.directory), m.card.sha256) for name, m in lab.models.items()}
-    testsets = {name: {t.name: TestSetRef(str(t.path), t.sha256, len(t)) for t in m.testsets}
-                for name, m in lab.models.items()}
-    return models, testsets
-
-
-def provenance(lab: Lab, run_dir: Path) -> RunFile:
-    models, testsets = _inputs(lab)
-    git = results.git_revision()
-    return RunFile(
-        id=run_dir.name,
-        status=RunStatus.RUNNING,
-        started=results.utc_now(),
-        lab=LabRef(lab.name, str(lab.file.resolve()), sha256_file(lab.file)),
-        git=files.GitRevision(git["revision"], git["dirty"]),
-        software=results.software_versions(),
-        host=platform.node(),
-        threshold=Threshold(lab.run.threshold, lab.run.threshold_q15),
-        models=models,
-        testsets=testsets,
-    )
-
-
 def load_run_lab(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path | None, RunFile | None]:
     """The validated lab, and with --resume the run to reopen (its directory and run.json): nothing
     is locked, started or written on bad input."""
@@ -104,7 +62,7 @@ def load_run_lab(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path 
         lab = load_lab(Path(run.lab.file))
         if sha256_file(lab.file) != run.lab.sha256:
             raise BadInput(f"{lab.file}: changed since run {run.id} started; restore it or start a new run")
-        models, testsets = _inputs(lab)
+        models, testsets = run_inputs(lab)
         for part, now, then in (("models", models, run.models), ("testsets", testsets, run.testsets)):
             if now != then:
                 raise BadInput(f"{run_dir / results.RUN_JSON}: the lab's {part} changed since run {run.id} "
@@ -123,65 +81,6 @@ def open_run(lab: Lab) -> tuple[Path, RunFile]:
     run = provenance(lab, run_dir)
     run.write(run_dir)
     return run_dir, run
-
-
-def has_unit(board: BoardSpec) -> bool:
-    """Every emulated board has a measurement unit; a physical one has one where the lab names it."""
-    return board.emulated or board.physical.monitor is not None
-
-
-def pending_jobs(lab: Lab, kept: dict[tuple, records.Record], measured: set[tuple] = frozenset(),
-                 ) -> dict[str, list[Job]]:
-    """Per board, the samples it has not answered (not in `kept`), and, where it has a unit, those it
-    answered that have no measurement (not in `measured`): asked again for their windows only."""
-    jobs = {}
-    for board in lab.boards:
-        board_jobs = []
-        metered = has_unit(board)
-        for testset in lab.models[board.model].testsets:
-            keys = [(board.slot, testset.name, i) for i in range(len(testset))]
-            again = {key[2]: kept[key] for key in keys if metered and key in kept and key not in measured}
-            indices = [key[2] for key in keys if key not in kept or key[2] in again]
-            if indices:
-                board_jobs.append(Job(testset, indices, again))
-        if board_jobs:
-            jobs[board.slot] = board_jobs
-    return jobs
-
-
-def board_identities(rack: Rack) -> dict[str, BoardProvenance]:
-    """What each ready board is, for provenance: where it sits, its image, and what it reported."""
-    identities = {}
-    for board in rack.ready:
-        info = rack.infos[board.slot]
-        identities[board.slot] = BoardProvenance.of(
-            board.identity(), board.manifest.to_dict(), str(board.manifest.directory / firmware.MANIFEST),
-            ReportedIdentity(info.firmware_sha256.hex(), info.model_sha256.hex(), info.board, info.firmware_id,
-                             info.clock_hz))
-    return identities
-
-
-def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15: int,
-                  progress: Progress) -> list[BoardFailure]:
-    """Every ready board of the rack streams its jobs at threshold tau_q15, in parallel, then is measured;
-    answers and measurements are journaled into run_dir."""
-    models = {b.slot: b.model for b in rack.lab.boards}
-    ready = [board for board in rack.ready if board.slot in jobs]
-    # A board whose unit did not come up cannot be measured: asking it again for windows is no use.
-    jobs = {b.slot: jobs[b.slot] if b.monitor is not None else [j.unanswered() for j in jobs[b.slot]] for b in ready}
-    progress.start({b.slot: sum(len(j.indices) for j in jobs[b.slot]) for b in ready})
-    with records.RecordJournal(run_dir) as journal, records.RecordJournal(run_dir, records.MEASUREMENTS) as measured:
-        outcomes = Parallel(n_jobs=max(1, len(ready)), backend="threading")(
-            delayed(stream_board)(board, models[board.slot], jobs[board.slot], (journal, measured), tau_q15,
-                                  rack.lab.run.retries, rack.infos[board.slot].clock_hz, progress.advance)
-            for board in ready)
-    # Each board stopped at its next record once the results disk failed; that is no board's failure
-    # but the run's (exit 4), raised once every board is done.
-    disk = [journal.failure, measured.failure] + [b.monitor.trace_failure for b in ready if b.monitor]
-    for failure in disk:
-        if failure is not None:
-            raise failure
-    return [failure for outcome in outcomes for failure in outcome]
 
 
 def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
@@ -204,37 +103,6 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     run.sessions.append(Session(started, sorted(jobs), results.utc_now(),
                                 {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}))
     return failures, rack.link_counts
-
-
-def host_references(lab: Lab) -> dict[tuple[str, str], ReferenceOutputs]:
-    """The host reference of every (model, test set) of the lab: computed once, whatever τ or run it judges."""
-    return {(name, t.name): run_reference(m.card, t.inputs) for name, m in lab.models.items() for t in m.testsets}
-
-
-def assess(lab: Lab, run_dir: Path, references: dict[tuple[str, str], ReferenceOutputs]) -> Assessment:
-    """Reconcile every journaled record and summarise per board and test set."""
-    all_records = records.read_records(run_dir)
-    measurements = records.read_measurements(run_dir)
-    by_board_set: dict[tuple, list] = {}
-    for record in all_records:
-        by_board_set.setdefault((record.slot, record.testset), []).append(record)
-    measured_by_board_set: dict[tuple, list] = {}
-    for m in measurements:
-        measured_by_board_set.setdefault((m.slot, m.testset), []).append(m)
-    summaries, mismatches = [], []
-    for board in lab.boards:
-        card = lab.models[board.model].card
-        for testset in lab.models[board.model].testsets:
-            board_records = by_board_set.get((board.slot, testset.name), [])
-            checks = check_samples(card, references[(board.model, testset.name)], board_records)
-            mismatches += [c for c in checks if not c.exact]
-            summary = summarize(card, testset, board.slot, checks)
-            if has_unit(board):
-                summary = with_unmeasured(summary, board_records,
-                                          measured_by_board_set.get((board.slot, testset.name), []))
-            summaries.append(summary)
-    performance = summarize_performance(measurements, all_records)
-    return Assessment(all_records, measurements, summaries, performance, mismatches, cross_board(all_records))
 
 
 def _end(run_dir: Path, run: RunFile, status: RunStatus, verdict: Verdict) -> None:
@@ -307,11 +175,9 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     records.write_parquet(now.records, run_dir)
     records.write_parquet(now.measurements, run_dir, records.MEASUREMENTS_PARQUET, records.Measurement)
     MetricsFile(now.summaries, now.performance, rules).write(run_dir)
-    junit.write(run_dir / junit.JUNIT_XML, lab.name, now.summaries, failures, rules)
     run.status, run.finished, run.samples, run.failures, run.verdict = (
         RunStatus.FINISHED, results.utc_now(), len(now.records), failures, verdict)
     run.write(run_dir)
     results.catalog_record(run_dir, run.catalog_row(run_dir))
-    htmlreport.write_report(run_dir)
     return RunOutcome(run_dir, run, now.summaries, now.performance, now.mismatches, now.disagreements, failures,
                       rules, verdict, link)

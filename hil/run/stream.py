@@ -57,24 +57,48 @@ def _answer(record: Record) -> tuple:
             record.head_logits)
 
 
-def stream_board(board: Board, model: str, jobs: list[Job], journals: tuple[RecordJournal, RecordJournal],
-                 tau_q15: int, retries: int, clock_hz: int, advance: Callable[[str, int], None]) -> list[BoardFailure]:
+@dataclass(frozen=True)
+class Journals:
+    """Where a board's answers and their measurements are journaled as they arrive (run/records)."""
+
+    records: RecordJournal
+    measurements: RecordJournal
+
+
+@dataclass(frozen=True)
+class BoardContext:
+    """What is in force on one board while it streams: the threshold set on it, the clock of its cycle
+    counter (from its INFO), how often a request is retried after a resync, the journals its answers
+    go to, and whether its unit (if it has one) then measures them: a run and a sweep do, a
+    verification checks answers only. How long one answer may take is its link's own (set at
+    bring-up from the lab)."""
+
+    tau_q15: int
+    clock_hz: int
+    retries: int
+    journals: Journals
+    measure: bool = True
+
+
+def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: Callable[[str, int], None],
+                 ) -> list[BoardFailure]:
     """Stream every job, journaling each new answer; then measure the answers with the board's unit, if it
-    has one. `journals`: (records, measurements); `clock_hz`: the device's cycle counter, from its INFO."""
-    journal, measurements = journals
+    has one. `advance(slot, samples)` is told of every answer."""
+    tau_q15, retries = context.tau_q15, context.retries
+    journal, measurements = context.journals.records, context.journals.measurements
     meter: metering.Meter | None = None
     answers: list[metering.Answer] = []
     failures: list[BoardFailure] = []
     try:
-        if board.monitor is not None:
+        if board.monitor is not None and context.measure:
             # The device's window count now: the unit's next busy window is the device's count + 1.
             info, _ = retried(board, protocol.Hello(), tau_q15, retries)
-            meter = metering.Meter(board.monitor.link, clock_hz, info.windows)
+            meter = metering.Meter(board.monitor.link, context.clock_hz, info.windows)
         for job in jobs:
             for index in job.indices:
                 result, attempts = ask(board, job.testset.inputs[index].tobytes(), tau_q15, retries)
                 record = Record(
-                    slot=board.slot, model=model, testset=job.testset.name, index=index,
+                    slot=board.slot, model=board.spec.model, testset=job.testset.name, index=index,
                     label=int(job.testset.labels[index]), tau_q15=tau_q15, exited=result.exited,
                     predicted=result.predicted, confidence_q15=result.confidence_q15, cycles=result.cycles,
                     exit_logits=list(result.logits[0]), head_logits=[list(row) for row in result.logits[1:]],

@@ -26,8 +26,8 @@ from hil.store import files, results
 from hil.errors import BadInput
 from hil.lab.load import Lab
 from hil.run.rack import BoardFailure, Rack, reserve
-from hil.run.runner import Progress, assess, board_identities, host_references, pending_jobs, provenance, stream_boards
-from hil.run.assess import Assessment, SweepPoint, summarize_performance
+from hil.run.session import Progress, assess, board_identities, host_references, pending_jobs, provenance, stream_boards
+from hil.run.assess import Assessment, SweepPoint, device_probabilities, summarize_performance
 from hil.run.verdict import Verdict, decide
 
 REFERENCE = Decimal("1.0")
@@ -133,7 +133,6 @@ def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_dr
     verdict = decide(summaries, disagreements, failures)
     files.SweepFile(files.SweepProvenance.of(made_by), [str(t) for t in taus], max_accuracy_drop, points, failures,
                     verdict).write(sweep_dir)
-    plot(points, sweep_dir / "sweep.png")
     return SweepOutcome(sweep_dir, points, failures, verdict, max_accuracy_drop)
 
 
@@ -174,12 +173,9 @@ def replay(lab: Lab, run_dir: Path, taus: list[Decimal], window: tuple[Decimal, 
             continue  # a board this run did not measure
         card = model.card
         exit_logits = np.array([r.exit_logits for r in rows], np.int8)
-        heads = decisions.ensemble([np.array([r.head_logits[h] for r in rows], np.int8)
-                                    for h in range(len(card.head_outputs))],
-                                   card.head_luts)
+        head_logits = [np.array([r.head_logits[h] for r in rows], np.int8) for h in range(len(card.head_outputs))]
+        heads = decisions.ensemble(head_logits, card.head_luts)
         exit_lut = card.exit_lut
-        exit_probabilities = decisions.softmax_q15(exit_logits, exit_lut)[0] / decisions.Q15_ONE
-        ensemble_probabilities = heads.probabilities(len(card.head_outputs))
         labels = np.array([r.label for r in rows])
         stage1_s = np.array([m.stage1_s for m in timing])
         full_s = np.array([m.latency_s for m in timing])
@@ -196,33 +192,10 @@ def replay(lab: Lab, run_dir: Path, taus: list[Decimal], window: tuple[Decimal, 
             cases.append((f"[{window[0]},{window[1]}]", -1, (confidence < low) | (confidence > high)))
         for label, tau_q15, exited in cases:
             predicted = np.where(exited, exit_predicted, heads.predicted)
-            probabilities = np.where(exited[:, None], exit_probabilities, ensemble_probabilities)
+            probabilities = device_probabilities(card, exited, exit_logits[exited],
+                                                 [h[~exited] for h in head_logits])
             points.append(_replayed(board.slot, label, tau_q15, exited, predicted, probabilities, labels, stage1_s,
                                     full_s, full_energy))
     if not points:
         raise BadInput(f"{run_dir}: no board of this lab was measured in that run (no exit-pin times)")
     return points
-
-
-def plot(points: list[SweepPoint], path: Path) -> Path:
-    """Accuracy, exit rate and energy against τ, one line per board."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
-    for slot in dict.fromkeys(p.slot for p in points):
-        mine = sorted((p for p in points if p.slot == slot), key=lambda p: Decimal(p.tau))
-        taus = [float(p.tau) for p in mine]
-        for axis, values in zip(axes, ([100 * p.accuracy for p in mine], [100 * p.exit_rate for p in mine],
-                                       [p.energy_uj for p in mine])):
-            axis.plot(taus, values, marker="o", label=slot)
-    for axis, label in zip(axes, ("accuracy % (clean)", "exit rate % (clean)", "energy per inference µJ")):
-        axis.set_xlabel("threshold τ")
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path

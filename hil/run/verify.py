@@ -1,20 +1,34 @@
-"""Run a prebuilt firmware image on an emulated board against the host reference
-(`hil firmware verify`): every output byte, every decision at every threshold, and the
-cycle counts per exit path."""
+"""`hil firmware verify`: images run on boards against the host reference, every output byte, every
+decision at every threshold, and the cycle counts per exit path.
+
+A verification is a run of the images on a rack, through the same path as `hil run`: the boards
+are locked, brought up by `make_board` (an emulated board or a physical one of a lab), identified
+by HELLO, streamed to at each threshold in turn (set over the link, as `hil sweep` does), and
+every answer is reconciled by `reconcile.check_samples`. Without a lab, every prebuilt image runs
+on an emulated board of its kind. Nothing is measured (the units come up, as in a run, but are not
+read), and the journals go to a scratch folder that is removed afterwards: a verification leaves
+no run behind.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-import numpy as np
-
+from hil.errors import EXIT_INFRASTRUCTURE, EXIT_PASS, EXIT_REGRESSION
+from hil.firmware import build as firmware
+from hil.lab.load import BoardSpec, Lab, ModelSpec, RunSettings
 from hil.model import decisions
-from hil.hw.emulated.qemu import PROFILES, QemuBoard
-from hil.firmware.build import FirmwareManifest
-from hil.hw.link import DeviceLink
 from hil.model.card import load_model
 from hil.model.reference import run_reference
-from hil.model.testsets import TestSet, load_model_testsets
+from hil.model.testsets import load_model_testsets
+from hil.run import records
+from hil.hw import protocol
+from hil.run.rack import BoardFailure, Rack, answered, failure_reason, reserve
+from hil.run.reconcile import SampleCheck, check_samples
+from hil.run.session import NoProgress, stream_boards
+from hil.run.stream import Job
 
 THRESHOLDS = ("0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95", "1.0")
 
@@ -31,48 +45,121 @@ class SetVerification:
 
 @dataclass
 class ImageVerification:
-    board: str
+    board: str  # the board kind
     model: str
     identity_ok: bool
     sets: list[SetVerification]
+    slot: str = ""
+    failures: list[BoardFailure] = field(default_factory=list)  # why the board did not answer everything
+
+    @property
+    def exact(self) -> bool:
+        """Every answer the board gave is the reference's, byte for byte and decision for decision."""
+        return all(s.differing_bytes == 0 and not any(s.decision_mismatches.values()) for s in self.sets)
 
     @property
     def passed(self) -> bool:
-        return self.identity_ok and all(
-            s.differing_bytes == 0 and not any(s.decision_mismatches.values()) for s in self.sets)
+        return self.identity_ok and self.exact and not self.failures
 
 
-def _verify_set(link: DeviceLink, card, testset: TestSet, limit: int | None, thresholds) -> SetVerification:
-    inputs = testset.inputs[:limit]
-    reference = run_reference(card, inputs)
-    ensemble = decisions.ensemble(list(reference.heads), card.head_luts)
-    expected_bytes = np.concatenate([reference.exit, *reference.heads], axis=1)
-    result = SetVerification(testset.name, len(inputs))
-    for threshold in thresholds:
-        tau = decisions.threshold_q15(threshold)
-        link.set_threshold(tau)
-        spec = decisions.cascade(reference.exit, card.exit_lut, ensemble, tau)
-        mismatches = 0
-        for i, sample in enumerate(inputs):
-            answer = link.infer(sample.tobytes())
-            got = (answer.exited, answer.predicted, answer.confidence_q15)
-            mismatches += got != (bool(spec.exited[i]), int(spec.predicted[i]), int(spec.confidence_q15[i]))
-            if answer.exited:
-                result.exit_cycles.append(answer.cycles)
-                result.differing_bytes += int(np.sum(np.array(answer.logits[0]) != reference.exit[i]))
-            elif tau >= decisions.Q15_ONE:
-                result.full_cycles.append(answer.cycles)
-                result.differing_bytes += int(np.sum(np.array(answer.logits).ravel() != expected_bytes[i]))
-        result.decision_mismatches[threshold] = mismatches
+def exit_code(verifications: list[ImageVerification]) -> int:
+    """As `hil run`'s verdict: an answer that differs from the reference is a finding (1) and outranks
+    a board that did not come up, named another image in its HELLO, or did not answer everything (2)."""
+    if not all(v.exact for v in verifications):
+        return EXIT_REGRESSION
+    return EXIT_INFRASTRUCTURE if any(v.failures for v in verifications) else EXIT_PASS
+
+
+def prebuilt_lab(kinds: list[str], models: list[str]) -> Lab:
+    """Every prebuilt image of these board kinds and models on an emulated board of its kind: what
+    `hil firmware verify` runs when no lab is given. Like every board, each is driven under its lock,
+    named after the prebuilt folder and its slot (hw/factory.lock_name)."""
+    cards = {name: load_model(name) for name in models}
+    images = {(kind, name): firmware.prebuilt(kind, name) for kind in kinds for name in models}
+    return Lab(
+        name="prebuilt",
+        file=firmware.PREBUILT_DIR,
+        results_dir=firmware.PREBUILT_DIR,  # nothing is written there: a verification keeps no results
+        models={name: ModelSpec(card, tuple(load_model_testsets(card))) for name, card in cards.items()},
+        firmware=images,
+        boards=tuple(BoardSpec(f"{kind}-{name}", kind, name, None) for kind, name in images),
+        run=RunSettings(),
+    )
+
+
+def lab_images(lab: Lab, kinds: list[str] | None = None, models: list[str] | None = None) -> Lab:
+    """The lab with only its boards of these kinds and models (all, where None)."""
+    return replace(lab, boards=tuple(b for b in lab.boards if (kinds is None or b.kind in kinds)
+                                     and (models is None or b.model in models)))
+
+
+def _set_figures(name: str, samples: int, by_threshold: dict[str, list[SampleCheck]]) -> SetVerification:
+    result = SetVerification(name, samples)
+    for threshold, checks in by_threshold.items():
+        result.decision_mismatches[threshold] = sum(
+            not (c.exit_agrees and c.class_agrees and c.confidence_agrees) for c in checks)
+        for check in checks:
+            record = check.record
+            if record.exited:
+                result.exit_cycles.append(record.cycles)
+                result.differing_bytes += check.differing_bytes
+            elif record.tau_q15 >= decisions.Q15_ONE:
+                # A full-path answer's bytes are counted once, at τ = 1, where every sample runs both stages.
+                result.full_cycles.append(record.cycles)
+                result.differing_bytes += check.differing_bytes
     return result
 
 
-def verify_image(manifest: FirmwareManifest, limit: int | None = None, thresholds=THRESHOLDS) -> ImageVerification:
-    card = load_model(manifest.model)
-    with QemuBoard(PROFILES[manifest.board], manifest.elf) as board:
-        link = DeviceLink(board.link, name=f"{manifest.board}/{manifest.model}")
-        info = link.hello()
-        identity_ok = (info.firmware_sha256.hex(), info.model_sha256.hex()) == (manifest.image_sha256,
-                                                                                manifest.model_sha256)
-        sets = [_verify_set(link, card, t, limit, thresholds) for t in load_model_testsets(card)]
-    return ImageVerification(manifest.board, manifest.model, identity_ok, sets)
+def _answers_at(rack: Rack, jobs: dict[str, list[Job]], threshold: str, scratch: Path,
+                ) -> tuple[list[records.Record], list[BoardFailure]]:
+    """Every board with jobs streams them at `threshold`, set over the link (the image stays as put
+    on); returns what they answered and the boards that failed."""
+    tau_q15, failures = decisions.threshold_q15(threshold), []
+    for board in rack.ready:
+        if board.slot in jobs:
+            try:
+                answered(board, protocol.SetThreshold(tau_q15), rack.lab.run.retries)
+            except Exception as error:  # noqa: BLE001 - this board's failure alone, as in streaming
+                failures.append(BoardFailure(board.slot, "stream", failure_reason(board.slot, error)))
+    jobs = {slot: board_jobs for slot, board_jobs in jobs.items() if slot not in {f.slot for f in failures}}
+    journal_dir = scratch / f"tau-{threshold}"
+    journal_dir.mkdir()
+    failures += stream_boards(rack, jobs, journal_dir, tau_q15, NoProgress(), measure=False)
+    return records.read_records(journal_dir), failures
+
+
+def verify_lab(lab: Lab, limit: int | None = None, thresholds=THRESHOLDS) -> list[ImageVerification]:
+    """Every board of the lab runs the first `limit` samples (all, where None) of each of its model's
+    test sets at every threshold; one ImageVerification per board, in the lab's order."""
+    slots = [b.slot for b in lab.boards]
+    planned = {b.slot: [Job(t, list(range(len(t.inputs[:limit])))) for t in lab.models[b.model].testsets]
+               for b in lab.boards}
+    references = {(name, t.name): run_reference(m.card, t.inputs[:limit])
+                  for name, m in lab.models.items() for t in m.testsets}
+    models = {b.slot: b.model for b in lab.boards}
+    checks: dict[tuple[str, str], dict[str, list[SampleCheck]]] = {}  # (slot, test set) -> threshold -> checks
+    with reserve(lab, slots), tempfile.TemporaryDirectory(prefix="hil-verify-") as scratch:
+        # Brought up as for `hil run`, units too: an emulated board's unit is what drains its GPIO wire.
+        with Rack(lab, slots, decisions.threshold_q15(thresholds[0]), Path(scratch) / "traces") as rack:
+            failures = list(rack.failures)
+            for threshold in thresholds:
+                failed = {f.slot for f in failures}
+                jobs = {b.slot: planned[b.slot] for b in rack.ready if b.slot not in failed}
+                answers, failed_now = _answers_at(rack, jobs, threshold, Path(scratch))
+                failures += failed_now
+                by_set: dict[tuple[str, str], list[records.Record]] = {}
+                for record in answers:
+                    by_set.setdefault((record.slot, record.testset), []).append(record)
+                for (slot, testset), found in by_set.items():
+                    model = models[slot]
+                    checks.setdefault((slot, testset), {})[threshold] = check_samples(
+                        lab.models[model].card, references[(model, testset)], found)
+    verifications = []
+    for board in lab.boards:
+        mine = [f for f in failures if f.slot == board.slot]
+        # A board that did not come up, or whose HELLO named another image, is not shown as identified.
+        identified = not any(f.stage in ("bring-up", "identity") for f in mine)
+        sets = [_set_figures(t.name, len(t.inputs[:limit]), checks.get((board.slot, t.name), {}))
+                for t in lab.models[board.model].testsets]
+        verifications.append(ImageVerification(board.kind, board.model, identified, sets, board.slot, mine))
+    return verifications

@@ -200,7 +200,7 @@ def test_every_measurement_stays_on_its_own_sample_when_replies_are_lost(tmp_pat
     from hil.lab.load import load_lab
     from hil.hw.link import DeviceLink
     from hil.run.rack import Rack
-    from hil.run.runner import pending_jobs, stream_boards
+    from hil.run.session import pending_jobs, stream_boards
 
     slot, samples = "an386-digits", 6
     lab = load_lab(write_lab(tmp_path, boards={slot: BOARDS[slot]}, samples=samples, request_timeout_s=1, retries=3))

@@ -16,7 +16,7 @@ from hil.hw.link import DeviceLink, NoValidReply
 from hil.model.card import load_model
 from hil.run.rack import BoardFailure
 from hil.run.records import MEASUREMENTS, RecordJournal, read_records
-from hil.run.stream import Job, stream_board
+from hil.run.stream import BoardContext, Job, Journals, stream_board
 from hil.model.testsets import load_model_testsets
 
 from tests.support.ptys import FakeDevice, LineRelay, reframed
@@ -135,8 +135,8 @@ def test_an_error_nobody_foresaw_in_a_boards_thread_is_that_boards_failure(tmp_p
     with FakeDevice(answers) as device:
         board.link = open_link(device.path)
         with RecordJournal(tmp_path) as journal, RecordJournal(tmp_path, MEASUREMENTS) as measurements:
-            failures = stream_board(board, "qute-digits", [Job(testset, [0, 1])], (journal, measurements),
-                                    32768, 1, 25_000_000, advance)
+            context = BoardContext(32768, 25_000_000, 1, Journals(journal, measurements))
+            failures = stream_board(board, [Job(testset, [0, 1])], context, advance)
         board.link.port.close()
     assert failures == [BoardFailure("pty-1", "stream", "pty-1: unexpected KeyError: 'pty-1'")]
     assert [r.index for r in read_records(tmp_path)] == [0]  # what was answered is kept
