@@ -23,7 +23,8 @@ import yaml
 
 from hil.firmware import build as firmware
 from hil.hw import protocol
-from hil.hw.emulated.qemu import PROFILES, QemuBoard
+from hil.hw.emulated.qemu import QemuBoard
+from hil.hw.kinds import BOARD_KINDS
 from hil.hw.emulated.probe import ProbeServer
 from hil.run.records import Record, RecordJournal, read_records
 from hil.lab.load import load_lab
@@ -43,7 +44,7 @@ SAMPLES = 8  # per test set; three test sets
 @pytest.fixture
 def uart():
     """The bad board's MCU: the image running in QEMU, its UART0 pty left for the relay."""
-    board = QemuBoard(PROFILES[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench-uart").start()
+    board = QemuBoard(BOARD_KINDS[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench-uart").start()
     path = board.link.port
     board.link.close()
     yield path

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from hil.firmware import build as firmware
-from hil.hw.emulated.qemu import PROFILES, QemuBoard
+from hil.hw.emulated.qemu import QemuBoard
+from hil.hw.kinds import BOARD_KINDS
 from hil.hw.emulated.probe import ProbeServer
 from hil.run.records import read_records
 
@@ -35,7 +36,7 @@ KIND, MODEL = "mps2-an386", "qute-digits"
 @pytest.fixture
 def uart():
     """The MCU behind the serial port: the image running in QEMU, its UART0 pty free for the lab."""
-    board = QemuBoard(PROFILES[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench-uart").start()
+    board = QemuBoard(BOARD_KINDS[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench-uart").start()
     path = board.link.port
     board.link.close()  # the lab opens the port itself, by path, exclusively
     yield path
@@ -70,6 +71,10 @@ def test_a_physical_board_is_flashed_verified_reset_and_streamed(tmp_path, uart)
     bench = summary["boards"]["bench-1"]
     assert bench["emulated"] is False and bench["probe"] == probe.address and bench["serial_port"] == uart
     assert bench["flash"]["verified"] and bench["flash"]["image_sha256"] == firmware.prebuilt(KIND, MODEL).image_sha256
+    assert bench["flash"]["method"] == "pyocd"
+    assert bench["flash"]["base_address"] == firmware.prebuilt(KIND, MODEL).load_address
+    emulated = summary["boards"]["an500-mnist1d"]["flash"]  # every board reports its flash, emulated ones too
+    assert emulated["method"] == "qemu-loader" and emulated["verified"]
     records = read_records(Path(summary["run_dir"]))
     assert len([r for r in records if r.slot == "bench-1"]) == 30
     assert all(s["exact"] == s["samples"] == s["expected"] for s in summary["summaries"])
@@ -100,7 +105,7 @@ def test_a_probe_that_is_not_there_is_a_one_line_board_failure(tmp_path, uart):
 def bench():
     """The MCU (QEMU) and a measurement unit on its pins, each on its own serial port: the unit is
     hil.hw.emulated.monitor_unit reading the MCU's edge wire, as a physical unit would on a USB port."""
-    board = QemuBoard(PROFILES[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench", record_wire=False).start()
+    board = QemuBoard(BOARD_KINDS[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench", record_wire=False).start()
     uart = board.link.port
     board.link.close()
     units = []
@@ -120,10 +125,8 @@ def bench():
 
 
 def with_monitor(lab: Path, port: str) -> Path:
-    from hil.hw.emulated.monitor_unit import POWER_PROFILES
-
     data = yaml.safe_load(lab.read_text())
-    profile = POWER_PROFILES[KIND]
+    profile = BOARD_KINDS[KIND].power
     next(b for b in data["boards"] if b["slot"] == "bench-1")["monitor"] = {
         "port": port, "shunt_ohms": profile.shunt_ohms, "max_current_a": profile.max_current_a}
     lab.write_text(yaml.safe_dump(data, sort_keys=False))

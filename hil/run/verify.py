@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hil.model import decisions
-from hil.hw.emulated.qemu import PROFILES, QemuBoard
+from hil.hw.emulated.qemu import QemuBoard
+from hil.hw.kinds import BOARD_KINDS
 from hil.firmware.build import FirmwareManifest
 from hil.hw.link import DeviceLink
 from hil.model.card import load_model
@@ -69,7 +70,7 @@ def _verify_set(link: DeviceLink, card, testset: TestSet, limit: int | None, thr
 
 def verify_image(manifest: FirmwareManifest, limit: int | None = None, thresholds=THRESHOLDS) -> ImageVerification:
     card = load_model(manifest.model)
-    with QemuBoard(PROFILES[manifest.board], manifest.elf) as board:
+    with QemuBoard(BOARD_KINDS[manifest.board], manifest.elf) as board:
         link = DeviceLink(board.link, name=f"{manifest.board}/{manifest.model}")
         info = link.hello()
         identity_ok = (info.firmware_sha256.hex(), info.model_sha256.hex()) == (manifest.image_sha256,
