@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from hil.errors import BadInput, HilError
+from hil.model.registry import MODEL_NAMES
 
 
 def _console(stderr: bool = False, piped_width: int = 200) -> Console:
@@ -65,10 +66,10 @@ def cmd_model_train(args) -> int:
 
 def cmd_testsets_generate(args) -> int:
     from hil.model.card import load_model
-    from hil.model.testsets import GENERATORS, TESTSETS_DIR, generate
+    from hil.model.testsets import TESTSETS_DIR, generate
 
     out = Path(args.out) if args.out else TESTSETS_DIR
-    for name in args.models or list(GENERATORS):
+    for name in args.models or MODEL_NAMES:
         card = load_model(name)
         for path in generate(card, out / card.name, seed=args.seed):
             print(f"wrote {path}")
@@ -267,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--markdown", action="store_true", help="print Markdown tables (as in docs/models.md)")
     evaluate.set_defaults(run=cmd_model_eval)
     train = model.add_parser("train", help="train and export a model (needs the train extra)")
-    train.add_argument("model", choices=["qute-digits", "qute-mnist1d"])
+    train.add_argument("model", choices=MODEL_NAMES)
     train.add_argument("--out", help="output directory (default fixtures/models/<model>)")
     train.set_defaults(run=cmd_model_train)
 

@@ -1,9 +1,10 @@
 """Boards: one MCU in a rack slot, emulated (hw/emulated/board.py: QEMU) or physical
 (hw/physical/board.py: pyOCD probe + USB serial); hw/factory.py picks one.
 
-Both kinds offer the same few operations, so everything after bring-up (identity check,
-streaming, recovery) is one code path:
-- `bring_up()`: put the verified image on the board and open its link;
+A board is a flasher, a port and a monitor. Both kinds offer the same few operations, so
+everything after bring-up (identity check, streaming, recovery) is one code path:
+- `bring_up()`: its Flasher (hw/flasher.py) puts the verified image on, then the board opens
+  its port; the Flasher's report goes into provenance (`identity()["flash"]`);
 - `link`: a DeviceLink (protocol v2 over pyserial);
 - `start_monitor()`: its measurement unit, if it has one (every emulated board does);
 - `alive()`, `shut_down()`.
@@ -20,6 +21,8 @@ import serial
 
 from hil.errors import HilError
 from hil.firmware.build import FirmwareManifest, load_manifest
+from hil.hw.flasher import Flasher, FlashReport
+from hil.hw.kinds import BOARD_KINDS, BoardKind
 from hil.hw.link import DeviceLink
 from hil.hw.monitor import Monitor
 from hil.lab.load import BoardSpec, RunSettings
@@ -30,10 +33,12 @@ class BoardError(HilError):
 
 
 class Board(ABC):
-    def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings):
+    def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings, flasher: Flasher):
         self.spec = spec
         self.manifest = manifest
         self.run = run
+        self.flasher = flasher
+        self.flash_report: FlashReport | None = None  # once the image is on
         self.link: DeviceLink | None = None
         self.monitor: Monitor | None = None  # the measurement unit, once started
 
@@ -41,9 +46,13 @@ class Board(ABC):
     def slot(self) -> str:
         return self.spec.slot
 
+    @property
+    def kind(self) -> BoardKind:
+        return BOARD_KINDS[self.spec.kind]
+
     @abstractmethod
-    def _start(self) -> serial.SerialBase:
-        """Put the verified image on the board and return its open serial port."""
+    def _open_port(self) -> serial.SerialBase:
+        """The board's serial port, open, once its image is on (the board runs it)."""
 
     @abstractmethod
     def alive(self) -> bool: ...
@@ -57,13 +66,15 @@ class Board(ABC):
 
     def identity(self) -> dict:
         """Where the board is, for the run's provenance."""
-        return {"slot": self.slot, "kind": self.spec.kind, "model": self.spec.model}
+        return {"slot": self.slot, "kind": self.spec.kind, "model": self.spec.model,
+                "flash": None if self.flash_report is None else self.flash_report.to_dict()}
 
     def bring_up(self) -> None:
         # The image is verified again right before use (the lab checked it at load, but files
         # can change during a long run): nothing unverified is flashed or run.
         self.manifest = load_manifest(self.manifest.directory)
-        port = self._start()
+        self.flash_report = self.flasher.flash(self.manifest)
+        port = self._open_port()
         self.link = DeviceLink(port, name=self.slot, timeout=self.run.request_timeout_s)
 
     def start_monitor(self, traces_dir: Path) -> None:

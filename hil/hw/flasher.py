@@ -1,6 +1,11 @@
-"""Flashing a physical board through its debug probe, with pyOCD.
+"""Putting an image on a board: the Flasher edge, and flashing through a debug probe with pyOCD.
 
-Three layers, as pyOCD has them:
+A Flasher puts a verified image on one board and says what it wrote where (a FlashReport, in
+run.json as boards.<slot>.flash for every board). Two implement it: PyocdFlasher here (physical
+boards, and any board behind a debug probe) and hil/hw/emulated/loader.py's QemuLoader (QEMU
+loads the ELF itself as it powers on; the loader reads the image back).
+
+Flashing with pyOCD goes through three layers, as pyOCD has them:
 - probe: a DebugProbe found by its unique id: a USB probe (CMSIS-DAP, ST-Link, J-Link; its id is its
   USB serial number) or a probe server (`pyocd server`, hil.testing.probe) at `remote:HOST:PORT`.
   The id is matched EXACTLY: pyOCD's own `unique_id` filter is a case-insensitive substring match,
@@ -39,15 +44,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from hil.hw.children import child_env, die_with_parent
 from hil.errors import BadInput, HilError
 from hil.hw.locks import Lock
+
+if TYPE_CHECKING:  # not imported at run time: the flashing child process starts lean
+    from hil.firmware.build import FirmwareManifest
 
 log = logging.getLogger(__name__)
 
@@ -74,22 +84,41 @@ class FlashTimeout(ProbeError):
 _ERRORS: dict[str, type[HilError]] = {"bad_input": BadInput, "not_found": ProbeNotFound, "verify": VerifyFailed}
 
 
+class FlashMethod(StrEnum):
+    PYOCD = "pyocd"  # written through a debug probe
+    QEMU_LOADER = "qemu-loader"  # loaded by the emulator from the ELF (-kernel)
+    IN_PROCESS = "in-process"  # test support only: hil.testing.fake_board keeps the image in memory
+
+
 @dataclass(frozen=True)
 class FlashReport:
-    """What was flashed where, for the run's provenance (`vars()` is JSON-serialisable)."""
+    """What was put on a board where, for the run's provenance (`to_dict()` is JSON)."""
 
-    probe: str  # the unique id asked for, matched exactly
-    probe_description: str
-    served_probe: str | None  # remote probes: the unique id the probe server reports
-    target: str
-    image: str  # file name
-    image_sha256: str
-    bytes: int
+    method: FlashMethod
+    target: str  # pyOCD's target, or QEMU's machine
+    image: str  # the file handed to the flasher: firmware.bin (pyOCD) or firmware.elf (QEMU)
+    image_sha256: str  # of that file
+    bytes: int  # of the image in the board's memory, from base_address on (firmware.bin's size)
     base_address: int
-    verified: bool  # read back and compared byte for byte
-    reset_error: str | None  # a TransferError during the reset, tolerated
-    seconds: float  # the whole call: waiting for the probe's lock and all attempts
+    verified: bool  # the board's memory read back and compared with firmware.bin, byte for byte
+    seconds: float  # the whole call: for pyOCD, waiting for the probe's lock and all attempts
     attempts: int
+    probe: str | None = None  # pyOCD: the unique id asked for, matched exactly
+    probe_description: str | None = None
+    served_probe: str | None = None  # remote probes: the unique id the probe server reports
+    reset_error: str | None = None  # pyOCD: a TransferError during the reset, tolerated
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "method": str(self.method)}
+
+
+class Flasher(ABC):
+    """Puts an image on a board, verified, and reports what it wrote where."""
+
+    @abstractmethod
+    def flash(self, manifest: FirmwareManifest) -> FlashReport:
+        """Write the manifest's image (already checked against its hashes) and read it back;
+        raises a HilError (ProbeError, BadInput, ...) naming the board when it cannot."""
 
 
 class _HasUniqueId(Protocol):
@@ -169,11 +198,23 @@ def flash_image(probe_id: str, target: str, image: Path, image_sha256: str, *, b
         for attempt in range(1, retries + 2):
             result = _run_child(job, deadline, timeout_s, lock)
             if result["ok"]:
-                return FlashReport(**result["report"], seconds=round(time.monotonic() - started, 3), attempts=attempt)
+                return FlashReport(**result["report"], method=FlashMethod.PYOCD,
+                                   seconds=round(time.monotonic() - started, 3), attempts=attempt)
             if result["kind"] not in RETRYABLE or attempt > retries:
                 raise _ERRORS.get(result["kind"], ProbeError)(result["message"])
             log.info("%s; retrying (attempt %d)", result["message"], attempt + 1)
     raise AssertionError("unreachable")
+
+
+class PyocdFlasher(Flasher):
+    """A board behind a debug probe: firmware.bin flashed at the manifest's load address, read back, reset."""
+
+    def __init__(self, probe_id: str, target: str):
+        self.probe_id, self.target = probe_id, target
+
+    def flash(self, manifest: FirmwareManifest) -> FlashReport:
+        return flash_image(self.probe_id, self.target, manifest.bin, manifest.image_sha256,
+                           base_address=manifest.load_address)
 
 
 def _run_child(job: dict[str, Any], deadline: float, timeout_s: float, lock: Lock) -> dict[str, Any]:
@@ -345,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     except HilError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    print(json.dumps(vars(report), indent=1))
+    print(json.dumps(report.to_dict(), indent=1))
     return 0
 
 

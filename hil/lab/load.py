@@ -29,7 +29,8 @@ from serial.tools import list_ports
 
 from hil.model import decisions
 from hil.errors import BadInput
-from hil.firmware.build import BOARDS, FirmwareManifest, load_manifest
+from hil.firmware.build import FirmwareManifest, load_manifest
+from hil.hw.kinds import BOARD_KINDS
 from hil.lab.bounded_yaml import LIMITS, LimitExceeded, compose
 from hil.model.card import ModelCard, load_model
 from hil.stats.regression import RegressionPolicy
@@ -70,7 +71,7 @@ class MonitorSpec:
 @dataclass(frozen=True)
 class PhysicalSpec:
     probe: str  # the debug probe's unique id, matched exactly
-    target: str  # pyOCD's target name, e.g. stm32l432kc
+    target: str  # pyOCD's target name, e.g. stm32l432kc (default: the board kind's)
     serial: SerialSpec
     monitor: MonitorSpec | None
 
@@ -381,8 +382,9 @@ def _boards(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec]) -> t
         if any(b.slot == slot for b in boards):
             raise reader.fail(entry["slot"], f"{field}.slot", f"slot {slot!r} is used twice; give each board its own")
         kind = reader.value(entry["kind"], f"{field}.kind", str)
-        if kind not in BOARDS:
-            raise reader.fail(entry["kind"], f"{field}.kind", f"unknown board kind {kind!r}; known: {', '.join(BOARDS)}")
+        if kind not in BOARD_KINDS:
+            raise reader.fail(entry["kind"], f"{field}.kind",
+                              f"unknown board kind {kind!r}; known: {', '.join(BOARD_KINDS)}")
         model = reader.value(entry["model"], f"{field}.model", str)
         if model not in models:
             raise reader.fail(entry["model"], f"{field}.model", f"model {model!r} is not under models; add it there")
@@ -397,16 +399,17 @@ def _boards(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec]) -> t
             if "probe" not in entry or "serial" not in entry:
                 raise reader.fail(board_node, field, "a physical board needs probe and serial "
                                   "(or `emulated: true`); see docs/labs.md")
-            physical = _physical(reader, entry, field, slot, claimed)
+            physical = _physical(reader, entry, field, slot, BOARD_KINDS[kind].pyocd_target, claimed)
         boards.append(BoardSpec(slot, kind, model, physical))
     return tuple(boards)
 
 
-def _physical(reader: _Reader, entry: dict, field: str, slot: str, claimed: dict[str, str]) -> PhysicalSpec:
-    probe = reader.mapping(entry["probe"], f"{field}.probe", ("unique_id", "target"))
+def _physical(reader: _Reader, entry: dict, field: str, slot: str, default_target: str,
+              claimed: dict[str, str]) -> PhysicalSpec:
+    probe = reader.mapping(entry["probe"], f"{field}.probe", ("unique_id",), ("target",))
     unique_id = reader.value(probe["unique_id"], f"{field}.probe.unique_id", str)
     _claim(reader, probe["unique_id"], f"{field}.probe.unique_id", f"probe {unique_id}", slot, claimed)
-    target = reader.value(probe["target"], f"{field}.probe.target", str)
+    target = _optional(reader, probe, f"{field}.probe.target", str, default_target)
     serial = _serial(reader, entry["serial"], f"{field}.serial", (), slot, claimed)
     monitor = None
     if "monitor" in entry:
@@ -493,8 +496,8 @@ def _firmware(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec],
               boards: tuple[BoardSpec, ...]) -> dict[tuple[str, str], FirmwareManifest]:
     firmware = {}
     for kind, kind_node in reader.mapping(node, "firmware", optional=None).items():
-        if kind not in BOARDS:
-            raise reader.fail(kind_node, f"firmware.{kind}", f"unknown board kind; known: {', '.join(BOARDS)}")
+        if kind not in BOARD_KINDS:
+            raise reader.fail(kind_node, f"firmware.{kind}", f"unknown board kind; known: {', '.join(BOARD_KINDS)}")
         for model, path_node in reader.mapping(kind_node, f"firmware.{kind}", optional=None).items():
             field = f"firmware.{kind}.{model}"
             if model not in models:
@@ -503,6 +506,10 @@ def _firmware(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec],
             if (manifest.board, manifest.model) != (kind, model):
                 raise reader.fail(path_node, field, f"that manifest is for {manifest.board}/{manifest.model}; "
                                   f"name the {kind}/{model} image")
+            if manifest.load_address != BOARD_KINDS[kind].load_address:
+                raise reader.fail(path_node, field, f"the image is linked at {manifest.load_address:#010x}, but {kind} "
+                                  f"loads images at {BOARD_KINDS[kind].load_address:#010x}; rebuild with "
+                                  "`hil firmware build`")
             if manifest.model_sha256 != models[model].card.sha256:
                 raise reader.fail(path_node, field, f"the image was built for model sha256 {manifest.model_sha256[:12]}…, "
                                   f"but {model} is {models[model].card.sha256[:12]}…; rebuild with `hil firmware build`")

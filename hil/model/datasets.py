@@ -98,4 +98,5 @@ def mnist1d() -> Split:
     )
 
 
-SOURCES = {"qute-digits": digits, "qute-mnist1d": mnist1d}
+# Keyed by dataset name: a model names its dataset in model/registry.py.
+SOURCES = {"digits": digits, "mnist1d": mnist1d}

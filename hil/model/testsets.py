@@ -24,6 +24,7 @@ from hil.model import corruptions
 from hil.model import datasets
 from hil.errors import BadInput
 from hil.model.card import ModelCard
+from hil.model.registry import MODELS
 
 TESTSETS_DIR = FIXTURES / "testsets"
 DEFAULT_SEED = 2026
@@ -140,15 +141,17 @@ def _mnist1d_sets(card: ModelCard, seed: int) -> dict[str, dict]:
     return sets
 
 
-GENERATORS = {"qute-digits": _digits_sets, "qute-mnist1d": _mnist1d_sets}
+# Keyed by dataset name: a model names its dataset in model/registry.py.
+GENERATORS = {"digits": _digits_sets, "mnist1d": _mnist1d_sets}
 
 
 def generate(card: ModelCard, directory: Path, seed: int = DEFAULT_SEED) -> list[Path]:
     """Write every test set of one model into `directory`; returns the paths."""
-    if card.name not in GENERATORS:
-        raise BadInput(f"no test-set generator for model {card.name!r} (known: {', '.join(GENERATORS)})")
+    if card.name not in MODELS:
+        raise BadInput(f"no test-set generator for model {card.name!r} (known: {', '.join(MODELS)}); "
+                       "add the model to hil/model/registry.py")
     paths = []
-    for name, arrays in GENERATORS[card.name](card, seed).items():
+    for name, arrays in GENERATORS[MODELS[card.name].dataset](card, seed).items():
         path = directory / f"{name}.npz"
         write_npz(path, arrays)
         paths.append(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hil.firmware.build import FirmwareManifest
-from hil.report.model import SMALL_MCU
+from hil.hw.kinds import smallest_kind
 from hil.report.table import Table
 from hil.run.verify import ImageVerification
 
@@ -38,8 +38,11 @@ def verification_tables(results: list[ImageVerification]) -> list[Table]:
 
 def size_table(manifests: list[FirmwareManifest]) -> Table:
     """Flash and RAM per image, as arm-none-eabi-size counted them at build time."""
-    rows = [[m.board, m.model, f"{m.flash_bytes:,}", f"{100 * m.flash_bytes / SMALL_MCU['flash_bytes']:.0f} %",
-             f"{m.ram_bytes:,}", f"{100 * m.ram_bytes / SMALL_MCU['ram_bytes']:.0f} %", f"{m.arena_bytes:,}"]
+    small = smallest_kind()
+    rows = [[m.board, m.model, f"{m.flash_bytes:,}", f"{100 * m.flash_bytes / small.flash.size:.0f} %",
+             f"{m.ram_bytes:,}", f"{100 * m.ram_bytes / small.ram.size:.0f} %", f"{m.arena_bytes:,}"]
             for m in manifests]
-    return Table.of("Image sizes (arm-none-eabi-size; share of the STM32L432KC's 256 KiB flash and 64 KiB SRAM)",
-                     ["board", "model", "flash B", "of 256 KiB", "RAM B (static)", "of 64 KiB", "arena B"], rows)
+    flash_kib, ram_kib = small.flash.size // 1024, small.ram.size // 1024
+    return Table.of(f"Image sizes (arm-none-eabi-size; share of the {small.mcu}'s {flash_kib} KiB flash and "
+                    f"{ram_kib} KiB SRAM)", ["board", "model", "flash B", f"of {flash_kib} KiB", "RAM B (static)",
+                                             f"of {ram_kib} KiB", "arena B"], rows)

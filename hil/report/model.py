@@ -7,12 +7,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from hil.hw.kinds import smallest_kind
 from hil.model.evaluation import CONFIGS, ModelEvaluation
 from hil.model.card import ModelCard
 from hil.report.table import Table
 
-# The paper's small MCU, which every model must fit with room to spare.
-SMALL_MCU = {"name": "STM32L432KC", "flash_bytes": 256 * 1024, "ram_bytes": 64 * 1024}
 CONFIG_TITLES = {"qute": "QUTE ensemble", "single_head": "single head"}
 
 
@@ -39,9 +38,10 @@ def card_tables(card: ModelCard) -> list[Table]:
     ]
     weights = card.stages["stage1"].weight_bytes + card.stages["stage2"].weight_bytes
     arena = max(card.stages["stage1"].peak_activation_bytes, card.stages["stage2"].peak_activation_bytes)
-    rows.append([f"fits {SMALL_MCU['name']}",
-                 f"weights {weights / 1024:.1f} KiB of {SMALL_MCU['flash_bytes'] // 1024} KiB flash, "
-                 f"largest layer activations {arena / 1024:.1f} KiB of {SMALL_MCU['ram_bytes'] // 1024} KiB RAM"])
+    small = smallest_kind()  # the paper's small MCU, which every model must fit with room to spare
+    rows.append([f"fits {small.mcu}",
+                 f"weights {weights / 1024:.1f} KiB of {small.flash.size // 1024} KiB flash, "
+                 f"largest layer activations {arena / 1024:.1f} KiB of {small.ram.size // 1024} KiB RAM"])
     if "float_test_accuracy" in card.training:
         rows.append(["trained", f"seed {card.training['seed']}, {card.training['epochs']} epochs "
                                 f"(base frozen for the last {card.training['frozen_base_epochs']}), "

@@ -20,6 +20,7 @@ tested this way too. It is a test double: nothing in a lab run uses it (docs/tes
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,9 @@ from hil.firmware.build import FirmwareManifest
 from hil.hw import monitor_protocol as mp
 from hil.hw import protocol
 from hil.hw.board import Board
-from hil.hw.emulated.monitor_unit import POWER_PROFILES, EmulatedUnit
+from hil.hw.emulated.monitor_unit import EmulatedUnit
+from hil.hw.flasher import Flasher, FlashMethod, FlashReport, check_image
+from hil.hw.kinds import BOARD_KINDS
 from hil.hw.measurement import PIN_BUSY, PIN_EXIT
 from hil.hw.monitor import Monitor
 from hil.lab.load import BoardSpec, RunSettings
@@ -96,8 +99,9 @@ class FakeFirmware:
     """The device end of a board's UART, answering as the QUTE firmware does."""
 
     def __init__(self, card: ModelCard, manifest: FirmwareManifest, faults: Faults = Faults(),
-                 timing: Timing | None = None, clock_hz: int = CLOCK_HZ, board: str = "fake"):
+                 timing: Timing | None = None, clock_hz: int = CLOCK_HZ, board: str = "fake", flashed: bytes = b""):
         self.card, self.manifest, self.faults = card, manifest, faults
+        self.flashed = flashed  # the image in its flash (FakeFlasher)
         self.timing = timing or Timing.of(card)
         self.clock_hz = clock_hz
         self.board = board
@@ -147,7 +151,8 @@ class FakeFirmware:
 
     def _answer(self, request, seq: int) -> bytes:
         if isinstance(request, protocol.Hello):
-            firmware = self.faults.firmware_sha256 or bytes.fromhex(self.manifest.image_sha256)
+            # What it reports is the hash of the bytes flashed into it, as the firmware hashes its own flash.
+            firmware = self.faults.firmware_sha256 or hashlib.sha256(self.flashed).digest()
             return protocol.encode_message(protocol.Info(
                 protocol.PROTOCOL_VERSION, self.clock_hz, protocol.MAX_PAYLOAD, self.input_size, len(self.card.labels),
                 len(self.card.head_outputs), self.tau_q15, self.windows, bytes.fromhex(self.manifest.model_sha256),
@@ -281,7 +286,7 @@ class FakeMonitor(Monitor):
     goes to <slot>.truth.jsonl, as the emulated unit's does."""
 
     def __init__(self, slot: str, kind: str, firmware: FakeFirmware, traces_dir: Path):
-        self.profile = POWER_PROFILES[kind]
+        self.profile = BOARD_KINDS[kind].power
         super().__init__(slot, self.profile.shunt_ohms, self.profile.max_current_a, traces_dir)
         self.firmware = firmware
         self.unit: EmulatedUnit | None = None
@@ -331,18 +336,32 @@ class FakeMonitor(Monitor):
             self._truth = None
 
 
+class FakeFlasher(Flasher):
+    """Keeps the verified image in memory; the FakeFirmware then runs (and HELLO hashes) exactly those bytes."""
+
+    def __init__(self):
+        self.flashed = b""
+
+    def flash(self, manifest: FirmwareManifest) -> FlashReport:
+        self.flashed = check_image(manifest.bin, manifest.image_sha256)
+        return FlashReport(method=FlashMethod.IN_PROCESS, target="fake", image=manifest.bin.name,
+                           image_sha256=manifest.image_sha256, bytes=len(self.flashed),
+                           base_address=manifest.load_address, verified=True, seconds=0.0, attempts=1)
+
+
 class FakeBoard(Board):
-    """A board whose bring-up opens an InProcessPort to a FakeFirmware instead of flashing anything."""
+    """A board whose image goes into a FakeFlasher and whose port is an InProcessPort to a FakeFirmware."""
 
     def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings, faults: Faults = Faults(),
                  card: ModelCard | None = None, metered: bool = True, timing: Timing | None = None):
-        super().__init__(spec, manifest, run)
+        super().__init__(spec, manifest, run, FakeFlasher())
         self.faults, self.card, self.metered, self.timing = faults, card, metered, timing
         self.firmware: FakeFirmware | None = None
 
-    def _start(self) -> serial.SerialBase:
+    def _open_port(self) -> serial.SerialBase:
         card = self.card or load_model(self.manifest.model)
-        self.firmware = FakeFirmware(card, self.manifest, self.faults, self.timing, board=self.spec.kind)
+        self.firmware = FakeFirmware(card, self.manifest, self.faults, self.timing, board=self.spec.kind,
+                                     flashed=self.flasher.flashed)
         port = InProcessPort(self.firmware.receive, self.slot)
         self.firmware.send, self.firmware.hang_up = port.deliver, port.close
         return port

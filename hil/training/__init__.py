@@ -14,4 +14,4 @@ def train_and_export(model_name: str, directory: Path, log=print) -> Path:
 
         raise BadInput(f"training needs the train extra ({error.name} missing): pip install -e '.[train]'") from None
     network, split = train.train(model_name, log=log)
-    return export.export(model_name, network, split, train.SETTINGS[model_name], directory)
+    return export.export(model_name, network, split, train.settings_for(model_name), directory)

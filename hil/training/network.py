@@ -172,4 +172,5 @@ def mnist1d_dscnn() -> QuteNetwork:
     return _assemble((1, 40, 1), blocks, 32, (1, 3), pools=[(1, 2), (1, 2)])
 
 
-ARCHITECTURES = {"qute-digits": digits_cnn, "qute-mnist1d": mnist1d_dscnn}
+# Keyed by architecture name: a model names its architecture in model/registry.py.
+ARCHITECTURES = {"digits_cnn": digits_cnn, "mnist1d_dscnn": mnist1d_dscnn}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hil.model import datasets
+from hil.model.registry import MODELS
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,8 @@ class TrainingSettings:
     frozen_fraction: float = 0.1  # the paper freezes the base for the last 10% of epochs
 
 
-SETTINGS = {
-    "qute-digits": TrainingSettings(epochs=60),
-    "qute-mnist1d": TrainingSettings(epochs=80),
-}
+def settings_for(model_name: str) -> TrainingSettings:
+    return TrainingSettings(epochs=MODELS[model_name].epochs)
 
 
 def _seed_everything(seed: int) -> None:
@@ -52,15 +51,16 @@ def qute_loss(outputs: dict, labels):
 
 def train(model_name: str, log=print):
     """Train one QUTE network; returns it with the heads holding the exits' final weights."""
-    settings = SETTINGS[model_name]
+    entry = MODELS[model_name]
+    settings = settings_for(model_name)
     _seed_everything(settings.seed)
     import keras
     import tensorflow as tf
 
     from hil.training.network import ARCHITECTURES
 
-    split = datasets.SOURCES[model_name]()
-    network = ARCHITECTURES[model_name]()
+    split = datasets.SOURCES[entry.dataset]()
+    network = ARCHITECTURES[entry.architecture]()
     all_variables = network.base_variables() + network.branch_variables()
     branch_variables = network.branch_variables()
     optimizer = keras.optimizers.Adam(settings.learning_rate)

@@ -1,5 +1,7 @@
 """The emulated-board launcher: nothing the firmware sends is lost, and QEMU never outlives us."""
 
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -11,7 +13,8 @@ import time
 import pytest
 
 from hil.firmware import build as firmware
-from hil.hw.emulated.qemu import PROFILES, QemuBoard
+from hil.hw.emulated.qemu import QemuBoard
+from hil.hw.kinds import BOARD_KINDS
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 IMAGE = firmware.prebuilt("mps2-an386", "qute-mnist1d")
@@ -39,13 +42,13 @@ def wait_gone(pid: int, seconds: float = 5.0) -> bool:
 def test_the_first_bytes_the_firmware_sends_arrive():
     # The firmware reports its pin levels first thing after reset; a launcher that opened
     # the ptys after letting the CPU run would miss them.
-    with QemuBoard(PROFILES["mps2-an386"], IMAGE.elf) as board:
+    with QemuBoard(BOARD_KINDS["mps2-an386"], IMAGE.elf) as board:
         edges = board.recorder.take(settle=0.3)
     assert [(e.pin, e.level) for e in edges[:2]] == [(0, 0), (1, 0)]
 
 
 def test_stop_ends_qemu_and_a_reset_restarts_the_firmware():
-    board = QemuBoard(PROFILES["mps2-an386"], IMAGE.elf).start()
+    board = QemuBoard(BOARD_KINDS["mps2-an386"], IMAGE.elf).start()
     pid = board.pid
     board.recorder.take(settle=0.3)
     board.reset()
@@ -58,14 +61,15 @@ def test_a_missing_image_is_a_clear_error(tmp_path):
     from hil.hw.emulated.qemu import EmulatorError
 
     with pytest.raises(EmulatorError, match="firmware image .* not found"):
-        QemuBoard(PROFILES["mps2-an386"], tmp_path / "none.elf").start()
+        QemuBoard(BOARD_KINDS["mps2-an386"], tmp_path / "none.elf").start()
 
 
 SCRIPT = textwrap.dedent(f"""
     import sys, time
     from pathlib import Path
-    from hil.hw.emulated.qemu import PROFILES, QemuBoard
-    with QemuBoard(PROFILES["mps2-an386"], Path({str(IMAGE.elf)!r})) as board:
+    from hil.hw.emulated.qemu import QemuBoard
+    from hil.hw.kinds import BOARD_KINDS
+    with QemuBoard(BOARD_KINDS["mps2-an386"], Path({str(IMAGE.elf)!r})) as board:
         print(board.pid, flush=True)
         time.sleep(60)
 """)
@@ -79,3 +83,43 @@ def test_qemu_dies_with_its_owner(how):
     owner.send_signal(how)
     owner.wait(timeout=10)
     assert wait_gone(qemu_pid), f"QEMU outlived its owner after {how.name}"
+
+
+def emulated_board(manifest):
+    from hil.hw.factory import make_board
+    from hil.lab.load import BoardSpec, RunSettings
+
+    return make_board(BoardSpec("loader-1", manifest.board, manifest.model, None), manifest, RunSettings())
+
+
+def test_the_loader_reports_what_qemu_loaded_where():
+    board = emulated_board(IMAGE)
+    try:
+        board.bring_up()
+        flash = board.identity()["flash"]
+        assert board.link.hello().firmware_sha256.hex() == IMAGE.image_sha256
+    finally:
+        board.shut_down()
+    assert flash["method"] == "qemu-loader" and flash["target"] == "mps2-an386" and flash["verified"] is True
+    assert (flash["image"], flash["image_sha256"]) == ("firmware.elf", IMAGE.elf_sha256)
+    assert (flash["base_address"], flash["bytes"]) == (IMAGE.load_address, IMAGE.bin.stat().st_size)
+    assert not board.alive()
+
+
+def test_the_loader_refuses_an_emulator_whose_memory_is_not_the_image(tmp_path):
+    # firmware.bin is altered (and its manifest hash with it), the ELF QEMU loads is not: what QEMU
+    # holds at the load address is no longer the image the manifest names, and the read-back sees it.
+    from hil.hw.flasher import VerifyFailed
+
+    copy = tmp_path / "image"
+    shutil.copytree(IMAGE.directory, copy)
+    image = bytearray((copy / "firmware.bin").read_bytes())
+    image[0x200] ^= 0x01
+    (copy / "firmware.bin").write_bytes(bytes(image))
+    data = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**data, "image_sha256": hashlib.sha256(image).hexdigest()}))
+    board = emulated_board(firmware.load_manifest(copy))
+    with pytest.raises(VerifyFailed, match=r"^loader-1: QEMU's memory differs from firmware.bin at 0x00000200 "):
+        board.bring_up()
+    board.shut_down()
+    assert not board.alive() and board.flash_report is None

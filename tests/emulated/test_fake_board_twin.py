@@ -8,7 +8,8 @@ import pytest
 
 from hil.firmware import build as firmware
 from hil.hw import protocol
-from hil.hw.emulated.qemu import PROFILES, QemuBoard
+from hil.hw.emulated.qemu import QemuBoard
+from hil.hw.kinds import BOARD_KINDS
 from hil.hw.link import DeviceError, DeviceLink
 from hil.lab.load import BoardSpec, RunSettings
 from hil.model import decisions
@@ -32,7 +33,7 @@ def test_the_fake_answers_every_request_as_the_firmware_does():
     requests = [protocol.Hello(), protocol.SetThreshold(decisions.threshold_q15("0.7"))]
     requests += [protocol.Infer(testset.inputs[i].tobytes()) for i in range(SAMPLES)]
     requests += [protocol.InferBurst(3, testset.inputs[0].tobytes()), protocol.Infer(b"\x01"), protocol.Hello()]
-    with QemuBoard(PROFILES[KIND], manifest.elf) as qemu:
+    with QemuBoard(BOARD_KINDS[KIND], manifest.elf) as qemu:
         real = DeviceLink(qemu.link, name="qemu", timeout=10)
         for request in requests:
             answers = []

@@ -9,7 +9,8 @@ import pytest
 
 from hil.model import decisions
 from hil.firmware import build as firmware
-from hil.hw.emulated.qemu import PROFILES, QemuBoard
+from hil.hw.emulated.qemu import QemuBoard
+from hil.hw.kinds import BOARD_KINDS
 from hil.hw.link import DeviceError, DeviceLink
 from hil.model.card import load_model
 from hil.model.reference import run_reference
@@ -40,7 +41,7 @@ def test_rebuild_is_byte_identical(tmp_path):
 def board(request):
     board_kind, model = request.param
     manifest = firmware.prebuilt(board_kind, model)
-    with QemuBoard(PROFILES[board_kind], manifest.elf) as qemu:
+    with QemuBoard(BOARD_KINDS[board_kind], manifest.elf) as qemu:
         yield qemu, DeviceLink(qemu.link, name=f"{board_kind}/{model}"), manifest, load_model(model)
 
 

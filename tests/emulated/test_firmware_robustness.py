@@ -10,7 +10,8 @@ import pytest
 from hil.model import decisions
 from hil.firmware import build as firmware
 from hil.hw import protocol
-from hil.hw.emulated.qemu import PROFILES, QemuBoard
+from hil.hw.emulated.qemu import QemuBoard
+from hil.hw.kinds import BOARD_KINDS
 from hil.hw.link import DeviceError, DeviceLink
 from hil.model.card import load_model
 from hil.model.reference import run_reference
@@ -24,7 +25,7 @@ TAU = decisions.threshold_q15("0.7")
 @pytest.fixture(scope="module", params=IMAGES, ids=["-".join(i) for i in IMAGES])
 def board(request):
     manifest = firmware.prebuilt(*request.param)
-    with QemuBoard(PROFILES[manifest.board], manifest.elf) as qemu:
+    with QemuBoard(BOARD_KINDS[manifest.board], manifest.elf) as qemu:
         link = DeviceLink(qemu.link, name="/".join(request.param), timeout=10)
         link.set_threshold(TAU)  # a reset would put it back to 1.0: we check it stays
         yield qemu, link, load_model(manifest.model)

@@ -43,6 +43,10 @@ def test_a_run_passes_and_keeps_everything(tmp_path):
         assert board["reported"]["firmware_sha256"] == manifest.image_sha256
         assert board["reported"]["model_sha256"] == manifest.model_sha256 == run["models"][model]["sha256"]
         assert board["firmware"]["source_sha256"] == manifest.source_sha256
+        flash = board["flash"]  # what the loader put where, verified by reading QEMU's memory back
+        assert flash["verified"] is True and flash["method"] == "qemu-loader"
+        assert (flash["image_sha256"], flash["base_address"]) == (manifest.elf_sha256, manifest.load_address)
+        assert flash["bytes"] == manifest.bin.stat().st_size
     assert all(t["sha256"] for sets in run["testsets"].values() for t in sets.values())
     import pyarrow.parquet as pq
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from hil.firmware import build as firmware
-from hil.hw.emulated.qemu import PROFILES, QemuBoard
+from hil.hw.emulated.qemu import QemuBoard
+from hil.hw.kinds import BOARD_KINDS
 
 from tests.support.benches import KIND, MODEL
 
@@ -15,7 +16,7 @@ from tests.support.benches import KIND, MODEL
 @pytest.fixture
 def uart():
     """The MCU behind the serial port: the image running in QEMU, its UART0 pty free for the lab."""
-    board = QemuBoard(PROFILES[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench-uart").start()
+    board = QemuBoard(BOARD_KINDS[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench-uart").start()
     path = board.link.port
     board.link.close()  # the lab opens the port itself, by path, exclusively
     yield path
@@ -26,7 +27,7 @@ def uart():
 def bench():
     """The MCU (QEMU) and a measurement unit on its pins, each on its own serial port: the unit is
     hil.hw.emulated.monitor_unit reading the MCU's edge wire, as a physical unit would on a USB port."""
-    board = QemuBoard(PROFILES[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench", record_wire=False).start()
+    board = QemuBoard(BOARD_KINDS[KIND], firmware.prebuilt(KIND, MODEL).elf, name="bench", record_wire=False).start()
     uart = board.link.port
     board.link.close()
     units = []

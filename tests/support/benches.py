@@ -5,6 +5,8 @@ from pathlib import Path
 
 import yaml
 
+from hil.hw.kinds import BOARD_KINDS
+
 from tests.support.labs import write_lab
 
 KIND, MODEL = "mps2-an386", "qute-digits"
@@ -22,10 +24,8 @@ def physical_lab(tmp_path: Path, probe: str, port: str) -> Path:
 
 
 def with_monitor(lab: Path, port: str) -> Path:
-    from hil.hw.emulated.monitor_unit import POWER_PROFILES
-
     data = yaml.safe_load(lab.read_text())
-    profile = POWER_PROFILES[KIND]
+    profile = BOARD_KINDS[KIND].power
     next(b for b in data["boards"] if b["slot"] == "bench-1")["monitor"] = {
         "port": port, "shunt_ohms": profile.shunt_ohms, "max_current_a": profile.max_current_a}
     lab.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -108,9 +108,12 @@ def test_a_request_that_never_gets_an_answer_says_what_arrived():
 
 
 class PtyBoard(Board):
-    """A board whose UART is a pty with a fake device behind it; nothing to flash."""
+    """A board whose UART is a pty with a fake device behind it; never brought up, so nothing to flash."""
 
-    def _start(self):
+    def __init__(self, spec, manifest, run):
+        super().__init__(spec, manifest, run, flasher=None)
+
+    def _open_port(self):
         raise NotImplementedError
 
     def alive(self) -> bool:

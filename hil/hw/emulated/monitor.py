@@ -10,7 +10,7 @@ import serial
 
 from hil.hw.channel import open_port
 from hil.hw.children import child_env, die_with_parent, reap
-from hil.hw.emulated.monitor_unit import POWER_PROFILES
+from hil.hw.kinds import BOARD_KINDS
 from hil.hw.monitor import Monitor, MonitorError
 
 
@@ -18,7 +18,7 @@ class EmulatedMonitor(Monitor):
     """hil.hw.emulated.monitor_unit on the emulated board's wire; its ground truth goes to <slot>.truth.jsonl."""
 
     def __init__(self, slot: str, kind: str, clock_hz: int, traces_dir: Path, wire: str):
-        profile = POWER_PROFILES[kind]
+        profile = BOARD_KINDS[kind].power
         super().__init__(slot, profile.shunt_ohms, profile.max_current_a, traces_dir)
         self.kind, self.clock_hz, self.wire = kind, clock_hz, wire
         self.process: subprocess.Popen | None = None

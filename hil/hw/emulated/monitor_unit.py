@@ -8,7 +8,7 @@ register level (hil/hw/ina219.py: calibration, LSBs, conversion windows, CNVR/OV
 and speaks monitor protocol v1 (docs/monitor.md) to the host on a pseudo-terminal whose
 path it prints as its first line. The host drives it exactly as it drives a physical unit.
 
-What the board draws is a modelled power profile (POWER_PROFILES: not a measurement): idle
+What the board draws is its kind's modelled power profile (hil/hw/kinds.py: not a measurement): idle
 power while the busy pin is low, active power while it is high. The true energy of every
 busy window is written to the --truth file and never reported over the link, so a test
 can hold the host's register-derived figures against it.
@@ -27,38 +27,18 @@ import os
 import select
 import sys
 import tty
-from dataclasses import dataclass
-
 import numpy as np
 
 from hil.hw import ina219
 from hil.hw import protocol
 from hil.hw import monitor_protocol as mp
 from hil.hw.channel import Framing
+from hil.hw.kinds import BOARD_KINDS, PowerProfile
 from hil.hw.measurement import PIN_BUSY
 
 WRAP = 1 << 32
 
 
-@dataclass(frozen=True)
-class PowerProfile:
-    """A modelled supply: what an emulated board draws, and the shunt its unit measures it on."""
-
-    bus_v: float
-    idle_w: float
-    active_w: float
-    shunt_ohms: float
-    max_current_a: float
-
-
-# Currents in the range of the twin MCUs' datasheets (run mode at full clock; sleep with
-# peripherals on); they are plausible figures, not measurements.
-POWER_PROFILES = {
-    "mps2-an386": PowerProfile(bus_v=3.3, idle_w=3.3 * 0.0021, active_w=3.3 * 0.0088, shunt_ohms=1.0,
-                               max_current_a=0.04),  # STM32L432KC at 80 MHz
-    "mps2-an500": PowerProfile(bus_v=3.3, idle_w=3.3 * 0.045, active_w=3.3 * 0.115, shunt_ohms=0.1,
-                               max_current_a=0.4),  # STM32F767ZI at 216 MHz
-}
 NOISE_LSB = 0.7  # shunt ADC noise, in 10 uV steps (one sigma)
 
 
@@ -196,7 +176,7 @@ def serve(wire_fd: int, host_fd: int, unit: EmulatedUnit, wire: Framing, host: F
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hil.hw.emulated.monitor_unit", description=__doc__.splitlines()[0])
     parser.add_argument("--wire", required=True, help="the board's edge-record UART (a pty path)")
-    parser.add_argument("--kind", required=True, choices=sorted(POWER_PROFILES))
+    parser.add_argument("--kind", required=True, choices=sorted(BOARD_KINDS))
     parser.add_argument("--clock-hz", type=int, required=True, help="the board's timer clock")
     parser.add_argument("--truth", required=True, help="where the true energy of every busy window goes")
     parser.add_argument("--seed", type=int, default=0)
@@ -214,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         os.write(host_fd, host.encode(message, reply_seq)[1])
 
     with open(args.truth, "a", encoding="utf-8") as truth:
-        unit = EmulatedUnit(POWER_PROFILES[args.kind], args.clock_hz, truth, args.seed, send)
+        unit = EmulatedUnit(BOARD_KINDS[args.kind].power, args.clock_hz, truth, args.seed, send)
         print(os.ttyname(host_device), flush=True)  # the host opens this, as it would /dev/ttyACM1
         serve(wire_fd, host_fd, unit, wire, host)
     return 0

@@ -1,10 +1,12 @@
 """Emulated boards: QEMU running a firmware image, its UARTs on real pseudo-terminals.
 
-QEMU starts paused (-S) with a QMP socket; we read the pty paths of both UARTs from
-QMP, open them, and only then let the CPU run, so not one byte the firmware sends is
-lost. Time is QEMU's instruction counter (-icount), so timer readings are the same on
-every run. QEMU is always stopped: on close, on Ctrl-C, and if this process dies
-(the kernel sends it SIGTERM then, through PR_SET_PDEATHSIG).
+QEMU starts paused (-S) with a QMP socket and the image loaded (`power_on`: -kernel puts
+the ELF's segments into the machine's memory, where hil/hw/emulated/loader.py reads them
+back); we read the pty paths of both UARTs from QMP, open them, and only then let the CPU
+run (`run`), so not one byte the firmware sends is lost. Time is QEMU's instruction
+counter (-icount), so timer readings are the same on every run. QEMU is always stopped:
+on close, on Ctrl-C, and if this process dies (the kernel sends it SIGTERM then, through
+PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import serial
@@ -26,30 +27,11 @@ from hil.hw import protocol
 from hil.hw.channel import Channel, open_port
 from hil.hw.children import die_with_parent, reap
 from hil.errors import HilError
+from hil.hw.kinds import BoardKind
 
 QEMU = "qemu-system-arm"
 START_TIMEOUT_S = 10.0
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EmulatedBoardProfile:
-    """How one board kind is emulated; docs/firmware.md explains the clocks."""
-
-    kind: str
-    machine: str
-    cpu: str
-    icount_shift: int  # one instruction takes 2**shift ns of virtual time
-    twin: str  # the physical MCU this board stands in for
-    timer_hz: int = 25_000_000  # the CMSDK timers' clock: the firmware's cycle counter
-
-
-PROFILES = {
-    # 16 ns per instruction: 62.5 MIPS, about a Cortex-M4 at 80 MHz.
-    "mps2-an386": EmulatedBoardProfile("mps2-an386", "mps2-an386", "cortex-m4", 4, "STM32L432KC"),
-    # 4 ns per instruction: 250 MIPS, about a dual-issue Cortex-M7 at 216 MHz.
-    "mps2-an500": EmulatedBoardProfile("mps2-an500", "mps2-an500", "cortex-m7", 2, "STM32F767ZI"),
-}
 
 
 class EmulatorError(HilError):
@@ -136,31 +118,42 @@ class WireRecorder:
 class QemuBoard:
     """One emulated board. Use as a context manager; `link` and `wire` are pyserial ports."""
 
-    def __init__(self, profile: EmulatedBoardProfile, image: Path, name: str | None = None, record_wire: bool = True):
+    def __init__(self, kind: BoardKind, image: Path, name: str | None = None, record_wire: bool = True):
         """`record_wire=False` leaves the GPIO wire to another reader (the emulated measurement
         unit); it is still held open here, so QEMU never sees it disconnected and drops edges."""
-        self.profile = profile
+        if kind.qemu is None:
+            raise EmulatorError(f"{name or kind.name}: board kind {kind.name} has no emulated twin; "
+                                "make it a physical board in the lab file")
+        self.kind = kind
         self.record_wire = record_wire
         self.image = Path(image)
-        self.name = name or profile.kind
+        self.name = name or kind.name
         self.link: serial.SerialBase | None = None  # UART0: the protocol
         self.wire: serial.SerialBase | None = None  # UART1: GPIO edge records
         self.recorder: WireRecorder | None = None
         self._process: subprocess.Popen | None = None
         self._qmp: Qmp | None = None
         self._workdir: Path | None = None
+        self._ptys: dict[str, str] = {}
 
     def command(self, qmp_socket: Path) -> list[str]:
         return [
-            QEMU, "-M", self.profile.machine, "-nodefaults", "-display", "none", "-S",
+            QEMU, "-M", self.kind.qemu.machine, "-nodefaults", "-display", "none", "-S",
             "-qmp", f"unix:{qmp_socket},server=on,wait=off",
             "-chardev", "pty,id=link", "-serial", "chardev:link",
             "-chardev", "pty,id=wire", "-serial", "chardev:wire",
-            "-icount", f"shift={self.profile.icount_shift},sleep=on",
+            "-icount", f"shift={self.kind.qemu.icount_shift},sleep=on",
             "-kernel", str(self.image),
         ]
 
     def start(self) -> "QemuBoard":
+        """Power on with the image loaded, then run."""
+        self.power_on()
+        self.run()
+        return self
+
+    def power_on(self) -> None:
+        """QEMU started, the image in its memory (-kernel), the CPU not yet running."""
         if shutil.which(QEMU) is None:
             raise EmulatorError(f"{self.name}: {QEMU} not found; run setup.sh (it installs qemu-system-arm)")
         if not self.image.is_file():
@@ -173,7 +166,16 @@ class QemuBoard:
         )
         try:
             self._qmp = Qmp(qmp_socket, START_TIMEOUT_S)
-            ptys = {c["label"]: c["filename"].removeprefix("pty:") for c in self._qmp.execute("query-chardev")}
+            self._ptys = {c["label"]: c["filename"].removeprefix("pty:") for c in self._qmp.execute("query-chardev")}
+        except Exception as error:
+            raise self._did_not_start(error) from None
+
+    def run(self) -> None:
+        """Open both UARTs, then let the CPU run: the firmware's first byte already has a reader."""
+        if self._qmp is None:
+            raise EmulatorError(f"{self.name}: not powered on")
+        try:
+            ptys = self._ptys
             self.link = open_port(ptys["link"])
             self.wire = open_port(ptys["wire"])
             if self.record_wire:
@@ -181,11 +183,24 @@ class QemuBoard:
             logger.debug("%s: QEMU pid %d, link %s, wire %s", self.name, self._process.pid, ptys["link"], ptys["wire"])
             self._qmp.execute("cont")
         except Exception as error:
-            log = (self._workdir / "qemu.log").read_text(errors="replace").strip().splitlines()
-            self.stop()
-            detail = log[-1] if log else str(error)
-            raise EmulatorError(f"{self.name}: QEMU did not start ({detail})") from None
-        return self
+            raise self._did_not_start(error) from None
+
+    def _did_not_start(self, error: Exception) -> EmulatorError:
+        log = (self._workdir / "qemu.log").read_text(errors="replace").strip().splitlines()
+        self.stop()
+        detail = log[-1] if log else str(error)
+        return EmulatorError(f"{self.name}: QEMU did not start ({detail})")
+
+    def read_memory(self, address: int, size: int) -> bytes:
+        """`size` bytes of the machine's memory from `address` (QMP pmemsave), e.g. to read an image back."""
+        if self._qmp is None or self._workdir is None:
+            raise EmulatorError(f"{self.name}: not running")
+        dump = self._workdir / "memory.bin"
+        self._qmp.execute("pmemsave", val=address, size=size, filename=str(dump))
+        try:
+            return dump.read_bytes()
+        finally:
+            dump.unlink()
 
     @property
     def pid(self) -> int | None:

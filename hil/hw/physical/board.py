@@ -8,9 +8,9 @@ from pathlib import Path
 import serial
 
 from hil.firmware.build import FirmwareManifest
-from hil.hw import flasher as probe
 from hil.hw.board import Board, BoardError
 from hil.hw.channel import open_port
+from hil.hw.flasher import PyocdFlasher
 from hil.hw.monitor import Monitor
 from hil.hw.physical.monitor import SerialMonitor
 from hil.lab.load import BoardSpec, RunSettings
@@ -20,14 +20,11 @@ class PhysicalBoard(Board):
     """A real MCU: flashed and reset through its debug probe by pyOCD, talked to over USB serial."""
 
     def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings):
-        super().__init__(spec, manifest, run)
+        super().__init__(spec, manifest, run, PyocdFlasher(spec.physical.probe, spec.physical.target))
         self.port: serial.SerialBase | None = None
-        self.flash_report = None
 
-    def _start(self) -> serial.SerialBase:
+    def _open_port(self) -> serial.SerialBase:
         physical = self.spec.physical
-        self.flash_report = probe.flash_image(physical.probe, physical.target, self.manifest.bin,
-                                              self.manifest.image_sha256)
         path = physical.serial.device
         try:
             self.port = open_port(path, physical.serial.baudrate)
@@ -48,8 +45,7 @@ class PhysicalBoard(Board):
     def identity(self) -> dict:
         physical = self.spec.physical
         return {**super().identity(), "emulated": False, "probe": physical.probe, "target": physical.target,
-                "serial_port": self.port.port if self.port else None,
-                "flash": None if self.flash_report is None else vars(self.flash_report)}
+                "serial_port": self.port.port if self.port else None}
 
     def _stop(self) -> None:
         if self.port is not None:

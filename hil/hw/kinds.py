@@ -1,0 +1,100 @@
+"""Board kinds: what each kind of board is, in one table that everything else reads.
+
+The firmware build (the CPU gcc compiles for, the Makefile's list of boards), the lab (the
+kinds it accepts, the pyOCD target a physical board defaults to, where its image is flashed),
+the emulator (QEMU machine and speed), the emulated measurement unit (the modelled supply) and
+the reports (the smallest MCU a model must fit) all take a kind's facts from BOARD_KINDS.
+
+Adding a kind is one row here and its board support in firmware/boards/<kind>/ (board.h and a
+memory.ld whose FLASH and RAM are the row's; a test holds them equal), then `hil firmware build`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MemoryRegion:
+    origin: int
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
+class QemuTwin:
+    """How a kind runs in QEMU; docs/firmware.md explains the clocks."""
+
+    machine: str  # qemu-system-arm -M
+    icount_shift: int  # one instruction takes 2**shift ns of virtual time
+
+
+@dataclass(frozen=True)
+class PowerProfile:
+    """A modelled supply: what an emulated board draws, and the shunt its unit measures it on."""
+
+    bus_v: float
+    idle_w: float
+    active_w: float
+    shunt_ohms: float
+    max_current_a: float
+
+
+@dataclass(frozen=True)
+class BoardKind:
+    name: str  # as labs.yaml, manifests and the firmware's HELLO name it
+    cpu: str  # gcc's -mcpu
+    mcu: str  # the part the board is, or (emulated) stands in for
+    clock_hz: int  # that MCU's core clock
+    timer_hz: int  # the firmware's cycle counter: INFO's clock_hz, the unit's time base
+    flash: MemoryRegion  # where the image is linked and flashed (its origin is the load address)
+    ram: MemoryRegion
+    pyocd_target: str  # a physical board's default probe.target
+    qemu: QemuTwin | None  # None: the kind has no emulated twin
+    power: PowerProfile  # what the emulated unit models for it (not a measurement)
+
+    @property
+    def load_address(self) -> int:
+        return self.flash.origin
+
+    @property
+    def firmware_dir(self) -> str:
+        """Its board support, relative to the firmware folder."""
+        return f"boards/{self.name}"
+
+    @property
+    def core(self) -> str:
+        """The CPU as people write it: cortex-m4 -> Cortex-M4."""
+        return "Cortex-" + self.cpu.removeprefix("cortex-").upper()
+
+
+KIB = 1024
+CMSDK_TIMER_HZ = 25_000_000  # QEMU clocks the MPS2 boards' CMSDK timers at 25 MHz of icount time
+
+# The MPS2 boards are QEMU's Cortex-M4 and -M7 machines, each sized (memory.ld) and timed (icount)
+# as the STM32 it stands in for. Currents are in the range of those MCUs' datasheets (run mode at
+# full clock; sleep with peripherals on): plausible figures, not measurements.
+BOARD_KINDS: dict[str, BoardKind] = {kind.name: kind for kind in (
+    BoardKind(
+        name="mps2-an386", cpu="cortex-m4", mcu="STM32L432KC", clock_hz=80_000_000, timer_hz=CMSDK_TIMER_HZ,
+        flash=MemoryRegion(0x0000_0000, 256 * KIB), ram=MemoryRegion(0x2000_0000, 64 * KIB),
+        pyocd_target="cortex_m",
+        # 16 ns per instruction: 62.5 MIPS, about a Cortex-M4 at 80 MHz.
+        qemu=QemuTwin(machine="mps2-an386", icount_shift=4),
+        power=PowerProfile(bus_v=3.3, idle_w=3.3 * 0.0021, active_w=3.3 * 0.0088, shunt_ohms=1.0,
+                           max_current_a=0.04),
+    ),
+    BoardKind(
+        name="mps2-an500", cpu="cortex-m7", mcu="STM32F767ZI", clock_hz=216_000_000, timer_hz=CMSDK_TIMER_HZ,
+        flash=MemoryRegion(0x0000_0000, 2048 * KIB), ram=MemoryRegion(0x2000_0000, 512 * KIB),
+        pyocd_target="cortex_m",
+        # 4 ns per instruction: 250 MIPS, about a dual-issue Cortex-M7 at 216 MHz.
+        qemu=QemuTwin(machine="mps2-an500", icount_shift=2),
+        power=PowerProfile(bus_v=3.3, idle_w=3.3 * 0.045, active_w=3.3 * 0.115, shunt_ohms=0.1,
+                           max_current_a=0.4),
+    ),
+)}
+
+
+def smallest_kind() -> BoardKind:
+    """The kind with the least flash (then RAM): every model must fit it (the QUTE paper's small MCU)."""
+    return min(BOARD_KINDS.values(), key=lambda kind: (kind.flash.size, kind.ram.size))
