@@ -4,6 +4,7 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-# The repository root: fixtures/ and docs/ live beside the package in a checkout.
+# The folder above the package: in a checkout its root, where fixtures/, firmware/ and docs/ live.
+# An installed hil finds its models, test sets and images through hil.assets, never through this.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = REPO_ROOT / "fixtures"

@@ -55,10 +55,12 @@ def cmd_model_eval(args) -> int:
 
 
 def cmd_model_train(args) -> int:
-    from hil.model.card import MODELS_DIR
+    from hil import assets
     from hil.training import train_and_export
 
-    directory = Path(args.out) if args.out else MODELS_DIR / args.model
+    if not args.out:
+        assets.checkout("hil model train", "to write fixtures/models/ into", "give --out DIR")
+    directory = Path(args.out) if args.out else assets.MODELS_DIR / args.model
     path = train_and_export(args.model, directory)
     print(f"wrote {path}")
     return 0
@@ -66,9 +68,12 @@ def cmd_model_train(args) -> int:
 
 def cmd_testsets_generate(args) -> int:
     from hil.model.card import load_model
-    from hil.model.testsets import TESTSETS_DIR, generate
+    from hil import assets
+    from hil.model.testsets import generate
 
-    out = Path(args.out) if args.out else TESTSETS_DIR
+    if not args.out:
+        assets.checkout("hil testsets generate", "to write fixtures/testsets/ into", "give --out DIR")
+    out = Path(args.out) if args.out else assets.TESTSETS_DIR
     for name in args.models or MODEL_NAMES:
         card = load_model(name)
         for path in generate(card, out / card.name, seed=args.seed):
@@ -77,16 +82,20 @@ def cmd_testsets_generate(args) -> int:
 
 
 def cmd_firmware_generate(args) -> int:
+    from hil import assets
     from hil.firmware import build as firmware
 
+    assets.checkout("hil firmware generate", "to write firmware/generated/ into", "run it in a checkout")
     for path in firmware.generate(args.models or firmware.MODELS):
         print(f"wrote {path}")
     return 0
 
 
 def cmd_firmware_build(args) -> int:
+    from hil import assets
     from hil.firmware import build as firmware
 
+    assets.checkout("hil firmware build", "with the firmware sources (firmware/)", "run it in a checkout")
     for manifest in firmware.build(Path(args.out) if args.out else None):
         print(f"{manifest.board}/{manifest.model}: flash {manifest.flash_bytes} B, RAM {manifest.ram_bytes} B, "
               f"image sha256 {manifest.image_sha256[:16]}")
@@ -120,6 +129,16 @@ def cmd_firmware_verify(args) -> int:
     for failure in (f for r in results for f in r.failures):
         print(f"hil: {failure.slot}: {failure.stage} failed: {failure.reason}", file=sys.stderr)
     return exit_code(results)
+
+
+def cmd_init(args) -> int:
+    from hil.lab.starter import write_starter_lab
+
+    lab = write_starter_lab(Path(args.dir))
+    print(lab.summary)
+    print(f"next: hil run {lab.path}    (results go to {lab.path.parent / 'results'}/; the lab file is documented "
+          "in docs/labs.md)")
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -221,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hil", description="Hardware-in-the-loop lab for QUTE TinyML models.")
     add_logging_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    init = commands.add_parser("init", help="write a starter lab (labs.yaml) that uses the models, test sets and "
+                               "images hil came with")
+    init.add_argument("dir", metavar="DIR", help="the folder to write labs.yaml into (made if missing)")
+    init.set_defaults(run=cmd_init)
 
     run = commands.add_parser("run", help="run a lab: flash, stream, reconcile, report")
     run.add_argument("lab", nargs="?", help="the lab file (labs.yaml)")

@@ -21,14 +21,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hil import REPO_ROOT
+from hil.assets import PREBUILT_DIR
 from hil.firmware import codegen
 from hil.errors import BadInput, HilError
 from hil.hw.kinds import BOARD_KINDS
 from hil.model.card import load_model, sha256_file
 from hil.model.registry import MODEL_NAMES
 
-FIRMWARE_DIR = REPO_ROOT / "firmware"
-PREBUILT_DIR = FIRMWARE_DIR / "prebuilt"
+FIRMWARE_DIR = REPO_ROOT / "firmware"  # the sources: a checkout's only (hil.assets)
 BOARDS = tuple(BOARD_KINDS)
 MODELS = MODEL_NAMES
 MANIFEST = "manifest.json"

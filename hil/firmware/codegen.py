@@ -22,7 +22,7 @@ from hil.firmware import quantization
 from hil.errors import BadInput
 from hil.model.card import ModelCard
 
-GENERATED_DIR = REPO_ROOT / "firmware" / "generated"
+GENERATED_DIR = REPO_ROOT / "firmware" / "generated"  # a checkout's only (hil.assets)
 ACTIVATION_NAMES = {code: name for name, code in quantization.ACTIVATIONS.items()}
 PADDING_NAMES = {code: name for name, code in quantization.PADDINGS.items()}
 ALIGN = 4

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hil import FIXTURES
+from hil.assets import MODELS_DIR
 from hil.errors import BadInput
 from hil.model.litert import reference_interpreter, tensor_description
 
 MODEL_JSON = "model.json"
-MODELS_DIR = FIXTURES / "models"
 # What the firmware's int8 kernel library implements exactly; nothing else may appear.
 ALLOWED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "RESHAPE", "SQUEEZE"}
 

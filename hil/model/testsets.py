@@ -18,15 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from hil import FIXTURES
 from hil import __version__
+from hil.assets import TESTSETS_DIR
 from hil.model import corruptions
 from hil.model import datasets
 from hil.errors import BadInput
 from hil.model.card import ModelCard
 from hil.model.registry import MODELS
 
-TESTSETS_DIR = FIXTURES / "testsets"
 DEFAULT_SEED = 2026
 SEVERITIES = (1, 2, 3)
 OOD_LABEL = -1

@@ -33,8 +33,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hil import REPO_ROOT
 from hil import __version__
+from hil.assets import CHECKOUT
 from hil.errors import ResultsUnwritable
 
 RUN_JSON = "run.json"
@@ -97,11 +97,13 @@ def new_run_dir(results_dir: Path) -> Path:
 
 
 def git_revision() -> dict:
+    """The checkout's revision; "unknown" for an installed hil, which is asked nothing: git would
+    report whatever repository the environment happens to sit in (its version is in software)."""
     def git(*args) -> str:
-        result = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True)
+        result = subprocess.run(["git", "-C", str(CHECKOUT), *args], capture_output=True, text=True)
         return result.stdout.strip() if result.returncode == 0 else ""
 
-    revision = git("rev-parse", "HEAD")
+    revision = git("rev-parse", "HEAD") if CHECKOUT is not None else ""
     return {"revision": revision or "unknown", "dirty": bool(git("status", "--porcelain")) if revision else None}
 
 
