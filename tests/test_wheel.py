@@ -66,6 +66,10 @@ def test_init_never_overwrites_a_lab(tmp_path, capsys):
     lab.symlink_to(tmp_path / "elsewhere.yaml")  # a dangling link is a lab too: writing would follow it
     assert main(["init", str(tmp_path)]) == BAD_INPUT
     assert not (tmp_path / "elsewhere.yaml").exists()
+    capsys.readouterr()
+    (tmp_path / "notes.txt").write_text("")
+    assert main(["init", str(tmp_path / "notes.txt")]) == BAD_INPUT
+    assert f"{tmp_path / 'notes.txt'}: not a folder" in capsys.readouterr().err
 
 
 def _ran(result: subprocess.CompletedProcess, code: int = 0) -> subprocess.CompletedProcess:

@@ -89,6 +89,8 @@ def _exists(path: Path) -> BadInput:
 def write_starter_lab(folder: Path) -> StarterLab:
     """DIR/labs.yaml, made only where none is: a lab someone wrote is never overwritten (exit 3)."""
     path = Path(folder) / LAB_FILE
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise BadInput(f"{folder}: not a folder; give the folder to write {LAB_FILE} into")
     if path.exists() or path.is_symlink():
         raise _exists(path)
     images = prebuilt_images()
