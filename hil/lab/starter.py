@@ -1,9 +1,9 @@
 """The starter lab `hil init DIR` writes: the default emulated rack, on the assets hil came with.
 
-Every prebuilt image (board kind × model) becomes one emulated board, and each model gets every
-one of its test sets, as in the repository's labs.yaml. The paths are absolute: the assets are
-wherever hil is (hil.assets: a checkout, or the installed package), not beside the lab. The
-results go beside the lab, as for any lab file.
+Every prebuilt image (board kind × model) of a kind with an emulated twin (hw/kinds) becomes
+one emulated board, and each model gets every one of its test sets, as in the repository's
+labs.yaml. The paths are absolute: the assets are wherever hil is (hil.assets: a checkout, or
+the installed package), not beside the lab. The results go beside the lab, as for any lab file.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from hil import assets
 from hil.errors import BadInput
 from hil.firmware.build import MANIFEST, FirmwareManifest, load_manifest
+from hil.hw.kinds import BOARD_KINDS
 
 LAB_FILE = "labs.yaml"
 
@@ -37,10 +38,13 @@ def _where() -> str:
 
 
 def prebuilt_images() -> tuple[FirmwareManifest, ...]:
-    """Every prebuilt image, verified against its manifest, sorted by board kind and model."""
-    images = tuple(load_manifest(path) for path in sorted(assets.PREBUILT_DIR.glob(f"*/*/{MANIFEST}")))
+    """Every prebuilt image an emulated board can run, verified against its manifest, sorted by board
+    kind and model."""
+    images = tuple(manifest for path in sorted(assets.PREBUILT_DIR.glob(f"*/*/{MANIFEST}"))
+                   if (manifest := load_manifest(path)).board in BOARD_KINDS and BOARD_KINDS[manifest.board].qemu)
     if not images:
-        raise BadInput(f"{assets.PREBUILT_DIR}: no prebuilt firmware images; build them with `hil firmware build`")
+        raise BadInput(f"{assets.PREBUILT_DIR}: no prebuilt firmware images of a kind with an emulated twin; "
+                       "build them with `hil firmware build`")
     return images
 
 
