@@ -17,7 +17,7 @@ from hil.model import decisions
 from hil.stats import metrics
 from hil.model.card import ModelCard
 from hil.model.reference import ReferenceOutputs, run_reference
-from hil.model.testsets import TestSet
+from hil.model.testsets import TestSet, TestSetKind
 
 CASCADE_THRESHOLDS = ("0.5", "0.6", "0.7", "0.8", "0.9", "0.95", "1.0")
 CONFIGS = ("qute", "single_head")
@@ -87,7 +87,7 @@ def evaluate_set(card: ModelCard, testset: TestSet) -> SetEvaluation:
     outputs = run_reference(card, testset.inputs)
     per_config = answers(card, outputs)
     reports = {}
-    if testset.kind != "ood":
+    if testset.kind != TestSetKind.OOD:
         classes = len(card.labels)
         reports = {name: metrics.summarize(testset.labels, a.probabilities, classes) for name, a in per_config.items()}
     return SetEvaluation(testset, per_config, reports, cascade_sweep(card, outputs, testset.labels))
@@ -95,15 +95,15 @@ def evaluate_set(card: ModelCard, testset: TestSet) -> SetEvaluation:
 
 def evaluate_model(card: ModelCard, testsets: list[TestSet]) -> ModelEvaluation:
     sets = [evaluate_set(card, t) for t in testsets]
-    clean = next(s for s in sets if s.testset.kind == "clean")
+    clean = next(s for s in sets if s.testset.kind == TestSetKind.CLEAN)
     ood_auroc, drops = {}, {}
     for evaluation in sets:
-        if evaluation.testset.kind == "ood":
+        if evaluation.testset.kind == TestSetKind.OOD:
             ood_auroc = {
                 name: metrics.ood_auroc(clean.answers[name].confidence, evaluation.answers[name].confidence)
                 for name in CONFIGS
             }
-        if evaluation.testset.kind == "shifted":
+        if evaluation.testset.kind == TestSetKind.SHIFTED:
             drops[evaluation.testset.name] = {
                 name: _drop_auprc(clean, evaluation, name) for name in CONFIGS
             }

@@ -14,6 +14,7 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,19 @@ from hil.model.registry import MODELS
 DEFAULT_SEED = 2026
 SEVERITIES = (1, 2, 3)
 OOD_LABEL = -1
-KINDS = ("clean", "shifted", "ood")
+
+
+class TestSetKind(StrEnum):
+    """What a test set holds; its metrics follow from it (accuracy for clean and shifted, OOD detection for ood)."""
+
+    __test__ = False  # not a pytest test class
+
+    CLEAN = "clean"
+    SHIFTED = "shifted"  # clean samples corrupted at a severity
+    OOD = "ood"  # out of distribution: no class of the model's is right
+
+
+KINDS = tuple(TestSetKind)
 REGENERATE = "regenerate it with `hil testsets generate`"
 
 
@@ -40,7 +53,7 @@ class TestSet:
     sha256: str
     inputs: np.ndarray  # int8, the model's input layout with a leading sample axis
     labels: np.ndarray  # int64, -1 for out-of-distribution samples
-    kind: str  # clean | shifted | ood
+    kind: TestSetKind
     severity: int  # 0 for clean and ood
     corruption: np.ndarray  # per sample: which corruption made it ("none" when clean)
     provenance: dict
@@ -49,6 +62,14 @@ class TestSet:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+def _kind(path: Path, value: np.ndarray) -> TestSetKind:
+    try:
+        return TestSetKind(str(value))
+    except ValueError:
+        raise BadInput(f"{path}: kind {str(value)[:20]!r} is not one of {', '.join(TestSetKind)}; "
+                       f"{REGENERATE}") from None
 
 
 def set_names() -> list[str]:
@@ -192,7 +213,7 @@ def load_testset(path: Path, card: ModelCard | None = None) -> TestSet:
         sha256=hashlib.sha256(raw).hexdigest(),
         inputs=inputs,
         labels=labels.astype(np.int64),
-        kind=str(arrays["kind"]),
+        kind=_kind(path, arrays["kind"]),
         severity=int(arrays["severity"]),
         corruption=arrays["corruption"],
         provenance=provenance,

@@ -11,6 +11,7 @@ from hil.hw.kinds import smallest_kind
 from hil.model.evaluation import CONFIGS, ModelEvaluation
 from hil.model.card import ModelCard
 from hil.report.table import Table
+from hil.model.testsets import TestSetKind
 
 CONFIG_TITLES = {"qute": "QUTE ensemble", "single_head": "single head"}
 
@@ -99,7 +100,7 @@ def evaluation_tables(evaluation: ModelEvaluation) -> list[Table]:
             point = result.cascade[index]
             accuracy = "" if math.isnan(point.accuracy) else f"acc {_pct(point.accuracy)} · "
             row.append(f"{accuracy}exit {_pct(point.exit_rate)}")
-        clean = next(r for r in evaluation.sets if r.testset.kind == "clean")
+        clean = next(r for r in evaluation.sets if r.testset.kind == TestSetKind.CLEAN)
         row.append(_pct(clean.cascade[index].macs_saved))
         cascade_rows.append(row)
     cascade = Table.of(
@@ -111,7 +112,7 @@ def evaluation_tables(evaluation: ModelEvaluation) -> list[Table]:
     tables = [uncertainty, detection, cascade]
     floats = card.training.get("float_test_accuracy")
     if floats:
-        clean = next(r for r in evaluation.sets if r.testset.kind == "clean")
+        clean = next(r for r in evaluation.sets if r.testset.kind == TestSetKind.CLEAN)
         int8 = {"qute_ensemble": clean.reports["qute"].accuracy, "single_head": clean.reports["single_head"].accuracy}
         tables.append(Table.of(
             f"{card.name}: int8 against float accuracy on the clean test set",

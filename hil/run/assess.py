@@ -18,7 +18,7 @@ from hil.stats import metrics
 from hil.model.card import ModelCard
 from hil.run.reconcile import Disagreement, SampleCheck
 from hil.run.records import Measurement, MeasurementMethod, Record
-from hil.model.testsets import TestSet
+from hil.model.testsets import TestSet, TestSetKind
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class BoardSetSummary:
     slot: str
     model: str
     testset: str
-    kind: str  # clean | shifted | ood
+    kind: TestSetKind
     samples: int  # answered
     expected: int  # in the test set
     accuracy: float  # nan for OOD sets
@@ -93,7 +93,7 @@ def summarize(card: ModelCard, testset: TestSet, slot: str, checks: list[SampleC
     labels = testset.labels[[r.index for r in records]]
     predicted = np.array([r.predicted for r in records], dtype=np.int64)
     uncertainty = None
-    if records and testset.kind != "ood":
+    if records and testset.kind != TestSetKind.OOD:
         uncertainty = metrics.summarize(labels, answered_probabilities(card, records), len(card.labels))
     return BoardSetSummary(
         slot=slot,
@@ -102,7 +102,7 @@ def summarize(card: ModelCard, testset: TestSet, slot: str, checks: list[SampleC
         kind=testset.kind,
         samples=len(records),
         expected=len(testset),
-        accuracy=float(np.mean(predicted == labels)) if records and testset.kind != "ood" else math.nan,
+        accuracy=float(np.mean(predicted == labels)) if records and testset.kind != TestSetKind.OOD else math.nan,
         exit_rate=float(np.mean([r.exited for r in records])) if records else math.nan,
         uncertainty=uncertainty,
         exact=sum(c.exact for c in checks),

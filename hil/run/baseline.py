@@ -21,6 +21,7 @@ from hil.store import results
 from hil.errors import BadInput
 from hil.run.assess import Assessment
 from hil.run.records import MeasurementMethod
+from hil.model.testsets import TestSetKind
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def compare(now: Assessment, then: Assessment, policy: regression.RegressionPoli
         before = baseline_by.get(key)
         pairs = _paired({r.index: r for r in records_now.get(key, [])},
                         {r.index: r for r in records_then.get(key, [])})
-        if before is not None and pairs and summary.kind != "ood":
+        if before is not None and pairs and summary.kind != TestSetKind.OOD:
             rules.append(regression.accuracy_rule(np.array([b.predicted == b.label for b, _ in pairs]),
                                                   np.array([c.predicted == c.label for _, c in pairs]), policy))
         mine, theirs = measured_now.get(key, []), measured_then.get(key, [])

@@ -29,6 +29,7 @@ from hil.run.rack import BoardFailure, Rack, reserve
 from hil.run.session import Progress, assess, board_identities, host_references, pending_jobs, provenance, stream_boards
 from hil.run.assess import Assessment, SweepPoint, device_probabilities, summarize_performance
 from hil.run.verdict import Verdict, decide
+from hil.model.testsets import TestSetKind
 
 REFERENCE = Decimal("1.0")
 ENERGY_RESOLUTION = 0.005  # relative: energies closer than this are one figure, within the INA219's noise
@@ -66,7 +67,7 @@ def load_points(sweep_dir: Path) -> list[SweepPoint]:
 
 
 def _point(slot: str, tau: Decimal, tau_q15: int, now: Assessment) -> SweepPoint:
-    summary = next(s for s in now.summaries if s.slot == slot and s.kind == "clean")
+    summary = next(s for s in now.summaries if s.slot == slot and s.kind == TestSetKind.CLEAN)
     latency = [m.latency_s for m in now.measurements
                if (m.slot, m.testset, m.method) == (slot, summary.testset, "window")]
     energy = {p.exited: p.energy_uj for p in now.performance if (p.slot, p.testset) == (slot, summary.testset)}
@@ -166,7 +167,7 @@ def replay(lab: Lab, run_dir: Path, taus: list[Decimal], window: tuple[Decimal, 
     points = []
     for board in lab.boards:
         model = lab.models[board.model]
-        clean = next(t for t in model.testsets if t.kind == "clean")
+        clean = next(t for t in model.testsets if t.kind == TestSetKind.CLEAN)
         rows = sorted((r for r in everything if (r.slot, r.testset) == (board.slot, clean.name)), key=lambda r: r.index)
         timing = [measured.get((board.slot, clean.name, r.index)) for r in rows]
         if not rows or any(m is None or m.stage1_s is None for m in timing):

@@ -30,6 +30,7 @@ from hil.run.verdict import Verdict, VerdictStatus
 from hil.stats.metrics import UncertaintyReport
 from hil.stats.regression import RuleResult, RuleStatus
 from hil.store import results
+from hil.model.testsets import TestSetKind
 
 SWEEP_JSON = "sweep.json"
 RUN_FIX = "restore it from a copy or start a new run"
@@ -203,7 +204,7 @@ def read_summary(f: Fields) -> BoardSetSummary:
     uncertainty = f.optional_obj("uncertainty")
     reasons = f.json_object("unmeasured_reasons", optional=True) or {}
     return BoardSetSummary(
-        slot=f.text("slot"), model=f.text("model"), testset=f.text("testset"), kind=f.text("kind"),
+        slot=f.text("slot"), model=f.text("model"), testset=f.text("testset"), kind=f.choice("kind", TestSetKind),
         samples=f.integer("samples"), expected=f.integer("expected"), accuracy=f.number("accuracy"),
         exit_rate=f.number("exit_rate"), uncertainty=None if uncertainty is None else read_uncertainty(uncertainty),
         exact=f.integer("exact"), max_steps=f.integer("max_steps"), exit_cycles_mean=f.number("exit_cycles_mean"),
