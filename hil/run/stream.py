@@ -26,6 +26,7 @@ from hil.model.testsets import TestSet
 
 ANSWERED_DIFFERENTLY = "answered differently when asked again to be measured; it is not measured"
 
+
 @dataclass(frozen=True)
 class Job:
     """Samples of one test set a board is to be asked: those it has not answered yet, and those

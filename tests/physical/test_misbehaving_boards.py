@@ -19,7 +19,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-import yaml
 
 from hil.hw import protocol
 from hil.testing.probe import ProbeServer
@@ -28,24 +27,13 @@ from hil.lab.load import load_lab
 from hil.run.runner import open_run
 
 from tests.support.ptys import LineRelay, reframed
+from tests.support.benches import physical_lab
 from tests.support.labs import write_lab
 
 needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 PASS, INFRASTRUCTURE = 0, 2
-KIND, MODEL = "mps2-an386", "qute-digits"
 HEALTHY = {"an500-mnist1d": ("mps2-an500", "qute-mnist1d")}
 SAMPLES = 8  # per test set; three test sets
-
-
-def lab_with_bench(tmp_path: Path, probe: str, port: str, healthy: dict = HEALTHY) -> Path:
-    """A lab of the healthy emulated boards and bench-1, a physical board on `port`."""
-    lab = write_lab(tmp_path, boards={**healthy, "bench-1": (KIND, MODEL)}, samples=SAMPLES)
-    data = yaml.safe_load(lab.read_text())
-    bench = next(b for b in data["boards"] if b["slot"] == "bench-1")
-    del bench["emulated"]
-    bench.update(probe={"unique_id": probe, "target": "cortex_m"}, serial={"port": port})
-    lab.write_text(yaml.safe_dump(data, sort_keys=False))
-    return lab
 
 
 def run_lab(lab: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
@@ -78,7 +66,7 @@ def assert_only_the_bench_failed(result: subprocess.CompletedProcess, run: dict,
 @needs_qemu
 def test_an_echoing_port_fails_only_its_board(tmp_path):
     with ProbeServer("DAPLINK-0101") as probe, LineRelay(None) as echo:
-        result, run = run_lab(lab_with_bench(tmp_path, probe.address, echo.path), tmp_path)
+        result, run = run_lab(physical_lab(tmp_path, probe.address, echo.path, HEALTHY, SAMPLES), tmp_path)
     failure = assert_only_the_bench_failed(result, run, "identity")
     # HELLO came back as HELLO: said so, with every attempt (retries: 1 in the test lab).
     assert "no valid answer to HELLO in 2 attempts: 2 wrong replies (HELLO instead of INFO)" in failure["reason"]
@@ -103,7 +91,7 @@ class WrongTypeAfter:
 def test_a_board_answering_with_the_wrong_message_type_fails_alone_and_keeps_its_answers(tmp_path, uart):
     good = SAMPLES + 3  # into the second test set
     with ProbeServer("DAPLINK-0102") as probe, LineRelay(uart, WrongTypeAfter(good)) as relay:
-        result, run = run_lab(lab_with_bench(tmp_path, probe.address, relay.path), tmp_path)
+        result, run = run_lab(physical_lab(tmp_path, probe.address, relay.path, HEALTHY, SAMPLES), tmp_path)
     failure = assert_only_the_bench_failed(result, run, "stream")
     assert "no valid answer to INFER in 2 attempts: 2 wrong replies (INFER instead of RESULT)" in failure["reason"]
     run_dir = Path(run["lab"]["file"]).parent / "results" / run["id"]
@@ -122,7 +110,7 @@ def test_a_hello_answer_corrupted_once_is_retried_and_reported(tmp_path, uart):
         return reframed(wire, flip_crc=True)
 
     with ProbeServer("DAPLINK-0103") as probe, LineRelay(uart, corrupt_first_frame) as relay:
-        result, run = run_lab(lab_with_bench(tmp_path, probe.address, relay.path, healthy={}), tmp_path)
+        result, run = run_lab(physical_lab(tmp_path, probe.address, relay.path, {}, SAMPLES), tmp_path)
     assert result.returncode == PASS, result.stderr[-3000:]
     link = run["sessions"][0]["link"]["bench-1"]
     assert link["corrupt"] == {"BAD_CRC": 1} and link["retries"] == 1 and link["timeouts"] == 0

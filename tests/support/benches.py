@@ -12,9 +12,12 @@ from tests.support.labs import write_lab
 KIND, MODEL = "mps2-an386", "qute-digits"
 
 
-def physical_lab(tmp_path: Path, probe: str, port: str) -> Path:
-    lab = write_lab(tmp_path, boards={"an500-mnist1d": ("mps2-an500", "qute-mnist1d"), "bench-1": (KIND, MODEL)},
-                    samples=10)
+BESIDE = {"an500-mnist1d": ("mps2-an500", "qute-mnist1d")}  # the emulated board the bench shares its lab with
+
+
+def physical_lab(tmp_path: Path, probe: str, port: str, beside: dict = BESIDE, samples: int = 10) -> Path:
+    """A lab of the `beside` emulated boards and bench-1, a physical board on `port` flashed through `probe`."""
+    lab = write_lab(tmp_path, boards={**beside, "bench-1": (KIND, MODEL)}, samples=samples)
     data = yaml.safe_load(lab.read_text())
     bench = next(b for b in data["boards"] if b["slot"] == "bench-1")
     del bench["emulated"]
