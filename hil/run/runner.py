@@ -89,7 +89,8 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     parallel, measure them; returns the boards' failures and what each link met (also in the session's
     `link` in run.json)."""
     kept = {r.key: r for r in records.read_records(run_dir)}
-    measured = {(m.slot, m.testset, m.index) for m in records.read_measurements(run_dir) if m.method == "window"}
+    measured = {(m.slot, m.testset, m.index) for m in records.read_measurements(run_dir)
+                if m.method == records.MeasurementMethod.WINDOW}
     jobs = pending_jobs(lab, kept, measured)
     started = results.utc_now()
     if not jobs:

@@ -162,7 +162,8 @@ def replay(lab: Lab, run_dir: Path, taus: list[Decimal], window: tuple[Decimal, 
     if not everything or any(r.tau_q15 < decisions.Q15_ONE or r.exited for r in everything):
         raise BadInput(f"{run_dir}: not a full-path run; replay needs one made at threshold 1.0 "
                        "(run.threshold: 1.0 in the lab file)")
-    measured = {(m.slot, m.testset, m.index): m for m in records.read_measurements(run_dir) if m.method == "window"}
+    measured = {(m.slot, m.testset, m.index): m for m in records.read_measurements(run_dir)
+                if m.method == records.MeasurementMethod.WINDOW}
     performance = summarize_performance(list(measured.values()), everything)
     points = []
     for board in lab.boards:
