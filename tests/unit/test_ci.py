@@ -39,3 +39,39 @@ def test_every_command_the_workflow_calls_exists():
         assert usage.returncode == 0, call
         for option in options:
             assert option in usage.stdout, f"{call}: hil {command[0]} has no {option}"
+
+
+SETUP = REPO_ROOT / "setup.sh"
+DEB822 = """Types: deb
+Suites: bookworm-security
+URIs: http://security.mirror.invalid/debian-security
+Components: main
+
+Types: deb
+Suites: bookworm bookworm-updates
+URIs: http://mirror.invalid/debian
+Components: main
+"""
+
+
+def setup_function_output(function: str, *files) -> str:
+    """What one of setup.sh's functions prints, the script sourced (it then only defines them)."""
+    result = subprocess.run(["bash", "-c", f'source "{SETUP}"; {function} "$@"', "setup.sh", *map(str, files)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_setup_adds_backports_beside_the_machines_own_debian_source(tmp_path):
+    (tmp_path / "debian.sources").write_text(DEB822)
+    (tmp_path / "sources.list").write_text("deb http://other.invalid/debian bookworm-updates main\n"
+                                           "deb http://one-line.invalid/debian bookworm main\n")
+    (tmp_path / "trixie.sources").write_text(DEB822.replace("bookworm", "trixie"))
+    assert setup_function_output("debian_uri", tmp_path / "debian.sources") == "http://mirror.invalid/debian"
+    assert setup_function_output("debian_uri_one_line", tmp_path / "sources.list") == "http://one-line.invalid/debian"
+    assert setup_function_output("debian_uri", tmp_path / "trixie.sources") == ""
+
+
+def test_setup_names_no_package_registry_host():
+    # The machine's own sources say where Debian is: setup.sh must never name a host itself.
+    assert not re.search(r"debian\.org|pypi\.org|pythonhosted\.org|npmjs", SETUP.read_text())
