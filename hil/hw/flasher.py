@@ -87,14 +87,13 @@ _ERRORS: dict[str, type[HilError]] = {"bad_input": BadInput, "not_found": ProbeN
 class FlashMethod(StrEnum):
     PYOCD = "pyocd"  # written through a debug probe
     QEMU_LOADER = "qemu-loader"  # loaded by the emulator from the ELF (-kernel)
-    IN_PROCESS = "in-process"  # test support only: hil.testing.fake_board keeps the image in memory
 
 
 @dataclass(frozen=True)
 class FlashReport:
     """What was put on a board where, for the run's provenance (`to_dict()` is JSON)."""
 
-    method: FlashMethod
+    method: StrEnum  # a FlashMethod; test support (hil.testing) names its own, outside the product's set
     target: str  # pyOCD's target, or QEMU's machine
     image: str  # the file handed to the flasher: firmware.bin (pyOCD) or firmware.elf (QEMU)
     image_sha256: str  # of that file

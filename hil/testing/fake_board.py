@@ -24,6 +24,7 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
@@ -35,7 +36,7 @@ from hil.hw import monitor_protocol as mp
 from hil.hw import protocol
 from hil.hw.board import Board
 from hil.hw.emulated.monitor_unit import EmulatedUnit
-from hil.hw.flasher import Flasher, FlashMethod, FlashReport, check_image
+from hil.hw.flasher import Flasher, FlashReport, check_image
 from hil.hw.kinds import BOARD_KINDS
 from hil.hw.measurement import PIN_BUSY, PIN_EXIT
 from hil.hw.monitor import Monitor
@@ -336,6 +337,10 @@ class FakeMonitor(Monitor):
             self._truth = None
 
 
+class FakeFlashMethod(StrEnum):
+    IN_PROCESS = "in-process"  # the image kept in memory: not a way the product flashes a board
+
+
 class FakeFlasher(Flasher):
     """Keeps the verified image in memory; the FakeFirmware then runs (and HELLO hashes) exactly those bytes."""
 
@@ -344,7 +349,7 @@ class FakeFlasher(Flasher):
 
     def flash(self, manifest: FirmwareManifest) -> FlashReport:
         self.flashed = check_image(manifest.bin, manifest.image_sha256)
-        return FlashReport(method=FlashMethod.IN_PROCESS, target="fake", image=manifest.bin.name,
+        return FlashReport(method=FakeFlashMethod.IN_PROCESS, target="fake", image=manifest.bin.name,
                            image_sha256=manifest.image_sha256, bytes=len(self.flashed),
                            base_address=manifest.load_address, verified=True, seconds=0.0, attempts=1)
 
