@@ -26,6 +26,9 @@ class QemuTwin:
 
     machine: str  # qemu-system-arm -M
     icount_shift: int  # one instruction takes 2**shift ns of virtual time
+    # QEMU connects its i-th -serial option to the machine's i-th UART; these say which UART is which.
+    link_serial: int = 0  # the protocol's UART
+    wire_serial: int = 1  # the UART that carries the pin edges to the measurement unit
 
 
 @dataclass(frozen=True)

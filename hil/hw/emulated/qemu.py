@@ -137,12 +137,15 @@ class QemuBoard:
         self._ptys: dict[str, str] = {}
 
     def command(self, qmp_socket: Path) -> list[str]:
+        twin = self.kind.qemu
+        serials = ["null"] * (max(twin.link_serial, twin.wire_serial) + 1)  # UARTs we do not use
+        serials[twin.link_serial], serials[twin.wire_serial] = "chardev:link", "chardev:wire"
         return [
-            QEMU, "-M", self.kind.qemu.machine, "-nodefaults", "-display", "none", "-S",
+            QEMU, "-M", twin.machine, "-nodefaults", "-display", "none", "-S",
             "-qmp", f"unix:{qmp_socket},server=on,wait=off",
-            "-chardev", "pty,id=link", "-serial", "chardev:link",
-            "-chardev", "pty,id=wire", "-serial", "chardev:wire",
-            "-icount", f"shift={self.kind.qemu.icount_shift},sleep=on",
+            "-chardev", "pty,id=link", "-chardev", "pty,id=wire",
+            *(option for serial in serials for option in ("-serial", serial)),
+            "-icount", f"shift={twin.icount_shift},sleep=on",
             "-kernel", str(self.image),
         ]
 
