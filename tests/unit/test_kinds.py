@@ -113,7 +113,8 @@ def kinds_table_rows() -> list[str]:
             f"instruction, {1000 / 2 ** kind.qemu.icount_shift:g} M per second)")
         rows.append(f"| `{kind.name}` | {kind.core} | {kind.mcu} ({kind.clock_hz / 1e6:g} MHz) | "
                     f"{_size(kind.flash.size)} at {kind.flash.origin:#010x} | {_size(kind.ram.size)} at "
-                    f"{kind.ram.origin:#010x} | {kind.timer_hz / 1e6:g} MHz | `{kind.pyocd_target}` | {twin} |")
+                    f"{kind.ram.origin:#010x} | {kind.timer_hz / 1e6:g} MHz | `{kind.pyocd_target}` | `{kind.hal}` | "
+                    f"{twin} |")
     return rows
 
 
