@@ -1,9 +1,9 @@
 """Putting an image on a board: the Flasher edge, and flashing through a debug probe with pyOCD.
 
 A Flasher puts a verified image on one board and says what it wrote where (a FlashReport, in
-run.json as boards.<slot>.flash for every board). Two implement it: PyocdFlasher here (physical
-boards, and any board behind a debug probe) and hil/hw/emulated/loader.py's QemuLoader (QEMU
-loads the ELF itself as it powers on; the loader reads the image back).
+run.json as boards.<slot>.flash for every board). PyocdFlasher here flashes every board through
+its debug probe: a physical board's, or an emulated board's emulated probe (hil/hw/emulated/loader.py
+wraps it and hands what the probe's flash holds to QEMU).
 
 Flashing with pyOCD goes through three layers, as pyOCD has them:
 - probe: a DebugProbe found by its unique id: a USB probe (CMSIS-DAP, ST-Link, J-Link; its id is its
@@ -86,7 +86,6 @@ _ERRORS: dict[str, type[HilError]] = {"bad_input": BadInput, "not_found": ProbeN
 
 class FlashMethod(StrEnum):
     PYOCD = "pyocd"  # written through a debug probe
-    QEMU_LOADER = "qemu-loader"  # loaded by the emulator from the ELF (-kernel)
 
 
 @dataclass(frozen=True)

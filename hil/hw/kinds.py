@@ -30,7 +30,7 @@ class QemuTwin:
     # QEMU connects its i-th -serial option to the machine's i-th UART; these say which UART is which.
     link_serial: int = 0  # the protocol's UART
     wire_serial: int = 1  # the UART that carries the pin edges to the measurement unit
-    # Whether `hil init`'s starter rack (the same as the repository's labs.yaml) has a board of the kind.
+    # Whether the default rack (labs.yaml, and `hil init`'s starter lab) has a board of each model of the kind.
     in_starter_rack: bool = True
 
 
@@ -90,8 +90,9 @@ BOARD_KINDS: dict[str, BoardKind] = {kind.name: kind for kind in (
         name="mps2-an386", cpu="cortex-m4", mcu="STM32L432KC", clock_hz=80_000_000, timer_hz=CMSDK_TIMER_HZ,
         flash=MemoryRegion(0x0000_0000, 256 * KIB), ram=MemoryRegion(0x2000_0000, 64 * KIB),
         pyocd_target="cortex_m", hal="cmsdk",
-        # 16 ns per instruction: 62.5 MIPS, about a Cortex-M4 at 80 MHz.
-        qemu=QemuTwin(machine="mps2-an386", icount_shift=4),
+        # 16 ns per instruction: 62.5 MIPS, about a Cortex-M4 at 80 MHz. Not in the default rack: the
+        # nucleo-l432kc twin is its M4, running the very image a Nucleo-L432KC runs.
+        qemu=QemuTwin(machine="mps2-an386", icount_shift=4, in_starter_rack=False),
         power=PowerProfile(bus_v=3.3, idle_w=3.3 * 0.0021, active_w=3.3 * 0.0088, shunt_ohms=1.0,
                            max_current_a=0.04),
     ),
@@ -113,9 +114,7 @@ BOARD_KINDS: dict[str, BoardKind] = {kind.name: kind for kind in (
         pyocd_target="stm32l432kc", hal="stm32l4",
         # QEMU's B-L475E-IOT01A is an STM32L475 (the same RCC, GPIO, USART and SysTick as the L432):
         # -serial #0 is USART1 (the wire, the board's spare trace port), #1 USART2 (ST-LINK's VCP).
-        # The starter rack stays the four MPS2 boards of labs.yaml: this twin runs the same M4 code.
-        qemu=QemuTwin(machine="b-l475e-iot01a", icount_shift=4, link_serial=1, wire_serial=0,
-                      in_starter_rack=False),
+        qemu=QemuTwin(machine="b-l475e-iot01a", icount_shift=4, link_serial=1, wire_serial=0),
         power=PowerProfile(bus_v=3.3, idle_w=3.3 * 0.0021, active_w=3.3 * 0.0088, shunt_ohms=1.0,
                            max_current_a=0.04),
     ),

@@ -1,8 +1,8 @@
 """The starter lab `hil init DIR` writes: the default emulated rack, on the assets hil came with.
 
-Every prebuilt image (board kind × model) of a kind whose emulated twin is in the starter rack
-(hw/kinds: QemuTwin.in_starter_rack) becomes one emulated board, and each model gets every one of its test sets, as in the repository's
-labs.yaml. The paths are absolute: the assets are wherever hil is (hil.assets: a checkout, or
+Every prebuilt image (board kind × model) of a kind whose emulated twin is in the default rack
+(hw/kinds: QemuTwin.in_starter_rack) becomes one emulated board, and each model gets every one
+of its test sets, as in the repository's labs.yaml. The paths are absolute: the assets are wherever hil is (hil.assets: a checkout, or
 the installed package), not beside the lab. The results go beside the lab, as for any lab file.
 """
 

@@ -1,7 +1,5 @@
 """The emulated-board launcher: nothing the firmware sends is lost, and QEMU never outlives us."""
 
-import hashlib
-import json
 import os
 import shutil
 import signal
@@ -83,43 +81,3 @@ def test_qemu_dies_with_its_owner(how):
     owner.send_signal(how)
     owner.wait(timeout=10)
     assert wait_gone(qemu_pid), f"QEMU outlived its owner after {how.name}"
-
-
-def emulated_board(manifest):
-    from hil.hw.factory import make_board
-    from hil.lab.load import BoardSpec, RunSettings
-
-    return make_board(BoardSpec("loader-1", manifest.board, manifest.model, None), manifest, RunSettings())
-
-
-def test_the_loader_reports_what_qemu_loaded_where():
-    board = emulated_board(IMAGE)
-    try:
-        board.bring_up()
-        flash = board.identity()["flash"]
-        assert board.link.hello().firmware_sha256.hex() == IMAGE.image_sha256
-    finally:
-        board.shut_down()
-    assert flash["method"] == "qemu-loader" and flash["target"] == "mps2-an386" and flash["verified"] is True
-    assert (flash["image"], flash["image_sha256"]) == ("firmware.elf", IMAGE.elf_sha256)
-    assert (flash["base_address"], flash["bytes"]) == (IMAGE.load_address, IMAGE.bin.stat().st_size)
-    assert not board.alive()
-
-
-def test_the_loader_refuses_an_emulator_whose_memory_is_not_the_image(tmp_path):
-    # firmware.bin is altered (and its manifest hash with it), the ELF QEMU loads is not: what QEMU
-    # holds at the load address is no longer the image the manifest names, and the read-back sees it.
-    from hil.hw.flasher import VerifyFailed
-
-    copy = tmp_path / "image"
-    shutil.copytree(IMAGE.directory, copy)
-    image = bytearray((copy / "firmware.bin").read_bytes())
-    image[0x200] ^= 0x01
-    (copy / "firmware.bin").write_bytes(bytes(image))
-    data = json.loads((copy / "manifest.json").read_text())
-    (copy / "manifest.json").write_text(json.dumps({**data, "image_sha256": hashlib.sha256(image).hexdigest()}))
-    board = emulated_board(firmware.load_manifest(copy))
-    with pytest.raises(VerifyFailed, match=r"^loader-1: QEMU's memory differs from firmware.bin at 0x00000200 "):
-        board.bring_up()
-    board.shut_down()
-    assert not board.alive() and board.flash_report is None

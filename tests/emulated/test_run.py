@@ -16,6 +16,7 @@ import pytest
 from hil import REPO_ROOT
 from hil.firmware import build as firmware
 from hil.hw.factory import lock_name
+from hil.hw.kinds import BOARD_KINDS
 from hil.lab.load import load_lab
 from hil.hw.locks import Lock
 from hil.run.records import read_records
@@ -43,9 +44,10 @@ def test_a_run_passes_and_keeps_everything(tmp_path):
         assert board["reported"]["firmware_sha256"] == manifest.image_sha256
         assert board["reported"]["model_sha256"] == manifest.model_sha256 == run["models"][model]["sha256"]
         assert board["firmware"]["source_sha256"] == manifest.source_sha256
-        flash = board["flash"]  # what the loader put where, verified by reading QEMU's memory back
-        assert flash["verified"] is True and flash["method"] == "qemu-loader"
-        assert (flash["image_sha256"], flash["base_address"]) == (manifest.elf_sha256, manifest.load_address)
+        flash = board["flash"]  # what pyOCD wrote through the board's emulated probe, read back
+        assert flash["verified"] is True and flash["method"] == "pyocd"
+        assert (flash["image_sha256"], flash["base_address"]) == (manifest.image_sha256, manifest.load_address)
+        assert flash["target"] == BOARD_KINDS[kind].pyocd_target
         assert flash["bytes"] == manifest.bin.stat().st_size
     assert all(t["sha256"] for sets in run["testsets"].values() for t in sets.values())
     import pyarrow.parquet as pq

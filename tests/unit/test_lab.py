@@ -12,6 +12,7 @@ import yaml
 from hil import REPO_ROOT
 from hil.firmware import build as firmware
 from hil.cli import main
+from hil.hw.kinds import BOARD_KINDS
 from hil.lab.load import LabError, load_lab
 from tests.support.lab_cases import TESTSETS, TEXT_CASES, lab_data
 
@@ -133,6 +134,47 @@ def test_the_committed_lab_loads():
     assert len(lab.boards) == 4 and all(b.emulated for b in lab.boards)
     assert {len(m.testsets) for m in lab.models.values()} == {5}
     assert {(b.kind, b.model) for b in lab.boards} == set(lab.firmware)
+
+
+def test_the_committed_lab_is_the_papers_rack_as_far_as_emulation_allows():
+    lab = load_lab(REPO_ROOT / "labs.yaml")
+    assert sorted((b.kind, b.model) for b in lab.boards) == [
+        ("mps2-an500", "qute-digits"), ("mps2-an500", "qute-mnist1d"),
+        ("nucleo-l432kc", "qute-digits"), ("nucleo-l432kc", "qute-mnist1d")]
+
+
+def test_the_physical_rack_example_validates_as_far_as_it_can_without_boards(tmp_path):
+    # Its ports are placeholders for boards that are not here: each is stood in for by a real pty, the one
+    # check that needs a board. Everything else (kinds, pyOCD targets, images at 0x0800_0000, models, test
+    # sets) is checked as the file is.
+    from pyocd.target import TARGET
+
+    example = REPO_ROOT / "labs" / "nucleo-rack.yaml"
+    data = yaml.safe_load(example.read_text())
+    ptys = [os.openpty() for _ in data["boards"]]
+    try:
+        for board, (_, device) in zip(data["boards"], ptys):
+            assert board["serial"]["port"].startswith("/dev/serial/by-id/usb-STMicroelectronics_STM32_STLink_")
+            board["serial"]["port"] = os.ttyname(device)
+        here = example.parent  # the example's relative paths, from where the copy is
+        for model in data["models"].values():
+            model["path"] = str(here / model["path"])
+            model["testsets"] = [str(here / pattern) for pattern in model["testsets"]]
+        for images in data["firmware"].values():
+            images.update({model: str(here / path) for model, path in images.items()})
+        data["results"] = str(tmp_path / "results")
+        lab = load_lab(write(tmp_path, data))
+    finally:
+        for controller, device in ptys:
+            os.close(controller)
+            os.close(device)
+    assert sorted((b.kind, b.model) for b in lab.boards) == [
+        ("nucleo-f767zi", "qute-digits"), ("nucleo-f767zi", "qute-mnist1d"),
+        ("nucleo-l432kc", "qute-digits"), ("nucleo-l432kc", "qute-mnist1d")]
+    for board in lab.boards:
+        assert not board.emulated and board.physical.target == BOARD_KINDS[board.kind].pyocd_target
+        assert board.physical.target in TARGET  # pyOCD has the real target built in
+        assert lab.firmware[(board.kind, board.model)].load_address == 0x0800_0000
 
 
 def refused_line(path, tmp_path, capsys, monkeypatch) -> str:

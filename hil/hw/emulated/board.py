@@ -1,7 +1,9 @@
-"""An emulated board: QEMU running the very image, its unit a process on the board's GPIO wire.
+"""An emulated board: a chip behind an emulated debug probe, flashed by pyOCD, then booted by QEMU
+with what its flash holds; its unit a process on the board's GPIO wire.
 
-Its flasher is the QemuLoader (hw/emulated/loader.py): QEMU powers on with the image loaded,
-paused; the board then opens its UARTs and lets it run.
+Its flasher is FlashThroughProbe (hw/emulated/loader.py): the physical boards' pyOCD path into the
+probe's model of the kind's flash, then QEMU powers on with those bytes, paused; the board then opens
+its UARTs and lets it run.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import serial
 
 from hil.firmware.build import FirmwareManifest
 from hil.hw.board import Board
-from hil.hw.emulated.loader import QemuLoader
+from hil.hw.emulated.loader import FlashThroughProbe
 from hil.hw.emulated.monitor import EmulatedMonitor
+from hil.hw.emulated.probe import EmulatedProbe
 from hil.hw.emulated.qemu import QemuBoard
 from hil.hw.kinds import BOARD_KINDS
 from hil.hw.monitor import Monitor
@@ -21,20 +24,24 @@ from hil.lab.load import BoardSpec, RunSettings
 
 
 class EmulatedBoard(Board):
-    """QEMU running the image; flashing is QEMU loading the verified ELF as it powers on."""
+    """A QEMU machine booting what pyOCD flashed through the board's own emulated probe."""
 
-    def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings):
+    def __init__(self, spec: BoardSpec, manifest: FirmwareManifest, run: RunSettings,
+                 probe: EmulatedProbe | None = None):
+        """`probe`: the board's probe, if not a new one for the kind's pyOCD target (a test gives one with faults)."""
+        kind = BOARD_KINDS[spec.kind]
         # Brought up on the main thread only: QEMU is tied to the thread that starts it (hw/children.py).
-        qemu = QemuBoard(BOARD_KINDS[spec.kind], manifest.elf, name=spec.slot, record_wire=False)
-        super().__init__(spec, manifest, run, QemuLoader(qemu))
-        self.qemu = qemu
+        self.qemu = QemuBoard(kind, name=spec.slot, record_wire=False)
+        self.probe = probe or EmulatedProbe(f"emulated-{spec.slot}", kind.pyocd_target)
+        self._flash = FlashThroughProbe(self.probe, self.qemu)
+        super().__init__(spec, manifest, run, self._flash)
 
     def _open_port(self) -> serial.SerialBase:
         self.qemu.run()
         return self.qemu.link
 
     def _make_monitor(self, traces_dir: Path) -> Monitor:
-        # The emulated unit reads the board's GPIO wire (UART1) and clocks it by the board's timer.
+        # The emulated unit reads the board's GPIO wire and clocks it by the board's timer.
         return EmulatedMonitor(self.slot, self.spec.kind, self.kind.timer_hz, traces_dir, self.qemu.wire.port)
 
     def alive(self) -> bool:
@@ -42,7 +49,9 @@ class EmulatedBoard(Board):
 
     def identity(self) -> dict:
         return {**super().identity(), "emulated": True, "qemu_machine": self.kind.qemu.machine,
-                "icount_shift": self.kind.qemu.icount_shift, "qemu_pid": self.qemu.pid}
+                "icount_shift": self.kind.qemu.icount_shift, "qemu_pid": self.qemu.pid,
+                "probe": self.probe.unique_id, "target": self.kind.pyocd_target}
 
     def _stop(self) -> None:
         self.qemu.stop()
+        self._flash.stop()

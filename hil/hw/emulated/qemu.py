@@ -1,9 +1,9 @@
 """Emulated boards: QEMU running a firmware image, its UARTs on real pseudo-terminals.
 
-QEMU starts paused (-S) with a QMP socket and the image loaded (`power_on`: -kernel puts
-the ELF's segments into the machine's memory, where hil/hw/emulated/loader.py reads them
-back); we read the pty paths of both UARTs from QMP, open them, and only then let the CPU
-run (`run`), so not one byte the firmware sends is lost. Time is QEMU's instruction
+QEMU starts paused (-S) with a QMP socket and the image in the machine's flash (`power_on`:
+the bytes an emulated probe's flash holds after pyOCD wrote them, hil/hw/emulated/loader.py,
+or an ELF's segments through -kernel); we read the pty paths of both UARTs from QMP, open
+them, and only then let the CPU run (`run`), so not one byte the firmware sends is lost. Time is QEMU's instruction
 counter (-icount), so timer readings are the same on every run. QEMU is always stopped:
 on close, on Ctrl-C, and if this process dies (the kernel sends it SIGTERM then, through
 PR_SET_PDEATHSIG).
@@ -118,15 +118,17 @@ class WireRecorder:
 class QemuBoard:
     """One emulated board. Use as a context manager; `link` and `wire` are pyserial ports."""
 
-    def __init__(self, kind: BoardKind, image: Path, name: str | None = None, record_wire: bool = True):
-        """`record_wire=False` leaves the GPIO wire to another reader (the emulated measurement
+    def __init__(self, kind: BoardKind, image: Path | None = None, name: str | None = None,
+                 record_wire: bool = True):
+        """`image`: an ELF that QEMU loads itself; without one, `power_on` is given the flash's bytes.
+        `record_wire=False` leaves the GPIO wire to another reader (the emulated measurement
         unit); it is still held open here, so QEMU never sees it disconnected and drops edges."""
         if kind.qemu is None:
             raise EmulatorError(f"{name or kind.name}: board kind {kind.name} has no emulated twin; "
                                 "make it a physical board in the lab file")
         self.kind = kind
         self.record_wire = record_wire
-        self.image = Path(image)
+        self.image = None if image is None else Path(image)
         self.name = name or kind.name
         self.link: serial.SerialBase | None = None  # UART0: the protocol
         self.wire: serial.SerialBase | None = None  # UART1: GPIO edge records
@@ -136,7 +138,7 @@ class QemuBoard:
         self._workdir: Path | None = None
         self._ptys: dict[str, str] = {}
 
-    def command(self, qmp_socket: Path) -> list[str]:
+    def command(self, qmp_socket: Path, flash_file: Path | None = None) -> list[str]:
         twin = self.kind.qemu
         serials = ["null"] * (max(twin.link_serial, twin.wire_serial) + 1)  # UARTs we do not use
         serials[twin.link_serial], serials[twin.wire_serial] = "chardev:link", "chardev:wire"
@@ -146,8 +148,14 @@ class QemuBoard:
             "-chardev", "pty,id=link", "-chardev", "pty,id=wire",
             *(option for serial in serials for option in ("-serial", serial)),
             "-icount", f"shift={twin.icount_shift},sleep=on",
-            "-kernel", str(self.image),
+            *self._image_options(flash_file),
         ]
+
+    def _image_options(self, flash_file: Path | None) -> list[str]:
+        if flash_file is None:
+            return ["-kernel", str(self.image)]
+        # Raw bytes at the flash's origin, in place before the CPU reads its reset vector.
+        return ["-device", f"loader,file={flash_file},addr={self.kind.flash.origin:#x},force-raw=on"]
 
     def start(self) -> "QemuBoard":
         """Power on with the image loaded, then run."""
@@ -155,16 +163,20 @@ class QemuBoard:
         self.run()
         return self
 
-    def power_on(self) -> None:
-        """QEMU started, the image in its memory (-kernel), the CPU not yet running."""
+    def power_on(self, flash: bytes | None = None) -> None:
+        """QEMU started with `flash` as its flash's contents (else the ELF), the CPU not yet running."""
         if shutil.which(QEMU) is None:
             raise EmulatorError(f"{self.name}: {QEMU} not found; run setup.sh (it installs qemu-system-arm)")
-        if not self.image.is_file():
+        if flash is None and (self.image is None or not self.image.is_file()):
             raise EmulatorError(f"{self.name}: firmware image {self.image} not found")
         self._workdir = Path(tempfile.mkdtemp(prefix=f"hil-{self.name}-"))
         qmp_socket = self._workdir / "qmp.sock"
+        flash_file = None
+        if flash is not None:
+            flash_file = self._workdir / "flash.bin"
+            flash_file.write_bytes(flash)
         self._process = subprocess.Popen(
-            self.command(qmp_socket), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            self.command(qmp_socket, flash_file), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(self._workdir / "qemu.log", "wb"), preexec_fn=die_with_parent,
         )
         try:
