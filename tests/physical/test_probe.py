@@ -1,4 +1,5 @@
-"""hil.hw.flasher against hil.hw.emulated.probe: real, unmodified pyOCD flashing an emulated probe over its remote protocol.
+"""hil.hw.flasher against hil.hw.emulated.probe: real, unmodified pyOCD flashing an emulated probe (target
+cortex_m, RAM only) over its remote protocol.
 
 Each flash runs pyOCD in a child process (as in production) that connects to an EmulatedProbe in this process;
 the server's RAM, reset count and connection counts are what the tests check.

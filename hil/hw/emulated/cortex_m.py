@@ -62,7 +62,8 @@ class BusFault(Exception):
     """An access the bus does not accept (an AP transfer fault, a core's bus error)."""
 
     def __init__(self, address: int, write: bool, why: str = ""):
-        super().__init__(f"bus fault {'writing' if write else 'reading'} {address:#010x}" + (f" ({why})" if why else ""))
+        detail = f" ({why})" if why else ""
+        super().__init__(f"bus fault {'writing' if write else 'reading'} {address:#010x}{detail}")
         self.address, self.write = address, write
 
 
