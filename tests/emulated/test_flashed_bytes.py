@@ -22,7 +22,7 @@ OFFSET = 0x200  # inside .text, past the vector table: a byte the firmware hashe
 
 def board(kind: str, **faults) -> EmulatedBoard:
     manifest = firmware.prebuilt(kind, MODEL)
-    probe = EmulatedProbe(f"test-{kind}", BOARD_KINDS[kind].pyocd_target, **faults)
+    probe = EmulatedProbe(f"test-{kind}", BOARD_KINDS[kind].pyocd_target, core=BOARD_KINDS[kind].cpu, **faults)
     return EmulatedBoard(BoardSpec("twin-1", kind, MODEL, None), manifest, RunSettings(), probe=probe)
 
 

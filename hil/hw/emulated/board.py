@@ -32,7 +32,7 @@ class EmulatedBoard(Board):
         kind = BOARD_KINDS[spec.kind]
         # Brought up on the main thread only: QEMU is tied to the thread that starts it (hw/children.py).
         self.qemu = QemuBoard(kind, name=spec.slot, record_wire=False)
-        self.probe = probe or EmulatedProbe(f"emulated-{spec.slot}", kind.pyocd_target)
+        self.probe = probe or EmulatedProbe(f"emulated-{spec.slot}", kind.pyocd_target, core=kind.cpu)
         self._flash = FlashThroughProbe(self.probe, self.qemu)
         super().__init__(spec, manifest, run, self._flash)
 

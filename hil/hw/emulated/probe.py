@@ -171,7 +171,7 @@ class EmulatedTarget:
 def build_target(chip: Chip, core: CoreIdentity | None = None, *, corrupt_program_at: int | None = None,
                  tamper_after_verify_at: int | None = None, write_protect_at: int | None = None) -> EmulatedTarget:
     """The chip's core, memories and peripherals, with the faults asked for."""
-    if core is not None and chip.target != "cortex_m":
+    if core is not None and chip.target != "cortex_m" and core != chip.core:
         raise ValueError(f"target {chip.target}: its core is its own ({chip.core.name}); `core` is for cortex_m")
     cortex = CortexM(core or chip.core, list(chip.memories), chip.boot_address)
     bus = ApBus(cortex, corrupt_program_at=corrupt_program_at, tamper_after_verify_at=tamper_after_verify_at)

@@ -154,8 +154,10 @@ class QemuBoard:
     def _image_options(self, flash_file: Path | None) -> list[str]:
         if flash_file is None:
             return ["-kernel", str(self.image)]
-        # Raw bytes at the flash's origin, in place before the CPU reads its reset vector.
-        return ["-device", f"loader,file={flash_file},addr={self.kind.flash.origin:#x},force-raw=on"]
+        # A raw -kernel lands at address 0: the MPS2's code memory, and on an STM32 the boot alias of
+        # its main flash (0x0800_0000). `-device loader` cannot write there: it is bounded by the
+        # machine's RAM size, which is 0 on QEMU's STM32 machines.
+        return ["-kernel", str(flash_file)]
 
     def start(self) -> "QemuBoard":
         """Power on with the image loaded, then run."""
