@@ -79,8 +79,9 @@ def test_a_firmware_with_changed_rounding_is_caught(tmp_path):
     assert "an386-digits" in result.stdout and "an386-digits/" not in result.stdout.split("verdict")[-1]
 
 
-def qemu_pids(image: Path, parent: int | None = None) -> list[int]:
-    """QEMU processes running `image` (and started by `parent`, if given)."""
+def qemu_pids(slot: str, parent: int | None = None) -> list[int]:
+    """QEMU processes of the board in `slot` (and started by `parent`, if given): each boots its flash from
+    its own folder, hil-<slot>-*/ (hil/hw/emulated/qemu.py)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -89,8 +90,8 @@ def qemu_pids(image: Path, parent: int | None = None) -> list[int]:
                 ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
-            if (command and command[0].endswith(b"qemu-system-arm") and str(image).encode() in command
-                    and parent in (None, ppid)):
+            if (command and command[0].endswith(b"qemu-system-arm") and parent in (None, ppid)
+                    and any(f"/hil-{slot}-".encode() in argument for argument in command)):
                 pids.append(int(proc.name))
     return pids
 
@@ -99,7 +100,6 @@ def test_a_dead_board_is_reported_its_records_kept_and_resume_completes(tmp_path
     lab = write_lab(tmp_path, samples=120)
     owner = subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(lab)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
-    victim_image = firmware.prebuilt("mps2-an386", "qute-digits").elf
     deadline = time.monotonic() + 120
     run_dirs = []
     while time.monotonic() < deadline:
@@ -107,7 +107,7 @@ def test_a_dead_board_is_reported_its_records_kept_and_resume_completes(tmp_path
         if run_dirs and sum(r.slot == "an386-digits" for r in read_records(run_dirs[0])) >= 20:
             break
         time.sleep(0.1)
-    (victim,) = qemu_pids(victim_image, parent=owner.pid)
+    (victim,) = qemu_pids("an386-digits", parent=owner.pid)
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = owner.communicate(timeout=300)
     assert owner.returncode == INFRASTRUCTURE, stdout + stderr
@@ -213,8 +213,7 @@ def test_a_stopped_run_stops_every_emulator_and_keeps_its_records(tmp_path, sign
         if run_dirs and len(read_records(run_dirs[0])) >= 10:
             break
         time.sleep(0.1)
-    emulators = [pid for kind, model in BOARDS.values()
-                 for pid in qemu_pids(firmware.prebuilt(kind, model).elf, parent=owner.pid)]
+    emulators = [pid for slot in BOARDS for pid in qemu_pids(slot, parent=owner.pid)]
     assert len(emulators) == 2
     owner.send_signal(signum)
     _stdout, stderr = owner.communicate(timeout=60)
