@@ -1,0 +1,1263 @@
+"""Register-level models of the STM32F767 (RM0410) and STM32L432 (RM0394) parts the firmware touches, for the
+STM32 harness (tests/support/stm32_harness.py). Test support, not product.
+
+Each model holds its registers at their reset values, sets ready flags some instructions after the enable bit
+is written (as silicon does: a firmware that does not wait for them sees them clear), and enforces the rules a
+real chip has:
+- a RuleViolation (raised, stops the core) for what would break silicon: SYSCLK or HCLK above what the FLASH
+  latency or the voltage scale allow, a PLL out of its VCO ranges, over-drive switched in the wrong order, a
+  cache enabled before it was invalidated, a UART whose divisor is more than 2% off its nominal baud, a UART
+  byte on a pin that is not routed to the USART, a WFI nothing can wake;
+- a Finding (recorded, the write is ignored as silicon ignores it) for a write the chip does not honour: a
+  peripheral written with its RCC clock off (or in the access right after enabling it), PLLCFGR changed while
+  the PLL runs, BRR written while the USART is enabled, the DWT written while locked or without TRCENA.
+Addresses and bits: RM0410 (STM32F76x, Rev 4), RM0394 (STM32L41x-L46x, Rev 4), PM0253 (Cortex-M7), PM0214
+(Cortex-M4); the L4's were checked against pyOCD's STM32L4x2.svd (tests/emulated/test_stm32_harness.py).
+Time is the core's instruction count (one instruction = one cycle): no pipeline, wait-state or bus timing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+MHZ = 1_000_000
+
+
+class RuleViolation(Exception):
+    """A register write that a real chip would not survive; the message names the rule and its section."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A write the silicon ignores (or a byte it loses), reported by the harness."""
+
+    where: str  # peripheral and register
+    rule: str  # what the manual says, with its section
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.rule}"
+
+
+@dataclass
+class ChipTime:
+    """The chip's clock in core cycles: the harness's instruction counter (one instruction per cycle)."""
+
+    cycles: int = 0
+
+
+@dataclass
+class ChipState:
+    """What every model of one chip shares: the time, the findings, and the enable still settling."""
+
+    time: ChipTime = field(default_factory=ChipTime)
+    findings: list[Finding] = field(default_factory=list)
+    settling: set[str] = field(default_factory=set)  # peripherals whose clock was enabled by the last bus access
+
+    def find(self, where: str, rule: str) -> None:
+        finding = Finding(where, rule)
+        if finding not in self.findings:  # a loop repeating one mistake is one finding
+            self.findings.append(finding)
+
+
+# Ready flags settle this many instructions after their enable bit (silicon: microseconds; kept short so the
+# polls run few times; what matters is that they are not set at once).
+SETTLE = {"HSE": 64, "PLL": 256, "OD": 128, "ODSW": 128, "VOS": 32, "MSI": 16}
+
+
+class Registers:
+    """32-bit registers on the bus (the probe core's Peripheral protocol: read, write, reset). Byte and
+    halfword accesses take or merge their lanes. Writes need the peripheral's bus clock (`clocked`)."""
+
+    name = "?"
+    RESET: dict[int, int] = {}
+
+    def __init__(self, state: ChipState, clocked: Callable[[], bool] = lambda: True):
+        self.state = state
+        self.clocked = clocked
+        self.regs: dict[int, int] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.regs = dict(self.RESET)
+
+    def read(self, offset: int, size: int) -> int:
+        if not self._accessible(offset, "read"):
+            return 0
+        shift = 8 * (offset & 3)
+        return self.read_word(offset & ~3) >> shift & ((1 << 8 * size) - 1)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if not self._accessible(offset, "write"):
+            return
+        word = offset & ~3
+        if size < 4:
+            shift, mask = 8 * (offset & 3), (1 << 8 * size) - 1
+            value = self.regs.get(word, 0) & ~(mask << shift) | (value & mask) << shift
+        self.write_word(word, value & 0xFFFF_FFFF)
+
+    def _accessible(self, offset: int, what: str) -> bool:
+        settling = self.name in self.state.settling
+        self.state.settling.clear()  # any access is one bus cycle later: the enable has taken effect
+        if settling:
+            self.state.find(f"{self.name} +{offset:#x}", f"{what} in the access right after its RCC clock was "
+                            "enabled, before the enable took effect (errata ES0334/ES0319 'Delay after an RCC "
+                            "peripheral clock enabling'): read the RCC enable register back first")
+            return False
+        if not self.clocked():
+            if what == "write":
+                self.state.find(f"{self.name} +{offset:#x}", "written with its RCC clock disabled: the write is "
+                                "ignored (RM0410 §5.3.10-14 / RM0394 §6.4.16-21 xxxENR); enable the clock first")
+            return False
+        return True
+
+    def read_word(self, offset: int) -> int:
+        return self.regs.get(offset, 0)
+
+    def write_word(self, offset: int, value: int) -> None:
+        self.regs[offset] = value
+
+    def bits(self, offset: int, low: int, width: int = 1) -> int:
+        return self.regs.get(offset, 0) >> low & ((1 << width) - 1)
+
+    def set_bits(self, offset: int, low: int, width: int, value: int) -> None:
+        mask = (1 << width) - 1 << low
+        self.regs[offset] = self.regs.get(offset, 0) & ~mask | (value << low & mask)
+
+
+class Settling:
+    """Ready flags that become set a number of cycles after their enable (None: not enabled)."""
+
+    def __init__(self, time: ChipTime):
+        self.time = time
+        self.ready_at: dict[str, int | None] = {}
+
+    def start(self, what: str, enabled: bool) -> None:
+        if not enabled:
+            self.ready_at[what] = None
+        elif self.ready_at.get(what) is None:
+            self.ready_at[what] = self.time.cycles + SETTLE[what]
+
+    def ready(self, what: str) -> bool:
+        at = self.ready_at.get(what)
+        return at is not None and self.time.cycles >= at
+
+
+def _check_range(what: str, value: int, low: int, high: int, rule: str) -> None:
+    if not low <= value <= high:
+        raise RuleViolation(f"{what} = {value / MHZ:g} MHz is outside {low / MHZ:g}-{high / MHZ:g} MHz ({rule}); "
+                            "fix PLLCFGR before PLLON")
+
+
+def _ahb_divider(hpre: int) -> int:
+    return 1 if hpre < 8 else (2, 4, 8, 16, 64, 128, 256, 512)[hpre - 8]
+
+
+def _apb_divider(ppre: int) -> int:
+    return 1 if ppre < 4 else 2 << (ppre - 4)
+
+
+@dataclass(frozen=True)
+class Clocks:
+    """The clock tree as the RCC model computes it now, in Hz."""
+
+    sysclk: int
+    hclk: int
+    pclk1: int
+    pclk2: int
+
+
+class UsartLine(IntEnum):
+    TX = 0
+    RX = 1
+
+
+@dataclass(frozen=True)
+class Pin:
+    port: str  # "A", "D", ...
+    number: int
+    alternate: int  # the AF that routes the USART to it
+
+
+# --- GPIO (RM0410 §6.4, RM0394 §8.4: the same layout) ---
+
+class Gpio(Registers):
+    MODER, OTYPER, OSPEEDR, PUPDR, IDR, ODR, BSRR, LCKR, AFRL, AFRH, BRR = (
+        0x00, 0x04, 0x08, 0x0C, 0x10, 0x14, 0x18, 0x1C, 0x20, 0x24, 0x28)
+
+    def __init__(self, state: ChipState, port: str, reset_moder: int, clocked: Callable[[], bool]):
+        self.port = port
+        self.name = f"GPIO{port}"
+        self.RESET = {self.MODER: reset_moder}
+        self.edges: list[tuple[int, int, int]] = []  # (cycles, pin, level) of every ODR change
+        super().__init__(state, clocked)
+
+    def read_word(self, offset: int) -> int:
+        if offset == self.IDR:  # outputs read back; nothing drives the inputs
+            return self.regs.get(self.ODR, 0)
+        if offset in (self.BSRR, self.BRR):
+            return 0  # write-only
+        return self.regs.get(offset, 0)
+
+    def write_word(self, offset: int, value: int) -> None:
+        if offset == self.BSRR:  # set bits 15:0, reset bits 31:16; set wins (RM0410 §6.4.7)
+            self._drive(self.regs.get(self.ODR, 0) & ~(value >> 16) | (value & 0xFFFF))
+        elif offset == self.BRR:
+            self._drive(self.regs.get(self.ODR, 0) & ~(value & 0xFFFF))
+        elif offset == self.ODR:
+            self._drive(value & 0xFFFF)
+        elif offset != self.IDR:
+            self.regs[offset] = value
+
+    def _drive(self, odr: int) -> None:
+        old = self.regs.get(self.ODR, 0)
+        for pin in range(16):
+            if (old ^ odr) >> pin & 1:
+                self.edges.append((self.state.time.cycles, pin, odr >> pin & 1))
+        self.regs[self.ODR] = odr
+
+    def mode(self, pin: int) -> int:
+        return self.bits(self.MODER, 2 * pin, 2)
+
+    def alternate(self, pin: int) -> int:
+        return self.bits(self.AFRL if pin < 8 else self.AFRH, 4 * (pin % 8), 4)
+
+    def routes(self, pin: int, function: int) -> bool:
+        return self.mode(pin) == 2 and self.alternate(pin) == function
+
+
+# --- USART (RM0410 §34.8, RM0394 §38.8: the same registers) ---
+
+class Usart(Registers):
+    CR1, CR2, CR3, BRR, GTPR, RTOR, RQR, ISR, ICR, RDR, TDR = (
+        0x00, 0x04, 0x08, 0x0C, 0x10, 0x14, 0x18, 0x1C, 0x20, 0x24, 0x28)
+    UE, RE, TE, RXNEIE, OVER8 = 1 << 0, 1 << 2, 1 << 3, 1 << 5, 1 << 15
+    ORE, RXNE, TC, TXE, TEACK, REACK = 1 << 3, 1 << 5, 1 << 6, 1 << 7, 1 << 21, 1 << 22
+    TX_CYCLES = 32  # a byte leaves TDR this many instructions after it was written (not its line time)
+    BAUD_TOLERANCE = 0.02
+
+    def __init__(self, state: ChipState, name: str, manual: str, clocked: Callable[[], bool],
+                 kernel_hz: Callable[[], int], pins: dict[UsartLine, Pin], gpio: Callable[[str], Gpio],
+                 irq: int, baud: int = 115200):
+        self.name, self.manual = name, manual
+        self.kernel_hz, self.pins, self.gpio, self.irq, self.baud = kernel_hz, pins, gpio, irq, baud
+        self.RESET = {self.ISR: self.TXE | self.TC}
+        self.sent = bytearray()  # bytes that left on the TX pin
+        self.incoming: Callable[[], int | None] = lambda: None  # the next byte on the RX pin, if one waits
+        self.on_send: Callable[[int], None] = lambda byte: None
+        self.tx_done_at: int | None = None
+        super().__init__(state, clocked)
+
+    def reset(self) -> None:
+        super().reset()
+        self.tx_done_at = None
+
+    @property
+    def cr1(self) -> int:
+        return self.regs.get(self.CR1, 0)
+
+    def receiving(self) -> bool:
+        return self.clocked() and self.cr1 & (self.UE | self.RE) == self.UE | self.RE
+
+    def rx_pending(self) -> bool:
+        """RXNE with its interrupt enabled: the USART's interrupt request to the NVIC."""
+        self._receive()
+        return bool(self.regs[self.ISR] & self.RXNE and self.cr1 & self.RXNEIE)
+
+    def read_word(self, offset: int) -> int:
+        if offset == self.ISR:
+            self._settle_tx()
+            self._receive()
+            cr1 = self.cr1
+            acks = (self.TEACK if cr1 & self.TE else 0) | (self.REACK if cr1 & self.RE else 0)
+            return self.regs[self.ISR] & ~(self.TEACK | self.REACK) | (acks if cr1 & self.UE else 0)
+        if offset == self.RDR:
+            self._receive()
+            self.regs[self.ISR] &= ~self.RXNE
+            return self.regs.get(self.RDR, 0)
+        if offset in (self.TDR, self.RQR, self.ICR):
+            return 0
+        return self.regs.get(offset, 0)
+
+    def write_word(self, offset: int, value: int) -> None:
+        enabled = self.cr1 & self.UE
+        if offset == self.TDR:
+            self._transmit(value & 0xFF)
+        elif offset == self.ICR:
+            self.regs[self.ISR] &= ~(value & (self.ORE | self.TC))
+        elif offset == self.RQR:
+            if value & 1 << 3:  # RXFRQ: flush RDR
+                self.regs[self.ISR] &= ~self.RXNE
+        elif offset in (self.BRR, self.CR2, self.CR3) and enabled:
+            register = {self.BRR: "BRR", self.CR2: "CR2", self.CR3: "CR3"}[offset]
+            self.state.find(f"{self.name} {register}", f"written while UE = 1: ignored ({self.manual}, {register}: "
+                            "'can only be written when the USART is disabled'); clear UE first")
+        elif offset == self.CR1:
+            if enabled and (value ^ self.cr1) & (self.OVER8 | 1 << 12 | 1 << 28):
+                self.state.find(f"{self.name} CR1", f"M/OVER8 changed while UE = 1: ignored ({self.manual}, CR1)")
+                value = value & ~(self.OVER8 | 1 << 12 | 1 << 28) | self.cr1 & (self.OVER8 | 1 << 12 | 1 << 28)
+            self.regs[self.CR1] = value
+            if value & self.UE:
+                self.check_baud()
+        else:
+            self.regs[offset] = value
+
+    def baud_now(self) -> float:
+        brr = self.regs.get(self.BRR, 0)
+        if self.cr1 & self.OVER8:
+            divider = (brr & 0xFFF0) | (brr & 0x7) << 1
+            return 2 * self.kernel_hz() / divider if divider >= 16 else 0.0
+        return self.kernel_hz() / brr if brr >= 16 else 0.0
+
+    def check_baud(self) -> None:
+        """RM0410 §34.5.5 / RM0394 §38.5.5 (baud rate generation), §34.5.6 / §38.5.6 (receiver tolerance)."""
+        actual = self.baud_now()
+        error = abs(actual - self.baud) / self.baud
+        if error > self.BAUD_TOLERANCE:
+            raise RuleViolation(
+                f"{self.name} BRR {self.regs.get(self.BRR, 0)} at a kernel clock of {self.kernel_hz() / MHZ:g} MHz "
+                f"gives {actual:.0f} baud, {error:.1%} off {self.baud} (more than 2%: {self.manual} baud rate "
+                "generation and receiver tolerance); compute BRR from the clock the USART has when it is used")
+
+    def _pin_check(self, line: UsartLine) -> None:
+        pin = self.pins.get(line)
+        if pin is not None and not self.gpio(pin.port).routes(pin.number, pin.alternate):
+            gpio = self.gpio(pin.port)
+            raise RuleViolation(
+                f"{self.name} {line.name} on P{pin.port}{pin.number}: the pin is in mode {gpio.mode(pin.number)}, "
+                f"AF{gpio.alternate(pin.number)}, not alternate function {pin.alternate}, so the byte never reaches "
+                "the board (GPIO MODER/AFR, RM0410 §6.4 / RM0394 §8.4); route the pin before using the USART")
+
+    def _transmit(self, byte: int) -> None:
+        if self.cr1 & (self.UE | self.TE) != self.UE | self.TE:
+            self.state.find(f"{self.name} TDR", f"written with UE or TE clear: the byte is not sent ({self.manual})")
+            return
+        self._settle_tx()
+        if not self.regs[self.ISR] & self.TXE:
+            self.state.find(f"{self.name} TDR", f"written while TXE = 0: the byte waiting in TDR is overwritten "
+                            f"({self.manual}, ISR TXE); wait for TXE before each write")
+            return
+        self.check_baud()
+        self._pin_check(UsartLine.TX)
+        self.regs[self.ISR] &= ~(self.TXE | self.TC)
+        self.tx_done_at = self.state.time.cycles + self.TX_CYCLES
+        self.sent.append(byte)
+        self.on_send(byte)
+
+    def _settle_tx(self) -> None:
+        if self.tx_done_at is not None and self.state.time.cycles >= self.tx_done_at:
+            self.regs[self.ISR] |= self.TXE | self.TC
+            self.tx_done_at = None
+
+    def _receive(self) -> None:
+        """Takes the next waiting byte into RDR once RDR is free and the receiver is on (a host's bytes wait in
+        its buffer until then: no overrun is modelled)."""
+        if self.regs[self.ISR] & self.RXNE or not self.receiving():
+            return
+        byte = self.incoming()
+        if byte is None:
+            return
+        self.check_baud()
+        self._pin_check(UsartLine.RX)
+        self.regs[self.RDR] = byte
+        self.regs[self.ISR] |= self.RXNE
+
+
+# --- The Cortex-M system control space parts the firmware uses (PM0253 / PM0214) ---
+
+class VoltageScale(IntEnum):
+    """PWR_CR1.VOS on the F7 (RM0410 §4.4.1)."""
+
+    SCALE3 = 1
+    SCALE2 = 2
+    SCALE1 = 3
+
+
+class SysTick(Registers):
+    """PM0214 §4.5 / PM0253 §4.4: CSR, RVR, CVR, CALIB; counts down at the processor clock (CLKSOURCE = 1) or
+    HCLK/8, one cycle per instruction; COUNTFLAG and the exception's pending bit at each wrap."""
+
+    name = "SysTick"
+    CSR, RVR, CVR, CALIB = 0x0, 0x4, 0x8, 0xC
+    ENABLE, TICKINT, CLKSOURCE, COUNTFLAG = 1 << 0, 1 << 1, 1 << 2, 1 << 16
+
+    def __init__(self, state: ChipState):
+        self.base_cycles = 0  # the time CVR was last cleared, or the counter started or stopped
+        self.base_value = 0  # CVR then
+        self.zeros_seen = 0  # times it had reached 0 at the last CSR read (COUNTFLAG: "since last read")
+        super().__init__(state)
+
+    def _ticks(self) -> int:
+        if not self.regs.get(self.CSR, 0) & self.ENABLE:
+            return 0
+        divider = 1 if self.regs[self.CSR] & self.CLKSOURCE else 8
+        return (self.state.time.cycles - self.base_cycles) // divider
+
+    def _reload(self) -> int:
+        return self.regs.get(self.RVR, 0) & 0xFF_FFFF
+
+    def zeros(self) -> int:
+        """How often the counter has reached 0 since the base: each time, a wrap (and COUNTFLAG)."""
+        ticks, period = self._ticks(), self._reload() + 1
+        first = self.base_value if self.base_value else period
+        return 0 if ticks < first or period == 1 else 1 + (ticks - first) // period
+
+    def current(self) -> int:
+        ticks = self._ticks()
+        if ticks <= self.base_value:
+            return self.base_value - ticks
+        return self._reload() - (ticks - self.base_value - 1) % (self._reload() + 1)
+
+    def _rebase(self, value: int) -> None:
+        self.base_value, self.base_cycles, self.zeros_seen = value, self.state.time.cycles, 0
+
+    def read_word(self, offset: int) -> int:
+        if offset == self.CVR:
+            return self.current()
+        if offset == self.CSR:
+            zeros = self.zeros()
+            flag = self.COUNTFLAG if zeros > self.zeros_seen else 0
+            self.zeros_seen = zeros
+            return self.regs.get(self.CSR, 0) | flag
+        return self.regs.get(offset, 0)
+
+    def write_word(self, offset: int, value: int) -> None:
+        if offset == self.CVR:  # any write clears it, and COUNTFLAG
+            self._rebase(0)
+        elif offset == self.CSR:
+            now = self.current()
+            self.regs[self.CSR] = value & 0x7
+            self._rebase(now)
+        elif offset == self.RVR:
+            self.regs[self.RVR] = value & 0xFF_FFFF
+
+
+class Nvic(Registers):
+    """PM0214 §4.2: ISER/ICER/ISPR/ICPR/IPR. A source's request latches its pending bit; ICPR clears it."""
+
+    name = "NVIC"
+    ISER, ICER, ISPR, ICPR, IPR = 0x000, 0x080, 0x100, 0x180, 0x300  # from 0xE000_E100
+
+    def __init__(self, state: ChipState):
+        self.enabled = 0
+        self.pending = 0
+        self.sources: dict[int, Callable[[], bool]] = {}  # IRQ number -> its request line now
+        super().__init__(state)
+
+    def reset(self) -> None:
+        super().reset()
+        self.enabled = self.pending = 0
+
+    def sample(self) -> None:
+        for irq, request in self.sources.items():
+            if request():
+                self.pending |= 1 << irq
+
+    def read_word(self, offset: int) -> int:
+        self.sample()
+        bank = offset & 0x7F
+        shift = 8 * bank
+        if offset < self.ICER + 0x80 and offset < 0x100:
+            return self.enabled >> shift & 0xFFFF_FFFF
+        if self.ISPR <= offset < self.ICPR + 0x80:
+            return self.pending >> shift & 0xFFFF_FFFF
+        return self.regs.get(offset, 0)
+
+    def write_word(self, offset: int, value: int) -> None:
+        shift = 8 * (offset & 0x7F)
+        if offset < self.ICER:
+            self.enabled |= value << shift
+        elif offset < self.ISPR:
+            self.enabled &= ~(value << shift)
+        elif offset < self.ICPR:
+            self.pending |= value << shift
+        elif offset < self.ICPR + 0x80:
+            self.pending &= ~(value << shift)
+        else:
+            self.regs[offset] = value
+
+    def wakeable(self) -> bool:
+        """An enabled interrupt is pending: WFI returns (even with PRIMASK set, ARMv7-M ARM B1.5.19)."""
+        self.sample()
+        return bool(self.pending & self.enabled)
+
+    def can_wake(self) -> list[int]:
+        """The enabled IRQs that have a modelled source: what could end a WFI."""
+        return [irq for irq in self.sources if self.enabled >> irq & 1]
+
+
+class Dwt(Registers):
+    """PM0253 §4.1 / ARMv7-M ARM C1.8: CTRL.CYCCNTENA, CYCCNT (one count per instruction here), and on the M7
+    the software lock (LAR/LSR): writes are ignored until LAR = 0xC5ACCE55; all need DEMCR.TRCENA."""
+
+    name = "DWT"
+    CTRL, CYCCNT, LAR, LSR = 0x000, 0x004, 0xFB0, 0xFB4
+    CYCCNTENA, KEY = 1 << 0, 0xC5AC_CE55
+
+    def __init__(self, state: ChipState, trace_enabled: Callable[[], bool], lock: bool, manual: str):
+        self.trace_enabled, self.has_lock, self.manual = trace_enabled, lock, manual
+        self.locked = lock
+        self.count_base = 0  # CYCCNT = count_base + cycles since counting_since, while it counts
+        self.counting_since: int | None = None
+        self.RESET = {self.CTRL: 0x4000_0000}  # NUMCOMP = 4
+        super().__init__(state)
+
+    def reset(self) -> None:
+        super().reset()
+        self.locked, self.count_base, self.counting_since = self.has_lock, 0, None
+
+    def counting(self) -> bool:
+        return self.counting_since is not None
+
+    def cyccnt(self) -> int:
+        if self.counting_since is None:
+            return self.count_base
+        return (self.count_base + self.state.time.cycles - self.counting_since) & 0xFFFF_FFFF
+
+    def read_word(self, offset: int) -> int:
+        if offset == self.CYCCNT:
+            return self.cyccnt()
+        if offset == self.LSR:
+            return (1 | int(self.locked) << 1) if self.has_lock else 0
+        return self.regs.get(offset, 0)
+
+    def write_word(self, offset: int, value: int) -> None:
+        if offset == self.LAR:
+            self.locked = self.has_lock and value != self.KEY
+            return
+        if not self.trace_enabled():
+            self.state.find(f"DWT +{offset:#x}", "written with DEMCR.TRCENA = 0: the DWT is off and ignores it "
+                            "(ARMv7-M ARM C1.6.5 DEMCR); set TRCENA first")
+            return
+        if self.locked:
+            self.state.find(f"DWT +{offset:#x}", f"written while the DWT is locked (LSR.SLK = 1): ignored "
+                            f"({self.manual}); write 0xC5ACCE55 to DWT_LAR first")
+            return
+        if offset == self.CYCCNT:
+            self.count_base = value
+            self.counting_since = self.state.time.cycles if self.counting() else None
+        elif offset == self.CTRL:
+            self.count_base = self.cyccnt()
+            self.counting_since = self.state.time.cycles if value & self.CYCCNTENA else None
+            self.regs[self.CTRL] = value & 0x0FFF_FFFF | 0x4000_0000
+
+
+class CacheControl(Registers):
+    """PM0253 §4.8-4.9 (M7 L1 caches): CCR.IC/DC at 0xE000_ED14, CLIDR/CTR/CCSIDR/CSSELR at 0xE000_ED78, and the
+    maintenance operations ICIALLU (0xE000_EF50) and DCISW (0xE000_EF60). 16 KiB each, 32-byte lines: the
+    D-cache 4-way x 128 sets, the I-cache 2-way x 256 sets. A cache must be invalidated before it is enabled:
+    its contents are unknown at reset."""
+
+    name = "SCB cache"
+    # offsets from 0xE000_ED00
+    CCR, CLIDR, CTR, CCSIDR, CSSELR = 0x14, 0x78, 0x7C, 0x80, 0x84
+    ICIALLU, DCISW = 0x250, 0x260
+    DC, IC = 1 << 16, 1 << 17
+    D_SETS, D_WAYS = 128, 4
+    CCSIDR_D, CCSIDR_I = 0xF00F_E019, 0xF01F_E009
+    RESET = {CCR: 0x0000_0200, CLIDR: 0x0900_0003, CTR: 0x8303_C003}
+
+    def __init__(self, state: ChipState):
+        self.dcache_invalidated: set[tuple[int, int]] = set()
+        self.icache_invalidated = False
+        super().__init__(state)
+
+    def reset(self) -> None:
+        super().reset()
+        self.dcache_invalidated = set()
+        self.icache_invalidated = False
+
+    @property
+    def enabled(self) -> tuple[bool, bool]:
+        """(I-cache, D-cache)"""
+        ccr = self.regs[self.CCR]
+        return bool(ccr & self.IC), bool(ccr & self.DC)
+
+    def read_word(self, offset: int) -> int:
+        if offset == self.CCSIDR:
+            return self.CCSIDR_I if self.regs.get(self.CSSELR, 0) & 1 else self.CCSIDR_D
+        if offset in (self.ICIALLU, self.DCISW):
+            return 0
+        return self.regs.get(offset, 0)
+
+    def write_word(self, offset: int, value: int) -> None:
+        if offset == self.ICIALLU:
+            self.icache_invalidated = True
+        elif offset == self.DCISW:
+            self.dcache_invalidated.add((value >> 5 & 0x1FF, value >> 30))
+        elif offset == self.CCR:
+            old = self.regs[self.CCR]
+            if value & self.IC and not old & self.IC and not self.icache_invalidated:
+                raise RuleViolation("SCB CCR.IC set before the I-cache was invalidated (ICIALLU): its contents are "
+                                    "unknown after reset (PM0253 §4.8.4, enabling the L1 caches); invalidate first")
+            missing = self.D_SETS * self.D_WAYS - len(self.dcache_invalidated)
+            if value & self.DC and not old & self.DC and missing:
+                raise RuleViolation(f"SCB CCR.DC set with {missing} of the D-cache's {self.D_SETS * self.D_WAYS} "
+                                    "lines not invalidated by DCISW: their contents are unknown after reset (PM0253 "
+                                    "§4.8.4); invalidate every set and way first")
+            self.regs[self.CCR] = value
+        elif offset != self.CCSIDR:
+            self.regs[offset] = value
+
+
+class DbgMcu(Registers):
+    """DBGMCU_IDCODE at 0xE004_2000 (RM0410 §40.6.1: 0x451; RM0394 §46.6.1: 0x435) and CR."""
+
+    name = "DBGMCU"
+
+    def __init__(self, state: ChipState, idcode: int):
+        self.RESET = {0x0: idcode}
+        super().__init__(state)
+
+    def write_word(self, offset: int, value: int) -> None:
+        if offset:
+            self.regs[offset] = value
+
+
+class FlashInterface(Registers):
+    """FLASH_ACR: LATENCY reads back at once; lowering it below what HCLK needs is a violation."""
+
+    name = "FLASH"
+    ACR = 0x00
+
+    def __init__(self, state: ChipState, latency_bits: int, reset_acr: int, on_change: Callable[[], None]):
+        self.latency_mask = (1 << latency_bits) - 1
+        self.on_change = on_change
+        self.RESET = {self.ACR: reset_acr}
+        super().__init__(state)
+
+    @property
+    def latency(self) -> int:
+        return self.regs[self.ACR] & self.latency_mask
+
+    def write_word(self, offset: int, value: int) -> None:
+        old = self.regs.get(offset, 0)
+        self.regs[offset] = value
+        if offset == self.ACR:
+            try:
+                self.on_change()
+            except RuleViolation:
+                self.regs[offset] = old
+                raise
+
+
+class ClockSource(StrEnum):
+    HSI = "HSI"
+    HSE = "HSE"
+    MSI = "MSI"
+    PLL = "PLL"
+
+
+def _latency_violation(where: str, hclk: int, needed: int, latency: int, table: str) -> RuleViolation:
+    return RuleViolation(f"{where}: HCLK {hclk / MHZ:g} MHz needs FLASH_ACR.LATENCY >= {needed}, it is {latency} "
+                         f"({table}); raise LATENCY and read it back before raising the clock")
+
+
+# --- STM32F767 (RM0410) ---
+
+class F7Rcc(Registers):
+    """RM0410 §5.3: CR, PLLCFGR, CFGR, the enable registers and DCKCFGR2. HSE is the ST-LINK's 8 MHz MCO in
+    bypass (UM1974 §6.8.1); HSI 16 MHz."""
+
+    name = "RCC"
+    CR, PLLCFGR, CFGR = 0x00, 0x04, 0x08
+    AHB1ENR, APB1ENR, APB2ENR, DCKCFGR2 = 0x30, 0x40, 0x44, 0x90
+    HSION, HSIRDY, HSEON, HSERDY, HSEBYP = 1 << 0, 1 << 1, 1 << 16, 1 << 17, 1 << 18
+    PLLON, PLLRDY = 1 << 24, 1 << 25
+    RESET = {CR: 0x0000_0083, PLLCFGR: 0x2400_3010, AHB1ENR: 0x0010_0000}
+    HSI_HZ, HSE_HZ = 16 * MHZ, 8 * MHZ
+    SOURCES = {0: ClockSource.HSI, 1: ClockSource.HSE, 2: ClockSource.PLL}
+    ENABLES = {AHB1ENR: "AHB1ENR", APB1ENR: "APB1ENR", APB2ENR: "APB2ENR"}
+
+    def __init__(self, state: ChipState, chip: NucleoF767ZI):
+        self.chip = chip
+        self.settling = Settling(state.time)
+        self.enable_names: dict[tuple[int, int], str] = {}  # (register, bit) -> the peripheral it clocks
+        super().__init__(state)
+
+    def reset(self) -> None:
+        super().reset()
+        self.settling = Settling(self.state.time)
+        self.switched = ClockSource.HSI  # SWS
+
+    def enabled(self, register: int, bit: int) -> bool:
+        return bool(self.regs.get(register, 0) >> bit & 1)
+
+    def pll_input_hz(self) -> int:
+        return (self.HSE_HZ if self.bits(self.PLLCFGR, 22) else self.HSI_HZ) // max(self.bits(self.PLLCFGR, 0, 6), 1)
+
+    def vco_hz(self) -> int:
+        return self.pll_input_hz() * self.bits(self.PLLCFGR, 6, 9)
+
+    def pll_hz(self) -> int:
+        return self.vco_hz() // (2 * (self.bits(self.PLLCFGR, 16, 2) + 1))
+
+    def source_ready(self, source: ClockSource) -> bool:
+        cr = self.regs[self.CR]
+        return {ClockSource.HSI: bool(cr & self.HSION), ClockSource.HSE: self.settling.ready("HSE"),
+                ClockSource.PLL: self.settling.ready("PLL")}[source]
+
+    def clocks(self) -> Clocks:
+        sysclk = {ClockSource.HSI: self.HSI_HZ, ClockSource.HSE: self.HSE_HZ,
+                  ClockSource.PLL: self.pll_hz()}[self.switched]
+        hclk = sysclk // _ahb_divider(self.bits(self.CFGR, 4, 4))
+        return Clocks(sysclk, hclk, hclk // _apb_divider(self.bits(self.CFGR, 10, 3)),
+                      hclk // _apb_divider(self.bits(self.CFGR, 13, 3)))
+
+    def _follow_switch(self) -> None:
+        """SWS follows SW once the source is ready (RM0410 §5.2.6: 'the switch occurs when the clock source is
+        ready')."""
+        wanted = self.SOURCES.get(self.bits(self.CFGR, 0, 2))
+        if wanted is not None and wanted != self.switched and self.source_ready(wanted):
+            previous, self.switched = self.switched, wanted
+            try:
+                self.chip.check_clocks("RCC CFGR SW")
+            except RuleViolation:
+                self.switched = previous
+                raise
+
+    def read_word(self, offset: int) -> int:
+        self._follow_switch()
+        value = self.regs.get(offset, 0)
+        if offset == self.CR:
+            value &= ~(self.HSIRDY | self.HSERDY | self.PLLRDY)
+            value |= (self.HSIRDY if value & self.HSION else 0) | (self.HSERDY if self.settling.ready("HSE") else 0)
+            value |= self.PLLRDY if self.settling.ready("PLL") else 0
+        elif offset == self.CFGR:
+            value = value & ~0xC | {ClockSource.HSI: 0, ClockSource.HSE: 1, ClockSource.PLL: 2}[self.switched] << 2
+        return value
+
+    def write_word(self, offset: int, value: int) -> None:
+        old = self.regs.get(offset, 0)
+        if offset == self.CR:
+            self._write_cr(old, value)
+        elif offset == self.PLLCFGR:
+            if old != value and self.regs[self.CR] & self.PLLON:
+                self.state.find("RCC PLLCFGR", "written while PLLON = 1: ignored (RM0410 §5.3.2: 'written only "
+                                "when the PLL is disabled'); configure the PLL before PLLON")
+                return
+            self.regs[offset] = value
+        elif offset == self.CFGR:
+            self.regs[offset] = value & ~0xC
+            try:
+                self.chip.check_clocks("RCC CFGR")
+                self._follow_switch()
+            except RuleViolation:
+                self.regs[offset] = old
+                raise
+        else:
+            self.regs[offset] = value
+            if offset in self.ENABLES:
+                self.state.settling |= {name for (register, bit), name in self.enable_names.items()
+                                        if register == offset and (value & ~old) >> bit & 1}
+
+    def _write_cr(self, old: int, value: int) -> None:
+        if (old ^ value) & self.HSEBYP and old & self.HSEON:
+            self.state.find("RCC CR HSEBYP", "changed while HSEON = 1: ignored (RM0410 §5.3.1: 'HSEBYP can be "
+                            "written only if the HSE oscillator is disabled'); set it before HSEON")
+            value = value & ~self.HSEBYP | old & self.HSEBYP
+        if value & self.HSEON and not value & self.HSEBYP:
+            raise RuleViolation("RCC CR HSEON without HSEBYP: the Nucleo-F767ZI's HSE is the ST-LINK's 8 MHz MCO, a "
+                                "clock, not a crystal (UM1974 §6.8.1, RM0410 §5.2.2 'External source (HSE bypass)'); "
+                                "set HSEBYP before HSEON")
+        if value & self.PLLON and not old & self.PLLON:
+            self._check_pll()
+        in_use = {ClockSource.HSE: self.HSEON, ClockSource.PLL: self.PLLON}.get(self.switched, 0)
+        if in_use and old & in_use and not value & in_use:
+            self.state.find("RCC CR", f"{self.switched} cleared while it is the system clock: ignored (RM0410 "
+                            "§5.2.6); switch SYSCLK away first")
+            value |= in_use
+        self.regs[self.CR] = value & ~(self.HSIRDY | self.HSERDY | self.PLLRDY)
+        self.settling.start("HSE", bool(value & self.HSEON))
+        self.settling.start("PLL", bool(value & self.PLLON))
+
+    def _check_pll(self) -> None:
+        """RM0410 §5.3.2 PLLCFGR: PLLM 2..63 giving a VCO input of 1-2 MHz, PLLN 50..432 giving a VCO output of
+        100-432 MHz, PLLP's output at most 216 MHz; a PLL fed by HSE needs HSE on."""
+        m, n = self.bits(self.PLLCFGR, 0, 6), self.bits(self.PLLCFGR, 6, 9)
+        if not 2 <= m <= 63 or not 50 <= n <= 432:
+            raise RuleViolation(f"RCC PLLCFGR PLLM = {m}, PLLN = {n}: outside 2..63 and 50..432 (RM0410 §5.3.2); "
+                                "fix PLLCFGR before PLLON")
+        if self.bits(self.PLLCFGR, 22) and not self.regs[self.CR] & self.HSEON:
+            raise RuleViolation("RCC CR PLLON with PLLSRC = HSE while HSE is off: the PLL has no input (RM0410 "
+                                "§5.2.3); turn HSE on and wait for HSERDY first")
+        _check_range("PLL VCO input", self.pll_input_hz(), 1 * MHZ, 2 * MHZ, "RM0410 §5.3.2 PLLM")
+        _check_range("PLL VCO output", self.vco_hz(), 100 * MHZ, 432 * MHZ, "RM0410 §5.3.2 PLLN")
+        _check_range("PLLP output", self.pll_hz(), 0, 216 * MHZ, "RM0410 §5.3.2 PLLP")
+
+    def usart_kernel_hz(self, select_shift: int, apb2: bool) -> int:
+        """RM0410 §5.3.28 DCKCFGR2 USARTxSEL: 00 PCLK, 01 SYSCLK, 10 HSI (LSE is not fitted)."""
+        clocks = self.clocks()
+        return {0: clocks.pclk2 if apb2 else clocks.pclk1, 1: clocks.sysclk, 2: self.HSI_HZ, 3: 32768}[
+            self.bits(self.DCKCFGR2, select_shift, 2)]
+
+
+class F7Pwr(Registers):
+    """RM0410 §4.4.1-2: PWR_CR1 VOS/ODEN/ODSWEN and PWR_CSR1 VOSRDY/ODRDY/ODSWRDY; the over-drive sequence of
+    §4.1.4."""
+
+    name = "PWR"
+    CR1, CSR1 = 0x00, 0x04
+    ODEN, ODSWEN = 1 << 16, 1 << 17
+    VOSRDY, ODRDY, ODSWRDY = 1 << 14, 1 << 16, 1 << 17
+    RESET = {CR1: 0x0000_C000}
+
+    def __init__(self, state: ChipState, rcc: F7Rcc, clocked: Callable[[], bool]):
+        self.rcc = rcc
+        self.settling = Settling(state.time)
+        super().__init__(state, clocked)
+
+    def reset(self) -> None:
+        super().reset()
+        self.settling = Settling(self.state.time)
+
+    @property
+    def scale(self) -> VoltageScale:
+        """The scale in force: VOS once the PLL is on, scale 3 while it is off (RM0410 §4.4.1 VOS)."""
+        if not self.rcc.settling.ready("PLL"):
+            return VoltageScale.SCALE3
+        return VoltageScale(max(self.bits(self.CR1, 14, 2), 1))
+
+    @property
+    def overdrive(self) -> bool:
+        return self.settling.ready("ODSW")
+
+    def read_word(self, offset: int) -> int:
+        if offset == self.CSR1:
+            return ((self.VOSRDY if self.rcc.settling.ready("PLL") else 0)
+                    | (self.ODRDY if self.settling.ready("OD") else 0)
+                    | (self.ODSWRDY if self.settling.ready("ODSW") else 0))
+        return self.regs.get(offset, 0)
+
+    def write_word(self, offset: int, value: int) -> None:
+        if offset != self.CR1:
+            self.regs[offset] = value
+            return
+        old = self.regs[self.CR1]
+        if (old ^ value) >> 14 & 3 and self.rcc.regs[self.rcc.CR] & self.rcc.PLLON:
+            self.state.find("PWR CR1 VOS", "changed while the PLL is on: ignored (RM0410 §4.4.1 VOS: 'can be "
+                            "modified only when the PLL is OFF'); set VOS before PLLON")
+            value = value & ~(3 << 14) | old & 3 << 14
+        changed = (old ^ value) & (self.ODEN | self.ODSWEN)
+        if changed and self.rcc.switched is ClockSource.PLL:
+            raise RuleViolation("PWR CR1 ODEN/ODSWEN changed while SYSCLK is the PLL: 'the HSI or HSE must be "
+                                "selected as system clock' (RM0410 §4.4.1, over-drive sequence §4.1.4)")
+        if value & self.ODSWEN and not old & self.ODSWEN and not self.settling.ready("OD"):
+            raise RuleViolation("PWR CR1 ODSWEN set before CSR1.ODRDY: the over-drive switch needs the over-drive "
+                                "ready (RM0410 §4.1.4 steps 3-5); set ODEN, wait for ODRDY, then set ODSWEN")
+        self.regs[self.CR1] = value
+        self.settling.start("OD", bool(value & self.ODEN))
+        self.settling.start("ODSW", bool(value & self.ODSWEN))
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A model on the bus at [base, base + size); `shift` is added to the bus offset (a window into a model)."""
+
+    base: int
+    size: int
+    model: Registers
+    shift: int = 0
+
+
+class Window:
+    """A window of a model at another base: offset + shift (the SCB cache registers sit among the core's)."""
+
+    def __init__(self, model: Registers, shift: int):
+        self.model, self.shift = model, shift
+
+    def read(self, offset: int, size: int) -> int:
+        return self.model.read(offset + self.shift, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.model.write(offset + self.shift, size, value)
+
+    def reset(self) -> None:
+        pass  # the model resets through its own mapping
+
+
+class Board:
+    """One Nucleo board's chip: its models, their addresses, and the clock rules that span them."""
+
+    kind: str
+    link_name: str
+    wire_name: str
+    usarts: dict[str, Usart]
+    gpios: dict[str, Gpio]
+
+    def __init__(self, trace_enabled: Callable[[], bool]) -> None:
+        self.state = ChipState()
+        self.trace_enabled = trace_enabled
+        self.systick = SysTick(self.state)
+        self.nvic = Nvic(self.state)
+
+    @property
+    def link(self) -> Usart:
+        return self.usarts[self.link_name]
+
+    @property
+    def wire(self) -> Usart:
+        return self.usarts[self.wire_name]
+
+    def mappings(self) -> list[Mapping]:
+        raise NotImplementedError
+
+    def clocks(self) -> Clocks:
+        raise NotImplementedError
+
+    def check_clocks(self, where: str) -> None:
+        raise NotImplementedError
+
+    def _wire_usarts(self) -> None:
+        for usart in self.usarts.values():
+            self.nvic.sources[usart.irq] = usart.rx_pending
+
+
+def _gpio_ports(state: ChipState, ports: dict[str, tuple[int, int]], enabled: Callable[[int], bool],
+                reset_moder: dict[str, int]) -> dict[str, Gpio]:
+    return {port: Gpio(state, port, reset_moder.get(port, 0), lambda bit=bit: enabled(bit))
+            for port, (_, bit) in ports.items()}
+
+
+class NucleoF767ZI(Board):
+    """STM32F767ZI on a Nucleo-144 (UM1974): HSE bypass 8 MHz, link USART3 PD8/PD9 (AF7), wire USART6 PG14 (AF8)."""
+
+    kind = "nucleo-f767zi"
+    link_name, wire_name = "USART3", "USART6"
+    # RM0410 §2.2.2 Table 1 (memory map): GPIOA-K from 0x4002_0000, 1 KiB each, AHB1ENR bits 0-10
+    GPIO = {port: (0x4002_0000 + 0x400 * i, i) for i, port in enumerate("ABCDEFGHIJK")}
+    GPIO_MODER = {"A": 0xA800_0000, "B": 0x0000_0280}  # RM0410 §6.4.1 reset values
+    # name: (base, enable register, bit, DCKCFGR2 select shift, on APB2, IRQ (RM0410 Table 40), pins)
+    USARTS = {
+        "USART1": (0x4001_1000, F7Rcc.APB2ENR, 4, 0, True, 37, {}),
+        "USART2": (0x4000_4400, F7Rcc.APB1ENR, 17, 2, False, 38, {}),
+        "USART3": (0x4000_4800, F7Rcc.APB1ENR, 18, 4, False, 39,
+                   {UsartLine.TX: Pin("D", 8, 7), UsartLine.RX: Pin("D", 9, 7)}),
+        "USART6": (0x4001_1400, F7Rcc.APB2ENR, 5, 10, True, 71,
+                   {UsartLine.TX: Pin("G", 14, 8), UsartLine.RX: Pin("G", 9, 8)}),
+    }
+    PWREN = (F7Rcc.APB1ENR, 28)
+
+    def __init__(self, trace_enabled: Callable[[], bool]) -> None:
+        super().__init__(trace_enabled)
+        state = self.state
+        self.rcc = F7Rcc(state, self)
+        self.pwr = F7Pwr(state, self.rcc, lambda: self.rcc.enabled(*self.PWREN))
+        self.flash = FlashInterface(state, latency_bits=4, reset_acr=0, on_change=lambda: self.check_clocks("FLASH ACR"))
+        self.gpios = _gpio_ports(state, self.GPIO, lambda bit: self.rcc.enabled(F7Rcc.AHB1ENR, bit), self.GPIO_MODER)
+        self.usarts = {}
+        for name, (_, register, bit, select, apb2, irq, pins) in self.USARTS.items():
+            self.usarts[name] = Usart(
+                state, name, "RM0410 §34.8", lambda r=register, b=bit: self.rcc.enabled(r, b),
+                lambda s=select, a=apb2: self.rcc.usart_kernel_hz(s, a), pins, self.gpios.__getitem__, irq)
+            self.rcc.enable_names[(register, bit)] = name
+        for port, (_, bit) in self.GPIO.items():
+            self.rcc.enable_names[(F7Rcc.AHB1ENR, bit)] = f"GPIO{port}"
+        self.rcc.enable_names[self.PWREN] = "PWR"
+        self.dwt = Dwt(state, trace_enabled, lock=True, manual="PM0253 §4.1, ARMv7-M ARM D1.2 LAR/LSR")
+        self.cache = CacheControl(state)
+        self.dbgmcu = DbgMcu(state, 0x1000_6451)
+        self._wire_usarts()
+
+    def mappings(self) -> list[Mapping]:
+        # RM0410 §2.2.2 Table 1; the core's: PM0253 §4.1 (DWT), §4.4 (SysTick), §4.2 (NVIC), §4.3 and §4.8 (SCB)
+        maps = [Mapping(0x4002_3800, 0x400, self.rcc), Mapping(0x4000_7000, 0x400, self.pwr),
+                Mapping(0x4002_3C00, 0x400, self.flash), Mapping(0xE004_2000, 0x10, self.dbgmcu),
+                Mapping(0xE000_1000, 0x1000, self.dwt), Mapping(0xE000_E010, 0x10, self.systick),
+                Mapping(0xE000_E100, 0x400, self.nvic), Mapping(0xE000_ED14, 4, self.cache, 0x14),
+                Mapping(0xE000_ED78, 0x10, self.cache, 0x78), Mapping(0xE000_EF50, 0x14, self.cache, 0x250)]
+        maps += [Mapping(self.GPIO[port][0], 0x400, gpio) for port, gpio in self.gpios.items()]
+        maps += [Mapping(self.USARTS[name][0], 0x400, usart) for name, usart in self.usarts.items()]
+        return maps
+
+    def clocks(self) -> Clocks:
+        return self.rcc.clocks()
+
+    # RM0410 §3.3.2 Table 7, 2.7-3.6 V: LATENCY n allows HCLK up to 30 MHz x (n + 1), 216 MHz at most
+    @staticmethod
+    def latency_needed(hclk: int) -> int:
+        return max(0, -(-hclk // (30 * MHZ)) - 1)
+
+    def hclk_limit(self) -> tuple[int, str]:
+        """The HCLK the voltage scale and over-drive allow (RM0410 §4.1.4, Table 18 / DS11532 §6.3.1)."""
+        overdrive, scale = self.pwr.overdrive, self.pwr.scale
+        limit = {VoltageScale.SCALE1: 216 if overdrive else 180, VoltageScale.SCALE2: 180 if overdrive else 168,
+                 VoltageScale.SCALE3: 144}[scale]
+        return limit * MHZ, f"{scale.name.lower()}{' with over-drive' if overdrive else ''}"
+
+    def check_clocks(self, where: str) -> None:
+        clocks = self.clocks()
+        needed = self.latency_needed(clocks.hclk)
+        if needed > self.flash.latency:
+            raise _latency_violation(where, clocks.hclk, needed, self.flash.latency,
+                                     "RM0410 §3.3.2, Table 7 at 2.7-3.6 V")
+        limit, regime = self.hclk_limit()
+        if clocks.hclk > limit:
+            raise RuleViolation(f"{where}: HCLK {clocks.hclk / MHZ:g} MHz is above the {limit / MHZ:g} MHz of voltage "
+                                f"{regime} (RM0410 §4.1.4: 216 MHz needs scale 1 with over-drive, ODSWRDY set); "
+                                "enter over-drive before switching to the PLL")
+        apb1, apb2 = (54, 108) if self.pwr.overdrive else (45, 90)
+        if clocks.pclk1 > apb1 * MHZ or clocks.pclk2 > apb2 * MHZ:
+            raise RuleViolation(f"{where}: PCLK1 {clocks.pclk1 / MHZ:g} MHz / PCLK2 {clocks.pclk2 / MHZ:g} MHz above "
+                                f"{apb1} / {apb2} MHz (RM0410 §5.2: APB1 and APB2 maxima); set PPRE1/PPRE2 before "
+                                "raising HCLK")
+
+
+# --- STM32L432 (RM0394) ---
+
+class L4Rcc(Registers):
+    """RM0394 §6.4: CR (MSI, HSI16, PLL), CFGR, PLLCFGR, the enable registers, CCIPR and CSR (MSISRANGE)."""
+
+    name = "RCC"
+    CR, CFGR, PLLCFGR = 0x00, 0x08, 0x0C
+    AHB1ENR, AHB2ENR, APB1ENR1, APB1ENR2, APB2ENR, CCIPR, CSR = 0x48, 0x4C, 0x58, 0x5C, 0x60, 0x88, 0x94
+    MSION, MSIRDY, MSIRGSEL, HSION, HSIRDY = 1 << 0, 1 << 1, 1 << 3, 1 << 8, 1 << 10
+    PLLON, PLLRDY, PLLREN = 1 << 24, 1 << 25, 1 << 24
+    RESET = {CR: 0x0000_0063, PLLCFGR: 0x0000_1000, AHB1ENR: 0x0000_0100, CSR: 0x0C00_0600}
+    HSI_HZ = 16 * MHZ
+    # RM0394 §6.4.1 MSIRANGE: 100 kHz ... 48 MHz
+    MSI_HZ = (100_000, 200_000, 400_000, 800_000, 1 * MHZ, 2 * MHZ, 4 * MHZ, 8 * MHZ, 16 * MHZ, 24 * MHZ,
+              32 * MHZ, 48 * MHZ)
+    SOURCES = {0: ClockSource.MSI, 1: ClockSource.HSI, 3: ClockSource.PLL}  # 2 = HSE: not fitted on the board
+    ENABLES = {AHB1ENR: "AHB1ENR", AHB2ENR: "AHB2ENR", APB1ENR1: "APB1ENR1", APB1ENR2: "APB1ENR2",
+               APB2ENR: "APB2ENR"}
+
+    def __init__(self, state: ChipState, chip: NucleoL432KC):
+        self.chip = chip
+        self.settling = Settling(state.time)
+        self.enable_names: dict[tuple[int, int], str] = {}
+        super().__init__(state)
+
+    def reset(self) -> None:
+        super().reset()
+        self.settling = Settling(self.state.time)
+        self.settling.ready_at["MSI"] = 0  # on at reset
+        self.switched = ClockSource.MSI
+
+    def enabled(self, register: int, bit: int) -> bool:
+        return bool(self.regs.get(register, 0) >> bit & 1)
+
+    def msi_hz(self) -> int:
+        cr = self.regs[self.CR]
+        index = cr >> 4 & 0xF if cr & self.MSIRGSEL else self.bits(self.CSR, 8, 4)
+        return self.MSI_HZ[min(index, len(self.MSI_HZ) - 1)]
+
+    def pll_source_hz(self) -> int | None:
+        return {0: None, 1: self.msi_hz(), 2: self.HSI_HZ, 3: None}[self.bits(self.PLLCFGR, 0, 2)]
+
+    def pll_input_hz(self) -> int:
+        return (self.pll_source_hz() or 0) // (self.bits(self.PLLCFGR, 4, 3) + 1)
+
+    def vco_hz(self) -> int:
+        return self.pll_input_hz() * self.bits(self.PLLCFGR, 8, 7)
+
+    def pll_hz(self) -> int:
+        return self.vco_hz() // (2 * (self.bits(self.PLLCFGR, 25, 2) + 1))
+
+    def source_ready(self, source: ClockSource) -> bool:
+        return {ClockSource.MSI: self.settling.ready("MSI"), ClockSource.HSI: bool(self.regs[self.CR] & self.HSION),
+                ClockSource.PLL: self.settling.ready("PLL")}[source]
+
+    def clocks(self) -> Clocks:
+        sysclk = {ClockSource.MSI: self.msi_hz(), ClockSource.HSI: self.HSI_HZ, ClockSource.PLL: self.pll_hz()}[
+            self.switched]
+        hclk = sysclk // _ahb_divider(self.bits(self.CFGR, 4, 4))
+        return Clocks(sysclk, hclk, hclk // _apb_divider(self.bits(self.CFGR, 8, 3)),
+                      hclk // _apb_divider(self.bits(self.CFGR, 11, 3)))
+
+    def _follow_switch(self) -> None:
+        """SWS follows SW once the source is ready (RM0394 §6.2.7 'Clock source switching')."""
+        wanted = self.SOURCES.get(self.bits(self.CFGR, 0, 2))
+        if wanted is None:
+            raise RuleViolation("RCC CFGR SW = HSE: the Nucleo-L432KC fits no HSE crystal (UM1956 §6.7); use MSI, "
+                                "HSI16 or the PLL")
+        if wanted != self.switched and self.source_ready(wanted):
+            if wanted is ClockSource.PLL and not self.regs[self.PLLCFGR] & self.PLLREN:
+                raise RuleViolation("RCC CFGR SW = PLL with PLLCFGR.PLLREN = 0: PLLCLK, the R output, is off "
+                                    "(RM0394 §6.4.4 PLLREN); set PLLREN with the PLL configuration")
+            previous, self.switched = self.switched, wanted
+            try:
+                self.chip.check_clocks("RCC CFGR SW")
+            except RuleViolation:
+                self.switched = previous
+                raise
+
+    def read_word(self, offset: int) -> int:
+        self._follow_switch()
+        value = self.regs.get(offset, 0)
+        if offset == self.CR:
+            value &= ~(self.MSIRDY | self.HSIRDY | self.PLLRDY)
+            value |= self.MSIRDY if self.settling.ready("MSI") else 0
+            value |= self.HSIRDY if value & self.HSION else 0
+            value |= self.PLLRDY if self.settling.ready("PLL") else 0
+        elif offset == self.CFGR:
+            value = value & ~0xC | {ClockSource.MSI: 0, ClockSource.HSI: 1, ClockSource.PLL: 3}[self.switched] << 2
+        return value
+
+    def write_word(self, offset: int, value: int) -> None:
+        old = self.regs.get(offset, 0)
+        if offset == self.CR:
+            if value & self.PLLON and not old & self.PLLON:
+                self._check_pll()
+            if self.switched is ClockSource.PLL and old & self.PLLON and not value & self.PLLON:
+                self.state.find("RCC CR", "PLLON cleared while the PLL is the system clock: ignored (RM0394 §6.2.7)")
+                value |= self.PLLON
+            self.regs[offset] = value & ~(self.MSIRDY | self.HSIRDY | self.PLLRDY)
+            self.settling.start("PLL", bool(value & self.PLLON))
+            self.settling.start("MSI", bool(value & self.MSION))
+        elif offset == self.PLLCFGR:
+            fixed = ~(1 << 16 | 1 << 20 | self.PLLREN)  # everything but the output enables
+            if (old ^ value) & fixed and self.regs[self.CR] & (self.PLLON | self.PLLRDY):
+                self.state.find("RCC PLLCFGR", "divider or source changed while the PLL is on: ignored (RM0394 "
+                                "§6.4.4: 'can be written only when the PLL is disabled'); configure before PLLON")
+                value = value & ~fixed | old & fixed
+            self.regs[offset] = value
+        elif offset == self.CFGR:
+            self.regs[offset] = value & ~0xC
+            try:
+                self.chip.check_clocks("RCC CFGR")
+                self._follow_switch()
+            except RuleViolation:
+                self.regs[offset] = old
+                raise
+        else:
+            self.regs[offset] = value
+            if offset in self.ENABLES:
+                self.state.settling |= {name for (register, bit), name in self.enable_names.items()
+                                        if register == offset and (value & ~old) >> bit & 1}
+
+    def _check_pll(self) -> None:
+        """RM0394 §6.4.4 PLLCFGR: a source, PLLN 8..86, VCO input 4-16 MHz, VCO output 64-344 MHz, PLLR's output
+        at most 80 MHz (§6.2.5)."""
+        if self.pll_source_hz() is None:
+            raise RuleViolation("RCC CR PLLON with PLLCFGR.PLLSRC = none (or HSE, not fitted): the PLL has no input "
+                                "(RM0394 §6.4.4 PLLSRC); select MSI or HSI16")
+        n = self.bits(self.PLLCFGR, 8, 7)
+        if not 8 <= n <= 86:
+            raise RuleViolation(f"RCC PLLCFGR PLLN = {n}: outside 8..86 (RM0394 §6.4.4 PLLN); fix it before PLLON")
+        _check_range("PLL VCO input", self.pll_input_hz(), 4 * MHZ, 16 * MHZ, "RM0394 §6.4.4 PLLM")
+        _check_range("PLL VCO output", self.vco_hz(), 64 * MHZ, 344 * MHZ, "RM0394 §6.4.4 PLLN")
+        _check_range("PLLR output", self.pll_hz(), 0, 80 * MHZ, "RM0394 §6.4.4 PLLR")
+
+    def usart_kernel_hz(self, select_shift: int, apb2: bool) -> int:
+        """RM0394 §6.4.27 CCIPR USARTxSEL: 00 PCLK, 01 SYSCLK, 10 HSI16, 11 LSE."""
+        clocks = self.clocks()
+        return {0: clocks.pclk2 if apb2 else clocks.pclk1, 1: clocks.sysclk, 2: self.HSI_HZ, 3: 32768}[
+            self.bits(self.CCIPR, select_shift, 2)]
+
+
+class L4Pwr(Registers):
+    """RM0394 §5.4.1 PWR_CR1 VOS (01 range 1, 10 range 2), §5.4.5 PWR_SR2 VOSF while the regulator settles."""
+
+    name = "PWR"
+    CR1, SR2 = 0x00, 0x14
+    VOSF = 1 << 10
+    RESET = {CR1: 0x0000_0200}
+
+    def __init__(self, state: ChipState, chip: NucleoL432KC, clocked: Callable[[], bool]):
+        self.chip = chip
+        self.settling = Settling(state.time)
+        super().__init__(state, clocked)
+
+    def reset(self) -> None:
+        super().reset()
+        self.settling = Settling(self.state.time)
+        self.settling.ready_at["VOS"] = 0
+
+    @property
+    def range(self) -> int:
+        return 2 if self.bits(self.CR1, 9, 2) == 2 else 1
+
+    def read_word(self, offset: int) -> int:
+        if offset == self.SR2:
+            return self.VOSF if not self.settling.ready("VOS") else 0
+        return self.regs.get(offset, 0)
+
+    def write_word(self, offset: int, value: int) -> None:
+        old = self.regs.get(offset, 0)
+        self.regs[offset] = value
+        if offset == self.CR1 and (old ^ value) >> 9 & 3:
+            if self.bits(self.CR1, 9, 2) not in (1, 2):
+                self.regs[offset] = old
+                raise RuleViolation(f"PWR CR1 VOS = {value >> 9 & 3}: reserved (RM0394 §5.4.1); use 01 or 10")
+            try:
+                self.chip.check_clocks("PWR CR1 VOS")
+            except RuleViolation:
+                self.regs[offset] = old
+                raise
+            self.settling.ready_at["VOS"] = None
+            self.settling.start("VOS", True)
+
+
+class NucleoL432KC(Board):
+    """STM32L432KC on a Nucleo-32 (UM1956): MSI (no HSE fitted), link USART2 PA2 (AF7) / PA15 (AF3), wire USART1
+    PA9 (AF7)."""
+
+    kind = "nucleo-l432kc"
+    link_name, wire_name = "USART2", "USART1"
+    # RM0394 §2.2.2 Table 1 (memory map): GPIOA-E, H on AHB2 from 0x4800_0000, AHB2ENR bits 0-4, 7
+    GPIO = {"A": (0x4800_0000, 0), "B": (0x4800_0400, 1), "C": (0x4800_0800, 2), "D": (0x4800_0C00, 3),
+            "E": (0x4800_1000, 4), "H": (0x4800_1C00, 7)}
+    GPIO_MODER = {"A": 0xABFF_FFFF, "B": 0xFFFF_FEBF, "C": 0xFFFF_FFFF, "D": 0xFFFF_FFFF, "E": 0xFFFF_FFFF,
+                  "H": 0xFFFF_FFFF}  # RM0394 §8.5.1 reset values
+    # name: (base, enable register, bit, CCIPR select shift, on APB2, IRQ (RM0394 §12.3 Table 46), pins)
+    USARTS = {
+        "USART1": (0x4001_3800, L4Rcc.APB2ENR, 14, 0, True, 37,
+                   {UsartLine.TX: Pin("A", 9, 7), UsartLine.RX: Pin("A", 10, 7)}),
+        "USART2": (0x4000_4400, L4Rcc.APB1ENR1, 17, 2, False, 38,
+                   {UsartLine.TX: Pin("A", 2, 7), UsartLine.RX: Pin("A", 15, 3)}),
+    }
+    PWREN = (L4Rcc.APB1ENR1, 28)
+
+    def __init__(self, trace_enabled: Callable[[], bool]) -> None:
+        super().__init__(trace_enabled)
+        state = self.state
+        self.rcc = L4Rcc(state, self)
+        self.pwr = L4Pwr(state, self, lambda: self.rcc.enabled(*self.PWREN))
+        self.flash = FlashInterface(state, latency_bits=3, reset_acr=0x0000_0600,
+                                    on_change=lambda: self.check_clocks("FLASH ACR"))
+        self.gpios = _gpio_ports(state, self.GPIO, lambda bit: self.rcc.enabled(L4Rcc.AHB2ENR, bit), self.GPIO_MODER)
+        self.usarts = {}
+        for name, (_, register, bit, select, apb2, irq, pins) in self.USARTS.items():
+            self.usarts[name] = Usart(
+                state, name, "RM0394 §38.8", lambda r=register, b=bit: self.rcc.enabled(r, b),
+                lambda s=select, a=apb2: self.rcc.usart_kernel_hz(s, a), pins, self.gpios.__getitem__, irq)
+            self.rcc.enable_names[(register, bit)] = name
+        for port, (_, bit) in self.GPIO.items():
+            self.rcc.enable_names[(L4Rcc.AHB2ENR, bit)] = f"GPIO{port}"
+        self.rcc.enable_names[self.PWREN] = "PWR"
+        self.dwt = Dwt(state, trace_enabled, lock=False, manual="PM0214, ARMv7-M ARM C1.8")
+        self.dbgmcu = DbgMcu(state, 0x1000_6435)
+        self._wire_usarts()
+
+    def mappings(self) -> list[Mapping]:
+        maps = [Mapping(0x4002_1000, 0x400, self.rcc), Mapping(0x4000_7000, 0x400, self.pwr),
+                Mapping(0x4002_2000, 0x400, self.flash), Mapping(0xE004_2000, 0x10, self.dbgmcu),
+                Mapping(0xE000_1000, 0x1000, self.dwt), Mapping(0xE000_E010, 0x10, self.systick),
+                Mapping(0xE000_E100, 0x400, self.nvic)]
+        maps += [Mapping(self.GPIO[port][0], 0x400, gpio) for port, gpio in self.gpios.items()]
+        maps += [Mapping(self.USARTS[name][0], 0x400, usart) for name, usart in self.usarts.items()]
+        return maps
+
+    def clocks(self) -> Clocks:
+        return self.rcc.clocks()
+
+    # RM0394 §3.3.3 Table 12: the highest HCLK for LATENCY 0, 1, ... in range 1 and range 2
+    LATENCY_LIMITS = {1: (16, 32, 48, 64, 80), 2: (6, 12, 18, 26)}
+    RANGE_LIMITS = {1: 80, 2: 26}  # RM0394 §5.1.8 dynamic voltage scaling
+
+    def latency_needed(self, hclk: int) -> int:
+        limits = self.LATENCY_LIMITS[self.pwr.range]
+        return next((ws for ws, mhz in enumerate(limits) if hclk <= mhz * MHZ), len(limits))
+
+    def check_clocks(self, where: str) -> None:
+        clocks = self.clocks()
+        needed = self.latency_needed(clocks.hclk)
+        if needed > self.flash.latency:
+            raise _latency_violation(where, clocks.hclk, needed, self.flash.latency,
+                                     f"RM0394 §3.3.3, Table 12, range {self.pwr.range}")
+        limit = self.RANGE_LIMITS[self.pwr.range] * MHZ
+        if clocks.sysclk > limit:
+            raise RuleViolation(f"{where}: SYSCLK {clocks.sysclk / MHZ:g} MHz is above the {limit / MHZ:g} MHz of "
+                                f"voltage range {self.pwr.range} (RM0394 §5.1.8); select range 1 first")
