@@ -107,7 +107,7 @@ def cmd_firmware_verify(args) -> int:
     from hil.lab.load import load_lab
     from hil.report.firmware import size_table, verification_tables
     from hil.report.table import to_markdown, to_rich
-    from hil.run.verify import exit_code, lab_images, prebuilt_lab, verify_lab
+    from hil.run.verify import exit_code, lab_images, no_twin_reason, prebuilt_lab, verify_lab
 
     limit = None if args.full else args.samples
     if args.lab:
@@ -116,7 +116,13 @@ def cmd_firmware_verify(args) -> int:
             raise BadInput(f"{args.lab}: no board of this lab is of the --board kinds and --model models given; "
                            "name kinds and models its boards have")
     else:
-        lab = prebuilt_lab(args.board or firmware.BOARDS, args.model or firmware.MODELS)
+        kinds = args.board or firmware.BOARDS
+        for reason in filter(None, map(no_twin_reason, kinds)):
+            print(f"hil: {reason}", file=sys.stderr)
+        kinds = [kind for kind in kinds if no_twin_reason(kind) is None]
+        if not kinds:
+            raise BadInput("no --board kind given has an emulated twin; verify physical boards with --lab")
+        lab = prebuilt_lab(kinds, args.model or firmware.MODELS)
     results = verify_lab(lab, limit)
     manifests = [lab.firmware[image] for image in dict.fromkeys((b.kind, b.model) for b in lab.boards)]
     tables = verification_tables(results) + [size_table(manifests)]

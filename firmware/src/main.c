@@ -10,9 +10,9 @@
 
 #define FIRMWARE_ID "qute-fw/2 " MODEL_NAME /* /2: speaks protocol v2 */
 
-/* The loadable image, [0, __image_end), as the linker script lays it out. */
-extern const uint8_t __image_end[];
-static const uint8_t *const image_start = 0;
+/* The loadable image, [__image_start, __image_end), as the linker script lays it out: from the
+ * board's flash origin, where firmware.bin is flashed. */
+extern const uint8_t __image_start[], __image_end[];
 
 static proto_rx_t rx;
 static uint8_t out_payload[PROTO_MAX_PAYLOAD];
@@ -30,7 +30,7 @@ static const uint8_t *firmware_sha256(void) {
     static uint8_t digest[PROTO_SHA256_SIZE];
     static int done;
     if (!done) {
-        sha256(image_start, (size_t)(__image_end - image_start), digest);
+        sha256(__image_start, (size_t)(__image_end - __image_start), digest);
         done = 1;
     }
     return digest;

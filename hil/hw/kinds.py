@@ -6,7 +6,8 @@ the emulator (QEMU machine and speed), the emulated measurement unit (the modell
 the reports (the smallest MCU a model must fit) all take a kind's facts from BOARD_KINDS.
 
 Adding a kind is one row here and its board support in firmware/boards/<kind>/ (board.h and a
-memory.ld whose FLASH and RAM are the row's; a test holds them equal), then `hil firmware build`.
+memory.ld whose FLASH and RAM are the row's; a test holds them equal), with its C sources from the
+HAL family folder firmware/boards/<hal>/, then `hil firmware build`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class QemuTwin:
     # QEMU connects its i-th -serial option to the machine's i-th UART; these say which UART is which.
     link_serial: int = 0  # the protocol's UART
     wire_serial: int = 1  # the UART that carries the pin edges to the measurement unit
+    # Whether `hil init`'s starter rack (the same as the repository's labs.yaml) has a board of the kind.
+    in_starter_rack: bool = True
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class BoardKind:
     flash: MemoryRegion  # where the image is linked and flashed (its origin is the load address)
     ram: MemoryRegion
     pyocd_target: str  # a physical board's default probe.target
+    hal: str  # the HAL family folder, firmware/boards/<hal>/, whose C sources the kind's images compile
     qemu: QemuTwin | None  # None: the kind has no emulated twin
     power: PowerProfile  # what the emulated unit models for it (not a measurement)
 
@@ -63,6 +67,11 @@ class BoardKind:
     def firmware_dir(self) -> str:
         """Its board support, relative to the firmware folder."""
         return f"boards/{self.name}"
+
+    @property
+    def hal_dir(self) -> str:
+        """Its HAL family's C sources, relative to the firmware folder."""
+        return f"boards/{self.hal}"
 
     @property
     def core(self) -> str:
@@ -80,7 +89,7 @@ BOARD_KINDS: dict[str, BoardKind] = {kind.name: kind for kind in (
     BoardKind(
         name="mps2-an386", cpu="cortex-m4", mcu="STM32L432KC", clock_hz=80_000_000, timer_hz=CMSDK_TIMER_HZ,
         flash=MemoryRegion(0x0000_0000, 256 * KIB), ram=MemoryRegion(0x2000_0000, 64 * KIB),
-        pyocd_target="cortex_m",
+        pyocd_target="cortex_m", hal="cmsdk",
         # 16 ns per instruction: 62.5 MIPS, about a Cortex-M4 at 80 MHz.
         qemu=QemuTwin(machine="mps2-an386", icount_shift=4),
         power=PowerProfile(bus_v=3.3, idle_w=3.3 * 0.0021, active_w=3.3 * 0.0088, shunt_ohms=1.0,
@@ -89,9 +98,33 @@ BOARD_KINDS: dict[str, BoardKind] = {kind.name: kind for kind in (
     BoardKind(
         name="mps2-an500", cpu="cortex-m7", mcu="STM32F767ZI", clock_hz=216_000_000, timer_hz=CMSDK_TIMER_HZ,
         flash=MemoryRegion(0x0000_0000, 2048 * KIB), ram=MemoryRegion(0x2000_0000, 512 * KIB),
-        pyocd_target="cortex_m",
+        pyocd_target="cortex_m", hal="cmsdk",
         # 4 ns per instruction: 250 MIPS, about a dual-issue Cortex-M7 at 216 MHz.
         qemu=QemuTwin(machine="mps2-an500", icount_shift=2),
+        power=PowerProfile(bus_v=3.3, idle_w=3.3 * 0.045, active_w=3.3 * 0.115, shunt_ohms=0.1,
+                           max_current_a=0.4),
+    ),
+    # The STM32 boards themselves, linked and flashed at the chips' flash (0x0800_0000). Their cycle
+    # counters run at the core clock: SysTick on the L432 (QEMU models neither DWT CYCCNT nor TIM2),
+    # DWT CYCCNT on the F767. Power as the MPS2 twins' above, which stand in for the same parts.
+    BoardKind(
+        name="nucleo-l432kc", cpu="cortex-m4", mcu="STM32L432KC", clock_hz=80_000_000, timer_hz=80_000_000,
+        flash=MemoryRegion(0x0800_0000, 256 * KIB), ram=MemoryRegion(0x2000_0000, 64 * KIB),
+        pyocd_target="stm32l432kc", hal="stm32l4",
+        # QEMU's B-L475E-IOT01A is an STM32L475 (the same RCC, GPIO, USART and SysTick as the L432):
+        # -serial #0 is USART1 (the wire, the board's spare trace port), #1 USART2 (ST-LINK's VCP).
+        # The starter rack stays the four MPS2 boards of labs.yaml: this twin runs the same M4 code.
+        qemu=QemuTwin(machine="b-l475e-iot01a", icount_shift=4, link_serial=1, wire_serial=0,
+                      in_starter_rack=False),
+        power=PowerProfile(bus_v=3.3, idle_w=3.3 * 0.0021, active_w=3.3 * 0.0088, shunt_ohms=1.0,
+                           max_current_a=0.04),
+    ),
+    BoardKind(
+        name="nucleo-f767zi", cpu="cortex-m7", mcu="STM32F767ZI", clock_hz=216_000_000, timer_hz=216_000_000,
+        # 512 KiB of RAM from 0x2000_0000: DTCM (128 KiB), SRAM1 (368 KiB) and SRAM2 (16 KiB) are contiguous.
+        flash=MemoryRegion(0x0800_0000, 2048 * KIB), ram=MemoryRegion(0x2000_0000, 512 * KIB),
+        pyocd_target="stm32f767zi", hal="stm32f7",
+        qemu=None,  # no QEMU has an STM32F7
         power=PowerProfile(bus_v=3.3, idle_w=3.3 * 0.045, active_w=3.3 * 0.115, shunt_ohms=0.1,
                            max_current_a=0.4),
     ),

@@ -391,6 +391,9 @@ def _boards(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec]) -> t
         emulated = reader.value(entry["emulated"], f"{field}.emulated", bool) if "emulated" in entry else False
         hardware = [key for key in ("probe", "serial", "monitor") if key in entry]
         if emulated:
+            if BOARD_KINDS[kind].qemu is None:
+                raise reader.fail(entry["emulated"], f"{field}.emulated", f"board kind {kind} has no emulated twin; "
+                                  "give the board its probe and serial (`emulated: false`) or use another kind")
             if hardware:
                 raise reader.fail(entry[hardware[0]], f"{field}.{hardware[0]}",
                                   "an emulated board has no probe, serial or monitor; remove it or `emulated: false`")

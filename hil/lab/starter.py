@@ -1,7 +1,7 @@
 """The starter lab `hil init DIR` writes: the default emulated rack, on the assets hil came with.
 
-Every prebuilt image (board kind × model) of a kind with an emulated twin (hw/kinds) becomes
-one emulated board, and each model gets every one of its test sets, as in the repository's
+Every prebuilt image (board kind × model) of a kind whose emulated twin is in the starter rack
+(hw/kinds: QemuTwin.in_starter_rack) becomes one emulated board, and each model gets every one of its test sets, as in the repository's
 labs.yaml. The paths are absolute: the assets are wherever hil is (hil.assets: a checkout, or
 the installed package), not beside the lab. The results go beside the lab, as for any lab file.
 """
@@ -38,14 +38,19 @@ def _where() -> str:
 
 
 def prebuilt_images() -> tuple[FirmwareManifest, ...]:
-    """Every prebuilt image an emulated board can run, verified against its manifest, sorted by board
-    kind and model."""
+    """Every prebuilt image of a kind in the starter rack, verified against its manifest, sorted by
+    board kind and model."""
     images = tuple(manifest for path in sorted(assets.PREBUILT_DIR.glob(f"*/*/{MANIFEST}"))
-                   if (manifest := load_manifest(path)).board in BOARD_KINDS and BOARD_KINDS[manifest.board].qemu)
+                   if _in_starter_rack((manifest := load_manifest(path)).board))
     if not images:
-        raise BadInput(f"{assets.PREBUILT_DIR}: no prebuilt firmware images of a kind with an emulated twin; "
+        raise BadInput(f"{assets.PREBUILT_DIR}: no prebuilt firmware images of a kind in the starter rack; "
                        "build them with `hil firmware build`")
     return images
+
+
+def _in_starter_rack(kind: str) -> bool:
+    twin = BOARD_KINDS[kind].qemu if kind in BOARD_KINDS else None
+    return twin is not None and twin.in_starter_rack
 
 
 def _quoted(path: Path) -> str:

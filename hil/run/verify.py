@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hil.errors import EXIT_INFRASTRUCTURE, EXIT_PASS, EXIT_REGRESSION
 from hil.firmware import build as firmware
+from hil.hw.kinds import BOARD_KINDS
 from hil.lab.load import BoardSpec, Lab, ModelSpec, RunSettings
 from hil.model import decisions
 from hil.model.card import load_model
@@ -70,10 +71,19 @@ def exit_code(verifications: list[ImageVerification]) -> int:
     return EXIT_INFRASTRUCTURE if any(v.failures for v in verifications) else EXIT_PASS
 
 
+def no_twin_reason(kind: str) -> str | None:
+    """Why the prebuilt images of this board kind cannot run on an emulated board, or None if they can."""
+    if kind in BOARD_KINDS and BOARD_KINDS[kind].qemu is None:
+        return (f"{kind}: skipped: board kind {kind} has no emulated twin (qemu is None in hil/hw/kinds.py); "
+                "verify its images on a physical board with `hil firmware verify --lab`")
+    return None
+
+
 def prebuilt_lab(kinds: list[str], models: list[str]) -> Lab:
     """Every prebuilt image of these board kinds and models on an emulated board of its kind: what
     `hil firmware verify` runs when no lab is given. Like every board, each is driven under its lock,
-    named after the prebuilt folder and its slot (hw/factory.lock_name)."""
+    named after the prebuilt folder and its slot (hw/factory.lock_name). Kinds without an emulated
+    twin must be left out first (no_twin_reason)."""
     cards = {name: load_model(name) for name in models}
     images = {(kind, name): firmware.prebuilt(kind, name) for kind in kinds for name in models}
     return Lab(

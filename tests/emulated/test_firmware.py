@@ -17,6 +17,9 @@ from hil.model.reference import run_reference
 from hil.model.testsets import load_model_testsets
 
 PAIRS = [(board, model) for board in firmware.BOARDS for model in firmware.MODELS]
+# The images an emulated board runs: every kind with a QEMU twin (the F767 has none).
+EMULATED = [(board, model) for board, model in PAIRS if BOARD_KINDS[board].qemu is not None]
+L4 = "nucleo-l432kc"
 TOOLCHAIN = shutil.which("arm-none-eabi-gcc") is not None
 QEMU = shutil.which("qemu-system-arm") is not None
 SUBSET = 12  # samples per test set on every image here; `hil firmware verify --full` runs all
@@ -30,14 +33,23 @@ needs_qemu = pytest.mark.skipif(not QEMU and not os.environ.get("CI"),
 
 @needs_toolchain
 def test_rebuild_is_byte_identical(tmp_path):
-    for manifest in firmware.build(out=tmp_path):
+    """Every kind's images, MPS2 and STM32 alike, rebuilt here equal the committed ones byte for byte;
+    only a toolchain other than the one the manifests name can make them differ, and then it says so."""
+    committed_toolchains = {firmware.prebuilt(board, model).toolchain for board, model in PAIRS}
+    installed = firmware.toolchain_version()
+    if committed_toolchains != {installed}:
+        pytest.skip(f"installed toolchain {installed!r} is not the manifests' {sorted(committed_toolchains)!r}: "
+                    "the bytes may differ")
+    built = firmware.build(out=tmp_path)
+    assert sorted((m.board, m.model) for m in built) == sorted(PAIRS)
+    for manifest in built:
         committed = firmware.prebuilt(manifest.board, manifest.model)
         assert manifest.elf.read_bytes() == committed.elf.read_bytes(), (manifest.board, manifest.model)
         assert manifest.bin.read_bytes() == committed.bin.read_bytes()
         assert manifest.to_json() == committed.to_json()
 
 
-@pytest.fixture(scope="module", params=PAIRS, ids=[f"{b}-{m}" for b, m in PAIRS])
+@pytest.fixture(scope="module", params=EMULATED, ids=[f"{b}-{m}" for b, m in EMULATED])
 def board(request):
     board_kind, model = request.param
     manifest = firmware.prebuilt(board_kind, model)
@@ -53,7 +65,7 @@ def test_hello_reports_the_identity_in_the_manifest(board):
     assert info.model_sha256.hex() == manifest.model_sha256 == card.sha256
     assert info.board == manifest.board
     assert info.input_size == int(np.prod(card.input.shape))
-    assert info.clock_hz == 25_000_000
+    assert info.clock_hz == BOARD_KINDS[manifest.board].timer_hz
 
 
 @needs_qemu
@@ -153,3 +165,38 @@ def test_every_busy_window_is_numbered_and_the_answer_says_which(board):
     assert link.hello().windows == before + 3
     rises = [e for e in qemu.recorder.take() if (e.pin, e.level) == (0, 1)]
     assert len(rises) == 3  # one busy window per ordinal
+
+
+@needs_qemu
+@pytest.mark.parametrize("model", firmware.MODELS)
+def test_the_l4_image_is_in_qemus_flash_at_its_load_address(model):
+    """QEMU's -kernel puts the ELF at 0x0800_0000, the STM32's flash, where firmware.bin is flashed and
+    from where the image hashes itself."""
+    manifest = firmware.prebuilt(L4, model)
+    image = manifest.bin.read_bytes()
+    assert manifest.load_address == BOARD_KINDS[L4].flash.origin == 0x0800_0000
+    board = QemuBoard(BOARD_KINDS[L4], manifest.elf)
+    try:
+        board.power_on()
+        assert board.read_memory(manifest.load_address, len(image)) == image
+    finally:
+        board.stop()
+
+
+@needs_qemu
+def test_the_l4_counts_windows_longer_than_a_systick_period(board):
+    """SysTick is 24 bits (2^24 ticks, 0.21 s at 80 MHz): the L4 HAL extends it by counting wraps. A burst
+    spanning several periods measures what its single inferences add up to, and the same on a second run."""
+    qemu, link, manifest, card = board
+    if manifest.board != L4:
+        pytest.skip("the SysTick extension is the L4 HAL's")
+    sample = load_model_testsets(card)[0].inputs[2].tobytes()
+    link.set_threshold(decisions.Q15_ONE)
+    single = link.infer(sample).cycles
+    count = 2 * (1 << 24) // single + 2
+    qemu.recorder.take()
+    first, second = link.infer_burst(sample, count), link.infer_burst(sample, count)
+    assert first.total_cycles == second.total_cycles > 2 * (1 << 24)
+    assert abs(first.total_cycles - count * single) < count * single * 1e-3
+    edges = qemu.recorder.take()
+    assert edges[1].ticks - edges[0].ticks == first.total_cycles

@@ -28,11 +28,12 @@ def test_the_makefile_takes_boards_and_models_from_the_tables():
     committed = (firmware.FIRMWARE_DIR / firmware.MAKE_TABLES).read_text()
     assert committed == firmware.make_tables(), "firmware/tables.mk is stale: run `hil firmware build`"
     for kind in BOARD_KINDS.values():
-        assert f"cpu_{kind.name} := {kind.cpu}\n" in committed
+        assert f"cpu_{kind.name} := {kind.cpu}\n" in committed and f"hal_{kind.name} := {kind.hal}\n" in committed
     assert f"BOARDS := {' '.join(BOARD_KINDS)}\n" in committed and f"MODELS := {' '.join(MODEL_NAMES)}\n" in committed
     makefile = (firmware.FIRMWARE_DIR / "Makefile").read_text()
     assert "include tables.mk" in makefile
-    assert not re.search(r"^(BOARDS|MODELS|cpu_\S+)\s*:?=", makefile, re.M), "the Makefile keeps a list of its own"
+    assert not re.search(r"^(BOARDS|MODELS|cpu_\S+|hal_\S+)\s*:?=", makefile, re.M), "the Makefile keeps a list of its own"
+    assert "boards/$(hal_$(1))/*.c" in makefile, "the Makefile compiles each kind's HAL family folder"
     assert not any(name in makefile for name in [*BOARD_KINDS, *MODEL_NAMES])
 
 
@@ -41,7 +42,8 @@ def test_build_writes_the_makefile_tables_into_the_tree_it_builds(tmp_path, monk
     monkeypatch.setattr(firmware, "BOARDS", tuple(BOARD_KINDS))
     firmware.write_make_tables(tmp_path)
     text = (tmp_path / firmware.MAKE_TABLES).read_text()
-    assert "BOARDS := mps2-an386 mps2-an500 mps2-extra\n" in text and "cpu_mps2-extra := cortex-m4\n" in text
+    assert f"BOARDS := {' '.join(BOARD_KINDS)}\n" in text and text.count("mps2-extra") == 3
+    assert "cpu_mps2-extra := cortex-m4\n" in text and "hal_mps2-extra := cmsdk\n" in text
 
 
 def _memory_ld(kind: str) -> dict[str, tuple[int, int]]:
@@ -62,9 +64,40 @@ def test_each_kinds_board_support_is_its_row(kind):
     assert f"#define BOARD_CYCLE_HZ {row.timer_hz}u" in header
 
 
-def test_every_board_folder_is_a_kind_of_the_table():
-    folders = {p.name for p in (firmware.FIRMWARE_DIR / "boards").iterdir() if p.is_dir()} - {"cmsdk"}
-    assert folders == set(BOARD_KINDS)
+def test_every_board_folder_is_a_kind_of_the_table_or_a_hal_family_it_names():
+    boards = firmware.FIRMWARE_DIR / "boards"
+    hals = {kind.hal for kind in BOARD_KINDS.values()}
+    folders = {p.name for p in boards.iterdir() if p.is_dir()}
+    assert folders == set(BOARD_KINDS) | hals | {"cortex-m"}
+    assert not set(BOARD_KINDS) & hals
+    for hal in hals:
+        assert list((boards / hal).glob("*.c")), f"firmware/boards/{hal}/ has no C source"
+    # Every image hashes itself from its flash origin, wherever that is (0 or 0x0800_0000).
+    sections = (boards / "cortex-m" / "sections.ld").read_text()
+    assert "__image_start = ORIGIN(FLASH);" in sections
+    assert "sha256(__image_start, (size_t)(__image_end - __image_start)" in (
+        firmware.FIRMWARE_DIR / "src" / "main.c").read_text()
+
+
+@pytest.mark.parametrize("kind", list(BOARD_KINDS))
+def test_an_image_is_built_from_its_kinds_hal_family_and_the_shared_core(kind):
+    files = {str(p.relative_to(firmware.FIRMWARE_DIR)) for p in firmware.source_files(kind, "qute-digits")}
+    row = BOARD_KINDS[kind]
+    assert f"{row.hal_dir}/" in {f[:len(row.hal_dir) + 1] for f in files}
+    assert {"boards/cortex-m/startup.c", "boards/cortex-m/sections.ld", f"{row.firmware_dir}/board.h"} <= files
+    others = {k.hal_dir for k in BOARD_KINDS.values()} - {row.hal_dir}
+    assert not any(f.startswith(other + "/") for f in files for other in others)
+
+
+def test_a_kind_without_a_twin_is_skipped_by_verify_and_refused_as_an_emulated_board(tmp_path):
+    from hil.run.verify import no_twin_reason
+
+    (kind,) = [k.name for k in BOARD_KINDS.values() if k.qemu is None]
+    assert f"{kind}: skipped: board kind {kind} has no emulated twin" in no_twin_reason(kind)
+    assert all(no_twin_reason(k.name) is None for k in BOARD_KINDS.values() if k.qemu is not None)
+    path = lab(tmp_path, kind)
+    with pytest.raises(LabError, match=rf"boards\[0\]\.emulated: board kind {kind} has no emulated twin; give"):
+        load_lab(path)
 
 
 def _size(size: int) -> str:
@@ -80,7 +113,8 @@ def kinds_table_rows() -> list[str]:
             f"instruction, {1000 / 2 ** kind.qemu.icount_shift:g} M per second)")
         rows.append(f"| `{kind.name}` | {kind.core} | {kind.mcu} ({kind.clock_hz / 1e6:g} MHz) | "
                     f"{_size(kind.flash.size)} at {kind.flash.origin:#010x} | {_size(kind.ram.size)} at "
-                    f"{kind.ram.origin:#010x} | {kind.timer_hz / 1e6:g} MHz | `{kind.pyocd_target}` | {twin} |")
+                    f"{kind.ram.origin:#010x} | {kind.timer_hz / 1e6:g} MHz | `{kind.pyocd_target}` | `{kind.hal}` | "
+                    f"{twin} |")
     return rows
 
 
@@ -125,7 +159,7 @@ def manifest_copy(tmp_path, **changes) -> str:
 
 def test_a_kind_is_known_to_the_lab_once_it_is_a_row_of_the_table(tmp_path, monkeypatch):
     path = lab(tmp_path, "mps2-twin", manifest_copy(tmp_path, board="mps2-twin"))
-    with pytest.raises(LabError, match=r"unknown board kind.*; known: mps2-an386, mps2-an500$"):
+    with pytest.raises(LabError, match=r"unknown board kind.*; known: " + ", ".join(BOARD_KINDS) + "$"):
         load_lab(path)
     monkeypatch.setitem(BOARD_KINDS, "mps2-twin", dataclasses.replace(BOARD_KINDS[KIND], name="mps2-twin"))
     loaded = load_lab(path)

@@ -8,7 +8,8 @@ import pytest
 
 from hil.firmware import codegen
 from hil.firmware import build as firmware
-from hil.errors import BadInput
+from hil.errors import BadInput, HilError
+from hil.hw.kinds import BOARD_KINDS
 from hil.model.card import load_model
 
 PAIRS = [(board, model) for board in firmware.BOARDS for model in firmware.MODELS]
@@ -31,6 +32,19 @@ def test_manifest_matches_image_model_and_sources(board, model):
     # Fits the paper's small MCU (256 KiB flash, 64 KiB SRAM) with room, on every board.
     assert manifest.flash_bytes < 128 * KIB
     assert manifest.ram_bytes < 32 * KIB
+    kind = BOARD_KINDS[board]
+    assert manifest.load_address == kind.flash.origin
+    assert manifest.flash_bytes <= kind.flash.size and manifest.ram_bytes + firmware.STACK_FLOOR <= kind.ram.size
+    assert manifest.bin.stat().st_size == manifest.flash_bytes  # firmware.bin is the image from the flash origin
+
+
+def test_an_image_too_big_for_its_chip_is_refused_with_the_fix():
+    with pytest.raises(HilError, match=r"^nucleo-l432kc/qute-digits: the image takes 262145 B of flash, more than "
+                                       r"the STM32L432KC's 262144 B; make the model smaller$"):
+        firmware.check_fits("nucleo-l432kc", "qute-digits", 256 * KIB + 1, 0)
+    with pytest.raises(HilError, match=r"^nucleo-l432kc/qute-digits: 61441 B of static RAM leave less than 4096 B"):
+        firmware.check_fits("nucleo-l432kc", "qute-digits", 0, 60 * KIB + 1)
+    firmware.check_fits("nucleo-l432kc", "qute-digits", 256 * KIB, 60 * KIB)
 
 
 def test_a_corrupt_image_is_refused(tmp_path):

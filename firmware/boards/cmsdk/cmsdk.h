@@ -25,14 +25,7 @@
 #define TIMER_RELOAD 0x08u
 #define TIMER_CTRL_ENABLE 0x1u
 
-/* NVIC: interrupt set-enable and clear-pending, IRQs 0..31. */
-#define NVIC_ISER0 (*(volatile uint32_t *)0xE000E100u)
-#define NVIC_ICPR0 (*(volatile uint32_t *)0xE000E280u)
 /* QEMU's MPS2 boards wire UART n's RX interrupt to IRQ 2n (TX to 2n + 1) for n < 3. */
 #define UART0_RX_IRQ 0u
-
-/* System control block: application interrupt and reset control. */
-#define SCB_AIRCR (*(volatile uint32_t *)0xE000ED0Cu)
-#define SCB_AIRCR_RESET (0x05FA0000u | 0x4u)
 
 #endif

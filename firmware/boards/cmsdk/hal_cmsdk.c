@@ -2,6 +2,7 @@
  * the measurement unit (QEMU emulates no GPIO here), timer 0 is the cycle counter. */
 #include "board.h"
 #include "cmsdk.h"
+#include "cortex_m.h"
 #include "hal.h"
 #include "protocol.h"
 
@@ -29,7 +30,7 @@ void hal_init(void) {
      * hal_link_read without running a handler. */
     __asm volatile("cpsid i" ::: "memory");
     CMSDK_REG(BOARD_LINK_UART, UART_CTRL) |= UART_CTRL_RX_INT_EN;
-    NVIC_ISER0 = 1u << UART0_RX_IRQ;
+    NVIC_ISER(UART0_RX_IRQ) = NVIC_BIT(UART0_RX_IRQ);
 }
 
 /* Sleeps until a byte arrives, as firmware on a battery would; under QEMU this also turns
@@ -41,7 +42,7 @@ uint8_t hal_link_read(void) {
     }
     uint8_t byte = (uint8_t)CMSDK_REG(BOARD_LINK_UART, UART_DATA);
     CMSDK_REG(BOARD_LINK_UART, UART_INTCLEAR) = UART_INT_RX;
-    NVIC_ICPR0 = 1u << UART0_RX_IRQ;
+    NVIC_ICPR(UART0_RX_IRQ) = NVIC_BIT(UART0_RX_IRQ);
     return byte;
 }
 
