@@ -297,9 +297,13 @@ class Usart(Registers):
             if enabled and (value ^ self.cr1) & (self.OVER8 | 1 << 12 | 1 << 28):
                 self.state.find(f"{self.name} CR1", f"M/OVER8 changed while UE = 1: ignored ({self.manual}, CR1)")
                 value = value & ~(self.OVER8 | 1 << 12 | 1 << 28) | self.cr1 & (self.OVER8 | 1 << 12 | 1 << 28)
-            self.regs[self.CR1] = value
+            old, self.regs[self.CR1] = self.cr1, value
             if value & self.UE:
-                self.check_baud()
+                try:
+                    self.check_baud()
+                except RuleViolation:
+                    self.regs[self.CR1] = old
+                    raise
         else:
             self.regs[offset] = value
 
