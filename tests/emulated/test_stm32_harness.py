@@ -9,6 +9,7 @@ to be positive and consistent with the pins.
 """
 
 import io
+import time
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree
@@ -49,9 +50,10 @@ def f7_board(request):
                              base_address=manifest.load_address)
         assert report.verified and probe.erases > 0 and probe.programs > 0  # through the flash algorithm
         with Stm32Harness.from_probe(probe, F7) as harness:
-            link = DeviceLink(open_port(harness.link_path), name=f"{F7}/{request.param}", timeout=30)
+            link = DeviceLink(open_port(harness.link_path), name=f"{F7}/{request.param}", timeout=10)
             yield harness, link, manifest, load_model(request.param)
             link.port.close()
+            harness.check()  # a rule the firmware broke shows here, even when the link only timed out
 
 
 def test_the_harness_boots_the_bytes_pyocd_flashed(f7_board):
@@ -69,6 +71,35 @@ def test_hello_reports_the_manifest_identity(f7_board):
     assert info.model_sha256.hex() == manifest.model_sha256 == card.sha256
     assert info.clock_hz == 216 * MHZ
     harness.check()
+
+
+def test_an_idle_board_sleeps_in_wfi_until_a_byte_arrives(f7_board):
+    harness, link, _manifest, _card = f7_board
+    link.hello()
+    time.sleep(0.2)  # the firmware goes back to hal_link_read
+    instructions, sleeps = harness.board.state.time.cycles, harness.sleeps
+    time.sleep(0.3)
+    assert harness.board.state.time.cycles == instructions  # no instruction ran: it sleeps, it does not poll
+    assert harness.sleeps > sleeps
+    link.hello()
+    assert harness.board.state.time.cycles > instructions
+
+
+def test_the_pins_and_the_wire_frames_time_each_window_in_instructions(f7_board):
+    harness, link, _manifest, card = f7_board
+    link.set_threshold(decisions.Q15_ONE)
+    sample = load_model_testsets(card)[0].inputs[0].tobytes()
+    gpio, wire_before = harness.board.gpios["E"], len(harness.wire_edges())
+    pins_before = len(gpio.edges)
+    result = link.infer(sample)
+    time.sleep(0.1)  # the EDGE frames follow the reply
+    wire = harness.wire_edges()[wire_before:]
+    pins = gpio.edges[pins_before:]
+    assert [(edge.pin, edge.level) for edge in wire] == [(0, 1), (1, 1), (1, 0), (0, 0)]  # busy, exit pulse
+    assert [(pin, level) for _, pin, level in pins] == [(13, 1), (9, 1), (9, 0), (13, 0)]  # PE13 busy, PE9 exit
+    assert wire[3].ticks - wire[0].ticks == result.cycles  # DWT CYCCNT, as the firmware read it
+    pin_window = pins[3][0] - pins[0][0]  # instructions counted by the harness between the two BSRR writes
+    assert abs(pin_window - result.cycles) < 64  # the same within a basic block or two: CYCCNT counts instructions
 
 
 def test_fifty_inferences_are_bit_exact_against_the_host_reference(f7_board):

@@ -31,6 +31,7 @@ from typing import Self
 
 from unicorn import UC_HOOK_BLOCK
 
+from hil.hw import protocol
 from hil.hw.emulated.cortex_m import CortexM, StopReason
 from hil.hw.emulated.probe import CHIPS, EmulatedProbe
 from hil.hw.kinds import BOARD_KINDS
@@ -223,6 +224,12 @@ class Stm32Harness:
     @property
     def findings(self) -> list:
         return self.board.state.findings
+
+    def wire_edges(self) -> list[protocol.Edge]:
+        """The EDGE frames the firmware sent on its wire USART so far (USART6 on the F7, USART1 on the L4)."""
+        frames = protocol.FrameDecoder().feed(bytes(self.board.wire.sent))
+        return [protocol.Edge.from_payload(frame.payload) for frame in frames
+                if isinstance(frame, protocol.Frame) and frame.type == protocol.MessageType.EDGE]
 
     def check(self) -> None:
         """Raises what stopped the core, if anything did."""

@@ -53,7 +53,11 @@ class ChipState:
 
     time: ChipTime = field(default_factory=ChipTime)
     findings: list[Finding] = field(default_factory=list)
-    settling: set[str] = field(default_factory=set)  # peripherals whose clock was enabled by the last bus access
+    # peripherals whose RCC clock the last bus access enabled, and the time it did (the enable's basic block)
+    just_enabled: dict[str, int] = field(default_factory=dict)
+
+    def enabled(self, names: set[str]) -> None:
+        self.just_enabled = dict.fromkeys(names, self.time.cycles)
 
     def find(self, where: str, rule: str) -> None:
         finding = Finding(where, rule)
@@ -98,9 +102,11 @@ class Registers:
         self.write_word(word, value & 0xFFFF_FFFF)
 
     def _accessible(self, offset: int, what: str) -> bool:
-        settling = self.name in self.state.settling
-        self.state.settling.clear()  # any access is one bus cycle later: the enable has taken effect
-        if settling:
+        # Too early: the very next peripheral access after the enable, in the same straight-line code. Any
+        # access, or a branch, in between gives the enable the two bus cycles it needs.
+        too_early = self.state.just_enabled.get(self.name) == self.state.time.cycles
+        self.state.just_enabled = {}
+        if too_early:
             self.state.find(f"{self.name} +{offset:#x}", f"{what} in the access right after its RCC clock was "
                             "enabled, before the enable took effect (errata ES0334/ES0319 'Delay after an RCC "
                             "peripheral clock enabling'): read the RCC enable register back first")
@@ -168,9 +174,9 @@ class Clocks:
     pclk2: int
 
 
-class UsartLine(IntEnum):
-    TX = 0
-    RX = 1
+class UsartLine(StrEnum):
+    TX = "TX"
+    RX = "RX"
 
 
 @dataclass(frozen=True)
@@ -291,11 +297,11 @@ class Usart(Registers):
                 self.regs[self.ISR] &= ~self.RXNE
         elif offset in (self.BRR, self.CR2, self.CR3) and enabled:
             register = {self.BRR: "BRR", self.CR2: "CR2", self.CR3: "CR3"}[offset]
-            self.state.find(f"{self.name} {register}", f"written while UE = 1: ignored ({self.manual}, {register}: "
+            self.state.find(f"{self.name} {register}", f"written while UE = 1: ignored ({self.manual}.8, {register}: "
                             "'can only be written when the USART is disabled'); clear UE first")
         elif offset == self.CR1:
             if enabled and (value ^ self.cr1) & (self.OVER8 | 1 << 12 | 1 << 28):
-                self.state.find(f"{self.name} CR1", f"M/OVER8 changed while UE = 1: ignored ({self.manual}, CR1)")
+                self.state.find(f"{self.name} CR1", f"M/OVER8 changed while UE = 1: ignored ({self.manual}.8, CR1)")
                 value = value & ~(self.OVER8 | 1 << 12 | 1 << 28) | self.cr1 & (self.OVER8 | 1 << 12 | 1 << 28)
             old, self.regs[self.CR1] = self.cr1, value
             if value & self.UE:
@@ -315,13 +321,13 @@ class Usart(Registers):
         return self.kernel_hz() / brr if brr >= 16 else 0.0
 
     def check_baud(self) -> None:
-        """RM0410 §34.5.5 / RM0394 §38.5.5 (baud rate generation), §34.5.6 / §38.5.6 (receiver tolerance)."""
+        """RM0410 §34.5 / RM0394 §38.5: baud rate generation, and the receiver's tolerance to clock deviation."""
         actual = self.baud_now()
         error = abs(actual - self.baud) / self.baud
         if error > self.BAUD_TOLERANCE:
             raise RuleViolation(
                 f"{self.name} BRR {self.regs.get(self.BRR, 0)} at a kernel clock of {self.kernel_hz() / MHZ:g} MHz "
-                f"gives {actual:.0f} baud, {error:.1%} off {self.baud} (more than 2%: {self.manual} baud rate "
+                f"gives {actual:.0f} baud, {error:.1%} off {self.baud} (more than 2%: {self.manual}.5, baud rate "
                 "generation and receiver tolerance); compute BRR from the clock the USART has when it is used")
 
     def _pin_check(self, line: UsartLine) -> None:
@@ -329,18 +335,19 @@ class Usart(Registers):
         if pin is not None and not self.gpio(pin.port).routes(pin.number, pin.alternate):
             gpio = self.gpio(pin.port)
             raise RuleViolation(
-                f"{self.name} {line.name} on P{pin.port}{pin.number}: the pin is in mode {gpio.mode(pin.number)}, "
+                f"{self.name} {line} on P{pin.port}{pin.number}: the pin is in mode {gpio.mode(pin.number)}, "
                 f"AF{gpio.alternate(pin.number)}, not alternate function {pin.alternate}, so the byte never reaches "
                 "the board (GPIO MODER/AFR, RM0410 §6.4 / RM0394 §8.4); route the pin before using the USART")
 
     def _transmit(self, byte: int) -> None:
         if self.cr1 & (self.UE | self.TE) != self.UE | self.TE:
-            self.state.find(f"{self.name} TDR", f"written with UE or TE clear: the byte is not sent ({self.manual})")
+            self.state.find(f"{self.name} TDR",
+                            f"written with UE or TE clear: the byte is not sent ({self.manual}.8 CR1)")
             return
         self._settle_tx()
         if not self.regs[self.ISR] & self.TXE:
             self.state.find(f"{self.name} TDR", f"written while TXE = 0: the byte waiting in TDR is overwritten "
-                            f"({self.manual}, ISR TXE); wait for TXE before each write")
+                            f"({self.manual}.8 ISR TXE); wait for TXE before each write")
             return
         self.check_baud()
         self._pin_check(UsartLine.TX)
@@ -460,11 +467,10 @@ class Nvic(Registers):
 
     def read_word(self, offset: int) -> int:
         self.sample()
-        bank = offset & 0x7F
-        shift = 8 * bank
-        if offset < self.ICER + 0x80 and offset < 0x100:
+        shift = 8 * (offset & 0x7F)  # word n of a bank holds IRQs 32n..32n+31
+        if offset < self.ISPR:  # ISER and ICER read the enables
             return self.enabled >> shift & 0xFFFF_FFFF
-        if self.ISPR <= offset < self.ICPR + 0x80:
+        if offset < self.ICPR + 0x80:  # ISPR and ICPR read the pending bits
             return self.pending >> shift & 0xFFFF_FFFF
         return self.regs.get(offset, 0)
 
@@ -753,8 +759,8 @@ class F7Rcc(Registers):
         else:
             self.regs[offset] = value
             if offset in self.ENABLES:
-                self.state.settling |= {name for (register, bit), name in self.enable_names.items()
-                                        if register == offset and (value & ~old) >> bit & 1}
+                self.state.enabled({name for (register, bit), name in self.enable_names.items()
+                                    if register == offset and (value & ~old) >> bit & 1})
 
     def _write_cr(self, old: int, value: int) -> None:
         if (old ^ value) & self.HSEBYP and old & self.HSEON:
@@ -948,12 +954,13 @@ class NucleoF767ZI(Board):
         state = self.state
         self.rcc = F7Rcc(state, self)
         self.pwr = F7Pwr(state, self.rcc, lambda: self.rcc.enabled(*self.PWREN))
-        self.flash = FlashInterface(state, latency_bits=4, reset_acr=0, on_change=lambda: self.check_clocks("FLASH ACR"))
+        self.flash = FlashInterface(state, latency_bits=4, reset_acr=0,
+                                    on_change=lambda: self.check_clocks("FLASH ACR"))
         self.gpios = _gpio_ports(state, self.GPIO, lambda bit: self.rcc.enabled(F7Rcc.AHB1ENR, bit), self.GPIO_MODER)
         self.usarts = {}
         for name, (_, register, bit, select, apb2, irq, pins) in self.USARTS.items():
             self.usarts[name] = Usart(
-                state, name, "RM0410 §34.8", lambda r=register, b=bit: self.rcc.enabled(r, b),
+                state, name, "RM0410 §34", lambda r=register, b=bit: self.rcc.enabled(r, b),
                 lambda s=select, a=apb2: self.rcc.usart_kernel_hz(s, a), pins, self.gpios.__getitem__, irq)
             self.rcc.enable_names[(register, bit)] = name
         for port, (_, bit) in self.GPIO.items():
@@ -1128,8 +1135,8 @@ class L4Rcc(Registers):
         else:
             self.regs[offset] = value
             if offset in self.ENABLES:
-                self.state.settling |= {name for (register, bit), name in self.enable_names.items()
-                                        if register == offset and (value & ~old) >> bit & 1}
+                self.state.enabled({name for (register, bit), name in self.enable_names.items()
+                                    if register == offset and (value & ~old) >> bit & 1})
 
     def _check_pll(self) -> None:
         """RM0394 §6.4.4 PLLCFGR: a source, PLLN 8..86, VCO input 4-16 MHz, VCO output 64-344 MHz, PLLR's output
@@ -1225,7 +1232,7 @@ class NucleoL432KC(Board):
         self.usarts = {}
         for name, (_, register, bit, select, apb2, irq, pins) in self.USARTS.items():
             self.usarts[name] = Usart(
-                state, name, "RM0394 §38.8", lambda r=register, b=bit: self.rcc.enabled(r, b),
+                state, name, "RM0394 §38", lambda r=register, b=bit: self.rcc.enabled(r, b),
                 lambda s=select, a=apb2: self.rcc.usart_kernel_hz(s, a), pins, self.gpios.__getitem__, irq)
             self.rcc.enable_names[(register, bit)] = name
         for port, (_, bit) in self.GPIO.items():
