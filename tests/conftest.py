@@ -3,7 +3,7 @@
 - tests/unit/: in-process and fast (pure code, the host C through ctypes, real ptys and files,
   boards faked at the byte level by hil.testing.fake_board); `pytest -m unit` is the fast floor;
 - tests/emulated/: end to end on the emulated rack (QEMU, firmware builds, `hil` as a subprocess);
-- tests/physical/: the physical-board path, through the emulated probe (hil.testing.probe) and pyOCD.
+- tests/physical/: the physical-board path, through the emulated probe (hil.hw.emulated.probe) and pyOCD.
 tests/support/ holds helpers for these tests only, imported as tests.support.*.
 """
 

@@ -7,7 +7,7 @@ loads the ELF itself as it powers on; the loader reads the image back).
 
 Flashing with pyOCD goes through three layers, as pyOCD has them:
 - probe: a DebugProbe found by its unique id: a USB probe (CMSIS-DAP, ST-Link, J-Link; its id is its
-  USB serial number) or a probe server (`pyocd server`, hil.testing.probe) at `remote:HOST:PORT`.
+  USB serial number) or a probe server (`pyocd server`, hil.hw.emulated.probe) at `remote:HOST:PORT`.
   The id is matched EXACTLY: pyOCD's own `unique_id` filter is a case-insensitive substring match,
   so "ABC" would pick probe "xABC1" or refuse because two probes contain it.
 - target: a Session on that probe with `target_override` builds the target from the wire up
@@ -268,8 +268,9 @@ def _classify(error: Exception, stage: str, job: dict[str, Any]) -> _Failure:
                         "probe.target in the lab file (`pyocd list --targets`) or install its pack")
     if isinstance(error, exceptions.FlashFailure):
         where = f" at {error.address:#010x}" if error.address is not None else ""
-        return _Failure("flash", f"{probe}: flash programming failed{where} while {stage} ({text}); "
-                        "erase the chip (`pyocd erase --chip`) and reflash")
+        return _Failure("flash", f"{probe}: flash programming failed{where} while {stage} ({text}); check the "
+                        f"chip's write protection (option bytes), erase it (`pyocd erase --chip -t {job['target']}`) "
+                        "and reflash")
     if isinstance(error, exceptions.TransferError):
         return _Failure("transfer", f"{probe}: debug transfer failed while {stage} ({text}); "
                         "check the debug cable and the board's power, then retry")

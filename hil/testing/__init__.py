@@ -1,7 +1,7 @@
 """Test support: stand-ins for hardware at its lowest level, for hil's tests and for users' own.
 
-Nothing here is part of a lab run. `probe`: an emulated debug probe that unmodified pyOCD
-flashes over its remote-probe protocol. `fake_board`: a board answered in-process from the
+Nothing here is part of a lab run. `fake_board`: a board answered in-process from the
 decision spec and the host reference, at the level of protocol v2 bytes on a serial port.
-docs/testing.md describes both.
+docs/testing.md describes it. The emulated debug probe is a product part now:
+hil.hw.emulated.probe.
 """

@@ -1,7 +1,7 @@
 """`hil run` with a physical board, as far as one can exist here.
 
 The physical board's two connections are stood in for at their lowest level:
-- its debug probe is hil.testing.probe, which unmodified pyOCD (in hil.hw.flasher's child
+- its debug probe is hil.hw.emulated.probe, which unmodified pyOCD (in hil.hw.flasher's child
   process) connects to, flashes, reads back and resets;
 - its USB serial port is a pseudo-terminal with the firmware image running behind it in
   QEMU (the MCU's UART), opened by path as a /dev/ttyACM port would be.
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from hil.firmware import build as firmware
-from hil.testing.probe import ProbeServer
+from hil.hw.emulated.probe import EmulatedProbe
 from hil.run.records import read_records
 
 from tests.support.benches import KIND, MODEL, physical_lab, with_monitor
@@ -36,10 +36,10 @@ def run(lab: Path, tmp_path: Path) -> subprocess.CompletedProcess:
 
 def test_a_physical_board_is_flashed_verified_reset_and_streamed(tmp_path, uart):
     image = firmware.prebuilt(KIND, MODEL).bin.read_bytes()
-    with ProbeServer("DAPLINK-0001") as probe:
+    with EmulatedProbe("DAPLINK-0001", "cortex_m") as probe:
         result = run(physical_lab(tmp_path, probe.address, uart), tmp_path)
         assert result.returncode == PASS, result.stderr[-2000:]
-        assert probe.read_memory(0, len(image)) == image
+        assert probe.memory(0, len(image)) == image
         assert probe.resets >= 1
     summary = json.loads(result.stdout)
     bench = summary["boards"]["bench-1"]
@@ -55,7 +55,7 @@ def test_a_physical_board_is_flashed_verified_reset_and_streamed(tmp_path, uart)
 
 
 def test_a_flash_that_does_not_verify_sets_the_board_aside(tmp_path, uart):
-    with ProbeServer("DAPLINK-0002", corrupt_writes_at=0x100) as probe:
+    with EmulatedProbe("DAPLINK-0002", "cortex_m", corrupt_program_at=0x100) as probe:
         result = run(physical_lab(tmp_path, probe.address, uart), tmp_path)
     assert result.returncode == INFRASTRUCTURE, result.stderr[-2000:]
     summary = json.loads(result.stdout)
@@ -67,7 +67,7 @@ def test_a_flash_that_does_not_verify_sets_the_board_aside(tmp_path, uart):
 
 
 def test_a_probe_that_is_not_there_is_a_one_line_board_failure(tmp_path, uart):
-    with ProbeServer("gone") as probe:
+    with EmulatedProbe("gone", "cortex_m") as probe:
         address = probe.address  # a port that nobody serves once the server is stopped
     result = run(physical_lab(tmp_path, address, uart), tmp_path)
     assert result.returncode == INFRASTRUCTURE, result.stderr[-2000:]
@@ -77,7 +77,7 @@ def test_a_probe_that_is_not_there_is_a_one_line_board_failure(tmp_path, uart):
 
 def test_a_physical_boards_measurement_unit_is_read_through_the_lab(tmp_path, bench):
     uart, unit = bench
-    with ProbeServer("DAPLINK-0003") as probe:
+    with EmulatedProbe("DAPLINK-0003", "cortex_m") as probe:
         lab = with_monitor(physical_lab(tmp_path, probe.address, uart), unit(tmp_path, 25_000_000))
         result = run(lab, tmp_path)
     assert result.returncode == PASS, result.stderr[-2000:]
@@ -89,7 +89,7 @@ def test_a_physical_boards_measurement_unit_is_read_through_the_lab(tmp_path, be
 
 def test_a_unit_on_another_clock_is_reported_as_a_clock_problem(tmp_path, bench):
     uart, unit = bench
-    with ProbeServer("DAPLINK-0004") as probe:
+    with EmulatedProbe("DAPLINK-0004", "cortex_m") as probe:
         # The unit believes its ticks are 24 MHz ones: every busy window reads 4% long.
         lab = with_monitor(physical_lab(tmp_path, probe.address, uart), unit(tmp_path, 24_000_000))
         result = run(lab, tmp_path)

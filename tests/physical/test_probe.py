@@ -1,6 +1,7 @@
-"""hil.hw.flasher against hil.testing.probe: real, unmodified pyOCD flashing an emulated probe over its remote protocol.
+"""hil.hw.flasher against hil.hw.emulated.probe: real, unmodified pyOCD flashing an emulated probe (target
+cortex_m, RAM only) over its remote protocol.
 
-Each flash runs pyOCD in a child process (as in production) that connects to a ProbeServer in this process;
+Each flash runs pyOCD in a child process (as in production) that connects to an EmulatedProbe in this process;
 the server's RAM, reset count and connection counts are what the tests check.
 """
 
@@ -23,7 +24,7 @@ from hil.hw.children import child_env
 from hil.errors import EXIT_INFRASTRUCTURE, BadInput
 from hil.hw.locks import Lock
 from hil.hw.flasher import FlashTimeout, ProbeError, ProbeNotFound, VerifyFailed, flash_image, probe_lock, select_probe
-from hil.testing.probe import ProbeServer
+from hil.hw.emulated.probe import EmulatedProbe
 
 PREBUILT = Path(__file__).resolve().parents[2] / "firmware/prebuilt/mps2-an386/qute-digits"
 IMAGE = PREBUILT / "firmware.bin"
@@ -37,7 +38,7 @@ def lock_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def server():
-    with ProbeServer("ABC123") as probe_server:
+    with EmulatedProbe("ABC123", "cortex_m") as probe_server:
         yield probe_server
 
 
@@ -51,12 +52,12 @@ def test_flash_writes_the_image_verifies_and_resets(server):
     image = IMAGE.read_bytes()
     report = flash_image(server.address, "cortex_m", IMAGE, SHA256, expect_served_id="ABC123")
 
-    assert server.read_memory(0, len(image)) == image
-    assert server.read_memory(len(image), 256) == bytes(256)  # nothing written past the image
+    assert server.memory(0, len(image)) == image
+    assert server.memory(len(image), 256) == bytes(256)  # nothing written past the image
     assert server.resets >= 1
     # The reset loaded SP and PC from the vector table that was just flashed.
-    assert server.target.regs[13] == int.from_bytes(image[0:4], "little")
-    assert server.target.regs[15] == int.from_bytes(image[4:8], "little") & ~1
+    assert server.core.read_register(13) == int.from_bytes(image[0:4], "little")
+    assert server.core.read_register(15) == int.from_bytes(image[4:8], "little") & ~1
     assert (report.probe, report.served_probe, report.target) == (server.address, "ABC123", "cortex_m")
     assert (report.bytes, report.base_address, report.verified, report.attempts) == (len(image), 0, True, 1)
     assert report.image_sha256 == SHA256 and report.reset_error is None
@@ -70,7 +71,7 @@ def test_an_unaligned_image_lands_byte_exact_at_its_base_address(server, tmp_pat
     report = flash_image(server.address, "cortex_m", image, hashlib.sha256(image.read_bytes()).hexdigest(),
                          base_address=0x2000_0001)
 
-    assert server.read_memory(0x2000_0000, 16) == b"\0" + image.read_bytes() + b"\0" * 4
+    assert server.memory(0x2000_0000, 16) == b"\0" + image.read_bytes() + b"\0" * 4
     assert (report.base_address, report.bytes, report.verified) == (0x2000_0001, 11, True)
 
 
@@ -84,11 +85,11 @@ def test_sha256_mismatch_is_refused_before_the_probe_is_opened(server, tmp_path)
         flash_image(server.address, "cortex_m", tampered, SHA256)
 
     one_line(caught.value)
-    assert server.connections == 0 and server.ram_writes == 0
+    assert server.connections == 0 and server.memory_writes == 0
 
 
 def test_a_corrupted_write_is_caught_by_the_read_back_and_retried_once():
-    with ProbeServer("ABC123", corrupt_writes_at=0x1234) as server:
+    with EmulatedProbe("ABC123", "cortex_m", corrupt_program_at=0x1234) as server:
         with pytest.raises(VerifyFailed) as caught:
             flash_image(server.address, "cortex_m", IMAGE, SHA256, retries=1)
         assert server.connections == 2  # one retry, then the failure is reported
@@ -120,14 +121,14 @@ def test_a_local_probe_that_is_not_connected_is_reported():
 def test_a_remote_probe_serving_another_board_is_refused(server):
     with pytest.raises(ProbeNotFound, match="serves probe 'ABC123', not 'XYZ789'"):
         flash_image(server.address, "cortex_m", IMAGE, SHA256, expect_served_id="XYZ789")
-    assert server.ram_writes == 0
+    assert server.memory_writes == 0
 
 
 def test_an_unknown_target_is_one_line_naming_the_probe(server):
     with pytest.raises(ProbeError, match=rf"^probe {server.address}: pyOCD does not know target 'nosuchchip'") as c:
         flash_image(server.address, "nosuchchip", IMAGE, SHA256)
     one_line(c.value)
-    assert server.ram_writes == 0
+    assert server.memory_writes == 0
 
 
 def test_a_target_that_does_not_answer_is_reported(server):
@@ -154,7 +155,7 @@ def test_two_flashes_of_one_probe_are_serialised(server):
 
     assert [getattr(r, "verified", r) for r in results] == [True, True]
     assert server.connections == 2 and server.max_concurrent == 1
-    assert server.read_memory(0, IMAGE.stat().st_size) == IMAGE.read_bytes()
+    assert server.memory(0, IMAGE.stat().st_size) == IMAGE.read_bytes()
 
 
 def test_waiting_for_a_busy_probe_gives_up_at_the_timeout(server):
@@ -210,7 +211,7 @@ def test_a_killed_orchestrator_leaves_no_flasher_and_no_unlocked_probe_under_one
     flasher = None
     try:
         deadline = time.monotonic() + 60
-        while server.ram_writes == 0:  # flashing has begun
+        while server.memory_writes == 0:  # flashing has begun
             assert parent.poll() is None and time.monotonic() < deadline, "the flash did not start"
             time.sleep(0.05)
         (flasher,) = flashers(parent.pid)
@@ -232,9 +233,9 @@ def test_a_killed_orchestrator_leaves_no_flasher_and_no_unlocked_probe_under_one
             except ProcessLookupError:
                 pass
         parent.wait()
-    writes = server.ram_writes
+    writes = server.memory_writes
     time.sleep(0.3)
-    assert server.ram_writes == writes, "the probe was written to after the flasher was gone"
+    assert server.memory_writes == writes, "the probe was written to after the flasher was gone"
     assert lock.try_acquire("test") is None  # the probe is free once the flasher is gone
     lock.release()
 
@@ -260,8 +261,8 @@ def test_pyocd_identifies_halts_and_drives_the_core_registers(server):
     out = subprocess.run([sys.executable, "-c", PYOCD_SESSION, f"127.0.0.1:{server.port}"], capture_output=True,
                          text=True, timeout=60, check=True).stdout
     assert json.loads(out) == {"core": "Cortex-M4", "fpu": True, "halted": True, "r0": 0x12345678, "pc": 0x2000_0100}
-    assert server.target.regs[0] == 0x12345678
-    assert not server.target.halted  # the session resumed the core when it closed (resume_on_disconnect)
+    assert server.core.read_register(0) == 0x12345678
+    assert not server.core.halted  # the session resumed the core when it closed (resume_on_disconnect)
 
 
 def test_the_server_memory_interface_requests():
@@ -269,7 +270,7 @@ def test_the_server_memory_interface_requests():
     from pyocd.coresight.ap import APv1Address
     from pyocd.probe.tcp_client_probe import TCPClientProbe
 
-    with ProbeServer("ABC123", memory_interface=True) as server:
+    with EmulatedProbe("ABC123", "cortex_m", memory_interface=True) as server:
         probe = TCPClientProbe(f"127.0.0.1:{server.port}")
         probe.open()
         try:
@@ -283,4 +284,4 @@ def test_the_server_memory_interface_requests():
             assert probe._read_property("unique_id") == "ABC123"
         finally:
             probe.close()
-        assert server.read_memory(0x2000_0100, 4) == bytes.fromhex("44ab2211")
+        assert server.memory(0x2000_0100, 4) == bytes.fromhex("44ab2211")

@@ -23,7 +23,7 @@ import serial.rfc2217
 import yaml
 
 from hil.firmware import build as firmware
-from hil.testing.probe import ProbeServer
+from hil.hw.emulated.probe import EmulatedProbe
 from hil.lab.load import LabError, load_lab
 from hil.run.records import read_records
 
@@ -128,7 +128,7 @@ def test_a_board_and_its_unit_run_over_socket_and_rfc2217_urls(tmp_path, bench):
     uart_path, unit = bench
     with (PortServer(uart_path) as board_port,
           PortServer(unit(tmp_path, 25_000_000), rfc2217=True) as unit_port,
-          ProbeServer("DAPLINK-URL1") as probe):
+          EmulatedProbe("DAPLINK-URL1", "cortex_m") as probe):
         lab = with_monitor(physical_lab(tmp_path, probe.address, board_port.url), unit_port.url)
         assert {b.slot: b.physical.serial.device for b in load_lab(lab).boards if b.physical} == {
             "bench-1": board_port.url}

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from hil.firmware import build as firmware
-from hil.testing.probe import ProbeServer
+from hil.hw.emulated.probe import EmulatedProbe
 from hil.model.card import load_model
 from hil.model.testsets import load_model_testsets
 
@@ -38,12 +38,12 @@ def test_a_prebuilt_image_is_verified_at_every_threshold():
 
 def test_a_labs_physical_board_is_flashed_and_verified(tmp_path, uart):
     image = firmware.prebuilt(KIND, MODEL).bin.read_bytes()
-    with ProbeServer("DAPLINK-0301") as probe:
+    with EmulatedProbe("DAPLINK-0301", "cortex_m") as probe:
         lab = physical_lab(tmp_path, probe.address, uart)
         result = hil("firmware", "verify", "--lab", lab, "--board", KIND, "--samples", "2", "--markdown",
                      env={"HIL_LOCK_DIR": str(tmp_path / "locks")})
         assert result.returncode == PASS, result.stderr[-3000:]
-        assert probe.read_memory(0, len(image)) == image  # put on through pyOCD, as `hil run` does
+        assert probe.memory(0, len(image)) == image  # put on through pyOCD, as `hil run` does
     rows = exactness_rows(result.stdout)
     assert len(rows) == 3  # the bench board's test sets; the lab's emulated an500 board is not of --board
     assert all(row[:2] == [KIND, MODEL] and row[3:] == ["2", "yes", "0", "0 of 22"] for row in rows)
@@ -53,7 +53,7 @@ def test_a_labs_physical_board_is_flashed_and_verified(tmp_path, uart):
 def test_a_board_that_runs_another_image_is_not_verified(tmp_path, uart):
     """The bench board's lab entry says qute-mnist1d, but its MCU runs qute-digits: HELLO names
     another image, the rack sets the board aside, and verify says so (exit 2, as `hil run`)."""
-    with ProbeServer("DAPLINK-0302") as probe:
+    with EmulatedProbe("DAPLINK-0302", "cortex_m") as probe:
         lab = physical_lab(tmp_path, probe.address, uart)
         data = yaml.safe_load(lab.read_text())
         bench = next(b for b in data["boards"] if b["slot"] == "bench-1")

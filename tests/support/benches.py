@@ -1,5 +1,5 @@
 """A physical bench as far as one can exist here: the lab of a physical board `bench-1` (its probe
-hil.testing.probe, its serial port a QEMU pty or a URL in front of one) beside an emulated board."""
+hil.hw.emulated.probe, its serial port a QEMU pty or a URL in front of one) beside an emulated board."""
 
 from pathlib import Path
 

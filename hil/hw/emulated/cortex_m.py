@@ -54,14 +54,16 @@ from unicorn import arm_const as arm
 KIB, MIB = 1 << 10, 1 << 20
 PAGE = 1 * KIB  # unicorn's ARM page: the granularity of MMIO mappings
 EXCP_BKPT = 7  # QEMU's exception number for BKPT, as unicorn's interrupt hook reports it
-RESUME_BUDGET = 20_000_000  # instructions a debugger's resume may run (about 0.2 s) before it counts as spinning
+RESUME_BUDGET = 1_000_000  # a resume's instructions before the core counts as spinning: >100x the longest STM32
+# flash-algorithm call (ProgramPage of 1 KiB: about 5,000); fresh code costs some 1 us an instruction to translate
 
 
 class BusFault(Exception):
     """An access the bus does not accept (an AP transfer fault, a core's bus error)."""
 
     def __init__(self, address: int, write: bool, why: str = ""):
-        super().__init__(f"bus fault {'writing' if write else 'reading'} {address:#010x}" + (f" ({why})" if why else ""))
+        detail = f" ({why})" if why else ""
+        super().__init__(f"bus fault {'writing' if write else 'reading'} {address:#010x}{detail}")
         self.address, self.write = address, write
 
 
@@ -304,7 +306,6 @@ class CortexM:
         self.halted = self.lockup = False
         self.fault: str | None = None  # why the core locked up
         self.resets = 0
-        self.instructions_budgeted = 0  # instructions handed to unicorn (an upper bound of those run)
         self._stop: StopReason | None = None
         self._extra_registers: dict[int, int] = {}  # REGSEL values unicorn has no register for
 
@@ -443,7 +444,6 @@ class CortexM:
         while left > 0:
             count = min(chunk, left) if until else left
             self._stop = None
-            self.instructions_budgeted += count
             try:
                 self.uc.emu_start(self.read_register(15) | 1, 0xFFFF_FFFF, count=count)
             except UcError as error:  # an unmapped or read-only access: unicorn stops by itself
