@@ -1,16 +1,19 @@
-"""The STM32 images on the STM32 harness (tests/support/stm32_harness.py): the Nucleo-F767ZI image, which no QEMU
-can run, flashed by pyOCD through the emulated probe, booted from the probe's flash on its Cortex-M core with
-register models of the chip, answering hil's DeviceLink bit-exactly; and both boards' clock setup held against
-the models' rules (RM0410, RM0394), with deliberately wrong sequences the models must catch.
+"""The STM32 images on the STM32 harness (tests/support/stm32_harness.py): the Nucleo-F767ZI images, which no
+QEMU can run, and the Nucleo-L432KC's, flashed by pyOCD through the emulated probe, booted from the probe's
+flash on its Cortex-M core with register models of the chip, answering hil's DeviceLink over a pty bit-exactly
+against the host reference (50 INFERs per F7 image; the L4 image is also verified in QEMU, so fewer here);
+both boards' clock setup held against the models' rules (RM0410, RM0394), with deliberately wrong sequences
+the models must catch, and the L4 models' register map held against the vendor SVD pyOCD ships.
 
 Timing here is not meaningful: the core counts instructions (DWT CYCCNT and SysTick advance one per
 instruction), with no pipeline, dual issue, cache or flash wait-state model. Cycle counts are only checked
-to be positive and consistent with the pins.
+to be positive and consistent with the pins and the instructions run.
 """
 
 import io
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -32,49 +35,66 @@ from tests.support.stm32_harness import Stm32Harness
 
 F7, L4 = "nucleo-f767zi", "nucleo-l432kc"
 MHZ = models.MHZ
-PER_TESTSET = 10  # samples from each of the five committed test sets: 50 INFERs per image
 
 
 def prebuilt_image(kind: str, model: str = "qute-digits") -> bytes:
     return firmware.prebuilt(kind, model).bin.read_bytes()
 
 
-# --- the F7 image, flashed by pyOCD, booted from the probe's flash, on the link ---
+# --- the images, flashed by pyOCD, booted from the probe's flash, on the link ---
 
-@pytest.fixture(scope="module", params=["qute-digits", "qute-mnist1d"])
-def f7_board(request):
-    manifest = firmware.prebuilt(F7, request.param)
-    kind = BOARD_KINDS[F7]
-    with EmulatedProbe("HARNESS-F7", kind.pyocd_target) as probe:
+@dataclass(frozen=True)
+class BoardFacts:
+    """What board.h says (and the tests check): the clock, and the GPIO port and pins of busy and exit."""
+
+    clock_hz: int
+    pin_port: str
+    busy_pin: int
+    exit_pin: int
+    samples_per_testset: int  # the F7 (which only runs here) gets the 50 INFERs; the L4 runs in QEMU too
+
+
+FACTS = {F7: BoardFacts(216 * MHZ, "E", 13, 9, samples_per_testset=10),
+         L4: BoardFacts(80 * MHZ, "B", 0, 1, samples_per_testset=2)}
+IMAGES = [(F7, "qute-digits"), (F7, "qute-mnist1d"), (L4, "qute-digits")]
+
+
+@pytest.fixture(scope="module", params=IMAGES, ids=[f"{kind}-{model}" for kind, model in IMAGES])
+def board(request):
+    kind_name, model = request.param
+    manifest = firmware.prebuilt(kind_name, model)
+    kind = BOARD_KINDS[kind_name]
+    with EmulatedProbe(f"HARNESS-{kind_name}", kind.pyocd_target) as probe:
         report = flash_image(probe.address, kind.pyocd_target, manifest.bin, manifest.image_sha256,
                              base_address=manifest.load_address)
         assert report.verified and probe.erases > 0 and probe.programs > 0  # through the flash algorithm
-        with Stm32Harness.from_probe(probe, F7) as harness:
-            link = DeviceLink(open_port(harness.link_path), name=f"{F7}/{request.param}", timeout=10)
-            yield harness, link, manifest, load_model(request.param)
+        with Stm32Harness.from_probe(probe, kind_name) as harness:
+            link = DeviceLink(open_port(harness.link_path), name=f"{kind_name}/{model}", timeout=10)
+            yield harness, link, manifest, load_model(model)
             link.port.close()
             harness.check()  # a rule the firmware broke shows here, even when the link only timed out
 
 
-def test_the_harness_boots_the_bytes_pyocd_flashed(f7_board):
-    harness, _link, manifest, _card = f7_board
+def test_the_harness_boots_the_bytes_pyocd_flashed(board):
+    harness, _link, manifest, _card = board
     image = manifest.bin.read_bytes()
     assert harness.core.memory(manifest.load_address, len(image)) == image
-    assert harness.core.memory(0x0020_0000, 8) == image[:8]  # the boot alias (ITCM) the vector is read from
+    boot = harness.core.boot_address  # the alias the vector is read from: ITCM (F7), 0 (L4)
+    assert boot != manifest.load_address and harness.core.memory(boot, 8) == image[:8]
 
 
-def test_hello_reports_the_manifest_identity(f7_board):
-    harness, link, manifest, card = f7_board
+def test_hello_reports_the_manifest_identity(board):
+    harness, link, manifest, card = board
     info = link.hello()
-    assert info.board == F7 == manifest.board
+    assert info.board == manifest.board == harness.kind.name
     assert info.firmware_sha256.hex() == manifest.image_sha256
     assert info.model_sha256.hex() == manifest.model_sha256 == card.sha256
-    assert info.clock_hz == 216 * MHZ
+    assert info.clock_hz == FACTS[manifest.board].clock_hz
     harness.check()
 
 
-def test_an_idle_board_sleeps_in_wfi_until_a_byte_arrives(f7_board):
-    harness, link, _manifest, _card = f7_board
+def test_an_idle_board_sleeps_in_wfi_until_a_byte_arrives(board):
+    harness, link, _manifest, _card = board
     link.hello()
     time.sleep(0.2)  # the firmware goes back to hal_link_read
     instructions, sleeps = harness.board.state.time.cycles, harness.sleeps
@@ -85,32 +105,35 @@ def test_an_idle_board_sleeps_in_wfi_until_a_byte_arrives(f7_board):
     assert harness.board.state.time.cycles > instructions
 
 
-def test_the_pins_and_the_wire_frames_time_each_window_in_instructions(f7_board):
-    harness, link, _manifest, card = f7_board
+def test_the_pins_and_the_wire_frames_time_each_window_in_instructions(board):
+    harness, link, manifest, card = board
+    facts = FACTS[manifest.board]
     link.set_threshold(decisions.Q15_ONE)
     sample = load_model_testsets(card)[0].inputs[0].tobytes()
-    gpio, wire_before = harness.board.gpios["E"], len(harness.wire_edges())
+    gpio, wire_before = harness.board.gpios[facts.pin_port], len(harness.wire_edges())
     pins_before = len(gpio.edges)
     result = link.infer(sample)
     time.sleep(0.1)  # the EDGE frames follow the reply
     wire = harness.wire_edges()[wire_before:]
     pins = gpio.edges[pins_before:]
     assert [(edge.pin, edge.level) for edge in wire] == [(0, 1), (1, 1), (1, 0), (0, 0)]  # busy, exit pulse
-    assert [(pin, level) for _, pin, level in pins] == [(13, 1), (9, 1), (9, 0), (13, 0)]  # PE13 busy, PE9 exit
-    assert wire[3].ticks - wire[0].ticks == result.cycles  # DWT CYCCNT, as the firmware read it
+    assert [(pin, level) for _, pin, level in pins] == [
+        (facts.busy_pin, 1), (facts.exit_pin, 1), (facts.exit_pin, 0), (facts.busy_pin, 0)]
+    assert wire[3].ticks - wire[0].ticks == result.cycles  # DWT CYCCNT (F7) or SysTick (L4), as the firmware read it
     pin_window = pins[3][0] - pins[0][0]  # instructions counted by the harness between the two BSRR writes
-    assert abs(pin_window - result.cycles) < 64  # the same within a basic block or two: CYCCNT counts instructions
+    assert abs(pin_window - result.cycles) < 64  # the same within a basic block or two: the counter counts instructions
 
 
-def test_fifty_inferences_are_bit_exact_against_the_host_reference(f7_board):
-    harness, link, _manifest, card = f7_board
+def test_inferences_are_bit_exact_against_the_host_reference(board):
+    harness, link, manifest, card = board
+    facts = FACTS[manifest.board]
     tau = decisions.threshold_q15("0.9")  # some samples exit early, some run every stage
     assert link.set_threshold(tau) == tau
-    busy_pin = 13  # PE13 (board.h)
-    rises_before = sum(1 for _, pin, level in harness.board.gpios["E"].edges if pin == busy_pin and level)
+    gpio = harness.board.gpios[facts.pin_port]
+    rises_before = sum(1 for _, pin, level in gpio.edges if pin == facts.busy_pin and level)
     answered = exits = 0
     for testset in load_model_testsets(card):
-        inputs = testset.inputs[:PER_TESTSET]
+        inputs = testset.inputs[:facts.samples_per_testset]
         reference = run_reference(card, inputs)
         ensemble = decisions.ensemble(list(reference.heads), card.head_luts)
         spec = decisions.cascade(reference.exit, card.exit_lut, ensemble, tau)
@@ -125,11 +148,32 @@ def test_fifty_inferences_are_bit_exact_against_the_host_reference(f7_board):
             assert result.cycles > 0
             answered += 1
             exits += result.exited
-    assert answered >= 50 and 0 < exits < answered
-    rises = sum(1 for _, pin, level in harness.board.gpios["E"].edges if pin == busy_pin and level)
+    assert answered == 5 * facts.samples_per_testset and 0 < exits < answered
+    if manifest.board == F7:
+        assert answered >= 50
+    rises = sum(1 for _, pin, level in gpio.edges if pin == facts.busy_pin and level)
     assert rises - rises_before == answered  # one busy window per inference, on the GPIO model's pin
     harness.check()
     assert harness.findings == []
+
+
+def test_the_l4_counts_a_burst_over_systick_wraps_and_receives_by_interrupt(board):
+    """A burst of 5 runs about 20 M instructions: SysTick (24 bits) wraps, its handler extends the count."""
+    harness, link, manifest, card = board
+    if manifest.board != L4:
+        pytest.skip("the L4's SysTick and interrupt-driven receive; the F7 polls and counts with DWT")
+    sample = load_model_testsets(card)[0].inputs[1].tobytes()
+    link.set_threshold(decisions.Q15_ONE)
+    single = link.infer(sample)
+    wraps_before = harness.exceptions_taken.get(15, 0)
+    gpio = harness.board.gpios[FACTS[L4].pin_port]
+    pins_before = len(gpio.edges)
+    burst = link.infer_burst(sample, 5)
+    assert burst.total_cycles > 1 << 24 and harness.exceptions_taken[15] > wraps_before
+    assert abs(burst.total_cycles - 5 * single.cycles) < 5 * single.cycles * 0.001  # back to back, handlers in
+    busy = [at for at, pin, _level in gpio.edges[pins_before:] if pin == FACTS[L4].busy_pin]
+    assert len(busy) == 2 and abs(busy[1] - busy[0] - burst.total_cycles) < 64  # every wrap counted once
+    assert harness.exceptions_taken[16 + 38] > 0  # USART2's RXNE handler took every byte of the link
 
 
 # --- clock setup against the register models ---

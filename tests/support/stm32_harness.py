@@ -10,8 +10,9 @@ hil's own DeviceLink talks to the firmware. Test support, not product: no QEMU h
 
 The core runs in a thread. WFI returns when an enabled interrupt is pending (PRIMASK or not, as ARMv7-M
 B1.5.19 says); until then the thread sleeps until a byte arrives on the pty, and a WFI that no enabled
-interrupt could end is a RuleViolation (the chip would sleep forever). Interrupt handlers are not taken (the
-core does not model exception entry): the F7 firmware masks them, the L4's clock setup runs before any.
+interrupt could end is a RuleViolation (the chip would sleep forever). Interrupts are taken between basic
+blocks when PRIMASK is clear (the core's take_exception): SysTick, and the USARTs' RXNE (the L4 firmware
+receives by interrupt, the F7's masks it and polls), one at a time, lowest number first (no priorities).
 A RuleViolation raised by a model, or a fault of the core, stops the core; `failure` says which, and
 `check()` raises it. Findings (writes the silicon ignores) are in `findings`.
 
@@ -39,6 +40,8 @@ from tests.support.stm32_models import Board, Mapping, NucleoF767ZI, NucleoL432K
 
 BOARDS: dict[str, type[Board]] = {"nucleo-f767zi": NucleoF767ZI, "nucleo-l432kc": NucleoL432KC}
 WFI = 0xBF30  # the 16-bit Thumb encoding
+SYSTICK_EXCEPTION = 15
+NEVER = 1 << 62
 RUN_CHUNK = 5_000_000  # instructions per core.run call: the thread looks at `stop` at least this often
 
 
@@ -94,7 +97,10 @@ class Stm32Harness:
         for mapping in self.board.mappings():
             self.core.attach(mapping.base, mapping.size, _Guarded(self, mapping, id(mapping.model) not in seen))
             seen.add(id(mapping.model))
+        self.board.active_exception = lambda: self.core.active_exceptions[-1] if self.core.active_exceptions else 0
+        self._state = self.board.state
         self._time = self.board.state.time
+        self.exceptions_taken: dict[int, int] = {}  # exception number -> times taken
         self._blocks: dict[int, int] = {}  # instructions per translated block, by address << 12 | size
         self._block_end = 0
         self.core.uc.hook_add(UC_HOOK_BLOCK, self._on_block)
@@ -125,6 +131,30 @@ class Stm32Harness:
             count = self._blocks[key] = thumb_instructions(bytes(uc.mem_read(address, size)))
         self._time.cycles += count
         self._block_end = address + size
+        if self._time.cycles >= self._state.interrupt_check_at:
+            self._interrupt(address)
+
+    def _interrupt(self, address: int) -> None:
+        """Takes the pending exception, if there is one and the core may take it, before the block at `address`.
+        One at a time (no preemption): a pending one waits for the handler to return."""
+        state, board, core = self._state, self.board, self.core
+        systick = board.systick.pending()
+        irq = board.nvic.next_pending()
+        if not systick and irq is None:
+            wrap = board.systick.next_wrap_at()
+            state.interrupt_check_at = wrap if wrap is not None else NEVER
+            return
+        state.interrupt_check_at = 0  # look again at the next block (masked, in a handler, or another pending)
+        if core.active_exceptions or core.interrupts_masked:
+            return
+        if systick:
+            board.systick.clear_pending()
+            number = SYSTICK_EXCEPTION
+        else:
+            board.nvic.taken(irq)
+            number = 16 + irq
+        self.exceptions_taken[number] = self.exceptions_taken.get(number, 0) + 1
+        core.take_exception(number, address)
 
     def violated(self, violation: RuleViolation) -> None:
         if self.failure is None:
@@ -154,7 +184,8 @@ class Stm32Harness:
 
     def check_wakeable(self) -> None:
         """At a WFI: some enabled interrupt must be able to end it."""
-        if not self.board.nvic.can_wake():
+        systick = self.board.systick
+        if not self.board.nvic.can_wake() and systick.next_wrap_at() is None and not systick.pending():
             raise RuleViolation(f"WFI at pc {self.core.read_register(15) - 2:#010x} with no enabled interrupt that "
                                 "could end it: the core would sleep forever (ARMv7-M ARM B1.5.19, NVIC ISER); "
                                 "enable the link's interrupt in the USART and the NVIC first")
@@ -163,10 +194,11 @@ class Stm32Harness:
         """At a WFI: return at once if an enabled interrupt is pending, else wait for a byte from the host."""
         self.check_wakeable()
         nvic = self.board.nvic
-        while not nvic.wakeable() and not self._stop.is_set():
+        while not nvic.wakeable() and not self.board.systick.pending() and not self._stop.is_set():
             self.sleeps += 1
             self._rx_ready.wait(0.05)
             self._rx_ready.clear()
+        self._state.interrupt_may_change()
 
     def _run(self) -> None:
         try:

@@ -56,6 +56,13 @@ class ChipState:
     # peripherals whose RCC clock the last bus access enabled, and the time it did (the enable's basic block)
     just_enabled: dict[str, int] = field(default_factory=dict)
 
+    # the time the harness next looks for an interrupt to take; 0: at the next basic block
+    interrupt_check_at: int = 0
+
+    def interrupt_may_change(self) -> None:
+        """A model changed something an interrupt depends on (an enable, a flag, a counter)."""
+        self.interrupt_check_at = 0
+
     def enabled(self, names: set[str]) -> None:
         self.just_enabled = dict.fromkeys(names, self.time.cycles)
 
@@ -281,6 +288,7 @@ class Usart(Registers):
         if offset == self.RDR:
             self._receive()
             self.regs[self.ISR] &= ~self.RXNE
+            self.state.interrupt_may_change()  # the next byte may come in, and pend the interrupt again
             return self.regs.get(self.RDR, 0)
         if offset in (self.TDR, self.RQR, self.ICR):
             return 0
@@ -288,6 +296,8 @@ class Usart(Registers):
 
     def write_word(self, offset: int, value: int) -> None:
         enabled = self.cr1 & self.UE
+        if offset in (self.CR1, self.ICR, self.RQR):
+            self.state.interrupt_may_change()
         if offset == self.TDR:
             self._transmit(value & 0xFF)
         elif offset == self.ICR:
@@ -397,7 +407,36 @@ class SysTick(Registers):
         self.base_cycles = 0  # the time CVR was last cleared, or the counter started or stopped
         self.base_value = 0  # CVR then
         self.zeros_seen = 0  # times it had reached 0 at the last CSR read (COUNTFLAG: "since last read")
+        self.zeros_pended = 0  # times it had reached 0 when its exception was last taken or cleared
+        self.pend_latched = False  # ICSR.PENDSTSET
         super().__init__(state)
+
+    def reset(self) -> None:
+        super().reset()
+        self.base_cycles = self.base_value = self.zeros_seen = self.zeros_pended = 0
+        self.pend_latched = False
+
+    def pending(self) -> bool:
+        """The SysTick exception is pending: a wrap with TICKINT set, not yet taken or cleared (ICSR.PENDSTSET)."""
+        if self.regs.get(self.CSR, 0) & self.TICKINT and self.zeros() > self.zeros_pended:
+            self.pend_latched, self.zeros_pended = True, self.zeros()
+        return self.pend_latched
+
+    def clear_pending(self) -> None:
+        self.pending()
+        self.pend_latched = False
+
+    def set_pending(self) -> None:
+        self.pend_latched = True
+        self.state.interrupt_may_change()
+
+    def next_wrap_at(self) -> int | None:
+        """The time of the next wrap that pends the exception, if one will."""
+        csr, period = self.regs.get(self.CSR, 0), self._reload() + 1
+        if csr & (self.ENABLE | self.TICKINT) != self.ENABLE | self.TICKINT or period == 1:
+            return None
+        first = self.base_value if self.base_value else period
+        return self.base_cycles + (first + self.zeros() * period) * (1 if csr & self.CLKSOURCE else 8)
 
     def _ticks(self) -> int:
         if not self.regs.get(self.CSR, 0) & self.ENABLE:
@@ -421,7 +460,9 @@ class SysTick(Registers):
         return self._reload() - (ticks - self.base_value - 1) % (self._reload() + 1)
 
     def _rebase(self, value: int) -> None:
-        self.base_value, self.base_cycles, self.zeros_seen = value, self.state.time.cycles, 0
+        self.pending()  # a wrap before the rebase stays pending
+        self.base_value, self.base_cycles, self.zeros_seen, self.zeros_pended = value, self.state.time.cycles, 0, 0
+        self.state.interrupt_may_change()
 
     def read_word(self, offset: int) -> int:
         if offset == self.CVR:
@@ -442,6 +483,7 @@ class SysTick(Registers):
             self._rebase(now)
         elif offset == self.RVR:
             self.regs[self.RVR] = value & 0xFF_FFFF
+            self.state.interrupt_may_change()
 
 
 class Nvic(Registers):
@@ -475,6 +517,7 @@ class Nvic(Registers):
         return self.regs.get(offset, 0)
 
     def write_word(self, offset: int, value: int) -> None:
+        self.state.interrupt_may_change()
         shift = 8 * (offset & 0x7F)
         if offset < self.ICER:
             self.enabled |= value << shift
@@ -495,6 +538,37 @@ class Nvic(Registers):
     def can_wake(self) -> list[int]:
         """The enabled IRQs that have a modelled source: what could end a WFI."""
         return [irq for irq in self.sources if self.enabled >> irq & 1]
+
+    def next_pending(self) -> int | None:
+        """The lowest-numbered enabled pending IRQ (priorities are not modelled)."""
+        self.sample()
+        ready = self.pending & self.enabled
+        return (ready & -ready).bit_length() - 1 if ready else None
+
+    def taken(self, irq: int) -> None:
+        """Exception entry clears the pending bit; a source still asserted pends it again."""
+        self.pending &= ~(1 << irq)
+
+
+class InterruptControl(Registers):
+    """SCB ICSR (0xE000_ED04, PM0214 §4.4.3): PENDSTSET reads and sets SysTick's pending bit, PENDSTCLR
+    clears it; VECTACTIVE is the exception the core is handling."""
+
+    name = "SCB ICSR"
+    PENDSTCLR, PENDSTSET = 1 << 25, 1 << 26
+
+    def __init__(self, state: ChipState, systick: SysTick, active: Callable[[], int]):
+        self.systick, self.active = systick, active
+        super().__init__(state)
+
+    def read_word(self, offset: int) -> int:
+        return (self.PENDSTSET if self.systick.pending() else 0) | self.active() & 0x1FF
+
+    def write_word(self, offset: int, value: int) -> None:
+        if value & self.PENDSTCLR:
+            self.systick.clear_pending()
+        if value & self.PENDSTSET:
+            self.systick.set_pending()
 
 
 class Dwt(Registers):
@@ -901,6 +975,8 @@ class Board:
         self.trace_enabled = trace_enabled
         self.systick = SysTick(self.state)
         self.nvic = Nvic(self.state)
+        self.active_exception: Callable[[], int] = lambda: 0  # the core's, for ICSR.VECTACTIVE (the harness sets it)
+        self.icsr = InterruptControl(self.state, self.systick, lambda: self.active_exception())
 
     @property
     def link(self) -> Usart:
@@ -976,6 +1052,7 @@ class NucleoF767ZI(Board):
         maps = [Mapping(0x4002_3800, 0x400, self.rcc), Mapping(0x4000_7000, 0x400, self.pwr),
                 Mapping(0x4002_3C00, 0x400, self.flash), Mapping(0xE004_2000, 0x10, self.dbgmcu),
                 Mapping(0xE000_1000, 0x1000, self.dwt), Mapping(0xE000_E010, 0x10, self.systick),
+                Mapping(0xE000_ED04, 4, self.icsr),
                 Mapping(0xE000_E100, 0x400, self.nvic), Mapping(0xE000_ED14, 4, self.cache, 0x14),
                 Mapping(0xE000_ED78, 0x10, self.cache, 0x78), Mapping(0xE000_EF50, 0x14, self.cache, 0x250)]
         maps += [Mapping(self.GPIO[port][0], 0x400, gpio) for port, gpio in self.gpios.items()]
@@ -1246,6 +1323,7 @@ class NucleoL432KC(Board):
         maps = [Mapping(0x4002_1000, 0x400, self.rcc), Mapping(0x4000_7000, 0x400, self.pwr),
                 Mapping(0x4002_2000, 0x400, self.flash), Mapping(0xE004_2000, 0x10, self.dbgmcu),
                 Mapping(0xE000_1000, 0x1000, self.dwt), Mapping(0xE000_E010, 0x10, self.systick),
+                Mapping(0xE000_ED04, 4, self.icsr),
                 Mapping(0xE000_E100, 0x400, self.nvic)]
         maps += [Mapping(self.GPIO[port][0], 0x400, gpio) for port, gpio in self.gpios.items()]
         maps += [Mapping(self.USARTS[name][0], 0x400, usart) for name, usart in self.usarts.items()]
