@@ -31,6 +31,8 @@ from hil.model.card import load_model
 from hil.model.reference import run_reference
 from hil.model.testsets import load_model_testsets
 from tests.support import stm32_models as models
+from tests.support import stm32f7_models as f7
+from tests.support import stm32l4_models as l4
 from tests.support.stm32_harness import Stm32Harness
 
 F7, L4 = "nucleo-f767zi", "nucleo-l432kc"
@@ -186,7 +188,7 @@ def test_f7_clock_setup_reaches_216_mhz_within_the_rules():
     cr = rcc.read_word(rcc.CR)
     assert cr & rcc.HSEON and cr & rcc.HSEBYP and cr & rcc.HSERDY and cr & rcc.PLLRDY  # HSE 8 MHz bypass
     assert rcc.bits(rcc.PLLCFGR, 22) == 1 and rcc.pll_input_hz() == 2 * MHZ and rcc.vco_hz() == 432 * MHZ
-    assert board.pwr.overdrive and board.pwr.scale is models.VoltageScale.SCALE1
+    assert board.pwr.overdrive and board.pwr.scale is f7.VoltageScale.SCALE1
     assert board.flash.latency == 7 == board.latency_needed(216 * MHZ)  # RM0410 Table 7: 210 < HCLK <= 216
     assert board.latency_needed(210 * MHZ) == 6
     assert clocks.pclk1 == 54 * MHZ and clocks.pclk2 == 108 * MHZ
@@ -219,9 +221,9 @@ def test_l4_clock_setup_reaches_80_mhz_within_the_rules():
 
 # --- the models catch what silicon would not survive ---
 
-def _f7_pll_locked() -> models.NucleoF767ZI:
+def _f7_pll_locked() -> f7.NucleoF767ZI:
     """An F7 with HSE bypass and the 216 MHz PLL locked, SYSCLK still on HSI, PWR clocked."""
-    board = models.NucleoF767ZI(lambda: True)
+    board = f7.NucleoF767ZI(lambda: True)
     rcc = board.rcc
     rcc.write(rcc.APB1ENR, 4, 1 << 28)
     rcc.read(rcc.APB1ENR, 4)
@@ -267,7 +269,7 @@ def test_f7_216_mhz_without_over_drive_and_a_stale_cache_are_caught():
 
 
 def test_f7_unclocked_writes_a_wrong_divisor_and_an_unrouted_pin_are_caught():
-    board = models.NucleoF767ZI(lambda: True)
+    board = f7.NucleoF767ZI(lambda: True)
     gpiod, usart3 = board.gpios["D"], board.usarts["USART3"]
     gpiod.write(gpiod.MODER, 4, 0xA << 16)  # GPIOD's clock is off: ignored, reported
     assert gpiod.regs[gpiod.MODER] == 0 and "RCC clock disabled" in str(board.state.findings[-1])
@@ -294,7 +296,7 @@ def test_f7_unclocked_writes_a_wrong_divisor_and_an_unrouted_pin_are_caught():
 
 
 def test_l4_pll_out_of_range_and_a_switch_before_the_latency_are_caught():
-    board = models.NucleoL432KC(lambda: True)
+    board = l4.NucleoL432KC(lambda: True)
     rcc = board.rcc
     rcc.write(rcc.PLLCFGR, 4, 1 | 0 << 4 | 8 << 8 | 1 << 24)  # MSI 4 MHz x 8 = 32 MHz VCO
     with pytest.raises(models.RuleViolation, match=r"PLL VCO output = 32 MHz is outside 64-344 MHz \(RM0394 §6.4.4"):
@@ -349,11 +351,11 @@ def test_l4_register_map_matches_the_svd():
                   for f in reg.iter("field")}
         return int(reg.findtext("addressOffset"), 0), fields
 
-    board = models.NucleoL432KC(lambda: True)
+    board = l4.NucleoL432KC(lambda: True)
     bases = {mapping.model.name: mapping.base for mapping in board.mappings()}
     for name in ("RCC", "PWR", "FLASH", "GPIOA", "GPIOB", "USART1", "USART2"):
         assert bases[name] == base(name), name
-    rcc = models.L4Rcc
+    rcc = l4.L4Rcc
     expected = {
         ("RCC", "CR"): (rcc.CR, {"MSION": (0, 1), "MSIRDY": (1, 1), "MSIRGSEL": (3, 1), "MSIRANGE": (4, 4),
                                  "HSION": (8, 1), "HSIRDY": (10, 1), "PLLON": (24, 1), "PLLRDY": (25, 1)}),
@@ -364,8 +366,8 @@ def test_l4_register_map_matches_the_svd():
         ("RCC", "APB1ENR1"): (rcc.APB1ENR1, {"USART2EN": (17, 1), "PWREN": (28, 1)}),
         ("RCC", "APB2ENR"): (rcc.APB2ENR, {"USART1EN": (14, 1)}),
         ("RCC", "CCIPR"): (rcc.CCIPR, {"USART1SEL": (0, 2), "USART2SEL": (2, 2)}),
-        ("PWR", "CR1"): (models.L4Pwr.CR1, {"VOS": (9, 2)}),
-        ("PWR", "SR2"): (models.L4Pwr.SR2, {"VOSF": (10, 1)}),
+        ("PWR", "CR1"): (l4.L4Pwr.CR1, {"VOS": (9, 2)}),
+        ("PWR", "SR2"): (l4.L4Pwr.SR2, {"VOSF": (10, 1)}),
         ("FLASH", "ACR"): (models.FlashInterface.ACR, {"LATENCY": (0, 3)}),
         ("USART2", "ISR"): (models.Usart.ISR, {"RXNE": (5, 1), "TC": (6, 1), "TXE": (7, 1), "TEACK": (21, 1)}),
         ("USART2", "CR1"): (models.Usart.CR1, {"UE": (0, 1), "RE": (2, 1), "TE": (3, 1), "RXNEIE": (5, 1),

@@ -36,7 +36,9 @@ from hil.hw import protocol
 from hil.hw.emulated.cortex_m import CortexM, StopReason
 from hil.hw.emulated.probe import CHIPS, EmulatedProbe
 from hil.hw.kinds import BOARD_KINDS
-from tests.support.stm32_models import Board, Mapping, NucleoF767ZI, NucleoL432KC, RuleViolation, Window
+from tests.support.stm32_models import Board, Mapping, RuleViolation, Window
+from tests.support.stm32f7_models import NucleoF767ZI
+from tests.support.stm32l4_models import NucleoL432KC
 
 BOARDS: dict[str, type[Board]] = {"nucleo-f767zi": NucleoF767ZI, "nucleo-l432kc": NucleoL432KC}
 WFI = 0xBF30  # the 16-bit Thumb encoding
@@ -158,7 +160,7 @@ class Stm32Harness:
 
     def violated(self, violation: RuleViolation) -> None:
         if self.failure is None:
-            self.failure = violation
+            self.failure = RuleViolation(f"{self.kind.name}: {violation}")
         self.core.request_stop()
 
     def _at_wfi(self) -> bool:
@@ -186,7 +188,7 @@ class Stm32Harness:
         """At a WFI: some enabled interrupt must be able to end it."""
         systick = self.board.systick
         if not self.board.nvic.can_wake() and systick.next_wrap_at() is None and not systick.pending():
-            raise RuleViolation(f"WFI at pc {self.core.read_register(15) - 2:#010x} with no enabled interrupt that "
+            raise RuleViolation(f"{self.kind.name}: WFI at pc {self.core.read_register(15) - 2:#010x} with no enabled interrupt that "
                                 "could end it: the core would sleep forever (ARMv7-M ARM B1.5.19, NVIC ISER); "
                                 "enable the link's interrupt in the USART and the NVIC first")
 

@@ -1,5 +1,7 @@
 """Register-level models of the STM32F767 (RM0410) and STM32L432 (RM0394) parts the firmware touches, for the
-STM32 harness (tests/support/stm32_harness.py). Test support, not product.
+STM32 harness (tests/support/stm32_harness.py). Test support, not product. This module holds what both chips
+share (the rules' machinery, GPIO, USART, FLASH_ACR, the Cortex-M SysTick, NVIC, ICSR, DWT, M7 caches, the
+Board); tests/support/stm32f7_models.py and stm32l4_models.py hold each chip's RCC, PWR and board wiring.
 
 Each model holds its registers at their reset values, sets ready flags some instructions after the enable bit
 is written (as silicon does: a firmware that does not wait for them sees them clear), and enforces the rules a
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 
 MHZ = 1_000_000
 
@@ -72,9 +74,21 @@ class ChipState:
             self.findings.append(finding)
 
 
+class Ready(StrEnum):
+    """The ready flags that settle some time after their enable."""
+
+    HSE = "HSERDY"
+    PLL = "PLLRDY"
+    MSI = "MSIRDY"
+    OVERDRIVE = "ODRDY"  # F7 PWR_CSR1
+    OVERDRIVE_SWITCH = "ODSWRDY"
+    VOLTAGE = "VOSF clear"  # L4 PWR_SR2
+
+
 # Ready flags settle this many instructions after their enable bit (silicon: microseconds; kept short so the
 # polls run few times; what matters is that they are not set at once).
-SETTLE = {"HSE": 64, "PLL": 256, "OD": 128, "ODSW": 128, "VOS": 32, "MSI": 16}
+SETTLE_INSTRUCTIONS = {Ready.HSE: 64, Ready.PLL: 256, Ready.MSI: 16, Ready.OVERDRIVE: 128,
+                       Ready.OVERDRIVE_SWITCH: 128, Ready.VOLTAGE: 32}
 
 
 class Registers:
@@ -144,30 +158,30 @@ class Settling:
 
     def __init__(self, time: ChipTime):
         self.time = time
-        self.ready_at: dict[str, int | None] = {}
+        self.ready_at: dict[Ready, int | None] = {}
 
-    def start(self, what: str, enabled: bool) -> None:
+    def start(self, what: Ready, enabled: bool) -> None:
         if not enabled:
             self.ready_at[what] = None
         elif self.ready_at.get(what) is None:
-            self.ready_at[what] = self.time.cycles + SETTLE[what]
+            self.ready_at[what] = self.time.cycles + SETTLE_INSTRUCTIONS[what]
 
-    def ready(self, what: str) -> bool:
+    def ready(self, what: Ready) -> bool:
         at = self.ready_at.get(what)
         return at is not None and self.time.cycles >= at
 
 
-def _check_range(what: str, value: int, low: int, high: int, rule: str) -> None:
+def check_range(what: str, value: int, low: int, high: int, rule: str) -> None:
     if not low <= value <= high:
         raise RuleViolation(f"{what} = {value / MHZ:g} MHz is outside {low / MHZ:g}-{high / MHZ:g} MHz ({rule}); "
                             "fix PLLCFGR before PLLON")
 
 
-def _ahb_divider(hpre: int) -> int:
+def ahb_divider(hpre: int) -> int:
     return 1 if hpre < 8 else (2, 4, 8, 16, 64, 128, 256, 512)[hpre - 8]
 
 
-def _apb_divider(ppre: int) -> int:
+def apb_divider(ppre: int) -> int:
     return 1 if ppre < 4 else 2 << (ppre - 4)
 
 
@@ -386,14 +400,6 @@ class Usart(Registers):
 
 
 # --- The Cortex-M system control space parts the firmware uses (PM0253 / PM0214) ---
-
-class VoltageScale(IntEnum):
-    """PWR_CR1.VOS on the F7 (RM0410 §4.4.1)."""
-
-    SCALE3 = 1
-    SCALE2 = 2
-    SCALE1 = 3
-
 
 class SysTick(Registers):
     """PM0214 §4.5 / PM0253 §4.4: CSR, RVR, CVR, CALIB; counts down at the processor clock (CLKSOURCE = 1) or
@@ -733,206 +739,9 @@ class ClockSource(StrEnum):
     PLL = "PLL"
 
 
-def _latency_violation(where: str, hclk: int, needed: int, latency: int, table: str) -> RuleViolation:
+def latency_violation(where: str, hclk: int, needed: int, latency: int, table: str) -> RuleViolation:
     return RuleViolation(f"{where}: HCLK {hclk / MHZ:g} MHz needs FLASH_ACR.LATENCY >= {needed}, it is {latency} "
                          f"({table}); raise LATENCY and read it back before raising the clock")
-
-
-# --- STM32F767 (RM0410) ---
-
-class F7Rcc(Registers):
-    """RM0410 §5.3: CR, PLLCFGR, CFGR, the enable registers and DCKCFGR2. HSE is the ST-LINK's 8 MHz MCO in
-    bypass (UM1974 §6.8.1); HSI 16 MHz."""
-
-    name = "RCC"
-    CR, PLLCFGR, CFGR = 0x00, 0x04, 0x08
-    AHB1ENR, APB1ENR, APB2ENR, DCKCFGR2 = 0x30, 0x40, 0x44, 0x90
-    HSION, HSIRDY, HSEON, HSERDY, HSEBYP = 1 << 0, 1 << 1, 1 << 16, 1 << 17, 1 << 18
-    PLLON, PLLRDY = 1 << 24, 1 << 25
-    RESET = {CR: 0x0000_0083, PLLCFGR: 0x2400_3010, AHB1ENR: 0x0010_0000}
-    HSI_HZ, HSE_HZ = 16 * MHZ, 8 * MHZ
-    SOURCES = {0: ClockSource.HSI, 1: ClockSource.HSE, 2: ClockSource.PLL}
-    ENABLES = {AHB1ENR: "AHB1ENR", APB1ENR: "APB1ENR", APB2ENR: "APB2ENR"}
-
-    def __init__(self, state: ChipState, chip: NucleoF767ZI):
-        self.chip = chip
-        self.settling = Settling(state.time)
-        self.enable_names: dict[tuple[int, int], str] = {}  # (register, bit) -> the peripheral it clocks
-        super().__init__(state)
-
-    def reset(self) -> None:
-        super().reset()
-        self.settling = Settling(self.state.time)
-        self.switched = ClockSource.HSI  # SWS
-
-    def enabled(self, register: int, bit: int) -> bool:
-        return bool(self.regs.get(register, 0) >> bit & 1)
-
-    def pll_input_hz(self) -> int:
-        return (self.HSE_HZ if self.bits(self.PLLCFGR, 22) else self.HSI_HZ) // max(self.bits(self.PLLCFGR, 0, 6), 1)
-
-    def vco_hz(self) -> int:
-        return self.pll_input_hz() * self.bits(self.PLLCFGR, 6, 9)
-
-    def pll_hz(self) -> int:
-        return self.vco_hz() // (2 * (self.bits(self.PLLCFGR, 16, 2) + 1))
-
-    def source_ready(self, source: ClockSource) -> bool:
-        cr = self.regs[self.CR]
-        return {ClockSource.HSI: bool(cr & self.HSION), ClockSource.HSE: self.settling.ready("HSE"),
-                ClockSource.PLL: self.settling.ready("PLL")}[source]
-
-    def clocks(self) -> Clocks:
-        sysclk = {ClockSource.HSI: self.HSI_HZ, ClockSource.HSE: self.HSE_HZ,
-                  ClockSource.PLL: self.pll_hz()}[self.switched]
-        hclk = sysclk // _ahb_divider(self.bits(self.CFGR, 4, 4))
-        return Clocks(sysclk, hclk, hclk // _apb_divider(self.bits(self.CFGR, 10, 3)),
-                      hclk // _apb_divider(self.bits(self.CFGR, 13, 3)))
-
-    def _follow_switch(self) -> None:
-        """SWS follows SW once the source is ready (RM0410 §5.2.6: 'the switch occurs when the clock source is
-        ready')."""
-        wanted = self.SOURCES.get(self.bits(self.CFGR, 0, 2))
-        if wanted is not None and wanted != self.switched and self.source_ready(wanted):
-            previous, self.switched = self.switched, wanted
-            try:
-                self.chip.check_clocks("RCC CFGR SW")
-            except RuleViolation:
-                self.switched = previous
-                raise
-
-    def read_word(self, offset: int) -> int:
-        self._follow_switch()
-        value = self.regs.get(offset, 0)
-        if offset == self.CR:
-            value &= ~(self.HSIRDY | self.HSERDY | self.PLLRDY)
-            value |= (self.HSIRDY if value & self.HSION else 0) | (self.HSERDY if self.settling.ready("HSE") else 0)
-            value |= self.PLLRDY if self.settling.ready("PLL") else 0
-        elif offset == self.CFGR:
-            value = value & ~0xC | {ClockSource.HSI: 0, ClockSource.HSE: 1, ClockSource.PLL: 2}[self.switched] << 2
-        return value
-
-    def write_word(self, offset: int, value: int) -> None:
-        old = self.regs.get(offset, 0)
-        if offset == self.CR:
-            self._write_cr(old, value)
-        elif offset == self.PLLCFGR:
-            if old != value and self.regs[self.CR] & self.PLLON:
-                self.state.find("RCC PLLCFGR", "written while PLLON = 1: ignored (RM0410 §5.3.2: 'written only "
-                                "when the PLL is disabled'); configure the PLL before PLLON")
-                return
-            self.regs[offset] = value
-        elif offset == self.CFGR:
-            self.regs[offset] = value & ~0xC
-            try:
-                self.chip.check_clocks("RCC CFGR")
-                self._follow_switch()
-            except RuleViolation:
-                self.regs[offset] = old
-                raise
-        else:
-            self.regs[offset] = value
-            if offset in self.ENABLES:
-                self.state.enabled({name for (register, bit), name in self.enable_names.items()
-                                    if register == offset and (value & ~old) >> bit & 1})
-
-    def _write_cr(self, old: int, value: int) -> None:
-        if (old ^ value) & self.HSEBYP and old & self.HSEON:
-            self.state.find("RCC CR HSEBYP", "changed while HSEON = 1: ignored (RM0410 §5.3.1: 'HSEBYP can be "
-                            "written only if the HSE oscillator is disabled'); set it before HSEON")
-            value = value & ~self.HSEBYP | old & self.HSEBYP
-        if value & self.HSEON and not value & self.HSEBYP:
-            raise RuleViolation("RCC CR HSEON without HSEBYP: the Nucleo-F767ZI's HSE is the ST-LINK's 8 MHz MCO, a "
-                                "clock, not a crystal (UM1974 §6.8.1, RM0410 §5.2.2 'External source (HSE bypass)'); "
-                                "set HSEBYP before HSEON")
-        if value & self.PLLON and not old & self.PLLON:
-            self._check_pll()
-        in_use = {ClockSource.HSE: self.HSEON, ClockSource.PLL: self.PLLON}.get(self.switched, 0)
-        if in_use and old & in_use and not value & in_use:
-            self.state.find("RCC CR", f"{self.switched} cleared while it is the system clock: ignored (RM0410 "
-                            "§5.2.6); switch SYSCLK away first")
-            value |= in_use
-        self.regs[self.CR] = value & ~(self.HSIRDY | self.HSERDY | self.PLLRDY)
-        self.settling.start("HSE", bool(value & self.HSEON))
-        self.settling.start("PLL", bool(value & self.PLLON))
-
-    def _check_pll(self) -> None:
-        """RM0410 §5.3.2 PLLCFGR: PLLM 2..63 giving a VCO input of 1-2 MHz, PLLN 50..432 giving a VCO output of
-        100-432 MHz, PLLP's output at most 216 MHz; a PLL fed by HSE needs HSE on."""
-        m, n = self.bits(self.PLLCFGR, 0, 6), self.bits(self.PLLCFGR, 6, 9)
-        if not 2 <= m <= 63 or not 50 <= n <= 432:
-            raise RuleViolation(f"RCC PLLCFGR PLLM = {m}, PLLN = {n}: outside 2..63 and 50..432 (RM0410 §5.3.2); "
-                                "fix PLLCFGR before PLLON")
-        if self.bits(self.PLLCFGR, 22) and not self.regs[self.CR] & self.HSEON:
-            raise RuleViolation("RCC CR PLLON with PLLSRC = HSE while HSE is off: the PLL has no input (RM0410 "
-                                "§5.2.3); turn HSE on and wait for HSERDY first")
-        _check_range("PLL VCO input", self.pll_input_hz(), 1 * MHZ, 2 * MHZ, "RM0410 §5.3.2 PLLM")
-        _check_range("PLL VCO output", self.vco_hz(), 100 * MHZ, 432 * MHZ, "RM0410 §5.3.2 PLLN")
-        _check_range("PLLP output", self.pll_hz(), 0, 216 * MHZ, "RM0410 §5.3.2 PLLP")
-
-    def usart_kernel_hz(self, select_shift: int, apb2: bool) -> int:
-        """RM0410 §5.3.28 DCKCFGR2 USARTxSEL: 00 PCLK, 01 SYSCLK, 10 HSI (LSE is not fitted)."""
-        clocks = self.clocks()
-        return {0: clocks.pclk2 if apb2 else clocks.pclk1, 1: clocks.sysclk, 2: self.HSI_HZ, 3: 32768}[
-            self.bits(self.DCKCFGR2, select_shift, 2)]
-
-
-class F7Pwr(Registers):
-    """RM0410 §4.4.1-2: PWR_CR1 VOS/ODEN/ODSWEN and PWR_CSR1 VOSRDY/ODRDY/ODSWRDY; the over-drive sequence of
-    §4.1.4."""
-
-    name = "PWR"
-    CR1, CSR1 = 0x00, 0x04
-    ODEN, ODSWEN = 1 << 16, 1 << 17
-    VOSRDY, ODRDY, ODSWRDY = 1 << 14, 1 << 16, 1 << 17
-    RESET = {CR1: 0x0000_C000}
-
-    def __init__(self, state: ChipState, rcc: F7Rcc, clocked: Callable[[], bool]):
-        self.rcc = rcc
-        self.settling = Settling(state.time)
-        super().__init__(state, clocked)
-
-    def reset(self) -> None:
-        super().reset()
-        self.settling = Settling(self.state.time)
-
-    @property
-    def scale(self) -> VoltageScale:
-        """The scale in force: VOS once the PLL is on, scale 3 while it is off (RM0410 §4.4.1 VOS)."""
-        if not self.rcc.settling.ready("PLL"):
-            return VoltageScale.SCALE3
-        return VoltageScale(max(self.bits(self.CR1, 14, 2), 1))
-
-    @property
-    def overdrive(self) -> bool:
-        return self.settling.ready("ODSW")
-
-    def read_word(self, offset: int) -> int:
-        if offset == self.CSR1:
-            return ((self.VOSRDY if self.rcc.settling.ready("PLL") else 0)
-                    | (self.ODRDY if self.settling.ready("OD") else 0)
-                    | (self.ODSWRDY if self.settling.ready("ODSW") else 0))
-        return self.regs.get(offset, 0)
-
-    def write_word(self, offset: int, value: int) -> None:
-        if offset != self.CR1:
-            self.regs[offset] = value
-            return
-        old = self.regs[self.CR1]
-        if (old ^ value) >> 14 & 3 and self.rcc.regs[self.rcc.CR] & self.rcc.PLLON:
-            self.state.find("PWR CR1 VOS", "changed while the PLL is on: ignored (RM0410 §4.4.1 VOS: 'can be "
-                            "modified only when the PLL is OFF'); set VOS before PLLON")
-            value = value & ~(3 << 14) | old & 3 << 14
-        changed = (old ^ value) & (self.ODEN | self.ODSWEN)
-        if changed and self.rcc.switched is ClockSource.PLL:
-            raise RuleViolation("PWR CR1 ODEN/ODSWEN changed while SYSCLK is the PLL: 'the HSI or HSE must be "
-                                "selected as system clock' (RM0410 §4.4.1, over-drive sequence §4.1.4)")
-        if value & self.ODSWEN and not old & self.ODSWEN and not self.settling.ready("OD"):
-            raise RuleViolation("PWR CR1 ODSWEN set before CSR1.ODRDY: the over-drive switch needs the over-drive "
-                                "ready (RM0410 §4.1.4 steps 3-5); set ODEN, wait for ODRDY, then set ODSWEN")
-        self.regs[self.CR1] = value
-        self.settling.start("OD", bool(value & self.ODEN))
-        self.settling.start("ODSW", bool(value & self.ODSWEN))
 
 
 @dataclass(frozen=True)
@@ -1000,353 +809,7 @@ class Board:
             self.nvic.sources[usart.irq] = usart.rx_pending
 
 
-def _gpio_ports(state: ChipState, ports: dict[str, tuple[int, int]], enabled: Callable[[int], bool],
+def gpio_ports(state: ChipState, ports: dict[str, tuple[int, int]], enabled: Callable[[int], bool],
                 reset_moder: dict[str, int]) -> dict[str, Gpio]:
     return {port: Gpio(state, port, reset_moder.get(port, 0), lambda bit=bit: enabled(bit))
             for port, (_, bit) in ports.items()}
-
-
-class NucleoF767ZI(Board):
-    """STM32F767ZI on a Nucleo-144 (UM1974): HSE bypass 8 MHz, link USART3 PD8/PD9 (AF7), wire USART6 PG14 (AF8)."""
-
-    kind = "nucleo-f767zi"
-    link_name, wire_name = "USART3", "USART6"
-    # RM0410 §2.2.2 Table 1 (memory map): GPIOA-K from 0x4002_0000, 1 KiB each, AHB1ENR bits 0-10
-    GPIO = {port: (0x4002_0000 + 0x400 * i, i) for i, port in enumerate("ABCDEFGHIJK")}
-    GPIO_MODER = {"A": 0xA800_0000, "B": 0x0000_0280}  # RM0410 §6.4.1 reset values
-    # name: (base, enable register, bit, DCKCFGR2 select shift, on APB2, IRQ (RM0410 Table 40), pins)
-    USARTS = {
-        "USART1": (0x4001_1000, F7Rcc.APB2ENR, 4, 0, True, 37, {}),
-        "USART2": (0x4000_4400, F7Rcc.APB1ENR, 17, 2, False, 38, {}),
-        "USART3": (0x4000_4800, F7Rcc.APB1ENR, 18, 4, False, 39,
-                   {UsartLine.TX: Pin("D", 8, 7), UsartLine.RX: Pin("D", 9, 7)}),
-        "USART6": (0x4001_1400, F7Rcc.APB2ENR, 5, 10, True, 71,
-                   {UsartLine.TX: Pin("G", 14, 8), UsartLine.RX: Pin("G", 9, 8)}),
-    }
-    PWREN = (F7Rcc.APB1ENR, 28)
-
-    def __init__(self, trace_enabled: Callable[[], bool]) -> None:
-        super().__init__(trace_enabled)
-        state = self.state
-        self.rcc = F7Rcc(state, self)
-        self.pwr = F7Pwr(state, self.rcc, lambda: self.rcc.enabled(*self.PWREN))
-        self.flash = FlashInterface(state, latency_bits=4, reset_acr=0,
-                                    on_change=lambda: self.check_clocks("FLASH ACR"))
-        self.gpios = _gpio_ports(state, self.GPIO, lambda bit: self.rcc.enabled(F7Rcc.AHB1ENR, bit), self.GPIO_MODER)
-        self.usarts = {}
-        for name, (_, register, bit, select, apb2, irq, pins) in self.USARTS.items():
-            self.usarts[name] = Usart(
-                state, name, "RM0410 §34", lambda r=register, b=bit: self.rcc.enabled(r, b),
-                lambda s=select, a=apb2: self.rcc.usart_kernel_hz(s, a), pins, self.gpios.__getitem__, irq)
-            self.rcc.enable_names[(register, bit)] = name
-        for port, (_, bit) in self.GPIO.items():
-            self.rcc.enable_names[(F7Rcc.AHB1ENR, bit)] = f"GPIO{port}"
-        self.rcc.enable_names[self.PWREN] = "PWR"
-        self.dwt = Dwt(state, trace_enabled, lock=True, manual="PM0253 §4.1, ARMv7-M ARM D1.2 LAR/LSR")
-        self.cache = CacheControl(state)
-        self.dbgmcu = DbgMcu(state, 0x1000_6451)
-        self._wire_usarts()
-
-    def mappings(self) -> list[Mapping]:
-        # RM0410 §2.2.2 Table 1; the core's: PM0253 §4.1 (DWT), §4.4 (SysTick), §4.2 (NVIC), §4.3 and §4.8 (SCB)
-        maps = [Mapping(0x4002_3800, 0x400, self.rcc), Mapping(0x4000_7000, 0x400, self.pwr),
-                Mapping(0x4002_3C00, 0x400, self.flash), Mapping(0xE004_2000, 0x10, self.dbgmcu),
-                Mapping(0xE000_1000, 0x1000, self.dwt), Mapping(0xE000_E010, 0x10, self.systick),
-                Mapping(0xE000_ED04, 4, self.icsr),
-                Mapping(0xE000_E100, 0x400, self.nvic), Mapping(0xE000_ED14, 4, self.cache, 0x14),
-                Mapping(0xE000_ED78, 0x10, self.cache, 0x78), Mapping(0xE000_EF50, 0x14, self.cache, 0x250)]
-        maps += [Mapping(self.GPIO[port][0], 0x400, gpio) for port, gpio in self.gpios.items()]
-        maps += [Mapping(self.USARTS[name][0], 0x400, usart) for name, usart in self.usarts.items()]
-        return maps
-
-    def clocks(self) -> Clocks:
-        return self.rcc.clocks()
-
-    # RM0410 §3.3.2 Table 7, 2.7-3.6 V: LATENCY n allows HCLK up to 30 MHz x (n + 1), 216 MHz at most
-    @staticmethod
-    def latency_needed(hclk: int) -> int:
-        return max(0, -(-hclk // (30 * MHZ)) - 1)
-
-    def hclk_limit(self) -> tuple[int, str]:
-        """The HCLK the voltage scale and over-drive allow (RM0410 §4.1.4, Table 18 / DS11532 §6.3.1)."""
-        overdrive, scale = self.pwr.overdrive, self.pwr.scale
-        limit = {VoltageScale.SCALE1: 216 if overdrive else 180, VoltageScale.SCALE2: 180 if overdrive else 168,
-                 VoltageScale.SCALE3: 144}[scale]
-        return limit * MHZ, f"{scale.name.lower()}{' with over-drive' if overdrive else ''}"
-
-    def check_clocks(self, where: str) -> None:
-        clocks = self.clocks()
-        needed = self.latency_needed(clocks.hclk)
-        if needed > self.flash.latency:
-            raise _latency_violation(where, clocks.hclk, needed, self.flash.latency,
-                                     "RM0410 §3.3.2, Table 7 at 2.7-3.6 V")
-        limit, regime = self.hclk_limit()
-        if clocks.hclk > limit:
-            raise RuleViolation(f"{where}: HCLK {clocks.hclk / MHZ:g} MHz is above the {limit / MHZ:g} MHz of voltage "
-                                f"{regime} (RM0410 §4.1.4: 216 MHz needs scale 1 with over-drive, ODSWRDY set); "
-                                "enter over-drive before switching to the PLL")
-        apb1, apb2 = (54, 108) if self.pwr.overdrive else (45, 90)
-        if clocks.pclk1 > apb1 * MHZ or clocks.pclk2 > apb2 * MHZ:
-            raise RuleViolation(f"{where}: PCLK1 {clocks.pclk1 / MHZ:g} MHz / PCLK2 {clocks.pclk2 / MHZ:g} MHz above "
-                                f"{apb1} / {apb2} MHz (RM0410 §5.2: APB1 and APB2 maxima); set PPRE1/PPRE2 before "
-                                "raising HCLK")
-
-
-# --- STM32L432 (RM0394) ---
-
-class L4Rcc(Registers):
-    """RM0394 §6.4: CR (MSI, HSI16, PLL), CFGR, PLLCFGR, the enable registers, CCIPR and CSR (MSISRANGE)."""
-
-    name = "RCC"
-    CR, CFGR, PLLCFGR = 0x00, 0x08, 0x0C
-    AHB1ENR, AHB2ENR, APB1ENR1, APB1ENR2, APB2ENR, CCIPR, CSR = 0x48, 0x4C, 0x58, 0x5C, 0x60, 0x88, 0x94
-    MSION, MSIRDY, MSIRGSEL, HSION, HSIRDY = 1 << 0, 1 << 1, 1 << 3, 1 << 8, 1 << 10
-    PLLON, PLLRDY, PLLREN = 1 << 24, 1 << 25, 1 << 24
-    RESET = {CR: 0x0000_0063, PLLCFGR: 0x0000_1000, AHB1ENR: 0x0000_0100, CSR: 0x0C00_0600}
-    HSI_HZ = 16 * MHZ
-    # RM0394 §6.4.1 MSIRANGE: 100 kHz ... 48 MHz
-    MSI_HZ = (100_000, 200_000, 400_000, 800_000, 1 * MHZ, 2 * MHZ, 4 * MHZ, 8 * MHZ, 16 * MHZ, 24 * MHZ,
-              32 * MHZ, 48 * MHZ)
-    SOURCES = {0: ClockSource.MSI, 1: ClockSource.HSI, 3: ClockSource.PLL}  # 2 = HSE: not fitted on the board
-    ENABLES = {AHB1ENR: "AHB1ENR", AHB2ENR: "AHB2ENR", APB1ENR1: "APB1ENR1", APB1ENR2: "APB1ENR2",
-               APB2ENR: "APB2ENR"}
-
-    def __init__(self, state: ChipState, chip: NucleoL432KC):
-        self.chip = chip
-        self.settling = Settling(state.time)
-        self.enable_names: dict[tuple[int, int], str] = {}
-        super().__init__(state)
-
-    def reset(self) -> None:
-        super().reset()
-        self.settling = Settling(self.state.time)
-        self.settling.ready_at["MSI"] = 0  # on at reset
-        self.switched = ClockSource.MSI
-
-    def enabled(self, register: int, bit: int) -> bool:
-        return bool(self.regs.get(register, 0) >> bit & 1)
-
-    def msi_hz(self) -> int:
-        cr = self.regs[self.CR]
-        index = cr >> 4 & 0xF if cr & self.MSIRGSEL else self.bits(self.CSR, 8, 4)
-        return self.MSI_HZ[min(index, len(self.MSI_HZ) - 1)]
-
-    def pll_source_hz(self) -> int | None:
-        return {0: None, 1: self.msi_hz(), 2: self.HSI_HZ, 3: None}[self.bits(self.PLLCFGR, 0, 2)]
-
-    def pll_input_hz(self) -> int:
-        return (self.pll_source_hz() or 0) // (self.bits(self.PLLCFGR, 4, 3) + 1)
-
-    def vco_hz(self) -> int:
-        return self.pll_input_hz() * self.bits(self.PLLCFGR, 8, 7)
-
-    def pll_hz(self) -> int:
-        return self.vco_hz() // (2 * (self.bits(self.PLLCFGR, 25, 2) + 1))
-
-    def source_ready(self, source: ClockSource) -> bool:
-        return {ClockSource.MSI: self.settling.ready("MSI"), ClockSource.HSI: bool(self.regs[self.CR] & self.HSION),
-                ClockSource.PLL: self.settling.ready("PLL")}[source]
-
-    def clocks(self) -> Clocks:
-        sysclk = {ClockSource.MSI: self.msi_hz(), ClockSource.HSI: self.HSI_HZ, ClockSource.PLL: self.pll_hz()}[
-            self.switched]
-        hclk = sysclk // _ahb_divider(self.bits(self.CFGR, 4, 4))
-        return Clocks(sysclk, hclk, hclk // _apb_divider(self.bits(self.CFGR, 8, 3)),
-                      hclk // _apb_divider(self.bits(self.CFGR, 11, 3)))
-
-    def _follow_switch(self) -> None:
-        """SWS follows SW once the source is ready (RM0394 §6.2.7 'Clock source switching')."""
-        wanted = self.SOURCES.get(self.bits(self.CFGR, 0, 2))
-        if wanted is None:
-            raise RuleViolation("RCC CFGR SW = HSE: the Nucleo-L432KC fits no HSE crystal (UM1956 §6.7); use MSI, "
-                                "HSI16 or the PLL")
-        if wanted != self.switched and self.source_ready(wanted):
-            if wanted is ClockSource.PLL and not self.regs[self.PLLCFGR] & self.PLLREN:
-                raise RuleViolation("RCC CFGR SW = PLL with PLLCFGR.PLLREN = 0: PLLCLK, the R output, is off "
-                                    "(RM0394 §6.4.4 PLLREN); set PLLREN with the PLL configuration")
-            previous, self.switched = self.switched, wanted
-            try:
-                self.chip.check_clocks("RCC CFGR SW")
-            except RuleViolation:
-                self.switched = previous
-                raise
-
-    def read_word(self, offset: int) -> int:
-        self._follow_switch()
-        value = self.regs.get(offset, 0)
-        if offset == self.CR:
-            value &= ~(self.MSIRDY | self.HSIRDY | self.PLLRDY)
-            value |= self.MSIRDY if self.settling.ready("MSI") else 0
-            value |= self.HSIRDY if value & self.HSION else 0
-            value |= self.PLLRDY if self.settling.ready("PLL") else 0
-        elif offset == self.CFGR:
-            value = value & ~0xC | {ClockSource.MSI: 0, ClockSource.HSI: 1, ClockSource.PLL: 3}[self.switched] << 2
-        return value
-
-    def write_word(self, offset: int, value: int) -> None:
-        old = self.regs.get(offset, 0)
-        if offset == self.CR:
-            if value & self.PLLON and not old & self.PLLON:
-                self._check_pll()
-            if self.switched is ClockSource.PLL and old & self.PLLON and not value & self.PLLON:
-                self.state.find("RCC CR", "PLLON cleared while the PLL is the system clock: ignored (RM0394 §6.2.7)")
-                value |= self.PLLON
-            self.regs[offset] = value & ~(self.MSIRDY | self.HSIRDY | self.PLLRDY)
-            self.settling.start("PLL", bool(value & self.PLLON))
-            self.settling.start("MSI", bool(value & self.MSION))
-        elif offset == self.PLLCFGR:
-            fixed = ~(1 << 16 | 1 << 20 | self.PLLREN)  # everything but the output enables
-            if (old ^ value) & fixed and self.regs[self.CR] & (self.PLLON | self.PLLRDY):
-                self.state.find("RCC PLLCFGR", "divider or source changed while the PLL is on: ignored (RM0394 "
-                                "§6.4.4: 'can be written only when the PLL is disabled'); configure before PLLON")
-                value = value & ~fixed | old & fixed
-            self.regs[offset] = value
-        elif offset == self.CFGR:
-            self.regs[offset] = value & ~0xC
-            try:
-                self.chip.check_clocks("RCC CFGR")
-                self._follow_switch()
-            except RuleViolation:
-                self.regs[offset] = old
-                raise
-        else:
-            self.regs[offset] = value
-            if offset in self.ENABLES:
-                self.state.enabled({name for (register, bit), name in self.enable_names.items()
-                                    if register == offset and (value & ~old) >> bit & 1})
-
-    def _check_pll(self) -> None:
-        """RM0394 §6.4.4 PLLCFGR: a source, PLLN 8..86, VCO input 4-16 MHz, VCO output 64-344 MHz, PLLR's output
-        at most 80 MHz (§6.2.5)."""
-        if self.pll_source_hz() is None:
-            raise RuleViolation("RCC CR PLLON with PLLCFGR.PLLSRC = none (or HSE, not fitted): the PLL has no input "
-                                "(RM0394 §6.4.4 PLLSRC); select MSI or HSI16")
-        n = self.bits(self.PLLCFGR, 8, 7)
-        if not 8 <= n <= 86:
-            raise RuleViolation(f"RCC PLLCFGR PLLN = {n}: outside 8..86 (RM0394 §6.4.4 PLLN); fix it before PLLON")
-        _check_range("PLL VCO input", self.pll_input_hz(), 4 * MHZ, 16 * MHZ, "RM0394 §6.4.4 PLLM")
-        _check_range("PLL VCO output", self.vco_hz(), 64 * MHZ, 344 * MHZ, "RM0394 §6.4.4 PLLN")
-        _check_range("PLLR output", self.pll_hz(), 0, 80 * MHZ, "RM0394 §6.4.4 PLLR")
-
-    def usart_kernel_hz(self, select_shift: int, apb2: bool) -> int:
-        """RM0394 §6.4.27 CCIPR USARTxSEL: 00 PCLK, 01 SYSCLK, 10 HSI16, 11 LSE."""
-        clocks = self.clocks()
-        return {0: clocks.pclk2 if apb2 else clocks.pclk1, 1: clocks.sysclk, 2: self.HSI_HZ, 3: 32768}[
-            self.bits(self.CCIPR, select_shift, 2)]
-
-
-class L4Pwr(Registers):
-    """RM0394 §5.4.1 PWR_CR1 VOS (01 range 1, 10 range 2), §5.4.5 PWR_SR2 VOSF while the regulator settles."""
-
-    name = "PWR"
-    CR1, SR2 = 0x00, 0x14
-    VOSF = 1 << 10
-    RESET = {CR1: 0x0000_0200}
-
-    def __init__(self, state: ChipState, chip: NucleoL432KC, clocked: Callable[[], bool]):
-        self.chip = chip
-        self.settling = Settling(state.time)
-        super().__init__(state, clocked)
-
-    def reset(self) -> None:
-        super().reset()
-        self.settling = Settling(self.state.time)
-        self.settling.ready_at["VOS"] = 0
-
-    @property
-    def range(self) -> int:
-        return 2 if self.bits(self.CR1, 9, 2) == 2 else 1
-
-    def read_word(self, offset: int) -> int:
-        if offset == self.SR2:
-            return self.VOSF if not self.settling.ready("VOS") else 0
-        return self.regs.get(offset, 0)
-
-    def write_word(self, offset: int, value: int) -> None:
-        old = self.regs.get(offset, 0)
-        self.regs[offset] = value
-        if offset == self.CR1 and (old ^ value) >> 9 & 3:
-            if self.bits(self.CR1, 9, 2) not in (1, 2):
-                self.regs[offset] = old
-                raise RuleViolation(f"PWR CR1 VOS = {value >> 9 & 3}: reserved (RM0394 §5.4.1); use 01 or 10")
-            try:
-                self.chip.check_clocks("PWR CR1 VOS")
-            except RuleViolation:
-                self.regs[offset] = old
-                raise
-            self.settling.ready_at["VOS"] = None
-            self.settling.start("VOS", True)
-
-
-class NucleoL432KC(Board):
-    """STM32L432KC on a Nucleo-32 (UM1956): MSI (no HSE fitted), link USART2 PA2 (AF7) / PA15 (AF3), wire USART1
-    PA9 (AF7)."""
-
-    kind = "nucleo-l432kc"
-    link_name, wire_name = "USART2", "USART1"
-    # RM0394 §2.2.2 Table 1 (memory map): GPIOA-E, H on AHB2 from 0x4800_0000, AHB2ENR bits 0-4, 7
-    GPIO = {"A": (0x4800_0000, 0), "B": (0x4800_0400, 1), "C": (0x4800_0800, 2), "D": (0x4800_0C00, 3),
-            "E": (0x4800_1000, 4), "H": (0x4800_1C00, 7)}
-    GPIO_MODER = {"A": 0xABFF_FFFF, "B": 0xFFFF_FEBF, "C": 0xFFFF_FFFF, "D": 0xFFFF_FFFF, "E": 0xFFFF_FFFF,
-                  "H": 0xFFFF_FFFF}  # RM0394 §8.5.1 reset values
-    # name: (base, enable register, bit, CCIPR select shift, on APB2, IRQ (RM0394 §12.3 Table 46), pins)
-    USARTS = {
-        "USART1": (0x4001_3800, L4Rcc.APB2ENR, 14, 0, True, 37,
-                   {UsartLine.TX: Pin("A", 9, 7), UsartLine.RX: Pin("A", 10, 7)}),
-        "USART2": (0x4000_4400, L4Rcc.APB1ENR1, 17, 2, False, 38,
-                   {UsartLine.TX: Pin("A", 2, 7), UsartLine.RX: Pin("A", 15, 3)}),
-    }
-    PWREN = (L4Rcc.APB1ENR1, 28)
-
-    def __init__(self, trace_enabled: Callable[[], bool]) -> None:
-        super().__init__(trace_enabled)
-        state = self.state
-        self.rcc = L4Rcc(state, self)
-        self.pwr = L4Pwr(state, self, lambda: self.rcc.enabled(*self.PWREN))
-        self.flash = FlashInterface(state, latency_bits=3, reset_acr=0x0000_0600,
-                                    on_change=lambda: self.check_clocks("FLASH ACR"))
-        self.gpios = _gpio_ports(state, self.GPIO, lambda bit: self.rcc.enabled(L4Rcc.AHB2ENR, bit), self.GPIO_MODER)
-        self.usarts = {}
-        for name, (_, register, bit, select, apb2, irq, pins) in self.USARTS.items():
-            self.usarts[name] = Usart(
-                state, name, "RM0394 §38", lambda r=register, b=bit: self.rcc.enabled(r, b),
-                lambda s=select, a=apb2: self.rcc.usart_kernel_hz(s, a), pins, self.gpios.__getitem__, irq)
-            self.rcc.enable_names[(register, bit)] = name
-        for port, (_, bit) in self.GPIO.items():
-            self.rcc.enable_names[(L4Rcc.AHB2ENR, bit)] = f"GPIO{port}"
-        self.rcc.enable_names[self.PWREN] = "PWR"
-        self.dwt = Dwt(state, trace_enabled, lock=False, manual="PM0214, ARMv7-M ARM C1.8")
-        self.dbgmcu = DbgMcu(state, 0x1000_6435)
-        self._wire_usarts()
-
-    def mappings(self) -> list[Mapping]:
-        maps = [Mapping(0x4002_1000, 0x400, self.rcc), Mapping(0x4000_7000, 0x400, self.pwr),
-                Mapping(0x4002_2000, 0x400, self.flash), Mapping(0xE004_2000, 0x10, self.dbgmcu),
-                Mapping(0xE000_1000, 0x1000, self.dwt), Mapping(0xE000_E010, 0x10, self.systick),
-                Mapping(0xE000_ED04, 4, self.icsr),
-                Mapping(0xE000_E100, 0x400, self.nvic)]
-        maps += [Mapping(self.GPIO[port][0], 0x400, gpio) for port, gpio in self.gpios.items()]
-        maps += [Mapping(self.USARTS[name][0], 0x400, usart) for name, usart in self.usarts.items()]
-        return maps
-
-    def clocks(self) -> Clocks:
-        return self.rcc.clocks()
-
-    # RM0394 §3.3.3 Table 12: the highest HCLK for LATENCY 0, 1, ... in range 1 and range 2
-    LATENCY_LIMITS = {1: (16, 32, 48, 64, 80), 2: (6, 12, 18, 26)}
-    RANGE_LIMITS = {1: 80, 2: 26}  # RM0394 §5.1.8 dynamic voltage scaling
-
-    def latency_needed(self, hclk: int) -> int:
-        limits = self.LATENCY_LIMITS[self.pwr.range]
-        return next((ws for ws, mhz in enumerate(limits) if hclk <= mhz * MHZ), len(limits))
-
-    def check_clocks(self, where: str) -> None:
-        clocks = self.clocks()
-        needed = self.latency_needed(clocks.hclk)
-        if needed > self.flash.latency:
-            raise _latency_violation(where, clocks.hclk, needed, self.flash.latency,
-                                     f"RM0394 §3.3.3, Table 12, range {self.pwr.range}")
-        limit = self.RANGE_LIMITS[self.pwr.range] * MHZ
-        if clocks.sysclk > limit:
-            raise RuleViolation(f"{where}: SYSCLK {clocks.sysclk / MHZ:g} MHz is above the {limit / MHZ:g} MHz of "
-                                f"voltage range {self.pwr.range} (RM0394 §5.1.8); select range 1 first")
