@@ -188,9 +188,9 @@ class Stm32Harness:
         """At a WFI: some enabled interrupt must be able to end it."""
         systick = self.board.systick
         if not self.board.nvic.can_wake() and systick.next_wrap_at() is None and not systick.pending():
-            raise RuleViolation(f"{self.kind.name}: WFI at pc {self.core.read_register(15) - 2:#010x} with no enabled interrupt that "
-                                "could end it: the core would sleep forever (ARMv7-M ARM B1.5.19, NVIC ISER); "
-                                "enable the link's interrupt in the USART and the NVIC first")
+            raise RuleViolation(f"{self.kind.name}: WFI at pc {self.core.read_register(15) - 2:#010x} with no enabled "
+                                "interrupt that could end it: the core would sleep forever (ARMv7-M ARM B1.5.19, "
+                                "NVIC ISER); enable the link's interrupt in the USART and the NVIC first")
 
     def _sleep(self) -> None:
         """At a WFI: return at once if an enabled interrupt is pending, else wait for a byte from the host."""
