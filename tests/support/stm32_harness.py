@@ -1,7 +1,8 @@
 """Boots a flashed STM32 image (Nucleo-F767ZI or -L432KC) on the emulated probe's Cortex-M core (unicorn,
-hil.hw.emulated.cortex_m) with register models of the chip (tests/support/stm32_models.py), and connects the
-board's link USART (USART3 on the F7, USART2 on the L4: the ST-LINK virtual COM port) to a real pty, so that
-hil's own DeviceLink talks to the firmware. Test support, not product: no QEMU has an STM32F7.
+hil.hw.emulated.cortex_m) with register models of the chip (tests/support/stm32_models.py, stm32f7_models.py,
+stm32l4_models.py), and connects the board's link USART (USART3 on the F7, USART2 on the L4: the ST-LINK
+virtual COM port) to a real pty, so that hil's own DeviceLink talks to the firmware.
+Test support, not product: no QEMU has an STM32F7.
 
     with EmulatedProbe("F7", "stm32f767zi") as probe:
         flash_image(probe.address, "stm32f767zi", manifest.bin, manifest.image_sha256, base_address=0x0800_0000)
