@@ -43,6 +43,14 @@ def prebuilt_image(kind: str, model: str = "qute-digits") -> bytes:
     return firmware.prebuilt(kind, model).bin.read_bytes()
 
 
+def wait_for(condition, what: str, timeout_s: float = 10.0) -> None:
+    """Polls: the core runs in its own thread, at the pace the host's cores allow."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 # --- the images, flashed by pyOCD, booted from the probe's flash, on the link ---
 
 @dataclass(frozen=True)
@@ -98,11 +106,11 @@ def test_hello_reports_the_manifest_identity(board):
 def test_an_idle_board_sleeps_in_wfi_until_a_byte_arrives(board):
     harness, link, _manifest, _card = board
     link.hello()
-    time.sleep(0.2)  # the firmware goes back to hal_link_read
+    asleep = harness.sleeps
+    wait_for(lambda: harness.sleeps > asleep, "the firmware's WFI")  # back in hal_link_read, waiting
     instructions, sleeps = harness.board.state.time.cycles, harness.sleeps
-    time.sleep(0.3)
+    wait_for(lambda: harness.sleeps >= sleeps + 5, "five more waits for a byte (50 ms each)")
     assert harness.board.state.time.cycles == instructions  # no instruction ran: it sleeps, it does not poll
-    assert harness.sleeps > sleeps
     link.hello()
     assert harness.board.state.time.cycles > instructions
 
@@ -115,7 +123,7 @@ def test_the_pins_and_the_wire_frames_time_each_window_in_instructions(board):
     gpio, wire_before = harness.board.gpios[facts.pin_port], len(harness.wire_edges())
     pins_before = len(gpio.edges)
     result = link.infer(sample)
-    time.sleep(0.1)  # the EDGE frames follow the reply
+    wait_for(lambda: len(harness.wire_edges()) >= wire_before + 4, "the EDGE frames, sent after the reply")
     wire = harness.wire_edges()[wire_before:]
     pins = gpio.edges[pins_before:]
     assert [(edge.pin, edge.level) for edge in wire] == [(0, 1), (1, 1), (1, 0), (0, 0)]  # busy, exit pulse
