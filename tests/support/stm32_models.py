@@ -51,7 +51,8 @@ class ChipTime:
 
 @dataclass
 class ChipState:
-    """What every model of one chip shares: the time, the findings, and the enable still settling."""
+    """What every model of one chip shares: the time, the findings, the clock enable just made, and when the
+    harness looks for an interrupt next."""
 
     time: ChipTime = field(default_factory=ChipTime)
     findings: list[Finding] = field(default_factory=list)
@@ -129,7 +130,7 @@ class Registers:
         self.state.just_enabled = {}
         if too_early:
             self.state.find(f"{self.name} +{offset:#x}", f"{what} in the access right after its RCC clock was "
-                            "enabled, before the enable took effect (errata ES0334/ES0319 'Delay after an RCC "
+                            "enabled, before the enable took effect (STM32F7/L4 errata sheets, 'Delay after an RCC "
                             "peripheral clock enabling'): read the RCC enable register back first")
             return False
         if not self.clocked():
@@ -147,10 +148,6 @@ class Registers:
 
     def bits(self, offset: int, low: int, width: int = 1) -> int:
         return self.regs.get(offset, 0) >> low & ((1 << width) - 1)
-
-    def set_bits(self, offset: int, low: int, width: int, value: int) -> None:
-        mask = (1 << width) - 1 << low
-        self.regs[offset] = self.regs.get(offset, 0) & ~mask | (value << low & mask)
 
 
 class Settling:
