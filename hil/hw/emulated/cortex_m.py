@@ -35,8 +35,12 @@ What runs here and what does not:
 - After a reset that is not caught (DEMCR.VC_CORERESET clear), or once the debugger lets go
   (C_DEBUGEN cleared), the core counts as running the application, which is NOT executed here: the
   emulated board boots the flashed bytes in QEMU. `run()` is for whoever models the rest of the chip.
-- Not modelled: exception entry (NVIC, vector fetch on a fault: a fault locks the core up), WFI/WFE
-  sleep, caches, the MPU, DWT/FPB comparators (they read 0: no hardware breakpoints or watchpoints).
+- Exceptions: `take_exception(number, return_address)` enters a handler (basic frame on MSP, EXC_RETURN
+  in LR, the vector at VTOR) for a chip model that decides an interrupt is taken; the handler's branch to
+  EXC_RETURN unstacks it. There is no NVIC here: no priorities, no preemption by itself.
+- Not modelled: the NVIC, vector fetch on a fault (a fault locks the core up), WFI/WFE sleep (unicorn
+  returns from the run at a WFI), caches, the MPU, DWT/FPB comparators (they read 0: no hardware
+  breakpoints or watchpoints).
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ from unicorn import arm_const as arm
 KIB, MIB = 1 << 10, 1 << 20
 PAGE = 1 * KIB  # unicorn's ARM page: the granularity of MMIO mappings
 EXCP_BKPT = 7  # QEMU's exception number for BKPT, as unicorn's interrupt hook reports it
+EXCP_EXCEPTION_EXIT = 8  # QEMU's: a branch to an EXC_RETURN value, the end of a handler taken by take_exception
+EXC_RETURN_THREAD, EXC_RETURN_HANDLER = 0xFFFF_FFF9, 0xFFFF_FFF1  # to thread / handler mode, MSP, basic frame
+VTOR = 0xE000_ED08
 RESUME_BUDGET = 1_000_000  # a resume's instructions before the core counts as spinning: >100x the longest STM32
 # flash-algorithm call (ProgramPage of 1 KiB: about 5,000); fresh code costs some 1 us an instruction to translate
 
@@ -308,6 +315,7 @@ class CortexM:
         self.resets = 0
         self._stop: StopReason | None = None
         self._extra_registers: dict[int, int] = {}  # REGSEL values unicorn has no register for
+        self.active_exceptions: list[int] = []  # taken by take_exception, innermost last
 
     # --- memory ---
     def _locate(self, address: int, size: int) -> tuple[_Cells, int] | None:
@@ -421,6 +429,8 @@ class CortexM:
         if number == EXCP_BKPT:
             self._stop = StopReason.BREAKPOINT
             uc.emu_stop()
+        elif number == EXCP_EXCEPTION_EXIT and self.active_exceptions:
+            self._exception_return()
         else:
             self._fault(f"exception {number} at pc {uc.reg_read(arm.UC_ARM_REG_PC):#010x} (not modelled)")
 
@@ -512,6 +522,7 @@ class CortexM:
         """SP and PC from the vector table at the boot address; memory keeps its contents, as on a warm
         reset. A system reset also resets every peripheral; a caught reset (DEMCR.VC_CORERESET) halts."""
         self.resets += 1
+        self.active_exceptions = []
         if system:
             for mapping in self._mappings:
                 mapping.peripheral.reset()
@@ -529,6 +540,46 @@ class CortexM:
         self.halted = bool(debug.control & DebugRegisters.C_DEBUGEN and debug.demcr & DebugRegisters.VC_CORERESET)
         debug.dfsr |= DebugRegisters.DFSR_VCATCH if self.halted else 0
         debug.reset_sticky = True
+
+    # --- exceptions, for a chip model that decides when one is taken (this core has no NVIC) ---
+    @property
+    def interrupts_masked(self) -> bool:
+        """PRIMASK or FAULTMASK set: no configurable-priority exception is taken (BASEPRI is not modelled)."""
+        return bool(self.uc.reg_read(arm.UC_ARM_REG_PRIMASK) & 1 or self.uc.reg_read(arm.UC_ARM_REG_FAULTMASK) & 1)
+
+    def take_exception(self, number: int, return_address: int) -> None:
+        """Exception entry (ARMv7-M ARM B1.5.6): the basic frame (R0-R3, R12, LR, the return address, xPSR)
+        pushed on MSP, 8-byte aligned (xPSR bit 9 says so), LR = EXC_RETURN, PC from the vector table at VTOR.
+        Call it between instructions (from a block hook: `return_address` is the block's). Not modelled:
+        PSP/thread stacks, the FP frame (soft-float code), priorities and IPSR (reads 0 in the handler)."""
+        sp = self.uc.reg_read(arm.UC_ARM_REG_MSP)
+        realign = (sp - 32) & 4
+        frame_at = (sp - 32) & ~7
+        registers = [self.uc.reg_read(reg) for reg in (arm.UC_ARM_REG_R0, arm.UC_ARM_REG_R1, arm.UC_ARM_REG_R2,
+                                                        arm.UC_ARM_REG_R3, arm.UC_ARM_REG_R12, arm.UC_ARM_REG_LR)]
+        xpsr = self.uc.reg_read(arm.UC_ARM_REG_XPSR) & ~(1 << 9) | (realign and 1 << 9)
+        frame = registers + [return_address & ~1, xpsr]
+        self.uc.mem_write(frame_at, b"".join(word.to_bytes(4, "little") for word in frame))
+        self.uc.reg_write(arm.UC_ARM_REG_MSP, frame_at)
+        self.uc.reg_write(arm.UC_ARM_REG_SP, frame_at)
+        self.uc.reg_write(arm.UC_ARM_REG_LR, EXC_RETURN_HANDLER if self.active_exceptions else EXC_RETURN_THREAD)
+        vector = self.bus_read((self.bus_read(VTOR, 4) or self.boot_address) + 4 * number, 4)
+        self.active_exceptions.append(number)
+        self.uc.reg_write(arm.UC_ARM_REG_PC, vector | 1)
+
+    def _exception_return(self) -> None:
+        """The handler branched to EXC_RETURN (ARMv7-M ARM B1.5.8): unstack the frame take_exception pushed."""
+        sp = self.uc.reg_read(arm.UC_ARM_REG_MSP)
+        frame = [int.from_bytes(self.uc.mem_read(sp + 4 * i, 4), "little") for i in range(8)]
+        for reg, value in zip((arm.UC_ARM_REG_R0, arm.UC_ARM_REG_R1, arm.UC_ARM_REG_R2, arm.UC_ARM_REG_R3,
+                               arm.UC_ARM_REG_R12, arm.UC_ARM_REG_LR), frame):
+            self.uc.reg_write(reg, value)
+        sp += 32 + (4 if frame[7] & 1 << 9 else 0)
+        self.uc.reg_write(arm.UC_ARM_REG_MSP, sp)
+        self.uc.reg_write(arm.UC_ARM_REG_SP, sp)
+        self.uc.reg_write(arm.UC_ARM_REG_XPSR, frame[7] & ~(1 << 9 | 0x1FF))
+        self.active_exceptions.pop()
+        self.uc.reg_write(arm.UC_ARM_REG_PC, frame[6] | 1)
 
     # --- registers ---
     def read_register(self, index: int) -> int:
