@@ -19,7 +19,7 @@ from hil.run.records import read_records
 
 BAD_INPUT = 3
 # The short lab of the end-to-end test: two boards of the starter lab, one installed test set each.
-SHORT = {"mps2-an386-qute-digits": "shift-s2", "mps2-an500-qute-mnist1d": "ood"}
+SHORT = {"nucleo-l432kc-qute-digits": "shift-s2", "mps2-an500-qute-mnist1d": "ood"}
 
 
 def _ran(result: subprocess.CompletedProcess, code: int = 0) -> subprocess.CompletedProcess:

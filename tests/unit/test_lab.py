@@ -175,6 +175,12 @@ def test_the_physical_rack_example_validates_as_far_as_it_can_without_boards(tmp
         assert not board.emulated and board.physical.target == BOARD_KINDS[board.kind].pyocd_target
         assert board.physical.target in TARGET  # pyOCD has the real target built in
         assert lab.firmware[(board.kind, board.model)].load_address == 0x0800_0000
+    # The emulated rack is the twin: its nucleo-l432kc boards run the very images these Nucleos are flashed with.
+    default = load_lab(REPO_ROOT / "labs.yaml")
+    twins = {key: image for key, image in default.firmware.items() if key[0] == "nucleo-l432kc"}
+    assert len(twins) == 2
+    assert {key: image.image_sha256 for key, image in twins.items()} == {
+        key: lab.firmware[key].image_sha256 for key in twins}
 
 
 def refused_line(path, tmp_path, capsys, monkeypatch) -> str:
