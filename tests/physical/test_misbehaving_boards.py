@@ -2,11 +2,11 @@
 
 A run also finishes run.json when hil itself fails after the run started.
 
-The misbehaving board is a "physical" one (flashed through hil.hw.emulated.probe, as in
+The misbehaving board is a physical Nucleo-L432KC (flashed through hil.hw.emulated.probe, as in
 tests/physical/test_physical.py) whose serial port is a pty relay (tests/support/ptys.py): in front of the
-firmware running in QEMU, rewriting one or more of its frames, or with nothing behind it,
-echoing every byte. The run must keep what the healthy board measured, fail only the bad
-board (exit 2), and always finish run.json, junit.xml and report.html.
+bench Nucleo's USB serial port (the flashed firmware running in QEMU), rewriting one or more of its
+frames, or with nothing behind it, echoing every byte. The run must keep what the healthy board
+measured, fail only the bad board (exit 2), and always finish run.json, junit.xml and report.html.
 """
 
 import json
@@ -65,7 +65,7 @@ def assert_only_the_bench_failed(result: subprocess.CompletedProcess, run: dict,
 
 @needs_qemu
 def test_an_echoing_port_fails_only_its_board(tmp_path):
-    with EmulatedProbe("DAPLINK-0101", "cortex_m") as probe, LineRelay(None) as echo:
+    with EmulatedProbe("STLINK-0101", "stm32l432kc") as probe, LineRelay(None) as echo:  # no MCU behind the port
         result, run = run_lab(physical_lab(tmp_path, probe.address, echo.path, HEALTHY, SAMPLES), tmp_path)
     failure = assert_only_the_bench_failed(result, run, "identity")
     # HELLO came back as HELLO: said so, with every attempt (retries: 1 in the test lab).
@@ -88,10 +88,11 @@ class WrongTypeAfter:
 
 
 @needs_qemu
-def test_a_board_answering_with_the_wrong_message_type_fails_alone_and_keeps_its_answers(tmp_path, uart):
+def test_a_board_answering_with_the_wrong_message_type_fails_alone_and_keeps_its_answers(tmp_path, nucleo):
     good = SAMPLES + 3  # into the second test set
-    with EmulatedProbe("DAPLINK-0102", "cortex_m") as probe, LineRelay(uart, WrongTypeAfter(good)) as relay:
-        result, run = run_lab(physical_lab(tmp_path, probe.address, relay.path, HEALTHY, SAMPLES), tmp_path)
+    board = nucleo("STLINK-0102")
+    with LineRelay(board.port, WrongTypeAfter(good)) as relay:
+        result, run = run_lab(physical_lab(tmp_path, board.probe.address, relay.path, HEALTHY, SAMPLES), tmp_path)
     failure = assert_only_the_bench_failed(result, run, "stream")
     assert "no valid answer to INFER in 2 attempts: 2 wrong replies (INFER instead of RESULT)" in failure["reason"]
     run_dir = Path(run["lab"]["file"]).parent / "results" / run["id"]
@@ -100,7 +101,7 @@ def test_a_board_answering_with_the_wrong_message_type_fails_alone_and_keeps_its
 
 
 @needs_qemu
-def test_a_hello_answer_corrupted_once_is_retried_and_reported(tmp_path, uart):
+def test_a_hello_answer_corrupted_once_is_retried_and_reported(tmp_path, nucleo):
     first = {"done": False}
 
     def corrupt_first_frame(wire: bytes) -> bytes:
@@ -109,8 +110,9 @@ def test_a_hello_answer_corrupted_once_is_retried_and_reported(tmp_path, uart):
         first["done"] = True
         return reframed(wire, flip_crc=True)
 
-    with EmulatedProbe("DAPLINK-0103", "cortex_m") as probe, LineRelay(uart, corrupt_first_frame) as relay:
-        result, run = run_lab(physical_lab(tmp_path, probe.address, relay.path, {}, SAMPLES), tmp_path)
+    board = nucleo("STLINK-0103")
+    with LineRelay(board.port, corrupt_first_frame) as relay:
+        result, run = run_lab(physical_lab(tmp_path, board.probe.address, relay.path, {}, SAMPLES), tmp_path)
     assert result.returncode == PASS, result.stderr[-3000:]
     link = run["sessions"][0]["link"]["bench-1"]
     assert link["corrupt"] == {"BAD_CRC": 1} and link["retries"] == 1 and link["timeouts"] == 0

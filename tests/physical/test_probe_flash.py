@@ -65,6 +65,7 @@ def test_pyocd_flashes_a_real_target_through_its_flash_algorithm(target):
                                                   expected_programs(target, len(image)))
         assert probe.resets >= 1
         assert not probe.core.halted  # reset and let go: the application would run (in QEMU, not here)
+        assert probe.releases == 1  # once, at the final reset: never while the flash algorithm ran
     assert (report.target, report.base_address, report.bytes, report.verified) == (target, FLASH_BASE, len(image), True)
     assert report.reset_error is None and report.attempts == 1
 

@@ -4,8 +4,9 @@ The lab takes `socket://HOST:PORT` and `rfc2217://HOST:PORT` wherever it takes a
 checks only that pyserial knows the protocol, and hands the URL to the board, which opens it
 with serial.serial_for_url. The servers here are what a remote bench runs in front of its
 USB ports: a raw TCP relay (socket://), and RFC 2217 by pyserial's own PortManager (as its
-rfc2217_server example does), each in front of a real serial port: the pty of the firmware
-running in QEMU, and the pty of the emulated measurement unit on that board's pins.
+rfc2217_server example does), each in front of a real serial port: the bench Nucleo's USB serial
+port (a pty bridged to the flashed firmware in QEMU), and the pty of the emulated measurement unit
+on that board's pins.
 """
 
 import json
@@ -23,7 +24,7 @@ import serial.rfc2217
 import yaml
 
 from hil.firmware import build as firmware
-from hil.hw.emulated.probe import EmulatedProbe
+from hil.hw.kinds import BOARD_KINDS
 from hil.lab.load import LabError, load_lab
 from hil.run.records import read_records
 
@@ -124,12 +125,11 @@ class _Writer:
         self.client.sendall(data)
 
 
-def test_a_board_and_its_unit_run_over_socket_and_rfc2217_urls(tmp_path, bench):
-    uart_path, unit = bench
-    with (PortServer(uart_path) as board_port,
-          PortServer(unit(tmp_path, 25_000_000), rfc2217=True) as unit_port,
-          EmulatedProbe("DAPLINK-URL1", "cortex_m") as probe):
-        lab = with_monitor(physical_lab(tmp_path, probe.address, board_port.url), unit_port.url)
+def test_a_board_and_its_unit_run_over_socket_and_rfc2217_urls(tmp_path, nucleo, unit):
+    board = nucleo("STLINK-URL1", wire=True)
+    with (PortServer(board.port) as board_port,
+          PortServer(unit(board, BOARD_KINDS[KIND].timer_hz), rfc2217=True) as unit_port):
+        lab = with_monitor(physical_lab(tmp_path, board.probe.address, board_port.url), unit_port.url)
         assert {b.slot: b.physical.serial.device for b in load_lab(lab).boards if b.physical} == {
             "bench-1": board_port.url}
         env = {**os.environ, "NO_COLOR": "1", "HIL_LOCK_DIR": str(tmp_path / "locks")}
@@ -190,7 +190,7 @@ def test_two_boards_cannot_claim_one_url(tmp_path):
     lab = lab_with_port(tmp_path, "socket://127.0.0.1:1")
     data = yaml.safe_load(lab.read_text())
     data["boards"][0] = {**data["boards"][1], "slot": "bench-2", "probe": {"unique_id": "remote:127.0.0.1:2",
-                                                                            "target": "cortex_m"}}
+                                                                            "target": "stm32l432kc"}}
     lab.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(LabError, match="socket://127.0.0.1:1 is already used by board bench-2"):
         load_lab(lab)

@@ -32,13 +32,19 @@ def reframed(wire: bytes, type: int | None = None, flip_crc: bool = False) -> by
     return protocol.cobs_encode(bytes(raw)) + protocol.DELIMITER
 
 
+def raw_pty() -> tuple[int, int, str]:
+    """A pty pair in raw mode: (master, slave, the slave's path). Keep the slave open while the master is
+    used: a pty whose slave nobody holds reads EIO."""
+    master, slave = os.openpty()
+    tty.setraw(slave)  # no line discipline: no echo, no CR/LF rewriting, from the first byte
+    return master, slave, os.ttyname(slave)
+
+
 class _Pty:
     """A raw pty pair; the lab opens `path`, this side reads and writes `master`."""
 
     def __init__(self) -> None:
-        self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # no line discipline: no echo, no CR/LF rewriting, from the first byte
-        self.path = os.ttyname(self._slave)
+        self.master, self._slave, self.path = raw_pty()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -50,7 +56,7 @@ class _Pty:
         self._stop.set()
         self._thread.join(timeout=2)
         os.close(self.master)
-        os.close(self._slave)  # held open meanwhile: a pty whose slave nobody holds reads EIO
+        os.close(self._slave)
 
     def _run(self) -> None:
         raise NotImplementedError

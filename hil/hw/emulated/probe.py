@@ -30,6 +30,14 @@ writes. Any other address bus-faults (pyOCD gets a transfer fault).
 After the final reset pyOCD lets the core run: the application is NOT executed here. The emulated
 board takes the flashed bytes with `memory()` and boots exactly those in QEMU.
 
+Release hook: the first time after a reset (SYSRESETREQ, VECTRESET, nRESET pulsed or released) that a
+request leaves the core neither halted, locked up nor held in reset, the chip has left reset to run what
+its flash holds: `releases` counts up and `on_release()` is called, for whoever models the running MCU
+(a bench that boots the flash in QEMU). It is called in the probe's server thread, under its request
+lock, before that request is answered (so before pyOCD's reset returns): keep it short, take what it
+needs (`memory()`) and hand the rest to a thread of its own. A reset caught by DEMCR.VC_CORERESET is no
+release until the debugger resumes the core.
+
 Wire format (pyocd/probe/tcp_probe_server.py): one JSON object a line,
 `{"id", "request", "arguments"}` -> `{"id", "status", "result"|"error"}`. The probe claims no
 capabilities, so pyOCD selects APs by writing DP SELECT itself and never sends SWJ sequences.
@@ -41,7 +49,7 @@ bytearray to json.dumps, which fails (RamBuilder -> RemoteMemoryInterface.write_
 serves one from a shell.
 
 Observations: `memory(address, size)` (what the target's memory, flash included, holds now, without
-the debug port: how the emulated board hands the flashed image to QEMU), `resets`, `memory_writes`
+the debug port: how the emulated board hands the flashed image to QEMU), `resets`, `releases`, `memory_writes`
 (debugger writes into RAM or flash), `erases` and `programs` (flash operations the controller
 carried out: pages or sectors, double words or PSIZE units), `connections`, `max_concurrent`, `core`.
 
@@ -329,7 +337,8 @@ class EmulatedProbe:
 
     def __init__(self, unique_id: str, target: str, port: int = 0, *, core: str | None = None,
                  corrupt_program_at: int | None = None, tamper_after_verify_at: int | None = None,
-                 write_protect_at: int | None = None, memory_interface: bool = False):
+                 write_protect_at: int | None = None, memory_interface: bool = False,
+                 on_release: Callable[[], None] | None = None):
         if target not in CHIPS:
             raise ValueError(f"probe {unique_id}: no emulated chip for pyOCD target {target!r} "
                              f"(emulated: {', '.join(CHIPS)})")
@@ -343,6 +352,9 @@ class EmulatedProbe:
         self.core = self.emulated.core
         self.dp = DebugPort(MemAP(self.emulated.bus, self.core.identity.ap_idr), self.core.identity.dpidr)
         self.memory_interface = memory_interface
+        self.on_release = on_release
+        self.releases = 0
+        self._resets_released = 0  # the core's reset count when it was last released
         self.stalled = False
         self.latency_s = 0.0
         self.connections = self.max_concurrent = 0
@@ -476,6 +488,14 @@ class EmulatedProbe:
             self.core.reset()  # the target leaves reset when nRESET is released
         self._reset_asserted = asserted
 
+    def _note_release(self) -> None:
+        core = self.core
+        if core.resets != self._resets_released and not (core.halted or core.lockup or self._reset_asserted):
+            self._resets_released = core.resets
+            self.releases += 1
+            if self.on_release is not None:
+                self.on_release()
+
     def _memif(self, handle: int) -> _Memif:
         if not self.memory_interface or handle != 0:
             raise WireError(GENERAL_ERROR, "invalid handle received from remote memory access")
@@ -492,6 +512,7 @@ class EmulatedProbe:
                 raise WireError(GENERAL_ERROR, "unknown request type")
             with self._lock:
                 result = handler(*request.get("arguments", []))
+                self._note_release()
             response = {"id": request_id, "status": 0} | ({} if result is None else {"result": result})
         except WireError as error:
             response = {"id": request_id, "status": error.status, "error": str(error)}
