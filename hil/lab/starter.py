@@ -2,8 +2,9 @@
 
 Every prebuilt image (board kind × model) of a kind whose emulated twin is in the default rack
 (hw/kinds: QemuTwin.in_starter_rack) becomes one emulated board, and each model gets every one
-of its test sets, as in the repository's labs.yaml. The paths are absolute: the assets are wherever hil is (hil.assets: a checkout, or
-the installed package), not beside the lab. The results go beside the lab, as for any lab file.
+of its test sets, as in the repository's labs.yaml. The paths are absolute: the assets are
+wherever hil is (hil.assets: a checkout, or the installed package), not beside the lab. The
+results go beside the lab, as for any lab file.
 """
 
 from __future__ import annotations
