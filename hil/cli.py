@@ -9,16 +9,20 @@ import signal
 import sys
 import time
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from hil.errors import BadInput, HilError
 from hil.model.registry import MODEL_NAMES
+
+if TYPE_CHECKING:  # every import that takes time is inside the command that needs it: `hil --help` stays quick
+    from rich.console import Console
 
 
 def _console(stderr: bool = False, piped_width: int = 200) -> Console:
     # rich honours NO_COLOR itself; a fixed width keeps piped output readable (rich would
     # otherwise squeeze the tables of CI logs and files into 80 columns).
+    from rich.console import Console
+
     console = Console(stderr=stderr)
     if not console.is_terminal:
         console.width = piped_width
@@ -69,14 +73,14 @@ def cmd_model_train(args) -> int:
 def cmd_testsets_generate(args) -> int:
     from hil.model.card import load_model
     from hil import assets
-    from hil.model.testsets import generate
+    from hil.model.testsets import DEFAULT_SEED, generate
 
     if not args.out:
         assets.checkout("hil testsets generate", "to write fixtures/testsets/ into", "give --out DIR")
     out = Path(args.out) if args.out else assets.TESTSETS_DIR
     for name in args.models or MODEL_NAMES:
         card = load_model(name)
-        for path in generate(card, out / card.name, seed=args.seed):
+        for path in generate(card, out / card.name, seed=DEFAULT_SEED if args.seed is None else args.seed):
             print(f"wrote {path}")
     return 0
 
@@ -241,8 +245,6 @@ def add_logging_options(parser: argparse.ArgumentParser, default=None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hil.model.testsets import DEFAULT_SEED
-
     parser = argparse.ArgumentParser(prog="hil", description="Hardware-in-the-loop lab for QUTE TinyML models.")
     add_logging_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -323,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     testsets = commands.add_parser("testsets", help="test sets").add_subparsers(dest="action", required=True)
     generate = testsets.add_parser("generate", help="generate the test sets of models from a seed")
     generate.add_argument("models", nargs="*", help="model names (default: all)")
-    generate.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    # Its default is the test sets' DEFAULT_SEED, read when generating: importing hil.model.testsets here would
+    # bring numpy and scipy.ndimage into every `hil --help`.
+    generate.add_argument("--seed", type=int, help="the corruptions' random seed (default: the shipped test sets' own)")
     generate.add_argument("--out", help="output directory (default fixtures/testsets)")
     generate.set_defaults(run=cmd_testsets_generate)
     for board_command in (run, sweep, fw_verify):

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hil.store import results
-from hil.run.baseline import RuleOutcome
-from hil.run.rack import BoardFailure
-from hil.run.assess import BoardSetSummary
-from hil.run.verdict import reasons_text
+
+if TYPE_CHECKING:  # types only: hil.run.baseline brings in scipy.stats, which writing XML does not need
+    from hil.run.baseline import RuleOutcome
+    from hil.run.rack import BoardFailure
+    from hil.run.assess import BoardSetSummary
 
 JUNIT_XML = "junit.xml"
 
 
 def write(path: Path, lab_name: str, summaries: list[BoardSetSummary], failures: list[BoardFailure],
           rules: list[RuleOutcome]) -> None:
+    from hil.run.verdict import reasons_text  # its module imports hil.run.baseline, and so scipy.stats
+
     suite = ET.Element("testsuite", name=f"hil.{lab_name}")
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
 
