@@ -7,6 +7,7 @@ INA219 reports (integer math, clipping, flags). No I2C here; see `swap16` for th
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Iterator
@@ -218,18 +219,29 @@ class Reading:
     power_w: float | None
 
 
+@functools.lru_cache(maxsize=64)
+def _current_lsb_ratio(calibration: int, shunt_ohms: float) -> tuple[int, int]:
+    """The exact current LSB of a calibration register, as numerator and denominator: worked out with
+    fractions once per calibration, not per sample (a run decodes hundreds of thousands)."""
+    lsb = _lsb_from_register(calibration, shunt_ohms)
+    return lsb.numerator, lsb.denominator
+
+
 def decode(registers: Registers, shunt_ohms: float) -> Reading:
     """Registers -> physical units, scaling current/power by the calibration the unit reports
-    (not the one the lab file asked for). Computed exactly, then rounded once to float."""
+    (not the one the lab file asked for). Computed exactly, then rounded once to float: Python
+    divides integers with one correct rounding, so `count * numerator / denominator` is the float
+    nearest the exact product, as float(count * Fraction) is."""
     bus = registers.bus & 0xFFFF
     overflow = bool(bus & OVF)
     current = power = None
     calibration = registers.calibration & 0xFFFE
     if not overflow and calibration:
-        lsb = _lsb_from_register(calibration, shunt_ohms)
-        current = float(_signed16(registers.current) * lsb)
-        power = float((registers.power & 0xFFFF) * 20 * lsb)  # unsigned: PD15..PD0, no sign bit
-    shunt_v, bus_v = float(_signed16(registers.shunt) * _SHUNT_LSB_V), float((bus >> 3) * _BUS_LSB_V)
+        numerator, denominator = _current_lsb_ratio(calibration, shunt_ohms)
+        current = _signed16(registers.current) * numerator / denominator
+        power = (registers.power & 0xFFFF) * 20 * numerator / denominator  # unsigned: PD15..PD0, no sign bit
+    shunt_v = _signed16(registers.shunt) * _SHUNT_LSB_V.numerator / _SHUNT_LSB_V.denominator
+    bus_v = (bus >> 3) * _BUS_LSB_V.numerator / _BUS_LSB_V.denominator
     return Reading(shunt_v, bus_v, bool(bus & CNVR), overflow, current, power)
 
 

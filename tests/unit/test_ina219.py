@@ -310,3 +310,31 @@ def test_swap16():
     assert swap16(0x12345) == 0x4523  # only the low 16 bits
     smbus_words = {name: swap16(value) for name, value in vars(EXAMPLE).items()}
     assert decode(Registers(**{k: swap16(v) for k, v in smbus_words.items()}), R).current_a == 0.25
+
+
+def exact_reading(registers: Registers, shunt_ohms: float) -> tuple:
+    """decode()'s figures as it first computed them: with fractions, on every sample."""
+    from fractions import Fraction
+
+    def signed(word: int) -> int:
+        return word - 0x10000 if word & 0x8000 else word
+
+    lsb = Fraction(4096, 100_000) / ((registers.calibration & 0xFFFE) * Fraction(repr(float(shunt_ohms))))
+    bus = registers.bus & 0xFFFF
+    return (float(signed(registers.current & 0xFFFF) * lsb), float((registers.power & 0xFFFF) * 20 * lsb),
+            float(signed(registers.shunt & 0xFFFF) * Fraction(1, 100_000)), float((bus >> 3) * Fraction(4, 1000)))
+
+
+@pytest.mark.parametrize("shunt, imax", [(0.1, 3.0), (0.1, 0.4), (1.0, 0.1), (0.01, 10.0), (0.5, 0.05)])
+def test_cached_decode_equals_the_exact_arithmetic_bit_for_bit(shunt, imax):
+    calibration = Calibration.for_range(shunt, imax)
+    words = np.random.default_rng(12).integers(0, 0x10000, size=(4000, 4))
+    words[:, 1] &= ~OVF  # an overflow hides current and power; those words are compared below
+    for register in (calibration.register, 0x0002, 0xFFFE, 4097 * 2):
+        for shunt_word, bus_word, power_word, current_word in words.tolist():
+            registers = Registers(0, shunt_word, bus_word, power_word, current_word, register)
+            reading = decode(registers, shunt)
+            assert (reading.current_a, reading.power_w, reading.shunt_v, reading.bus_v) == \
+                exact_reading(registers, shunt), registers
+    overflowed = decode(Registers(0, 1, 0x0001, 5, 5, calibration.register), shunt)
+    assert (overflowed.current_a, overflowed.power_w) == (None, None)
