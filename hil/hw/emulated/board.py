@@ -1,6 +1,9 @@
 """An emulated board: a chip behind an emulated debug probe, flashed by pyOCD, then booted by QEMU
 with what its flash holds; its unit a process on the board's GPIO wire.
 
+A board whose unit fails to start, or dies mid-run, streams on unmeasured (docs/monitor.md): the
+wire is then drained here (QemuBoard.drain_wire), else the firmware would block on its full pty.
+
 Its flasher is FlashThroughProbe (hw/emulated/loader.py): the physical boards' pyOCD path into the
 probe's model of the kind's flash, then QEMU powers on with those bytes, paused; the board then opens
 its UARTs and lets it run.
@@ -8,6 +11,7 @@ its UARTs and lets it run.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import serial
@@ -43,6 +47,22 @@ class EmulatedBoard(Board):
     def _make_monitor(self, traces_dir: Path) -> Monitor:
         # The emulated unit reads the board's GPIO wire and clocks it by the board's timer.
         return EmulatedMonitor(self.slot, self.spec.kind, self.kind.timer_hz, traces_dir, self.qemu.wire.port)
+
+    def start_monitor(self, traces_dir: Path) -> None:
+        try:
+            super().start_monitor(traces_dir)
+        except BaseException:
+            self.qemu.drain_wire()  # the unit was stopped: nobody else reads the wire
+            raise
+        process = getattr(self.monitor, "process", None)  # the unit's own process (hw/emulated/monitor.py)
+        if process is not None:
+            threading.Thread(target=self._drain_when_gone, args=(process,), name=f"{self.slot} unit watch",
+                             daemon=True).start()
+
+    def _drain_when_gone(self, process) -> None:
+        # The unit exits when it dies, and when the board stops it; draining a stopping board is harmless.
+        process.wait()
+        self.qemu.drain_wire()
 
     def alive(self) -> bool:
         return self.qemu.alive()

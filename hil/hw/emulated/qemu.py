@@ -85,17 +85,19 @@ class WireRecorder:
 
     A real pin never blocks the firmware; a pty does once its buffer is full and nobody
     reads it, and then the firmware would hang in its UART write. So the wire is always
-    drained, and the EDGE records are kept until someone takes them.
+    drained, and the EDGE records are kept until someone takes them (`keep=False`: only drained,
+    for a board whose measurement unit has failed, so a long run holds no edges nobody takes).
     """
 
-    def __init__(self, port: serial.SerialBase, name: str = "wire"):
+    def __init__(self, port: serial.SerialBase, name: str = "wire", keep: bool = True):
         self._channel = Channel(port, name)
+        self._keep = keep
         self._edges: list[protocol.Edge] = []
         self._lock = threading.Lock()
         self._listener = self._channel.listen(self._on_frame, wait=0.05)  # lost: the board is stopping
 
     def _on_frame(self, event: protocol.Frame | protocol.FrameError) -> None:
-        if isinstance(event, protocol.Frame) and event.type == protocol.MessageType.EDGE:
+        if self._keep and isinstance(event, protocol.Frame) and event.type == protocol.MessageType.EDGE:
             with self._lock:
                 self._edges.append(protocol.Edge.from_payload(event.payload))
 
@@ -137,6 +139,7 @@ class QemuBoard:
         self._qmp: Qmp | None = None
         self._workdir: Path | None = None
         self._ptys: dict[str, str] = {}
+        self._wire_lock = threading.Lock()  # `drain_wire` may come from another thread than `stop`
 
     def command(self, qmp_socket: Path, flash_file: Path | None = None) -> list[str]:
         twin = self.kind.qemu
@@ -202,6 +205,15 @@ class QemuBoard:
         except Exception as error:
             raise self._did_not_start(error) from None
 
+    def drain_wire(self) -> None:
+        """Read the GPIO wire from now on, discarding it: its reader (the measurement unit) failed or
+        is gone, and unread, the pty fills after a few hundred inferences and the firmware blocks on its
+        next edge. Does nothing if the wire is already read here, or the board is stopped."""
+        with self._wire_lock:
+            if self.wire is not None and self.recorder is None:
+                logger.info("%s: the GPIO wire has no reader any more; draining it, the board streams on", self.name)
+                self.recorder = WireRecorder(self.wire, f"{self.name} wire", keep=False)
+
     def _did_not_start(self, error: Exception) -> EmulatorError:
         log = (self._workdir / "qemu.log").read_text(errors="replace").strip().splitlines()
         self.stop()
@@ -233,13 +245,14 @@ class QemuBoard:
         self._qmp.execute("system_reset")
 
     def stop(self) -> None:
-        if self.recorder is not None:
-            self.recorder.stop()
-            self.recorder = None
-        for port in (self.link, self.wire):
-            if port is not None:
-                port.close()
-        self.link = self.wire = None
+        with self._wire_lock:
+            if self.recorder is not None:
+                self.recorder.stop()
+                self.recorder = None
+            for port in (self.link, self.wire):
+                if port is not None:
+                    port.close()
+            self.link = self.wire = None
         if self._qmp is not None:
             try:
                 self._qmp.execute("quit")
