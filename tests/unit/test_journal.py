@@ -60,3 +60,34 @@ def test_run_files_and_the_catalog_on_a_full_disk_are_results_errors_and_leave_n
         with pytest.raises(ResultsUnwritable, match=r"catalog.sqlite: cannot write the results"):
             results.catalog_record(run_dir, run)
         assert sorted(p.name for p in run_dir.iterdir()) == [], "a half-written file was left"
+
+
+def test_a_journal_commits_in_groups_and_on_close(tmp_path, monkeypatch):
+    """Many quick appends take a handful of fsyncs (one per COMMIT_INTERVAL_S at most, plus close), and
+    each line is in the file the moment `append` returns; a lone line is committed in time by itself."""
+    import os
+    import time
+
+    from hil.run import records
+
+    fsynced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(records.os, "fsync", lambda fd: (fsynced.append(time.monotonic()), real_fsync(fd)))
+    started = time.monotonic()
+    with RecordJournal(tmp_path) as journal:
+        for index in range(3000):
+            journal.append(record(index))
+            if index == 2999:  # written through to the file before any commit of it
+                assert len(journal_lines(tmp_path)) == 3000
+        elapsed = time.monotonic() - started
+    assert 1 <= len(fsynced) <= elapsed / records.COMMIT_INTERVAL_S + 2, (len(fsynced), elapsed)
+    assert [r.index for r in read_records(tmp_path)] == list(range(3000))
+    gaps = [b - a for a, b in zip(fsynced, fsynced[1:-1])]  # close's own commit may follow at once
+    assert all(gap >= records.COMMIT_INTERVAL_S * 0.9 for gap in gaps), gaps
+
+    fsynced.clear()
+    with RecordJournal(tmp_path) as journal:
+        journal.append(record(3000))
+        time.sleep(3 * records.COMMIT_INTERVAL_S)
+        assert len(fsynced) == 1  # committed by the committer thread, not waiting for close
+    assert len(fsynced) == 1  # nothing left for close to commit
