@@ -147,3 +147,11 @@ def test_a_batch_decodes_to_ina219_decode_value_for_value():
 def test_a_malformed_samples_frame_is_refused(payload, says):
     with pytest.raises(protocol.ProtocolError, match=says):
         mp.Samples.from_payload(payload)
+
+
+def test_a_unit_of_an_unknown_protocol_version_is_refused_by_name():
+    payload = mp.MonitorInfo(mp.VERSION_1_1, CLOCK_HZ, "unit").to_payload()
+    assert mp.MonitorInfo.from_payload(payload).version == mp.VERSION_1_1
+    assert mp.MonitorInfo.from_payload(b"\x01" + payload[1:]).version == mp.VERSION_1  # v1 units still work
+    with pytest.raises(protocol.ProtocolError, match="monitor INFO: version 3"):
+        mp.MonitorInfo.from_payload(b"\x03" + payload[1:])
