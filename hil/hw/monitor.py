@@ -1,6 +1,6 @@
 """Measurement units: the hardware edge that watches a board's pins and supply.
 
-One host class, MonitorLink, speaks monitor protocol v1 (docs/monitor.md) over any
+One host class, MonitorLink, speaks monitor protocol v1.1, or v1 to an older unit (docs/monitor.md), over any
 pyserial port. Two kinds of unit sit behind it:
 - SerialMonitor (hw/physical/monitor.py): a physical unit (a small MCU with a capture input
   on the DUT's pins and an INA219 on its supply) on a USB serial port named in labs.yaml;
@@ -8,8 +8,10 @@ pyserial port. Two kinds of unit sit behind it:
   reading the emulated board's edge records and modelling the INA219; it offers a pty, and
   from there on it is the same path.
 The host configures the INA219 with the calibration from the lab (shunt ohms, max current)
-and decodes the raw registers itself, so the decoding is tested as the product runs it.
-Everything the unit sends is appended to the run's trace file as it arrives; when the
+and decodes the raw registers itself, so the decoding is tested as the product runs it; v1.1's
+batches are decoded a batch at a time (PowerDecoder), to the same floats as ina219.decode.
+Everything the unit sends is appended to the run's trace file as it arrives, a line per frame, raw
+registers included, so a figure can be checked against the registers it came from; when the
 results disk fails, the trace stops there and the next flush raises ResultsUnwritable.
 The framing, sequence numbers, reading thread and reply matching are hw/channel.py's.
 """
@@ -23,6 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+import numpy as np
 import serial
 
 from hil.hw import ina219
@@ -51,6 +54,34 @@ def measurement_config(calibration: ina219.Calibration, max_current_a: float) ->
     return ina219.Config(bus_range_v=16, pga_gain=gain, badc=0b0011, sadc=0b1010, mode=0b101)
 
 
+class PowerDecoder:
+    """POWER registers -> watts for a batch, with the calibration fixed. Each register value's
+    float is ina219.decode's own (the exact product, rounded once), computed the first time the
+    value is seen and looked up after that, so a batch decodes to exactly the per-sample figures."""
+
+    def __init__(self, calibration: ina219.Calibration):
+        self.calibration = calibration
+        self._watts = np.full(1 << 16, np.nan)  # by POWER register value; NaN: not computed yet
+
+    def _decode_one(self, power: int) -> float:
+        registers = ina219.Registers(0, 0, 0, power, 0, self.calibration.register)
+        watts = ina219.decode(registers, self.calibration.shunt_ohms).power_w
+        assert watts is not None  # a Calibration's register is never 0, and bus 0 has no OVF
+        return watts
+
+    def power_w(self, power: np.ndarray, bus: int) -> list[float | None]:
+        """The power of each conversion of a batch with this (shared) bus register; None: OVF."""
+        if bus & ina219.OVF:
+            return [None] * len(power)
+        watts = self._watts[power]
+        missing = np.isnan(watts)
+        if missing.any():
+            for value in np.unique(power[missing]).tolist():
+                self._watts[value] = self._decode_one(value)
+            watts = self._watts[power]
+        return watts.tolist()
+
+
 class MonitorLink:
     def __init__(self, port: serial.SerialBase, name: str, trace_path: Path, tap: Tap | None = None):
         self.channel = Channel(port, name, mp.MonitorMessage, tap)
@@ -58,6 +89,8 @@ class MonitorLink:
         self.edges: list[Edge] = []
         self.samples: list[PowerSample] = []
         self.calibration: ina219.Calibration | None = None
+        self.decoder: PowerDecoder | None = None  # set with calibration
+        self.version = 0  # the unit's INFO.version
         self.clock_hz = 0
         self.conversion_ticks = 0
         self.problem: str | None = None  # what broke the link, once something did
@@ -85,7 +118,9 @@ class MonitorLink:
         except protocol.ProtocolError as error:
             self.problem = f"garbled data from the unit ({error})"
             return
-        if isinstance(message, (mp.MonitorEdge, mp.Sample)):
+        if isinstance(message, (mp.Samples, mp.SampleRun, mp.Edges)):
+            self._take_batch(message)
+        elif isinstance(message, (mp.MonitorEdge, mp.Sample)):
             self._take(message)
         else:
             self._replies.put(event, message)
@@ -106,6 +141,35 @@ class MonitorLink:
                 self.samples.append(PowerSample(message.start, message.end, power))
             self._write_trace({"sample": [message.start, message.end], "registers": [
                 message.shunt, message.bus, message.power, message.current], "power_w": power})
+
+    def _take_batch(self, message: mp.Samples | mp.SampleRun | mp.Edges) -> None:
+        """v1.1: a batch of edges or conversions, decoded at once and traced as one line."""
+        if isinstance(message, mp.Edges):
+            triples = message.edges()
+            with self._lock:
+                self.edges.extend(Edge(pin, level, at) for pin, level, at in triples)
+            self._write_trace({"edges": triples})
+            return
+        if isinstance(message, mp.Samples):
+            count, bus, power_registers = len(message.registers), message.bus, message.registers[:, 1]
+            trace: dict = {"samples": [message.start, message.ticks], "bus": bus,
+                           "registers": message.registers.tolist()}
+        else:
+            count, bus, power_registers = message.count, message.bus, np.array([message.power], dtype=np.uint16)
+            trace = {"run": [message.start, message.ticks, count],
+                     "registers": [message.shunt, bus, message.power, message.current]}
+        if self.decoder is None:  # samples before CONFIGURE: nothing to decode them with
+            powers: list[float | None] = [None] * len(power_registers)
+        else:
+            powers = self.decoder.power_w(power_registers, bus)
+        if isinstance(message, mp.SampleRun):
+            powers = powers * count
+        starts = range(message.start, message.start + count * message.ticks, message.ticks)
+        ends = range(message.start + message.ticks, message.start + (count + 1) * message.ticks, message.ticks)
+        with self._lock:
+            self.samples.extend(map(PowerSample, starts, ends, powers))
+        trace["power_w"] = powers if isinstance(message, mp.Samples) else powers[0]
+        self._write_trace(trace)
 
     def _write_trace(self, entry: dict | None) -> None:
         """A trace line (None: flush). After a disk error the trace stops, the edges still count in memory."""
@@ -140,16 +204,19 @@ class MonitorLink:
 
     def configure(self, calibration: ina219.Calibration, max_current_a: float) -> None:
         info = self.request(mp.MonitorHello())
-        self.clock_hz = info.clock_hz
+        self.clock_hz, self.version = info.clock_hz, info.version
         config = measurement_config(calibration, max_current_a)
         # Set before the request: the unit samples from CONFIGURE on, and the reader thread may
         # decode a sample before this thread sees the reply.
-        self.calibration = calibration
+        self.calibration, self.decoder = calibration, PowerDecoder(calibration)
         configured = self.request(mp.Configure(config.register, calibration.register))
         if (configured.config, configured.calibration) != (config.register, calibration.register):
             raise MonitorError(f"{self.name}: the unit holds config {configured.config:#06x}, calibration "
                                f"{configured.calibration} instead of {config.register:#06x}, {calibration.register}")
         self.conversion_ticks = configured.conversion_ticks
+        self._write_trace({"unit": info.unit_id, "version": "1.1" if info.version == mp.VERSION_1_1 else "1",
+                           "clock_hz": self.clock_hz, "conversion_ticks": self.conversion_ticks,
+                           "config": configured.config, "calibration": configured.calibration})
         log.info("%s: unit %s, %d Hz, conversions of %d ticks", self.name, info.unit_id, self.clock_hz,
                  self.conversion_ticks)
 

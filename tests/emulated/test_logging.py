@@ -57,9 +57,9 @@ def test_a_run_with_a_log_file_keeps_every_frame_of_every_link(tmp_path):
     # The measurement unit's link is logged too, under its own name and message types.
     unit = frames(entries, f"{SLOT} monitor")
     assert unit[0][0] == "out" and unit[0][1].type == mp.MonitorMessage.HELLO
-    assert any(d == "in" and f.type == mp.MonitorMessage.EDGE for d, f in unit)
+    assert any(d == "in" and f.type == mp.MonitorMessage.EDGES for d, f in unit)  # v1.1's batches
     names = {e["name"] for e in entries if e.get("link") == f"{SLOT} monitor" and "type" in e}
-    assert {"HELLO", "INFO", "CONFIGURE", "CONFIGURED", "FLUSH", "FLUSHED", "EDGE", "SAMPLE"} <= names
+    assert {"HELLO", "INFO", "CONFIGURE", "CONFIGURED", "FLUSH", "FLUSHED", "EDGES", "SAMPLES"} <= names
 
 
 def test_without_a_log_file_or_verbosity_stderr_is_as_before(tmp_path):

@@ -1,12 +1,13 @@
 """The emulated measurement unit: a process that does what a physical one does, on a pty.
 
     python -m hil.hw.emulated.monitor_unit --wire /dev/pts/N --kind mps2-an386 --clock-hz 25000000 --truth FILE
+        [--protocol 1.1|1]
 
 It reads the emulated board's GPIO edge records from the board's second UART (the
 emulated wire to the unit's capture input), models an INA219 on the board's supply at
 register level (hil/hw/ina219.py: calibration, LSBs, conversion windows, CNVR/OVF, noise),
-and speaks monitor protocol v1 (docs/monitor.md) to the host on a pseudo-terminal whose
-path it prints as its first line. The host drives it exactly as it drives a physical unit.
+and speaks monitor protocol v1.1 (docs/monitor.md; v1 with --protocol 1) to the host on a
+pseudo-terminal whose path it prints as its first line. The host drives it exactly as it drives a physical unit.
 
 What the board draws is its kind's modelled power profile (hil/hw/kinds.py: not a measurement): idle
 power while the busy pin is low, active power while it is high. The true energy of every
@@ -17,6 +18,8 @@ Time is the board's: edges carry the device's timer count (25 MHz of QEMU's icou
 unwrapped to 64 bits. A sample is emitted once time has passed its window's end, which the
 unit learns from the next edge, or, at FLUSH, by assuming the board idles for one more
 conversion (it is idle: the host flushes only between requests).
+In v1.1 conversions and edges are held until a batch is due (BATCH_CONVERSIONS of them, or FLUSH)
+and then sent as SAMPLES, SAMPLE_RUN and EDGES frames (hil/hw/monitor_protocol.py batches them).
 """
 
 from __future__ import annotations
@@ -40,11 +43,20 @@ WRAP = 1 << 32
 
 
 NOISE_LSB = 0.7  # shunt ADC noise, in 10 uV steps (one sigma)
+# v1.1: conversions held before a batch goes out (170 ms at 2.13 ms); a run of identical registers
+# still growing at that point is held on (up to RUN_HOLD_MAX), so that it goes as one SAMPLE_RUN.
+BATCH_CONVERSIONS = 2 * mp.SAMPLES_MAX
+RUN_HOLD_MAX = 1 << 16
+PROTOCOLS = {"1": mp.VERSION_1, "1.1": mp.VERSION_1_1}
 
 
 class EmulatedUnit:
-    def __init__(self, profile: PowerProfile, clock_hz: int, truth, seed: int, send):
+    def __init__(self, profile: PowerProfile, clock_hz: int, truth, seed: int, send,
+                 version: int = mp.MONITOR_PROTOCOL_VERSION):
         self.profile = profile
+        self.version = version
+        self.held_conversions: list[mp.Conversion] = []  # v1.1: not sent yet
+        self.held_edges: list[tuple[int, int, int]] = []
         self.clock_hz = clock_hz
         self.truth = truth
         self.send = send  # sends one monitor message to the host
@@ -80,7 +92,31 @@ class EmulatedUnit:
                 self.busy_since = None
         if self.sample_start is not None:
             self.changes.append((at, self.power()))
-        self.send(mp.MonitorEdge(edge.pin, edge.level, at))
+        if self.version == mp.VERSION_1:
+            self.send(mp.MonitorEdge(edge.pin, edge.level, at))
+        else:
+            self.held_edges.append((edge.pin, edge.level, at))
+            if len(self.held_edges) >= mp.EDGES_MAX:
+                self.send_held(edges_only=True)
+
+    def send_held(self, edges_only: bool = False) -> None:
+        """v1.1: the held edges, and the held conversions (all of them, unless edges_only), in batches."""
+        for message in mp.batch_edges(self.held_edges):
+            self.send(message)
+        self.held_edges = []
+        if not edges_only:
+            for message in mp.batch_conversions(self.held_conversions):
+                self.send(message)
+            self.held_conversions = []
+
+    def _hold(self, conversion: mp.Conversion) -> None:
+        held = self.held_conversions
+        held.append(conversion)
+        if len(held) < BATCH_CONVERSIONS or (held[-2][2:] == conversion[2:] and len(held) < RUN_HOLD_MAX):
+            return
+        for message in mp.batch_conversions(held[:-1]):  # the last may start a run: it waits
+            self.send(message)
+        self.held_conversions = [conversion]
 
     def _write_truth(self, entry: dict) -> None:
         # The ground truth is for tests. A full or failing results disk ends it, not the unit: a
@@ -112,14 +148,19 @@ class EmulatedUnit:
                     level = p
             average_current = energy / (end - start) / self.profile.bus_v
             registers = self.chip.convert(average_current, self.profile.bus_v, rng=self.rng, noise_lsb=NOISE_LSB)
-            self.send(mp.Sample(start, end, registers.shunt, registers.bus, registers.power, registers.current))
+            conversion = mp.Conversion(start, end, registers.shunt, registers.bus, registers.power, registers.current)
+            if self.version == mp.VERSION_1:
+                self.send(mp.Sample(*conversion))
+            else:
+                self._hold(conversion)
             self.sample_start = end
             self.changes = [(end, level)] + [c for c in self.changes if c[0] > end]
 
     def on_request(self, message) -> object:
         if isinstance(message, mp.MonitorHello):
-            return mp.MonitorInfo(mp.MONITOR_PROTOCOL_VERSION, self.clock_hz, "hil-emulated-unit")
+            return mp.MonitorInfo(self.version, self.clock_hz, "hil-emulated-unit")
         if isinstance(message, mp.Configure):
+            self.send_held()  # measured under the old registers
             self.chip.write(ina219.CALIBRATION, message.calibration)
             # One triggered shunt+bus conversion first, so that POWER has a bus voltage to use
             # while the host's mode (shunt only, continuous) converts the shunt alone.
@@ -135,6 +176,7 @@ class EmulatedUnit:
         if isinstance(message, mp.Flush):
             if self.now is not None:
                 self.emit_samples_until(self.now + self.conversion_ticks)
+            self.send_held()
             return mp.Flushed(self.sample_start or 0)
         raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_MESSAGE, f"{type(message).__name__}")
 
@@ -180,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock-hz", type=int, required=True, help="the board's timer clock")
     parser.add_argument("--truth", required=True, help="where the true energy of every busy window goes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="1.1", help="monitor protocol to speak")
     args = parser.parse_args(argv)
 
     # Both ptys in raw mode, as pyserial would set them: a cooked tty echoes and turns CR into LF.
@@ -194,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         os.write(host_fd, host.encode(message, reply_seq)[1])
 
     with open(args.truth, "a", encoding="utf-8") as truth:
-        unit = EmulatedUnit(BOARD_KINDS[args.kind].power, args.clock_hz, truth, args.seed, send)
+        unit = EmulatedUnit(BOARD_KINDS[args.kind].power, args.clock_hz, truth, args.seed, send,
+                            PROTOCOLS[args.protocol])
         print(os.ttyname(host_device), flush=True)  # the host opens this, as it would /dev/ttyACM1
         serve(wire_fd, host_fd, unit, wire, host)
     return 0
