@@ -60,8 +60,26 @@ def test_a_linux_ina219_unit_meters_the_board_as_the_emulated_truth_says(tmp_pat
     truth = [json.loads(line) for line in (tmp_path / "truth.jsonl").read_text().splitlines()]
     lines = (run_dir_of(tmp_path) / "measurements.jsonl").read_text().splitlines()
     metered = [m for m in map(json.loads, lines) if m["slot"] == "bench-1" and m["energy_j"] is not None]
-    # Known gap (report): some windows get no energy yet, where a missed conversion broke the tiling.
-    assert len(metered) >= 15, len(metered)
-    measured, true = sum(m["energy_j"] for m in metered), sum(truth[m["window"] - 1]["excess_energy_j"]
-                                                             for m in metered)
-    assert abs(measured - true) <= 0.01 * true, (measured, true)
+    # The fake chip starts converting at the board's first edge, so the first window has no sample before it.
+    assert len(metered) >= len(truth) - 1 and any(m["method"] == "burst" for m in metered), metered
+    for m in metered:  # a burst's energy is per inference
+        true = truth[m["window"] - 1]["excess_energy_j"]
+        assert abs(m["energy_j"] * m["count"] - true) <= 0.01 * true, (m, true)
+
+
+def test_a_linux_ina219_unit_that_stops_mid_run_is_one_board_error_and_every_record_is_kept(tmp_path, nucleo):
+    board = nucleo("STLINK-0102", wire=True)
+    result = run(lab_for(tmp_path, board), tmp_path, HIL_FAKE_LINUX_UNIT_FAIL_AFTER="40")
+    assert result.returncode == INFRASTRUCTURE, result.stderr[-3000:]
+    failures = json.loads(result.stdout)["failures"]
+    assert failures and all(f["slot"] == "bench-1" and f["stage"] == "monitor" for f in failures), failures
+    assert "stopped answering" in failures[0]["reason"] and "\n" not in failures[0]["reason"], failures
+    run_dir = run_dir_of(tmp_path)
+    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    measured = [json.loads(line) for line in (run_dir / "measurements.jsonl").read_text().splitlines()]
+    assert sum(r["slot"] == "bench-1" for r in records) == 30
+    # The board is metered once its answers are in (hil/run/metering.py); by then the unit is gone.
+    bench = [m for m in measured if m["slot"] == "bench-1"]
+    assert len(bench) == 30 and all(m["method"] == "unmeasured" and "stopped answering" in m["reason"]
+                                    for m in bench), bench
+    assert any(m["energy_j"] is not None for m in measured if m["slot"] == "an500-mnist1d")

@@ -49,6 +49,7 @@ class Bench:
         self.conversions = 0
         self.events: list[tuple[int, int, int]] = []  # (line, level, timestamp_ns)
         self.late_edges = 0
+        self.overwritten = self.overwritten_late = 0  # conversions the host never read (and of them, shown late)
         self.wire: str | None = None
 
     def ns(self, ticks: int) -> int:
@@ -97,6 +98,8 @@ class Bench:
         now = time.monotonic_ns()
         while self.pending and self.ns(self.pending[0].end) <= now:
             sample = self.pending.pop(0)  # a newer conversion overwrites an unread one, as on the chip
+            self.overwritten += self.ready
+            self.overwritten_late += self.ready and self.ns(sample.end) < now - 1_000_000
             self.latched, self.ready = (sample.shunt, sample.bus, sample.power, sample.current), True
             self.conversions += 1
 
@@ -193,9 +196,9 @@ class FakeLineRequest:
         return events
 
     def release(self) -> None:
-        if self.bench.late_edges:
-            print(f"fake linux unit: {self.bench.late_edges} edges came after their time was sampled",
-                  file=sys.stderr)
+        bench = self.bench
+        print(f"fake linux unit: {bench.late_edges} edges came after their time was sampled; {bench.conversions} "
+              f"conversions, {bench.overwritten} never read ({bench.overwritten_late} shown late)", file=sys.stderr)
 
 
 def install() -> None:

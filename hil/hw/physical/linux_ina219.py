@@ -3,8 +3,8 @@
 An INA219 on the host's I2C bus (smbus2) sits in the DUT's supply; the DUT's busy and exit pins go to
 two GPIO lines of a gpiochip (libgpiod v2, `gpiod` 2.x), whose kernel stamps every edge on
 CLOCK_MONOTONIC. Samples are timed on the same clock: a thread polls the chip's CNVR bit and stamps
-each conversion's end halfway between the last poll that found it clear and the first that found it
-set; each sample starts where the previous one ended, so samples tile time as hil/hw/measurement.py
+each conversion's end by the chip's period, kept between the last poll that found it clear and the
+first that found it set (see _sample); each sample starts where the previous one ended, so samples tile time as hil/hw/measurement.py
 needs (a missed conversion leaves a gap, and the windows it touches get no energy rather than a
 wrong one). Ticks are nanoseconds (clock_hz 1e9). The chip is configured as the serial unit's
 (hil/hw/monitor.py: measurement_config) with the lab's calibration (hil/hw/ina219.py).
@@ -12,6 +12,7 @@ wrong one). Ticks are nanoseconds (clock_hz 1e9). The chip is configured as the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -27,6 +28,9 @@ from hil.store import results
 CLOCK_HZ = 1_000_000_000  # CLOCK_MONOTONIC nanoseconds
 FLUSH_TIMEOUT_S = 5.0
 POLLS_PER_CONVERSION = 16  # CNVR polls per conversion: the stamp's error is half a poll plus one I2C read
+# 16 shunt samples averaged: 8.51 ms conversions (SBOS448G §8.6.2.1). The serial unit's 2.13 ms ones would be
+# missed whenever another thread of the run holds Python's GIL for its 5 ms switch interval.
+SHUNT_ADC_AVERAGE_16 = 0b1100
 TRIGGERED_SHUNT_BUS = 0b011  # one shunt+bus conversion, so POWER has a bus voltage (SBOS448G §8.6.2.1)
 
 
@@ -70,7 +74,7 @@ class LinuxIna219Link:
         except OSError as error:
             raise MonitorError(f"{name}: cannot open I2C bus {wiring.i2c_bus} ({error}); check i2c_bus and that "
                                "the i2c-dev module is loaded") from None
-        config = measurement_config(calibration, max_current_a)
+        config = dataclasses.replace(measurement_config(calibration, max_current_a), sadc=SHUNT_ADC_AVERAGE_16)
         try:
             self._write(ina219.CALIBRATION, calibration.register)
             self._write(ina219.CONFIG, (config.register & ~0x7) | TRIGGERED_SHUNT_BUS)
@@ -113,8 +117,14 @@ class LinuxIna219Link:
             time.sleep(0.001)
 
     def _sample(self) -> None:
-        """Poll CNVR; read each conversion once (reading POWER clears CNVR, SBOS448G §8.6.3.2)."""
-        poll_s = self.conversion_ticks / CLOCK_HZ / POLLS_PER_CONVERSION
+        """Poll CNVR; read each conversion once (reading POWER clears CNVR, SBOS448G §8.6.3.2).
+
+        A conversion ended after the last poll that found CNVR clear and before the first that found it
+        set. The chip converts back to back, so its ends are the last end plus one conversion, kept
+        inside that interval: a poll held up (the GIL, the scheduler) widens the interval but does not
+        move the stamp, and every tight one corrects the chip's drift."""
+        period = self.conversion_ticks
+        poll_s = period / CLOCK_HZ / POLLS_PER_CONVERSION
         last_end: int | None = None
         clear_at = time.monotonic_ns()
         try:
@@ -126,17 +136,18 @@ class LinuxIna219Link:
                     time.sleep(poll_s)
                     continue
                 shunt, power, current = (self._read(r) for r in (ina219.SHUNT, ina219.POWER, ina219.CURRENT))
-                end = (clear_at + seen_at) // 2
+                contiguous = last_end is not None and seen_at - last_end < 1.5 * period
+                predicted = last_end + period if contiguous else seen_at
+                end = min(max(predicted, clear_at), seen_at)
                 # Contiguous unless a conversion was missed (then the gap stays, and its windows go unmetered).
-                start = last_end if last_end is not None and end - last_end < 1.5 * self.conversion_ticks \
-                    else end - self.conversion_ticks
+                start = last_end if contiguous else end - period
                 registers = ina219.Registers(0, shunt, bus, power, current, self.calibration.register)
                 watts = ina219.decode(registers, self.calibration.shunt_ohms).power_w
                 with self._lock:
                     self.samples.append(PowerSample(start, end, watts))
                 self._write_trace({"sample": [start, end], "registers": [shunt, bus, power, current],
                                    "power_w": watts})
-                last_end = clear_at = end
+                last_end, clear_at = end, seen_at
         except OSError as error:
             self.problem = f"the INA219 stopped answering on I2C bus {self.wiring.i2c_bus} ({error})"
 
@@ -175,7 +186,7 @@ class LinuxIna219Link:
         deadline = time.monotonic() + timeout
         while True:
             if self.problem is not None:
-                raise MonitorError(f"{self.name}: {self.problem}; check the unit, the answers are kept")
+                raise MonitorError(f"{self.name}: {self.problem}; check its wiring and power")
             with self._lock:
                 edges, covered = list(self.edges), self.samples[-1].end if self.samples else None
             found = busy_windows(edges)
