@@ -11,8 +11,9 @@ EdgeEvent, the enums) is theirs. Both sides are fed by one `Bench`:
 Device time is put on CLOCK_MONOTONIC by one offset, fixed at the first edge, LAG_NS after it came (the
 wire's bytes trail the pins): edge timestamps and conversion ends alike. A conversion's registers show
 (CNVR) once the host's clock passes its end; while the wire is quiet, conversions are made up to the
-mapped now, assuming no edge is still on the way by then (an edge that is counts as late). HIL_FAKE_LINUX_UNIT_FAIL_AFTER=N: after N conversions the
-chip stops answering (EREMOTEIO), as an unplugged one does.
+mapped now, assuming no edge is still on the way by then (an edge that is counts as late).
+HIL_FAKE_LINUX_UNIT_FAIL_AFTER=N: after N conversions the chip stops answering (EREMOTEIO), as an
+unplugged one does.
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@ An INA219 on the host's I2C bus (smbus2) sits in the DUT's supply; the DUT's bus
 two GPIO lines of a gpiochip (libgpiod v2, `gpiod` 2.x), whose kernel stamps every edge on
 CLOCK_MONOTONIC. Samples are timed on the same clock: a thread polls the chip's CNVR bit and stamps
 each conversion's end by the chip's period, kept between the last poll that found it clear and the
-first that found it set (see _sample); each sample starts where the previous one ended, so samples tile time as hil/hw/measurement.py
-needs (a missed conversion leaves a gap, and the windows it touches get no energy rather than a
-wrong one). Ticks are nanoseconds (clock_hz 1e9). The chip is configured as the serial unit's
-(hil/hw/monitor.py: measurement_config) with the lab's calibration (hil/hw/ina219.py).
+first that found it set (see _sample). Each sample starts where the previous one ended, so samples
+tile time as hil/hw/measurement.py needs; a missed conversion leaves a gap, and the windows it touches
+get no energy rather than a wrong one. Ticks are nanoseconds (clock_hz 1e9). The chip gets the serial
+unit's configuration (hil/hw/monitor.py: measurement_config) but for 16-sample averaging (8.51 ms
+conversions), with the lab's calibration (hil/hw/ina219.py). docs/measurement.md has the wiring.
 """
 
 from __future__ import annotations
