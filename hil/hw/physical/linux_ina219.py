@@ -56,9 +56,13 @@ class LinuxIna219Link:
 
     def __init__(self, name: str, wiring: LinuxIna219Wiring, calibration: ina219.Calibration, max_current_a: float,
                  trace_path: Path):
-        import gpiod  # imported here: a lab without this kind of unit does not need them
-        import smbus2
-        from gpiod.line import Edge as LineEdge
+        try:  # imported here: a lab without this kind of unit does not need them
+            import gpiod
+            import smbus2
+            from gpiod.line import Edge as LineEdge
+        except ImportError as error:
+            raise MonitorError(f"{name}: a linux-ina219 unit needs the {error.name} package; install hil "
+                               "with its dependencies") from None
 
         self.name, self.wiring, self.calibration = name, wiring, calibration
         self.clock_hz = CLOCK_HZ
