@@ -14,6 +14,7 @@ Relative paths are taken from the lab file's folder, so a lab works from any dir
 
 from __future__ import annotations
 
+import enum
 import fcntl
 import glob
 import math
@@ -59,13 +60,34 @@ class SerialSpec:
     device: str
 
 
+class MonitorKind(enum.Enum):
+    """What a board's measurement unit is (docs/labs.md, docs/measurement.md)."""
+
+    SERIAL = "serial"  # a unit speaking monitor protocol v1 on a serial port (docs/monitor.md)
+    LINUX_INA219 = "linux-ina219"  # an INA219 on this host's I2C bus, the pins on its GPIO lines
+
+
+@dataclass(frozen=True)
+class LinuxIna219Spec:
+    """Where a linux-ina219 unit's parts are on this host."""
+
+    i2c_bus: int | str  # N of /dev/i2c-N, or the device's path
+    address: int
+    gpio_chip: str
+    busy_line: int
+    exit_line: int
+
+
 @dataclass(frozen=True)
 class MonitorSpec:
-    """The measurement unit of a physical board: its port and the INA219's calibration."""
+    """The measurement unit of a physical board: what it is, where, and the INA219's calibration.
+    `serial` is set for kind serial, `linux_ina219` for kind linux-ina219."""
 
-    serial: SerialSpec
+    serial: SerialSpec | None
     shunt_ohms: float
     max_current_a: float
+    kind: MonitorKind = MonitorKind.SERIAL
+    linux_ina219: LinuxIna219Spec | None = None
 
 
 @dataclass(frozen=True)
@@ -414,17 +436,61 @@ def _physical(reader: _Reader, entry: dict, field: str, slot: str, default_targe
     _claim(reader, probe["unique_id"], f"{field}.probe.unique_id", f"probe {unique_id}", slot, claimed)
     target = _optional(reader, probe, f"{field}.probe.target", str, default_target)
     serial = _serial(reader, entry["serial"], f"{field}.serial", (), slot, claimed)
-    monitor = None
-    if "monitor" in entry:
-        monitor_node = entry["monitor"]
-        keys = reader.mapping(monitor_node, f"{field}.monitor", ("shunt_ohms", "max_current_a"),
-                              ("port", "usb_serial", "baudrate"))
-        monitor = MonitorSpec(
-            serial=_serial(reader, monitor_node, f"{field}.monitor", ("shunt_ohms", "max_current_a"), slot, claimed),
-            shunt_ohms=reader.value(keys["shunt_ohms"], f"{field}.monitor.shunt_ohms", float, 1e-4, 100.0),
-            max_current_a=reader.value(keys["max_current_a"], f"{field}.monitor.max_current_a", float, 1e-4, 26.0),
-        )
+    monitor = _monitor(reader, entry["monitor"], f"{field}.monitor", slot, claimed) if "monitor" in entry else None
     return PhysicalSpec(unique_id, target, serial, monitor)
+
+
+CALIBRATION_KEYS = ("kind", "shunt_ohms", "max_current_a")
+LINUX_INA219_KEYS = ("i2c_bus", "address", "gpio_chip", "busy_line", "exit_line")
+
+
+def _monitor(reader: _Reader, node: yaml.Node, field: str, slot: str, claimed: dict[str, str]) -> MonitorSpec:
+    kinds = {kind.value: kind for kind in MonitorKind}
+    head = reader.mapping(node, field, (), None)
+    kind = MonitorKind.SERIAL
+    if "kind" in head:
+        name = reader.value(head["kind"], f"{field}.kind", str)
+        if name not in kinds:
+            raise reader.fail(head["kind"], f"{field}.kind", f"unknown unit kind {_cut(name)!r}; known: "
+                              f"{', '.join(kinds)}")
+        kind = kinds[name]
+    own = ("port", "usb_serial", "baudrate") if kind is MonitorKind.SERIAL else LINUX_INA219_KEYS
+    keys = reader.mapping(node, field, ("shunt_ohms", "max_current_a"), CALIBRATION_KEYS[:1] + own)
+    shunt_ohms = reader.value(keys["shunt_ohms"], f"{field}.shunt_ohms", float, 1e-4, 100.0)
+    max_current_a = reader.value(keys["max_current_a"], f"{field}.max_current_a", float, 1e-4, 26.0)
+    if kind is MonitorKind.SERIAL:
+        serial_spec = _serial(reader, node, field, CALIBRATION_KEYS, slot, claimed)
+        return MonitorSpec(serial_spec, shunt_ohms, max_current_a)
+    return MonitorSpec(None, shunt_ohms, max_current_a, kind, _linux_ina219(reader, node, keys, field, slot, claimed))
+
+
+def _linux_ina219(reader: _Reader, node: yaml.Node, keys: dict, field: str, slot: str,
+                  claimed: dict[str, str]) -> LinuxIna219Spec:
+    missing = [key for key in LINUX_INA219_KEYS if key not in keys]
+    if missing:
+        raise reader.fail(node, field, f"a linux-ina219 unit needs {', '.join(missing)}; see docs/labs.md")
+    bus_node = keys["i2c_bus"]
+    if isinstance(bus_node, yaml.ScalarNode) and bus_node.value.isdigit():
+        i2c_bus: int | str = reader.value(bus_node, f"{field}.i2c_bus", int, 0, 1023)
+        bus_path = f"/dev/i2c-{i2c_bus}"
+    else:
+        i2c_bus = bus_path = str(reader.path(bus_node, f"{field}.i2c_bus"))
+    if not os.path.exists(bus_path):
+        raise reader.fail(bus_node, f"{field}.i2c_bus", f"{bus_path} not found; load i2c-dev "
+                          "(`modprobe i2c-dev`) or fix the bus number")
+    address = reader.value(keys["address"], f"{field}.address", int, 0x40, 0x4F)
+    chip = str(reader.path(keys["gpio_chip"], f"{field}.gpio_chip"))
+    if not os.path.exists(chip):
+        raise reader.fail(keys["gpio_chip"], f"{field}.gpio_chip", f"{chip} not found; list the chips with "
+                          "`gpiodetect` and give one's path")
+    lines = [reader.value(keys[key], f"{field}.{key}", int, 0, 1023) for key in ("busy_line", "exit_line")]
+    if lines[0] == lines[1]:
+        raise reader.fail(keys["exit_line"], f"{field}.exit_line", "is the busy line too; wire the exit pin to "
+                          "another line")
+    _claim(reader, keys["address"], f"{field}.address", f"INA219 {address:#04x} on {bus_path}", slot, claimed)
+    for key, line in zip(("busy_line", "exit_line"), lines):
+        _claim(reader, keys[key], f"{field}.{key}", f"GPIO line {line} of {chip}", slot, claimed)
+    return LinuxIna219Spec(i2c_bus, address, chip, lines[0], lines[1])
 
 
 def _serial(reader: _Reader, node: yaml.Node, field: str, other_keys: tuple, slot: str,

@@ -12,8 +12,9 @@ from hil.hw.board import Board, BoardError
 from hil.hw.channel import open_port
 from hil.hw.flasher import PyocdFlasher
 from hil.hw.monitor import Monitor
+from hil.hw.physical.linux_ina219 import LinuxIna219Monitor, LinuxIna219Wiring
 from hil.hw.physical.monitor import SerialMonitor
-from hil.lab.load import BoardSpec, RunSettings
+from hil.lab.load import BoardSpec, MonitorKind, RunSettings
 
 
 class PhysicalBoard(Board):
@@ -39,6 +40,11 @@ class PhysicalBoard(Board):
         spec = self.spec.physical.monitor
         if spec is None:
             return None
+        # The one place a unit's kind picks its class; the run code reads every kind alike.
+        if spec.kind is MonitorKind.LINUX_INA219:
+            wiring = spec.linux_ina219
+            return LinuxIna219Monitor(self.slot, spec.shunt_ohms, spec.max_current_a, traces_dir, LinuxIna219Wiring(
+                wiring.i2c_bus, wiring.address, wiring.gpio_chip, wiring.busy_line, wiring.exit_line))
         return SerialMonitor(self.slot, spec.shunt_ohms, spec.max_current_a, traces_dir, spec.serial.device,
                              spec.serial.baudrate)
 

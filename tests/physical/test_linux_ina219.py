@@ -1,0 +1,85 @@
+"""A linux-ina219 unit (hil/hw/physical/linux_ina219.py) on the bench's Nucleo, through a real `hil run`.
+
+The hil subprocess gets tests/support/fake_linux_host on PYTHONPATH: its sitecustomize puts
+tests/support/fake_linux_unit.py behind smbus2 and gpiod, fed by the Nucleo's edge wire and
+hil.hw.emulated.monitor_unit's power model, which writes the true energies."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from hil.hw.kinds import BOARD_KINDS
+from tests.support.benches import KIND, physical_lab
+from tests.support.labs import REPO_ROOT, run_dir_of
+
+FAKE_HOST = REPO_ROOT / "tests" / "support" / "fake_linux_host"
+BUSY_LINE, EXIT_LINE = 17, 27
+PASS, INFRASTRUCTURE = 0, 2
+
+
+def with_linux_unit(lab: Path, gpio_chip: str, i2c_bus: Path) -> Path:
+    data = yaml.safe_load(lab.read_text())
+    profile = BOARD_KINDS[KIND].power
+    next(b for b in data["boards"] if b["slot"] == "bench-1")["monitor"] = {
+        "kind": "linux-ina219", "i2c_bus": str(i2c_bus), "address": 0x40, "gpio_chip": gpio_chip,
+        "busy_line": BUSY_LINE, "exit_line": EXIT_LINE,
+        "shunt_ohms": profile.shunt_ohms, "max_current_a": profile.max_current_a}
+    lab.write_text(yaml.safe_dump(data, sort_keys=False))
+    return lab
+
+
+def run(lab: Path, tmp_path: Path, **fake: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_COLOR": "1", "HIL_LOCK_DIR": str(tmp_path / "locks"),
+           "PYTHONPATH": os.pathsep.join([str(FAKE_HOST), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+           "HIL_FAKE_LINUX_UNIT": "1", "HIL_FAKE_LINUX_UNIT_KIND": KIND,
+           "HIL_FAKE_LINUX_UNIT_CLOCK_HZ": str(BOARD_KINDS[KIND].timer_hz),
+           "HIL_FAKE_LINUX_UNIT_TRUTH": str(tmp_path / "truth.jsonl"),
+           "HIL_FAKE_LINUX_UNIT_LINES": f"{BUSY_LINE},{EXIT_LINE}", **fake}
+    return subprocess.run([sys.executable, "-m", "hil.cli", "run", str(lab), "--json"], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def lab_for(tmp_path: Path, board) -> Path:
+    i2c_bus = tmp_path / "i2c-1"  # stands for /dev/i2c-1: the lab checks that the bus exists
+    i2c_bus.touch()
+    return with_linux_unit(physical_lab(tmp_path, board.probe.address, board.port), board.wire_port, i2c_bus)
+
+
+def test_a_linux_ina219_unit_meters_the_board_as_the_emulated_truth_says(tmp_path, nucleo):
+    board = nucleo("STLINK-0101", wire=True)
+    result = run(lab_for(tmp_path, board), tmp_path)
+    assert result.returncode == PASS, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    rows = [p for p in summary["performance"] if p["slot"] == "bench-1"]
+    assert rows and all(p["clock_ok"] for p in rows), rows
+    assert sum(p["inferences"] for p in rows) == 30 and not any(p["unmeasured"] for p in rows)
+    truth = [json.loads(line) for line in (tmp_path / "truth.jsonl").read_text().splitlines()]
+    lines = (run_dir_of(tmp_path) / "measurements.jsonl").read_text().splitlines()
+    metered = [m for m in map(json.loads, lines) if m["slot"] == "bench-1" and m["energy_j"] is not None]
+    # The fake chip starts converting at the board's first edge, so the first window has no sample before it.
+    assert len(metered) >= len(truth) - 1 and any(m["method"] == "burst" for m in metered), metered
+    for m in metered:  # a burst's energy is per inference
+        true = truth[m["window"] - 1]["excess_energy_j"]
+        assert abs(m["energy_j"] * m["count"] - true) <= 0.01 * true, (m, true)
+
+
+def test_a_linux_ina219_unit_that_stops_mid_run_is_one_board_error_and_every_record_is_kept(tmp_path, nucleo):
+    board = nucleo("STLINK-0102", wire=True)
+    result = run(lab_for(tmp_path, board), tmp_path, HIL_FAKE_LINUX_UNIT_FAIL_AFTER="40")
+    assert result.returncode == INFRASTRUCTURE, result.stderr[-3000:]
+    failures = json.loads(result.stdout)["failures"]
+    assert failures and all(f["slot"] == "bench-1" and f["stage"] == "monitor" for f in failures), failures
+    assert "stopped answering" in failures[0]["reason"] and "\n" not in failures[0]["reason"], failures
+    run_dir = run_dir_of(tmp_path)
+    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    measured = [json.loads(line) for line in (run_dir / "measurements.jsonl").read_text().splitlines()]
+    assert sum(r["slot"] == "bench-1" for r in records) == 30
+    # The board is metered once its answers are in (hil/run/metering.py); by then the unit is gone.
+    bench = [m for m in measured if m["slot"] == "bench-1"]
+    assert len(bench) == 30 and all(m["method"] == "unmeasured" and "stopped answering" in m["reason"]
+                                    for m in bench), bench
+    assert any(m["energy_j"] is not None for m in measured if m["slot"] == "an500-mnist1d")
