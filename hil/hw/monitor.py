@@ -7,6 +7,8 @@ pyserial port. Two kinds of unit sit behind it:
 - EmulatedMonitor (hw/emulated/monitor.py): hil.hw.emulated.monitor_unit in its own process,
   reading the emulated board's edge records and modelling the INA219; it offers a pty, and
   from there on it is the same path.
+A unit the host reads itself (hw/physical/linux_ina219.py: an INA219 on the runner's I2C, the pins on
+its GPIO lines) gives the metering the same flush/clock_hz/conversion_ticks, without a protocol.
 The host configures the INA219 with the calibration from the lab (shunt ohms, max current)
 and decodes the raw registers itself, so the decoding is tested as the product runs it; v1.1's
 batches are decoded a batch at a time (PowerDecoder), to the same floats as ina219.decode.

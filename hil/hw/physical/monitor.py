@@ -1,4 +1,4 @@
-"""A physical measurement unit on a serial port, speaking monitor protocol v1 (docs/monitor.md)."""
+"""A physical measurement unit on a serial port, speaking monitor protocol v1.1 or v1 (docs/monitor.md)."""
 
 from __future__ import annotations
 
