@@ -42,7 +42,9 @@ class Bench:
         self.profile = BOARD_KINDS[kind].power
         self.clock_hz, self.lines, self.fail_after = clock_hz, lines, fail_after
         self.lock = threading.Condition()
-        self.unit = EmulatedUnit(self.profile, clock_hz, open(truth_path, "a", encoding="utf-8"), 0, self._sent)
+        # v1's one message per conversion and edge: the chip's registers and the pins change one at a time.
+        self.unit = EmulatedUnit(self.profile, clock_hz, open(truth_path, "a", encoding="utf-8"), 0, self._sent,
+                                 version=mp.VERSION_1)
         self.offset_ns: int | None = None
         self.pending: list[mp.Sample] = []
         self.latched: tuple[int, int, int, int] = (0, 0, 0, 0)  # shunt, bus, power, current
