@@ -21,7 +21,7 @@ import serial
 from hil.hw import protocol
 from hil.hw.measurement import MIN_WINDOW_CONVERSIONS
 from hil.run.records import read_measurements, read_records
-from tests.support.labs import BOARDS, hil, write_lab
+from tests.support.labs import BOARDS, hil, running, unit_pid, write_lab
 
 PASS, REGRESSION, INFRASTRUCTURE = 0, 1, 2
 CLOCK_HZ = 25_000_000
@@ -77,29 +77,9 @@ def test_early_exits_are_faster_and_cheaper_and_the_report_says_so(two_runs):
             assert rows[True]["energy_uj"] < 0.5 * rows[False]["energy_uj"]
 
 
-def unit_pid(owner: int) -> int:
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                command = (proc / "cmdline").read_bytes()
-                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError):
-                continue
-            if b"hil.hw.emulated.monitor_unit" in command and b"an386-digits" in command and ppid == owner:
-                return int(proc.name)
-    raise AssertionError("no emulated unit found")
-
-
 def test_a_unit_that_stops_talking_is_a_board_error_and_the_answers_are_kept(tmp_path):
     lab = write_lab(tmp_path, samples=60)
-    owner = subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(lab), "--json"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        run_dirs = [p for p in (tmp_path / "results").glob("*") if p.is_dir()]
-        if run_dirs and read_records(run_dirs[0]):
-            break
-        time.sleep(0.05)
+    owner, _ = running(lab)
     os.kill(unit_pid(owner.pid), signal.SIGSTOP)  # alive, silent
     stdout, stderr = owner.communicate(timeout=300)
     assert owner.returncode == INFRASTRUCTURE, stderr[-3000:]

@@ -7,27 +7,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 from hil.run.records import read_measurements, read_records
-from tests.emulated.test_measurement import unit_pid
-from tests.support.labs import INFRASTRUCTURE, write_lab
+from tests.support.labs import INFRASTRUCTURE, running, unit_pid, write_lab
 
 SAMPLES = 200  # per test set: 600 inferences a board, well past what an unread wire pty holds
 
 
 def test_a_board_whose_unit_is_killed_streams_every_sample_unmeasured(tmp_path):
     lab = write_lab(tmp_path, samples=SAMPLES)
-    owner = subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(lab), "--json"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        run_dirs = [p for p in (tmp_path / "results").glob("*") if p.is_dir()]
-        if run_dirs and read_records(run_dirs[0]):
-            break
-        time.sleep(0.05)
+    owner, _ = running(lab)
     os.kill(unit_pid(owner.pid), signal.SIGKILL)
     try:
         stdout, stderr = owner.communicate(timeout=300)

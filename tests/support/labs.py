@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,33 @@ def write_lab(tmp_path: Path, boards=BOARDS, samples: int = 12, manifests: dict 
 def run_dir_of(tmp_path: Path) -> Path:
     (run_dir,) = [p for p in (tmp_path / "results").iterdir() if p.is_dir()]
     return run_dir
+
+
+def running(lab: Path) -> tuple[subprocess.Popen, Path]:
+    """`hil run lab --json` in the background, once its first record is journaled: the process and its run folder."""
+    from hil.run.records import read_records
+
+    owner = subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(lab), "--json"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run_dirs = [p for p in (lab.parent / "results").glob("*") if p.is_dir()]
+        if run_dirs and read_records(run_dirs[0]):
+            return owner, run_dirs[0]
+        time.sleep(0.05)
+    owner.kill()
+    raise AssertionError(f"{lab}: no record within 120 s")
+
+
+def unit_pid(owner: int, slot: str = "an386-digits") -> int:
+    """The emulated measurement unit of `slot` that the hil process `owner` started."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                command = (proc / "cmdline").read_bytes()
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+            if b"hil.hw.emulated.monitor_unit" in command and slot.encode() in command and ppid == owner:
+                return int(proc.name)
+    raise AssertionError("no emulated unit found")

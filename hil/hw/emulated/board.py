@@ -54,7 +54,7 @@ class EmulatedBoard(Board):
         except BaseException:
             self.qemu.drain_wire()  # the unit was stopped: nobody else reads the wire
             raise
-        process = getattr(self.monitor, "process", None)  # the unit's own process (hw/emulated/monitor.py)
+        process = self.monitor.process  # an EmulatedMonitor (_make_monitor): the unit's own process
         if process is not None:
             threading.Thread(target=self._drain_when_gone, args=(process,), name=f"{self.slot} unit watch",
                              daemon=True).start()
