@@ -7,8 +7,9 @@ pyserial port. Two kinds of unit sit behind it:
 - EmulatedMonitor (hw/emulated/monitor.py): hil.hw.emulated.monitor_unit in its own process,
   reading the emulated board's edge records and modelling the INA219; it offers a pty, and
   from there on it is the same path.
-A unit the host reads itself (hw/physical/linux_ina219.py: an INA219 on the runner's I2C, the pins on
-its GPIO lines) gives the metering the same flush/clock_hz/conversion_ticks, without a protocol.
+Units the host reads itself (hw/physical/linux_ina219.py: an INA219 on the runner's I2C, the pins on
+its GPIO lines; hw/physical/ppk2.py: a Nordic PPK2 through ppk2-api) give the metering the same
+flush/clock_hz/conversion_ticks/pins_sampled, without the protocol.
 The host configures the INA219 with the calibration from the lab (shunt ohms, max current)
 and decodes the raw registers itself, so the decoding is tested as the product runs it; v1.1's
 batches are decoded a batch at a time (PowerDecoder), to the same floats as ina219.decode.
@@ -96,6 +97,7 @@ class MonitorLink:
         self.clock_hz = 0
         self.conversion_ticks = 0
         self.problem: str | None = None  # what broke the link, once something did
+        self.pins_sampled = False  # edges are timestamped as they happen, not read off samples
         self._replies = Replies()
         self._lock = threading.Lock()
         self.trace_path = trace_path
@@ -257,23 +259,17 @@ class MonitorLink:
 
 
 class Monitor(ABC):
-    """A board's measurement unit: started with the board, stopped with it."""
+    """A board's measurement unit: started with the board, stopped with it. `start()` gives the link the
+    metering reads (hil/run/metering.py): its flush(windows), clock_hz, conversion_ticks and
+    pins_sampled, alike for every kind."""
 
-    def __init__(self, slot: str, shunt_ohms: float, max_current_a: float, traces_dir: Path):
+    def __init__(self, slot: str, traces_dir: Path):
         self.slot = slot
-        self.max_current_a = max_current_a
-        self.calibration = ina219.Calibration.for_range(shunt_ohms, max_current_a)
         self.traces_dir = Path(traces_dir)
-        self.link: MonitorLink | None = None
+        self.link = None  # the started unit's link
 
     @abstractmethod
-    def _open_port(self) -> serial.SerialBase: ...
-
-    def start(self) -> MonitorLink:
-        self.traces_dir.mkdir(parents=True, exist_ok=True)
-        self.link = MonitorLink(self._open_port(), f"{self.slot} monitor", self.traces_dir / f"{self.slot}.jsonl")
-        self.link.configure(self.calibration, self.max_current_a)
-        return self.link
+    def start(self): ...
 
     def stop(self) -> None:
         if self.link is not None:
@@ -284,3 +280,27 @@ class Monitor(ABC):
     def trace_failure(self) -> ResultsUnwritable | None:
         """The results disk error that stopped this unit's trace, if one did."""
         return self.link.trace_failure if self.link is not None else None
+
+
+class Ina219Monitor(Monitor):
+    """A unit whose INA219 the host calibrates from the lab's shunt and maximum current."""
+
+    def __init__(self, slot: str, shunt_ohms: float, max_current_a: float, traces_dir: Path):
+        super().__init__(slot, traces_dir)
+        self.max_current_a = max_current_a
+        self.calibration = ina219.Calibration.for_range(shunt_ohms, max_current_a)
+
+
+class ProtocolMonitor(Ina219Monitor):
+    """A unit speaking monitor protocol v1.1 or v1 on a serial port (the physical one, the emulated one)."""
+
+    link: MonitorLink | None
+
+    @abstractmethod
+    def _open_port(self) -> serial.SerialBase: ...
+
+    def start(self) -> MonitorLink:
+        self.traces_dir.mkdir(parents=True, exist_ok=True)
+        self.link = MonitorLink(self._open_port(), f"{self.slot} monitor", self.traces_dir / f"{self.slot}.jsonl")
+        self.link.configure(self.calibration, self.max_current_a)
+        return self.link

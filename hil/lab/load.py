@@ -65,6 +65,14 @@ class MonitorKind(enum.Enum):
 
     SERIAL = "serial"  # a unit speaking monitor protocol v1 on a serial port (docs/monitor.md)
     LINUX_INA219 = "linux-ina219"  # an INA219 on this host's I2C bus, the pins on its GPIO lines
+    PPK2 = "ppk2"  # a Nordic Power Profiler Kit II on USB serial, the pins on its digital inputs
+
+
+class Ppk2Mode(enum.Enum):
+    """How a PPK2 is in the board's supply (docs/measurement.md)."""
+
+    SOURCE = "source"  # it powers the board at vdd_mv and meters what it draws
+    AMPERE = "ampere"  # it sits in the board's own supply (of vdd_mv) as an ammeter
 
 
 @dataclass(frozen=True)
@@ -79,15 +87,26 @@ class LinuxIna219Spec:
 
 
 @dataclass(frozen=True)
+class Ppk2Spec:
+    """A PPK2's mode, its supply voltage, and which of its digital inputs D0..D7 the pins are on."""
+
+    mode: Ppk2Mode
+    vdd_mv: int
+    busy_channel: int
+    exit_channel: int
+
+
+@dataclass(frozen=True)
 class MonitorSpec:
-    """The measurement unit of a physical board: what it is, where, and the INA219's calibration.
-    `serial` is set for kind serial, `linux_ina219` for kind linux-ina219."""
+    """The measurement unit of a physical board: what it is, where, and (INA219 kinds) the INA219's
+    calibration. `serial` is set for kinds serial and ppk2, `linux_ina219` and `ppk2` for their kinds."""
 
     serial: SerialSpec | None
-    shunt_ohms: float
-    max_current_a: float
+    shunt_ohms: float | None  # None for a PPK2: it has its own shunts and calibration
+    max_current_a: float | None
     kind: MonitorKind = MonitorKind.SERIAL
     linux_ina219: LinuxIna219Spec | None = None
+    ppk2: Ppk2Spec | None = None
 
 
 @dataclass(frozen=True)
@@ -440,8 +459,15 @@ def _physical(reader: _Reader, entry: dict, field: str, slot: str, default_targe
     return PhysicalSpec(unique_id, target, serial, monitor)
 
 
-CALIBRATION_KEYS = ("kind", "shunt_ohms", "max_current_a")
+CALIBRATION_KEYS = ("shunt_ohms", "max_current_a")
+PORT_KEYS = ("port", "usb_serial", "baudrate")
 LINUX_INA219_KEYS = ("i2c_bus", "address", "gpio_chip", "busy_line", "exit_line")
+PPK2_KEYS = ("mode", "vdd_mv", "busy_channel", "exit_channel")
+# The keys a unit of each kind takes, besides `kind`; all of them are required but a serial port's baudrate.
+MONITOR_KEYS = {MonitorKind.SERIAL: CALIBRATION_KEYS + PORT_KEYS,
+                MonitorKind.LINUX_INA219: CALIBRATION_KEYS + LINUX_INA219_KEYS,
+                MonitorKind.PPK2: ("port", "usb_serial") + PPK2_KEYS}
+PPK2_VDD_MV = (800, 5000)  # what its regulator sets (and ppk2-api clamps to)
 
 
 def _monitor(reader: _Reader, node: yaml.Node, field: str, slot: str, claimed: dict[str, str]) -> MonitorSpec:
@@ -454,14 +480,40 @@ def _monitor(reader: _Reader, node: yaml.Node, field: str, slot: str, claimed: d
             raise reader.fail(head["kind"], f"{field}.kind", f"unknown unit kind {_cut(name)!r}; known: "
                               f"{', '.join(kinds)}")
         kind = kinds[name]
-    own = ("port", "usb_serial", "baudrate") if kind is MonitorKind.SERIAL else LINUX_INA219_KEYS
-    keys = reader.mapping(node, field, ("shunt_ohms", "max_current_a"), CALIBRATION_KEYS[:1] + own)
+    own = MONITOR_KEYS[kind]
+    calibration = tuple(key for key in own if key in CALIBRATION_KEYS)
+    keys = reader.mapping(node, field, calibration, ("kind",) + tuple(key for key in own if key not in calibration))
+    if kind is MonitorKind.PPK2:
+        return _ppk2(reader, node, keys, field, slot, claimed)
     shunt_ohms = reader.value(keys["shunt_ohms"], f"{field}.shunt_ohms", float, 1e-4, 100.0)
     max_current_a = reader.value(keys["max_current_a"], f"{field}.max_current_a", float, 1e-4, 26.0)
     if kind is MonitorKind.SERIAL:
-        serial_spec = _serial(reader, node, field, CALIBRATION_KEYS, slot, claimed)
+        serial_spec = _serial(reader, node, field, ("kind",) + CALIBRATION_KEYS, slot, claimed)
         return MonitorSpec(serial_spec, shunt_ohms, max_current_a)
     return MonitorSpec(None, shunt_ohms, max_current_a, kind, _linux_ina219(reader, node, keys, field, slot, claimed))
+
+
+def _ppk2(reader: _Reader, node: yaml.Node, keys: dict, field: str, slot: str, claimed: dict[str, str]) -> MonitorSpec:
+    missing = [key for key in PPK2_KEYS if key not in keys]
+    if missing:
+        raise reader.fail(node, field, f"a ppk2 unit needs {', '.join(missing)}; see docs/labs.md")
+    modes = {mode.value: mode for mode in Ppk2Mode}
+    mode_name = reader.value(keys["mode"], f"{field}.mode", str)
+    if mode_name not in modes:
+        raise reader.fail(keys["mode"], f"{field}.mode", f"is {_cut(mode_name)!r}; give source (the PPK2 powers "
+                          "the board) or ampere (it meters the board's own supply)")
+    vdd_mv = reader.value(keys["vdd_mv"], f"{field}.vdd_mv", int, *PPK2_VDD_MV)
+    channels = [reader.value(keys[key], f"{field}.{key}", int, 0, 7) for key in ("busy_channel", "exit_channel")]
+    if channels[0] == channels[1]:
+        raise reader.fail(keys["exit_channel"], f"{field}.exit_channel", "is the busy channel too; wire the exit "
+                          "pin to another of D0..D7")
+    where = keys.get("port")
+    if where is not None and is_url(reader.value(where, f"{field}.port", str)):
+        raise reader.fail(where, f"{field}.port", "ppk2-api opens a local port, not a URL; give the PPK2's "
+                          "path (/dev/serial/by-id/...) or its usb_serial")
+    serial_spec = _serial(reader, node, field, ("kind",) + PPK2_KEYS, slot, claimed)
+    return MonitorSpec(serial_spec, None, None, MonitorKind.PPK2,
+                       ppk2=Ppk2Spec(modes[mode_name], vdd_mv, channels[0], channels[1]))
 
 
 def _linux_ina219(reader: _Reader, node: yaml.Node, keys: dict, field: str, slot: str,

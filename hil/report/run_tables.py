@@ -47,8 +47,8 @@ def performance_table(performance: list[PathPerformance]) -> Table:
              # Answers of the board and test set without a window, whichever path they took: the verdict says why.
              warn(p.unmeasured) if p.unmeasured else DASH] for p in performance]
     return Table.of("Latency (busy pin) and energy per inference, per exit path", columns, rows,
-                    caption="energy above idle power, from INA219 samples aligned to the busy window; burst: one "
-                            "INFER_BURST window where inferences are shorter than 8 conversions",
+                    caption="energy above idle power, from the unit's samples aligned to the busy window; burst: one "
+                            "INFER_BURST window where inferences are shorter than 8 of its samples",
                     sections=by_board([p.slot for p in performance]))
 
 

@@ -39,7 +39,7 @@ from hil.hw.emulated.monitor_unit import EmulatedUnit
 from hil.hw.flasher import Flasher, FlashReport, check_image
 from hil.hw.kinds import BOARD_KINDS
 from hil.hw.measurement import PIN_BUSY, PIN_EXIT
-from hil.hw.monitor import Monitor
+from hil.hw.monitor import Monitor, ProtocolMonitor
 from hil.lab.load import BoardSpec, RunSettings
 from hil.model import decisions
 from hil.model.card import ModelCard, load_model
@@ -282,7 +282,7 @@ class InProcessPort(serial.SerialBase):
         pass
 
 
-class FakeMonitor(Monitor):
+class FakeMonitor(ProtocolMonitor):
     """The emulated unit's model (EmulatedUnit) in-process on a FakeFirmware's wire; its ground truth
     goes to <slot>.truth.jsonl, as the emulated unit's does."""
 

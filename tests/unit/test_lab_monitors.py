@@ -1,11 +1,11 @@
-"""labs.yaml's boards[i].monitor kinds (hil/lab/load.py): serial (the default) and linux-ina219."""
+"""labs.yaml's boards[i].monitor kinds (hil/lab/load.py): serial (the default), linux-ina219 and ppk2."""
 
 import os
 
 import pytest
 import yaml
 
-from hil.lab.load import LabError, LinuxIna219Spec, MonitorKind, load_lab
+from hil.lab.load import LabError, LinuxIna219Spec, MonitorKind, Ppk2Mode, Ppk2Spec, load_lab
 from tests.support.lab_cases import lab_data
 
 
@@ -51,7 +51,7 @@ def test_a_linux_ina219_unit_loads_with_its_wiring(tmp_path, ptys):
 
 
 @pytest.mark.parametrize("changes, field, fragment", [
-    ({"kind": "joulescope"}, "monitor.kind", "unknown unit kind 'joulescope'; known: serial, linux-ina219"),
+    ({"kind": "joulescope"}, "monitor.kind", "unknown unit kind 'joulescope'; known: serial, linux-ina219, ppk2"),
     ({"gpio_chip": None}, "monitor", "a linux-ina219 unit needs gpio_chip"),
     ({"address": 0x70}, "monitor.address", "out of range [64, 79]"),
     ({"i2c_bus": 7}, "monitor.i2c_bus", "/dev/i2c-7 not found; load i2c-dev"),
@@ -65,3 +65,35 @@ def test_a_wrong_linux_ina219_unit_is_one_line_naming_the_field(tmp_path, ptys, 
         load_lab(lab_with(tmp_path, port, linux_unit(tmp_path, chip, **changes)))
     message = str(error.value)
     assert f"boards[0].{field}:" in message and fragment in message and "\n" not in message, message
+
+
+def ppk2_unit(ppk2_port: str, **changes) -> dict:
+    unit = {"kind": "ppk2", "port": ppk2_port, "mode": "source", "vdd_mv": 3300, "busy_channel": 0, "exit_channel": 1}
+    return {key: value for key, value in {**unit, **changes}.items() if value is not None}
+
+
+@pytest.mark.parametrize("mode", list(Ppk2Mode))
+def test_a_ppk2_loads_with_its_mode_voltage_and_channels(tmp_path, ptys, mode):
+    port, ppk2_port = ptys
+    monitor = load_lab(lab_with(tmp_path, port, ppk2_unit(ppk2_port, mode=mode.value))).boards[0].physical.monitor
+    assert monitor.kind is MonitorKind.PPK2 and monitor.serial.device == os.path.realpath(ppk2_port)
+    assert monitor.ppk2 == Ppk2Spec(mode, 3300, 0, 1) and monitor.shunt_ohms is None
+
+
+@pytest.mark.parametrize("changes, field, fragment", [
+    ({"mode": None}, "monitor", "a ppk2 unit needs mode"),
+    ({"mode": "smu"}, "monitor.mode", "give source (the PPK2 powers the board) or ampere"),
+    ({"vdd_mv": 5500}, "monitor.vdd_mv", "out of range [800, 5000]"),
+    ({"exit_channel": 8}, "monitor.exit_channel", "out of range [0, 7]"),
+    ({"exit_channel": 0}, "monitor.exit_channel", "is the busy channel too"),
+    ({"shunt_ohms": 1.0}, "monitor.shunt_ohms", "unknown key"),
+    ({"baudrate": 9600}, "monitor.baudrate", "unknown key"),
+    ({"port": "socket://localhost:7000"}, "monitor.port", "ppk2-api opens a local port, not a URL"),
+    ({"port": "/dev/ttyACM9"}, "monitor", "/dev/ttyACM9 not found"),
+])
+def test_a_wrong_ppk2_is_one_line_naming_the_field(tmp_path, ptys, changes, field, fragment):
+    port, ppk2_port = ptys
+    with pytest.raises(LabError) as error:
+        load_lab(lab_with(tmp_path, port, ppk2_unit(ppk2_port, **changes)))
+    message = str(error.value)
+    assert f"boards[0].{field}" in message and fragment in message and "\n" not in message, message

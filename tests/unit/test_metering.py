@@ -143,3 +143,28 @@ def test_the_verdict_counts_a_boards_unmeasured_answers_over_all_its_test_sets()
     assert (verdict.status, verdict.exit_code) == ("error", INFRASTRUCTURE)
     assert verdict.reasons == ["a: 3 of 20 answered samples unmeasured (2: the unit missed one; 1: gone); "
                                "`hil run --resume` measures them"]
+
+
+@pytest.mark.parametrize("pins_sampled, expected", [(True, ["window", "window", "unmeasured"]),
+                                                    (False, ["unmeasured", "window", "unmeasured"])])
+def test_an_exit_pulse_a_sampling_unit_cannot_see_is_no_disagreement(tmp_path, unit_pty, pins_sampled, expected):
+    controller, port = unit_pty
+    link = MonitorLink(port, "bench monitor", tmp_path / "trace.jsonl")
+    link.clock_hz, link.conversion_ticks, link.pins_sampled = CLOCK_HZ, CONVERSION_TICKS, pins_sampled
+    unit = FakeUnit(controller)
+    # 0: exited, no exit pin seen (a PPK2 misses the pulse); 1: exited, the pin high to the end;
+    # 2: exited, yet the pin rose and fell before the end: a disagreement whatever the unit.
+    pulses = [None, (3000, 4000), (5500, 5600)]
+    records = [Record("bench", "qute-digits", "clean", i, 0, 32768, True, 0, 0, 1000, [0], [[0]], 1) for i in range(3)]
+    try:
+        for seq, ((rise, fall), pulse) in enumerate(zip([(100, 1100), (2500, 4000), (5000, 6000)], pulses)):
+            edges = [(0, 1, rise)] + ([] if pulse is None else [(1, 1, pulse[0]), (1, 0, pulse[1])]) + [(0, 0, fall)]
+            for n, (pin, level, at) in enumerate(edges):
+                os.write(controller, protocol.encode_message(mp.MonitorEdge(pin, level, at), 10 * seq + n))
+        with RecordJournal(tmp_path, "measurements.jsonl") as journal:
+            measure_inferences("bench", Meter(link, CLOCK_HZ, base=0), [Answer(r, r.index + 1) for r in records],
+                               journal)
+    finally:
+        unit.stop()
+        link.close()
+    assert [m.method for m in read_measurements(tmp_path)] == expected

@@ -11,10 +11,10 @@ import serial
 from hil.hw.channel import open_port
 from hil.hw.children import child_env, die_with_parent, reap
 from hil.hw.kinds import BOARD_KINDS
-from hil.hw.monitor import Monitor, MonitorError
+from hil.hw.monitor import MonitorError, ProtocolMonitor
 
 
-class EmulatedMonitor(Monitor):
+class EmulatedMonitor(ProtocolMonitor):
     """hil.hw.emulated.monitor_unit on the emulated board's wire; its ground truth goes to <slot>.truth.jsonl."""
 
     def __init__(self, slot: str, kind: str, clock_hz: int, traces_dir: Path, wire: str):

@@ -14,6 +14,7 @@ from hil.hw.flasher import PyocdFlasher
 from hil.hw.monitor import Monitor
 from hil.hw.physical.linux_ina219 import LinuxIna219Monitor, LinuxIna219Wiring
 from hil.hw.physical.monitor import SerialMonitor
+from hil.hw.physical.ppk2 import Ppk2Monitor
 from hil.lab.load import BoardSpec, MonitorKind, RunSettings
 
 
@@ -45,6 +46,8 @@ class PhysicalBoard(Board):
             wiring = spec.linux_ina219
             return LinuxIna219Monitor(self.slot, spec.shunt_ohms, spec.max_current_a, traces_dir, LinuxIna219Wiring(
                 wiring.i2c_bus, wiring.address, wiring.gpio_chip, wiring.busy_line, wiring.exit_line))
+        if spec.kind is MonitorKind.PPK2:
+            return Ppk2Monitor(self.slot, traces_dir, spec.serial.device, spec.ppk2)
         return SerialMonitor(self.slot, spec.shunt_ohms, spec.max_current_a, traces_dir, spec.serial.device,
                              spec.serial.baudrate)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from hil.errors import ResultsUnwritable
 from hil.hw import ina219
 from hil.hw.measurement import PIN_BUSY, PIN_EXIT, Edge, PowerSample, busy_windows
-from hil.hw.monitor import Monitor, MonitorError, measurement_config
+from hil.hw.monitor import Ina219Monitor, MonitorError, measurement_config
 from hil.store import results
 
 CLOCK_HZ = 1_000_000_000  # CLOCK_MONOTONIC nanoseconds
@@ -67,6 +67,7 @@ class LinuxIna219Link:
         self.name, self.wiring, self.calibration = name, wiring, calibration
         self.clock_hz = CLOCK_HZ
         self.problem: str | None = None
+        self.pins_sampled = False  # the kernel stamps each edge as it happens
         self.trace_path = trace_path
         self.trace_failure: ResultsUnwritable | None = None
         self.edges: list[Edge] = []
@@ -218,16 +219,13 @@ class LinuxIna219Link:
                 pass  # going away anyway; the problem, if any, is already recorded
 
 
-class LinuxIna219Monitor(Monitor):
+class LinuxIna219Monitor(Ina219Monitor):
     """An INA219 on this host's I2C bus and the DUT's pins on its GPIO lines."""
 
     def __init__(self, slot: str, shunt_ohms: float, max_current_a: float, traces_dir: Path,
                  wiring: LinuxIna219Wiring):
         super().__init__(slot, shunt_ohms, max_current_a, traces_dir)
         self.wiring = wiring
-
-    def _open_port(self):
-        raise NotImplementedError("a linux-ina219 unit has no serial port")
 
     def start(self) -> LinuxIna219Link:
         self.traces_dir.mkdir(parents=True, exist_ok=True)

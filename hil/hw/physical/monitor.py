@@ -7,10 +7,10 @@ from pathlib import Path
 import serial
 
 from hil.hw.channel import open_port
-from hil.hw.monitor import Monitor, MonitorError
+from hil.hw.monitor import MonitorError, ProtocolMonitor
 
 
-class SerialMonitor(Monitor):
+class SerialMonitor(ProtocolMonitor):
     """A physical unit on a serial port, by path or pyserial URL (labs.yaml: boards[i].monitor)."""
 
     def __init__(self, slot: str, shunt_ohms: float, max_current_a: float, traces_dir: Path, device: str,
