@@ -463,7 +463,7 @@ CALIBRATION_KEYS = ("shunt_ohms", "max_current_a")
 PORT_KEYS = ("port", "usb_serial", "baudrate")
 LINUX_INA219_KEYS = ("i2c_bus", "address", "gpio_chip", "busy_line", "exit_line")
 PPK2_KEYS = ("mode", "vdd_mv", "busy_channel", "exit_channel")
-# The keys a unit of each kind takes, besides `kind`; all of them are required but a serial port's baudrate.
+# The keys a unit of each kind takes besides `kind` (a port is `port` or `usb_serial`; a baudrate is optional).
 MONITOR_KEYS = {MonitorKind.SERIAL: CALIBRATION_KEYS + PORT_KEYS,
                 MonitorKind.LINUX_INA219: CALIBRATION_KEYS + LINUX_INA219_KEYS,
                 MonitorKind.PPK2: ("port", "usb_serial") + PPK2_KEYS}

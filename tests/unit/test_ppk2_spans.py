@@ -46,7 +46,8 @@ def test_spans_keep_every_sample_once_and_cut_where_the_metering_needs(stream):
     for span in spans:
         if not any(span.start < e + EDGE_SPAN - 1 and e - 1 < span.end for e in edges):
             # A quiet stretch: spans of at most SPAN_SAMPLES, on its boundaries.
-            assert span.end - span.start <= SPAN_SAMPLES and (span.end - 1) // SPAN_SAMPLES == span.start // SPAN_SAMPLES
+            assert span.end - span.start <= SPAN_SAMPLES
+            assert (span.end - 1) // SPAN_SAMPLES == span.start // SPAN_SAMPLES
 
 
 def test_a_quiet_stream_is_spans_of_span_samples_and_an_edge_gets_its_own_span():
