@@ -258,6 +258,63 @@ class MonitorLink:
             pass  # what it still held could not be written: trace_failure says so, or the flush before did
 
 
+class HostReadLink:
+    """A unit the host reads itself (linux-ina219, ppk2): its own threads append edges and samples and set
+    `problem` when the unit fails; the metering reads it as it reads a MonitorLink."""
+
+    FLUSH_TIMEOUT_S = 5.0
+    pins_sampled = False  # True for a unit that reads the pins off its samples (see hil/run/metering.py)
+    settle_ticks = 0  # how far past the last window's fall its samples must reach before a flush returns
+    fix = "check its wiring and power"  # what the flush's error tells the user to do
+
+    def __init__(self, name: str, trace_path: Path):
+        self.name = name
+        self.problem: str | None = None
+        self.trace_path = trace_path
+        self.trace_failure: ResultsUnwritable | None = None
+        self.edges: list[Edge] = []
+        self.samples: list[PowerSample] = []
+        self._lock = threading.Lock()
+
+    def _on_disk(self, write) -> None:
+        """Write to the trace, as MonitorLink's: after a disk error it stops, the readings still count."""
+        if self.trace_failure is not None:
+            return
+        try:
+            write()
+        except OSError as error:
+            problem = results.disk_problem(error)
+            if problem is None:
+                raise
+            self.trace_failure = results.unwritable(self.trace_path, problem)
+
+    def _flush_files(self) -> None:
+        """Push what the trace holds to disk (at every flush)."""
+
+    def flush(self, windows: int, timeout: float = FLUSH_TIMEOUT_S) -> tuple[list[Edge], list[PowerSample]]:
+        """Everything since the last flush, once `windows` busy windows are in and samples reach
+        `settle_ticks` past the last of them (or `timeout` has passed: the caller counts what came)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.problem is not None:
+                raise MonitorError(f"{self.name}: {self.problem}; {self.fix}")
+            with self._lock:
+                edges, covered = list(self.edges), self.samples[-1].end if self.samples else None
+            found = busy_windows(edges)
+            if (len(found) >= windows and (not found or covered is not None
+                                           and covered >= found[-1].fall + self.settle_ticks)
+                    or time.monotonic() > deadline):
+                break
+            time.sleep(0.01)
+        with self._lock:
+            edges, samples = self.edges, self.samples
+            self.edges, self.samples = [], []
+        self._flush_files()
+        if self.trace_failure is not None:
+            raise ResultsUnwritable(str(self.trace_failure))
+        return edges, samples
+
+
 class Monitor(ABC):
     """A board's measurement unit: started with the board, stopped with it. `start()` gives the link the
     metering reads (hil/run/metering.py): its flush(windows), clock_hz, conversion_ticks and

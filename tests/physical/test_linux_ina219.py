@@ -13,12 +13,12 @@ from pathlib import Path
 import yaml
 
 from hil.hw.kinds import BOARD_KINDS
-from tests.support.benches import KIND, physical_lab
+from tests.support.benches import KIND, physical_lab, unit_stopped
 from tests.support.labs import REPO_ROOT, run_dir_of
 
 FAKE_HOST = REPO_ROOT / "tests" / "support" / "fake_linux_host"
 BUSY_LINE, EXIT_LINE = 17, 27
-PASS, INFRASTRUCTURE = 0, 2
+PASS = 0
 
 
 def with_linux_unit(lab: Path, gpio_chip: str, i2c_bus: Path) -> Path:
@@ -69,17 +69,6 @@ def test_a_linux_ina219_unit_meters_the_board_as_the_emulated_truth_says(tmp_pat
 
 def test_a_linux_ina219_unit_that_stops_mid_run_is_one_board_error_and_every_record_is_kept(tmp_path, nucleo):
     board = nucleo("STLINK-0102", wire=True)
-    result = run(lab_for(tmp_path, board), tmp_path, HIL_FAKE_LINUX_UNIT_FAIL_AFTER="40")
-    assert result.returncode == INFRASTRUCTURE, result.stderr[-3000:]
-    failures = json.loads(result.stdout)["failures"]
-    assert failures and all(f["slot"] == "bench-1" and f["stage"] == "monitor" for f in failures), failures
-    assert "stopped answering" in failures[0]["reason"] and "\n" not in failures[0]["reason"], failures
-    run_dir = run_dir_of(tmp_path)
-    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
-    measured = [json.loads(line) for line in (run_dir / "measurements.jsonl").read_text().splitlines()]
-    assert sum(r["slot"] == "bench-1" for r in records) == 30
-    # The board is metered once its answers are in (hil/run/metering.py); by then the unit is gone.
-    bench = [m for m in measured if m["slot"] == "bench-1"]
-    assert len(bench) == 30 and all(m["method"] == "unmeasured" and "stopped answering" in m["reason"]
-                                    for m in bench), bench
+    measured = unit_stopped(tmp_path, run(lab_for(tmp_path, board), tmp_path, HIL_FAKE_LINUX_UNIT_FAIL_AFTER="40"),
+                            "stopped answering")
     assert any(m["energy_j"] is not None for m in measured if m["slot"] == "an500-mnist1d")

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from hil.hw.kinds import BOARD_KINDS
-from tests.support.benches import KIND, physical_lab
+from tests.support.benches import KIND, physical_lab, unit_stopped
 from tests.support.labs import REPO_ROOT, run_dir_of
 from tests.support.ptys import raw_pty
 
@@ -102,18 +102,8 @@ def redecode(header: dict, raw: bytes) -> tuple[list, list]:
 
 def test_a_ppk2_that_stops_mid_run_is_one_board_error_and_every_record_is_kept(tmp_path, nucleo, ppk2):
     board = nucleo("STLINK-0202", wire=True)
-    result = run(lab_for(tmp_path, board, ppk2(board, "--stall-after", "30000")), tmp_path)
-    assert result.returncode == INFRASTRUCTURE, result.stderr[-3000:]
-    failures = json.loads(result.stdout)["failures"]
-    assert failures and all(f["slot"] == "bench-1" and f["stage"] == "monitor" for f in failures), failures
-    assert "stopped streaming" in failures[0]["reason"] and "\n" not in failures[0]["reason"], failures
-    run_dir = run_dir_of(tmp_path)
-    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
-    measured = [json.loads(line) for line in (run_dir / "measurements.jsonl").read_text().splitlines()]
-    assert sum(r["slot"] == "bench-1" for r in records) == 30
-    bench = [m for m in measured if m["slot"] == "bench-1"]
-    assert len(bench) == 30 and all(m["method"] == "unmeasured" and "stopped streaming" in m["reason"]
-                                    for m in bench), bench
+    unit_stopped(tmp_path, run(lab_for(tmp_path, board, ppk2(board, "--stall-after", "30000")), tmp_path),
+                 "stopped streaming")
 
 
 def test_a_ppk2_that_does_not_answer_leaves_the_board_streaming_unmeasured_with_one_clear_error(tmp_path, nucleo):

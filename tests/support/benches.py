@@ -22,9 +22,11 @@ pins reads whichever QEMU is current. Without it the wire is drained and dropped
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import select
+import subprocess
 import threading
 from pathlib import Path
 from typing import Self
@@ -35,7 +37,7 @@ from hil.hw.emulated.probe import EmulatedProbe
 from hil.hw.emulated.qemu import QemuBoard
 from hil.hw.kinds import BOARD_KINDS
 
-from tests.support.labs import write_lab
+from tests.support.labs import run_dir_of, write_lab
 from tests.support.ptys import raw_pty
 
 KIND, MODEL = "nucleo-l432kc", "qute-digits"
@@ -43,6 +45,7 @@ FLASH = BOARD_KINDS[KIND].flash
 # The VCP's USART2 (UM1956 6.9: PA2/PA15), at 0x4000_4400 on the L432 and on QEMU's L475 alike
 # (RM0394 2.2.2); its CR1's UE (bit 0) and RE (bit 2) say the receiver is on (RM0394 38.8.1).
 USART2_CR1, CR1_UE, CR1_RE = 0x4000_4400, 1 << 0, 1 << 2
+INFRASTRUCTURE = 2  # hil run's exit code for a board, probe or unit that failed
 POLL_S = 0.005  # how long the bridge waits for bytes before it looks for a reset again
 logger = logging.getLogger(__name__)
 
@@ -187,3 +190,21 @@ def with_monitor(lab: Path, port: str) -> Path:
         "port": port, "shunt_ohms": profile.shunt_ohms, "max_current_a": profile.max_current_a}
     lab.write_text(yaml.safe_dump(data, sort_keys=False))
     return lab
+
+
+def unit_stopped(tmp_path: Path, result: subprocess.CompletedProcess, reason: str) -> list[dict]:
+    """Check a `hil run --json` whose bench-1 unit stopped mid-run: exit 2, its one-line monitor failures
+    naming `reason`, all 30 of its records kept and journaled unmeasured with that reason. Returns every
+    board's measurements."""
+    assert result.returncode == INFRASTRUCTURE, result.stderr[-3000:]
+    failures = json.loads(result.stdout)["failures"]
+    assert failures and all(f["slot"] == "bench-1" and f["stage"] == "monitor" for f in failures), failures
+    assert reason in failures[0]["reason"] and "\n" not in failures[0]["reason"], failures
+    run_dir = run_dir_of(tmp_path)
+    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    measured = [json.loads(line) for line in (run_dir / "measurements.jsonl").read_text().splitlines()]
+    assert sum(r["slot"] == "bench-1" for r in records) == 30
+    # The board is metered once its answers are in (hil/run/metering.py); by then the unit is gone.
+    bench = [m for m in measured if m["slot"] == "bench-1"]
+    assert len(bench) == 30 and all(m["method"] == "unmeasured" and reason in m["reason"] for m in bench), bench
+    return measured

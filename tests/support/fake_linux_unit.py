@@ -28,9 +28,10 @@ import tty
 from hil.hw import ina219
 from hil.hw import monitor_protocol as mp
 from hil.hw import protocol
-from hil.hw.channel import Framing
 from hil.hw.emulated.monitor_unit import EmulatedUnit
 from hil.hw.kinds import BOARD_KINDS
+
+from tests.support.ptys import follow_edges
 
 LAG_NS = 30_000_000  # how far the wire may trail the board's time
 _bench: Bench | None = None
@@ -74,24 +75,16 @@ class Bench:
         threading.Thread(target=self._read_wire, args=(fd,), daemon=True).start()
 
     def _read_wire(self, fd: int) -> None:
-        framing = Framing("fake gpiochip")
-        while True:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                return
-            if not data:
-                return
-            for event in framing.decode(data):
-                if isinstance(event, protocol.Frame) and event.type == protocol.MessageType.EDGE:
-                    edge = protocol.Edge.from_payload(event.payload)
-                    with self.lock:
-                        if self.offset_ns is None:
-                            self.offset_ns = time.monotonic_ns() + LAG_NS - edge.ticks * 1_000_000_000 // self.clock_hz
-                        sampled_to = self.unit.sample_start
-                        self.unit.on_edge(edge)
-                        if sampled_to is not None and self.unit.now < sampled_to:
-                            self.late_edges += 1
+        follow_edges(fd, self._on_edge, "fake gpiochip")
+
+    def _on_edge(self, edge: protocol.Edge) -> None:
+        with self.lock:
+            if self.offset_ns is None:
+                self.offset_ns = time.monotonic_ns() + LAG_NS - edge.ticks * 1_000_000_000 // self.clock_hz
+            sampled_to = self.unit.sample_start
+            self.unit.on_edge(edge)
+            if sampled_to is not None and self.unit.now < sampled_to:
+                self.late_edges += 1
 
     def _advance(self) -> None:
         if self.offset_ns is not None and self.unit.conversion_ticks and self.unit.now is not None:

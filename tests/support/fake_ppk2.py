@@ -36,12 +36,10 @@ import time
 import numpy as np
 
 from hil.hw import monitor_protocol as mp
-from hil.hw import protocol
-from hil.hw.channel import Framing
 from hil.hw.emulated.monitor_unit import EmulatedUnit
 from hil.hw.kinds import BOARD_KINDS
 from hil.hw.measurement import PIN_BUSY, PIN_EXIT
-from tests.support.ptys import raw_pty
+from tests.support.ptys import follow_edges, raw_pty
 
 SAMPLE_NS = 10_000
 LAG_NS = 30_000_000
@@ -127,18 +125,7 @@ class FakePpk2:
             self.levels.append((self.pins[0], self.pins[1]))
 
     def read_wire(self, wire: str) -> None:
-        fd = os.open(wire, os.O_RDWR | os.O_NOCTTY)
-        framing = Framing("fake ppk2 wire")
-        while True:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                return
-            if not data:
-                return
-            for event in framing.decode(data):
-                if isinstance(event, protocol.Frame) and event.type == protocol.MessageType.EDGE:
-                    self.unit.on_edge(protocol.Edge.from_payload(event.payload))
+        follow_edges(os.open(wire, os.O_RDWR | os.O_NOCTTY), self.unit.on_edge, "fake ppk2 wire")
 
     def serve_commands(self) -> None:
         pending = b""

@@ -32,6 +32,24 @@ def reframed(wire: bytes, type: int | None = None, flip_crc: bool = False) -> by
     return protocol.cobs_encode(bytes(raw)) + protocol.DELIMITER
 
 
+def follow_edges(fd: int, on_edge: Callable[[protocol.Edge], None], name: str) -> None:
+    """Hand every EDGE frame an emulated board's wire (read from `fd`) carries to `on_edge`, until it closes:
+    what a measurement unit clipped to the board's pins sees."""
+    from hil.hw.channel import Framing
+
+    framing = Framing(name)
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            return
+        if not data:
+            return
+        for event in framing.decode(data):
+            if isinstance(event, protocol.Frame) and event.type == protocol.MessageType.EDGE:
+                on_edge(protocol.Edge.from_payload(event.payload))
+
+
 def raw_pty() -> tuple[int, int, str]:
     """A pty pair in raw mode: (master, slave, the slave's path). Keep the slave open while the master is
     used: a pty whose slave nobody holds reads EIO."""

@@ -20,14 +20,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hil.errors import ResultsUnwritable
 from hil.hw import ina219
-from hil.hw.measurement import PIN_BUSY, PIN_EXIT, Edge, PowerSample, busy_windows
-from hil.hw.monitor import Ina219Monitor, MonitorError, measurement_config
+from hil.hw.measurement import PIN_BUSY, PIN_EXIT, Edge, PowerSample
+from hil.hw.monitor import HostReadLink, Ina219Monitor, MonitorError, measurement_config
 from hil.store import results
 
 CLOCK_HZ = 1_000_000_000  # CLOCK_MONOTONIC nanoseconds
-FLUSH_TIMEOUT_S = 5.0
 POLLS_PER_CONVERSION = 16  # CNVR polls per conversion: the stamp's error is half a poll plus one I2C read
 # 16 shunt samples averaged: 8.51 ms conversions (SBOS448G §8.6.2.1). The serial unit's 2.13 ms ones would be
 # missed whenever another thread of the run holds Python's GIL for its 5 ms switch interval.
@@ -51,7 +49,7 @@ def _word(data: list[int]) -> int:
     return data[0] << 8 | data[1]
 
 
-class LinuxIna219Link:
+class LinuxIna219Link(HostReadLink):
     """What the metering reads (hil/run/metering.py), as MonitorLink offers it: flush, clock, conversion."""
 
     def __init__(self, name: str, wiring: LinuxIna219Wiring, calibration: ina219.Calibration, max_current_a: float,
@@ -64,15 +62,9 @@ class LinuxIna219Link:
             raise MonitorError(f"{name}: a linux-ina219 unit needs the {error.name} package; install hil "
                                "with its dependencies") from None
 
-        self.name, self.wiring, self.calibration = name, wiring, calibration
-        self.clock_hz = CLOCK_HZ
-        self.problem: str | None = None
-        self.pins_sampled = False  # the kernel stamps each edge as it happens
-        self.trace_path = trace_path
-        self.trace_failure: ResultsUnwritable | None = None
-        self.edges: list[Edge] = []
-        self.samples: list[PowerSample] = []
-        self._lock = threading.Lock()
+        super().__init__(name, trace_path)
+        self.wiring, self.calibration = wiring, calibration
+        self.clock_hz = CLOCK_HZ  # and pins_sampled stays False: the kernel stamps each edge as it happens
         self._stopping = threading.Event()
         self._pins = {wiring.busy_line: PIN_BUSY, wiring.exit_line: PIN_EXIT}
         try:
@@ -173,40 +165,14 @@ class LinuxIna219Link:
         except OSError as error:
             self.problem = f"the GPIO lines of {self.wiring.gpio_chip} failed ({error})"
 
-    def _write_trace(self, entry: dict | None) -> None:
-        """As MonitorLink's: after a disk error the trace stops, the readings still count in memory."""
-        if self.trace_failure is not None:
-            return
-        try:
+    def _write_trace(self, entry: dict) -> None:
+        def write() -> None:
             with self._lock:  # two threads write it
-                self._trace.flush() if entry is None else self._trace.write(json.dumps(entry) + "\n")
-        except OSError as error:
-            problem = results.disk_problem(error)
-            if problem is None:
-                raise
-            self.trace_failure = results.unwritable(self.trace_path, problem)
+                self._trace.write(json.dumps(entry) + "\n")
+        self._on_disk(write)
 
-    def flush(self, windows: int, timeout: float = FLUSH_TIMEOUT_S) -> tuple[list[Edge], list[PowerSample]]:
-        """Everything since the last flush, once `windows` busy windows are in and samples cover the last
-        of them (or `timeout` has passed: the caller counts what came)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.problem is not None:
-                raise MonitorError(f"{self.name}: {self.problem}; check its wiring and power")
-            with self._lock:
-                edges, covered = list(self.edges), self.samples[-1].end if self.samples else None
-            found = busy_windows(edges)
-            if (len(found) >= windows and (not found or covered is not None and covered >= found[-1].fall)
-                    or time.monotonic() > deadline):
-                break
-            time.sleep(0.01)
-        with self._lock:
-            edges, samples = self.edges, self.samples
-            self.edges, self.samples = [], []
-        self._write_trace(None)
-        if self.trace_failure is not None:
-            raise ResultsUnwritable(str(self.trace_failure))
-        return edges, samples
+    def _flush_files(self) -> None:
+        self._on_disk(self._trace.flush)
 
     def close(self) -> None:
         self._stopping.set()

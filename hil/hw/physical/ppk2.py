@@ -35,9 +35,8 @@ from pathlib import Path
 import numpy as np
 import serial
 
-from hil.errors import ResultsUnwritable
-from hil.hw.measurement import PIN_BUSY, PIN_EXIT, Edge, PowerSample, busy_windows
-from hil.hw.monitor import Monitor, MonitorError
+from hil.hw.measurement import PIN_BUSY, PIN_EXIT, Edge, PowerSample
+from hil.hw.monitor import HostReadLink, Monitor, MonitorError
 from hil.lab.load import Ppk2Mode, Ppk2Spec
 from hil.store import results
 
@@ -50,7 +49,6 @@ COUNTER_SHIFT, COUNTER_MASK = 18, 0x3F
 LOGIC_SHIFT = 24
 STALL_S = 1.0  # a measuring PPK2 streams without pause: silence this long means it is gone
 READ_PAUSE_S = 0.005  # between reads of what has come: 2,000 bytes a time at full rate
-FLUSH_TIMEOUT_S = 5.0
 OPEN_TIMEOUT_S = 2.0
 CALIBRATION_KEYS = ("R", "GS", "GI", "O", "S", "I", "UG")  # ppk2-api's modifiers: per range, from the device
 
@@ -131,8 +129,12 @@ class SampleStream:
         return edges, self._spans.add(indices, watts, [edge.at for edge in edges])
 
 
-class Ppk2Link:
+class Ppk2Link(HostReadLink):
     """What the metering reads (hil/run/metering.py), as MonitorLink offers it: flush, clock, conversion."""
+
+    pins_sampled = True
+    settle_ticks = EDGE_SPAN - 1  # the last window's fall closes only with its edge's span
+    fix = "check its USB cable and power"
 
     def __init__(self, name: str, port: str, spec: Ppk2Spec, trace_path: Path):
         try:  # imported here: a lab without a PPK2 does not need it
@@ -140,16 +142,10 @@ class Ppk2Link:
         except ImportError:
             raise MonitorError(f"{name}: a ppk2 unit needs the ppk2-api package; install hil with its "
                                "dependencies") from None
-        self.name, self.spec = name, spec
+        super().__init__(name, trace_path)
+        self.spec = spec
         self.clock_hz = CLOCK_HZ
         self.conversion_ticks = 1
-        self.pins_sampled = True
-        self.problem: str | None = None
-        self.trace_path = trace_path
-        self.trace_failure: ResultsUnwritable | None = None
-        self.edges: list[Edge] = []
-        self.samples: list[PowerSample] = []
-        self._lock = threading.Lock()
         self._stopping = threading.Event()
         try:
             self.ppk2 = PPK2_API(port, timeout=OPEN_TIMEOUT_S, write_timeout=OPEN_TIMEOUT_S)
@@ -224,50 +220,14 @@ class Ppk2Link:
             self._write_trace({"spans": [[span.start, span.end, span.power_w] for span in spans],
                                "lost": self._stream.lost_samples})
 
-    def _write_trace(self, entry: dict | None) -> None:
-        """A trace line (None: flush both files)."""
-        if entry is None:
-            self._on_disk(lambda: (self._trace.flush(), self._raw.flush()))
-        else:
-            self._on_disk(lambda: self._trace.write(json.dumps(entry) + "\n"))
+    def _write_trace(self, entry: dict) -> None:
+        self._on_disk(lambda: self._trace.write(json.dumps(entry) + "\n"))
 
     def _write_raw(self, data: bytes) -> None:
         self._on_disk(lambda: self._raw.write(data))
 
-    def _on_disk(self, write: Callable[[], object]) -> None:
-        """As MonitorLink's trace: after a disk error the files stop, the readings still count in memory."""
-        if self.trace_failure is not None:
-            return
-        try:
-            write()
-        except OSError as error:
-            problem = results.disk_problem(error)
-            if problem is None:
-                raise
-            self.trace_failure = results.unwritable(self.trace_path, problem)
-
-    def flush(self, windows: int, timeout: float = FLUSH_TIMEOUT_S) -> tuple[list[Edge], list[PowerSample]]:
-        """Everything since the last flush, once `windows` busy windows are in and spans cover the last
-        of them and its edge's span (or `timeout` has passed: the caller counts what came)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.problem is not None:
-                raise MonitorError(f"{self.name}: {self.problem}; check its USB cable and power")
-            with self._lock:
-                edges, covered = list(self.edges), self.samples[-1].end if self.samples else None
-            found = busy_windows(edges)
-            if (len(found) >= windows and (not found or covered is not None
-                                           and covered >= found[-1].fall + EDGE_SPAN - 1)
-                    or time.monotonic() > deadline):
-                break
-            time.sleep(0.01)
-        with self._lock:
-            edges, samples = self.edges, self.samples
-            self.edges, self.samples = [], []
-        self._write_trace(None)
-        if self.trace_failure is not None:
-            raise ResultsUnwritable(str(self.trace_failure))
-        return edges, samples
+    def _flush_files(self) -> None:
+        self._on_disk(lambda: (self._trace.flush(), self._raw.flush()))
 
     def close(self) -> None:
         self._stopping.set()
