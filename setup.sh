@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything hil needs on a fresh Debian machine (as root): the ARM toolchain,
 # QEMU >= 9, a host C compiler and Chromium (tests render the HTML report) from Debian, the
-# Python packages from PyPI into ./.venv.
+# Python packages from PyPI into ./.venv, pinned by requirements.lock.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -72,8 +72,10 @@ main() {
     qemu_new_enough || install_qemu
 
     [ -x .venv/bin/python ] || python3 -m venv .venv
-    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    # Exactly the versions and hashes of requirements.lock (one lock for Python 3.11 to 3.13: Debian 12 and 13),
+    # then hil itself, built with the locked setuptools. Renewing the lock: docs/ci.md.
+    .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 }
 
 # Sourced (tests/unit/test_ci.py), it only defines the functions above.
