@@ -161,6 +161,13 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def cmd_lab_scan(args) -> int:
+    from hil.lab.scan import find_ports, find_probes, pair, report
+
+    print(report(pair(find_probes(args.probe), find_ports())), end="")
+    return 0
+
+
 def cmd_run(args) -> int:
     from hil.report.console import LiveProgress, json_summary, show
     from hil.report.run_files import write_run_files
@@ -295,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     baseline_set = baseline.add_parser("set", help="make a finished run its lab's baseline")
     baseline_set.add_argument("run_dir", metavar="RUN", help="results/<run-id>")
     baseline_set.set_defaults(run=cmd_baseline_set)
+
+    lab_cmd = commands.add_parser("lab", help="the lab's hardware").add_subparsers(dest="action", required=True)
+    scan = lab_cmd.add_parser("scan", help="list attached probes and serial ports, paired by USB serial number, "
+                              "and print a boards: block for labs.yaml")
+    scan.add_argument("--probe", action="append", default=[], metavar="remote:HOST:PORT",
+                      help="also a pyOCD probe server (`pyocd server`), which discovery cannot find; repeatable")
+    scan.set_defaults(run=cmd_lab_scan)
 
     history = commands.add_parser("history", help="past runs from the catalog, or one metric's trend")
     history.add_argument("--results", default="results", help="the results folder (default: results)")
