@@ -76,3 +76,18 @@ def test_a_probe_whose_chip_cannot_say_leaves_kind_and_target_to_fill_in():
     assert (boards[0].probe.target, boards[0].kind) == (None, None)
     entry = yaml.safe_load(scan.boards_block(boards))["boards"][0]
     assert (entry["kind"], entry["probe"]["target"], entry["serial"]) == ("KIND", "TARGET", {"port": "PORT"})
+
+
+def test_hil_lab_scan_prints_the_block_for_a_probe_server():
+    import subprocess
+    import sys
+
+    from hil.hw.children import child_env
+
+    with EmulatedProbe(STLINK_ID, "stm32l432kc", core="cortex-m4") as probe:
+        done = subprocess.run([sys.executable, "-m", "hil.cli", "lab", "scan", "--probe", probe.address],
+                              capture_output=True, text=True, timeout=60, env=child_env())
+    assert done.returncode == 0, done.stderr
+    assert f"# probe {probe.address} (hil emulated probe via {probe.address}), target stm32l432kc; " in done.stdout
+    (entry,) = yaml.safe_load(done.stdout)["boards"]
+    assert (entry["kind"], entry["probe"]) == ("nucleo-l432kc", {"unique_id": probe.address, "target": "stm32l432kc"})
