@@ -151,6 +151,23 @@ def cmd_init(args) -> int:
     return 0
 
 
+def _duration(text: str) -> float:
+    """argparse's type for --wait: 30s, 10m, 2h in seconds (the parser says what is wrong)."""
+    from hil.run.rack import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def cmd_lab_scan(args) -> int:
+    from hil.lab.scan import find_ports, find_probes, pair, report
+
+    print(report(pair(find_probes(args.probe), find_ports())), end="")
+    return 0
+
+
 def cmd_run(args) -> int:
     from hil.report.console import LiveProgress, json_summary, show
     from hil.report.run_files import write_run_files
@@ -162,7 +179,8 @@ def cmd_run(args) -> int:
     progress = LiveProgress(console)
     started = time.monotonic()
     try:
-        outcome = execute(args.lab and Path(args.lab), args.resume and Path(args.resume), progress, args.baseline)
+        outcome = execute(args.lab and Path(args.lab), args.resume and Path(args.resume), progress, args.baseline,
+                          args.wait)
     finally:
         progress.stop()
     with recorded_end(outcome.run_dir, outcome.run):  # a crash writing them ends the run in error, as any crash
@@ -260,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     run.add_argument("--baseline", metavar="RUN", help="compare against a run: results/<run-id>, a run id, "
                      "`baseline` (set with `hil baseline set`) or `latest-pass`")
+    run.add_argument("--wait", type=_duration, default=0.0, metavar="DURATION",
+                     help="queue up to this long (30s, 10m, 2h) for boards another run holds; without it, "
+                     "a busy board is refused at once (exit 2)")
     run.set_defaults(run=cmd_run)
 
     sweep = commands.add_parser("sweep", help="sweep the early-exit threshold on the devices")
@@ -281,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     baseline_set = baseline.add_parser("set", help="make a finished run its lab's baseline")
     baseline_set.add_argument("run_dir", metavar="RUN", help="results/<run-id>")
     baseline_set.set_defaults(run=cmd_baseline_set)
+
+    lab_cmd = commands.add_parser("lab", help="the lab's hardware").add_subparsers(dest="action", required=True)
+    scan = lab_cmd.add_parser("scan", help="list attached probes and serial ports, paired by USB serial number, "
+                              "and print a boards: block for labs.yaml")
+    scan.add_argument("--probe", action="append", default=[], metavar="remote:HOST:PORT",
+                      help="also a pyOCD probe server (`pyocd server`), which discovery cannot find; repeatable")
+    scan.set_defaults(run=cmd_lab_scan)
 
     history = commands.add_parser("history", help="past runs from the catalog, or one metric's trend")
     history.add_argument("--results", default="results", help="the results folder (default: results)")

@@ -31,7 +31,8 @@ from hil.hw import protocol
 
 WIRE_LOG = logging.getLogger("hil.wire")  # one DEBUG record per frame; `hil --log-file` keeps them
 # What a port raises once it is gone: an unplugged adapter, a dead emulator, a closed socket,
-# or (TypeError, termios.error) a port closed under the thread reading it.
+# (TypeError, termios.error) a port closed under the thread reading it, or (termios.error, not an
+# OSError) a write's tcdrain or a tcflush whose other side went away: all are ChannelLost.
 PORT_ERRORS = (serial.SerialException, OSError, TypeError, termios.error)
 MAX_WAIT_S = 0.5  # the longest single read, so that a caller's deadline is kept
 

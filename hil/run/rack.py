@@ -9,8 +9,10 @@ and the others go on.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -85,25 +87,80 @@ def check_identity(board: Board, tau_q15: int, retries: int) -> protocol.Info:
     return info
 
 
+log = logging.getLogger(__name__)
+WAIT_POLL_S = 0.2  # how often a waiting run tries the rack again: a flock has no timeout to block with
+
+
 @contextmanager
-def reserve(lab: Lab, slots: list[str]) -> Iterator[None]:
+def reserve(lab: Lab, slots: list[str], wait_s: float = 0.0,
+            on_wait: Callable[[str], None] = log.warning) -> Iterator[None]:
     """Hold the locks of these boards, all or none. They are taken without waiting, in one fixed
     (sorted) order: of two runs that want the same boards, the one that locks the first of them
     gets them all, and the other is refused (BoardError, naming the board and its holder) with
-    whatever it had taken given back."""
+    whatever it had taken given back. With `wait_s`, a refused run tries again until that many
+    seconds have passed, holding nothing meanwhile (so two waiting runs never deadlock), and says
+    once through `on_wait` who holds the board it waits for; then it is refused as without waiting."""
     claims = sorted((lock_name(spec, lab.file), spec.slot) for spec in lab.boards if spec.slot in slots)
+    deadline = time.monotonic() + wait_s
+    said: set[str] = set()  # holders already named: once each, not every poll
+    while True:
+        held, busy = _take_all(claims)
+        if busy is None:
+            break
+        slot, holder, path = busy
+        if time.monotonic() >= deadline:
+            waited = f" after waiting {format_duration(wait_s)}" if wait_s else ""
+            raise BoardError(f"{slot}: board is in use by {holder} (lock {path}){waited}; wait for that run to end"
+                             + (" or give a longer --wait" if wait_s else ""))
+        if holder not in said:
+            said.add(holder)
+            on_wait(f"{slot}: board is in use by {holder} (lock {path}); waiting for it, "
+                    f"up to {format_duration(max(0.0, deadline - time.monotonic()))} more")
+        time.sleep(min(WAIT_POLL_S, max(0.0, deadline - time.monotonic())))
+    try:
+        yield
+    finally:
+        for lock in reversed(held):
+            lock.release()
+
+
+def _take_all(claims: list[tuple[str, str]]) -> tuple[list[Lock], tuple[str, str, Path] | None]:
+    """All these locks, held; or none held and (slot, holder, lock path) of the first one taken."""
     held: list[Lock] = []
     try:
         for name, slot in claims:
             lock = Lock(name)
             holder = lock.try_acquire(f"pid {os.getpid()} ({slot})")
             if holder is not None:
-                raise BoardError(f"{slot}: board is in use by {holder} (lock {lock.path}); wait for that run to end")
+                for taken in reversed(held):
+                    taken.release()
+                return [], (slot, holder, lock.path)
             held.append(lock)
-        yield
-    finally:
-        for lock in reversed(held):
-            lock.release()
+    except BaseException:
+        for taken in reversed(held):
+            taken.release()
+        raise
+    return held, None
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """'30s', '10m', '2h' in seconds; ValueError naming the accepted forms."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in DURATION_UNITS or not number.isdigit():
+        raise ValueError(f"{text!r} is not a duration; give a whole number and s, m or h, e.g. 30s, 10m, 2h")
+    return float(int(number) * DURATION_UNITS[unit])
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact one of 2h, 10m, 30s; whole seconds otherwise."""
+    whole = round(seconds)
+    for unit, size in sorted(DURATION_UNITS.items(), key=lambda item: -item[1]):
+        if whole and whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
 
 
 class Rack:

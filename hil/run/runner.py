@@ -143,7 +143,9 @@ def recorded_end(run_dir: Path, run: RunFile) -> Iterator[None]:
         raise ended from error
 
 
-def execute(lab_path: Path | None, resume: Path | None, progress: Progress, baseline: str | None = None) -> RunOutcome:
+def execute(lab_path: Path | None, resume: Path | None, progress: Progress, baseline: str | None = None,
+            wait_s: float = 0.0) -> RunOutcome:
+    """`wait_s`: how long to queue for boards another run holds (`hil run --wait`); 0 refuses at once."""
     lab, run_dir, run = load_run_lab(lab_path, resume)
     # The baseline is found before anything is locked or made: a wrong one is bad input (exit 3).
     baseline_dir = None if baseline is None else resolve_run(baseline, lab.results_dir, lab.name, exclude=run_dir)
@@ -156,7 +158,7 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
             raise ResultsUnwritable(f"{error}, then `hil run --resume {run_dir}`") from None
     # The whole rack, or a refusal (exit 2) that leaves no run directory and no catalog row. A resumed
     # run locks every board too: two resumes of one run never journal into it at once.
-    with reserve(lab, [board.slot for board in lab.boards]):
+    with reserve(lab, [board.slot for board in lab.boards], wait_s):
         if run_dir is None:
             run_dir, run = open_run(lab)
         with recorded_end(run_dir, run):

@@ -81,3 +81,19 @@ def test_qemu_dies_with_its_owner(how):
     owner.send_signal(how)
     owner.wait(timeout=10)
     assert wait_gone(qemu_pid), f"QEMU outlived its owner after {how.name}"
+
+
+def test_the_emulated_unit_hears_the_pin_levels_of_reset(tmp_path):
+    # The unit's process opens the wire after the firmware has written its reset-time levels onto it
+    # (they wait in the pty, held open by the board): making its end raw must not discard them.
+    from hil.hw.emulated.monitor import EmulatedMonitor
+
+    kind = BOARD_KINDS["nucleo-l432kc"]
+    with QemuBoard(kind, firmware.prebuilt(kind.name, "qute-mnist1d").elf, record_wire=False) as board:
+        time.sleep(0.3)  # the firmware has long written them before the unit starts
+        unit = EmulatedMonitor("l4-1", kind.name, kind.timer_hz, tmp_path, board.wire.port)
+        try:
+            edges, _ = unit.start().flush(windows=0)
+        finally:
+            unit.stop()
+    assert [(e.pin, e.level) for e in edges[:2]] == [(0, 0), (1, 0)]

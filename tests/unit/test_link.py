@@ -143,3 +143,36 @@ def test_an_error_nobody_foresaw_in_a_boards_thread_is_that_boards_failure(tmp_p
         board.link.port.close()
     assert failures == [BoardFailure("pty-1", "stream", "pty-1: unexpected KeyError: 'pty-1'")]
     assert [r.index for r in read_records(tmp_path)] == [0]  # what was answered is kept
+
+
+@pytest.mark.parametrize("send", ["send_raw", "hello"])
+def test_a_port_whose_other_side_goes_away_during_the_drain_is_link_lost(monkeypatch, send):
+    # pyserial's flush() is tcdrain(2), whose error is termios.error, not an OSError. Here the other
+    # side closes while the bytes drain: the real call on a real pty, only its timing is arranged.
+    import os
+    import pty
+    import termios
+
+    from hil.hw.link import LinkLost
+
+    master, slave = pty.openpty()
+    port = serial.Serial(os.ttyname(slave), 115200, timeout=0.1)
+    os.close(slave)
+    real_tcdrain, raised = termios.tcdrain, []
+
+    def other_side_gone_while_draining(fd: int) -> None:
+        os.close(master)
+        try:
+            real_tcdrain(fd)
+        except termios.error as error:
+            raised.append(error)
+            raise
+
+    monkeypatch.setattr(termios, "tcdrain", other_side_gone_while_draining)
+    link = DeviceLink(port, "pty-1", timeout=0.5)
+    try:
+        with pytest.raises(LinkLost, match="pty-1: link lost .*Input/output error"):
+            link.send_raw(b"\x00") if send == "send_raw" else link.hello()
+    finally:
+        port.close()
+    assert [type(error) for error in raised] == [termios.error]

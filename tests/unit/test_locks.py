@@ -291,3 +291,86 @@ def test_two_runs_racing_for_one_rack_one_gets_all_of_it(folder, bench_labs):
     assert {tuple(a == "won" for a in answers) for answers in outcomes} == {(True, False), (False, True)}, \
         "one racer always won: the race was not a race"
 
+
+
+# --- locks that wait (hil run --wait) ---
+
+HOLD_UNTIL_TOLD = """
+import sys
+from hil.hw.locks import Lock
+lock = Lock(sys.argv[1])
+assert lock.try_acquire(f"pid {__import__('os').getpid()} (the other run)") is None
+print("held", flush=True)
+sys.stdin.readline()
+lock.release()
+print("released", flush=True)
+"""
+
+
+@pytest.fixture
+def other_run(folder, lab):
+    """Another process holding the lock of the lab's last board, until its stdin gets a line."""
+    name = sorted(lock_name(board, lab.file) for board in lab.boards)[-1]
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_UNTIL_TOLD, name], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=child_env())
+    assert holder.stdout.readline() == "held\n"
+    yield holder
+    holder.kill()
+    holder.wait()
+
+
+def test_a_run_that_waits_says_once_who_holds_the_board_and_gets_the_rack_when_it_is_free(folder, lab, other_run):
+    said = []
+
+    def on_wait(message: str) -> None:  # told it waits: only now does the other run let go
+        said.append(message)
+        if len(said) == 1:
+            other_run.stdin.write("go\n")
+            other_run.stdin.flush()
+
+    with reserve(lab, [b.slot for b in lab.boards], wait_s=30, on_wait=on_wait):
+        assert other_run.stdout.readline() == "released\n"
+        for board in lab.boards:  # every lock is ours now
+            assert Lock(lock_name(board, lab.file)).try_acquire("test") == f"pid {os.getpid()} ({board.slot})"
+    assert len(said) == 1, said
+    assert f"board is in use by pid {other_run.pid} (the other run)" in said[0]
+    assert "waiting for it, up to 30s more" in said[0]
+    assert list(folder.iterdir()) == []
+
+
+def test_a_run_that_waits_in_vain_is_refused_as_clearly_and_holds_nothing(folder, lab, other_run):
+    said = []
+    started = time.monotonic()
+    with pytest.raises(BoardError) as caught, reserve(lab, [b.slot for b in lab.boards], wait_s=1,
+                                                       on_wait=said.append):
+        pytest.fail("the rack was reserved with one of its boards in use")
+    assert time.monotonic() - started >= 1
+    assert len(said) == 1
+    message = one_line(caught.value)
+    assert f"board is in use by pid {other_run.pid} (the other run) (lock {folder}/" in message
+    assert message.endswith(") after waiting 1s; wait for that run to end or give a longer --wait")
+    assert len(list(folder.iterdir())) == 1, "the refused run kept some locks"
+
+
+def test_without_wait_a_busy_board_is_refused_at_once(folder, lab, other_run):
+    started = time.monotonic()
+    slots = [b.slot for b in lab.boards]
+    with pytest.raises(BoardError, match=r"in use by .*; wait for that run to end$"), reserve(lab, slots):
+        pytest.fail("reserved")
+    assert time.monotonic() - started < 0.5
+
+
+@pytest.mark.parametrize("text, seconds", [("30s", 30), ("10m", 600), ("2h", 7200)])
+def test_wait_durations(text, seconds):
+    from hil.run.rack import format_duration, parse_duration
+
+    assert parse_duration(text) == seconds
+    assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("text", ["30", "m", "1.5h", "-1m", "10 m", "2d"])
+def test_a_wait_that_is_not_a_duration_is_refused(text):
+    from hil.run.rack import parse_duration
+
+    with pytest.raises(ValueError, match="is not a duration; give a whole number and s, m or h"):
+        parse_duration(text)

@@ -29,6 +29,7 @@ import json
 import os
 import select
 import sys
+import termios
 import tty
 import numpy as np
 
@@ -226,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # Both ptys in raw mode, as pyserial would set them: a cooked tty echoes and turns CR into LF.
+    # At once (TCSANOW), not setraw's default TCSAFLUSH: that would discard what waits on the wire,
+    # the pin levels the firmware wrote at reset before this process started.
     wire_fd = os.open(args.wire, os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(wire_fd)
+    tty.setraw(wire_fd, termios.TCSANOW)
     host_fd, host_device = os.openpty()  # we keep the device side open, so reads never fail before the host opens it
     tty.setraw(host_device)
     wire, host = Framing("unit wire"), Framing("unit", mp.MonitorMessage)

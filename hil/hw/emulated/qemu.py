@@ -3,8 +3,13 @@
 QEMU starts paused (-S) with a QMP socket and the image in the machine's flash (`power_on`:
 the bytes an emulated probe's flash holds after pyOCD wrote them, hil/hw/emulated/loader.py,
 or an ELF's segments through -kernel); we read the pty paths of both UARTs from QMP, open
-them, and only then let the CPU run (`run`), so not one byte the firmware sends is lost. Time is QEMU's instruction
-counter (-icount), so timer readings are the same on every run. QEMU is always stopped:
+them, and only then let the CPU run (`run`), so not one byte the firmware sends is lost: QEMU 10's pty
+writes whenever the other side is open, and the wire is held open here even when the emulated unit
+reads it (whose process opens it later and must not flush it: hw/emulated/monitor_unit.py). What
+QEMU does lose, and we cannot change, is time on the way in: its pty reads the host's bytes only once
+its 1 s reconnect timer has seen our side open, so the first HELLO after a bring-up waits up to 1 s
+(measured: 0.997 s; later requests 1 ms). Nothing is dropped: the bytes wait in the pty.
+Time is QEMU's instruction counter (-icount), so timer readings are the same on every run. QEMU is always stopped:
 on close, on Ctrl-C, and if this process dies (the kernel sends it SIGTERM then, through
 PR_SET_PDEATHSIG).
 """
