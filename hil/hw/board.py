@@ -7,7 +7,10 @@ everything after bring-up (identity check, streaming, recovery) is one code path
   its port; the Flasher's report goes into provenance (`identity()["flash"]`);
 - `link`: a DeviceLink (protocol v2 over pyserial);
 - `start_monitor()`: its measurement unit, if it has one (every emulated board does);
-- `alive()`, `shut_down()`.
+- `alive()`, `shut_down()`;
+- the recovery ladder's steps (hil/run/recovery.py): `reset()` (the reset line, through the probe),
+  `reflash()` (bring-up again: the verified image flashed anew), `power_cycle()` (where there is a way:
+  an emulated board's emulator restarts; a physical one needs the lab's power_cycle command).
 A board is driven only under its lock (`lock_name`, taken for the whole rack by
 hil.run.rack.reserve), so two runs never drive the same board.
 """
@@ -76,6 +79,28 @@ class Board(ABC):
         self.flash_report = self.flasher.flash(self.manifest)
         port = self._open_port()
         self.link = DeviceLink(port, name=self.slot, timeout=self.run.request_timeout_s)
+
+    @abstractmethod
+    def reset(self) -> None:
+        """A hardware reset, as the reset line gives one: the firmware starts again on the same port."""
+
+    @abstractmethod
+    def power_cycle(self) -> None:
+        """Power off and on again, the image as flashed; BoardError where there is no way to."""
+
+    def reflash(self) -> None:
+        """The board brought up anew: its port closed, the verified image flashed again, the port opened."""
+        self.link = None
+        self._stop()
+        self.bring_up()
+
+    def restart_monitor(self) -> None:
+        """The unit stopped and started again (after the board behind it was brought up anew)."""
+        if self.monitor is not None:
+            traces_dir = self.monitor.traces_dir
+            self.monitor.stop()
+            self.monitor = None
+            self.start_monitor(traces_dir)
 
     def start_monitor(self, traces_dir: Path) -> None:
         """Start and configure the measurement unit; a MonitorError leaves the board unmeasured."""

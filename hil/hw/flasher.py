@@ -204,6 +204,17 @@ def flash_image(probe_id: str, target: str, image: Path, image_sha256: str, *, b
     raise AssertionError("unreachable")
 
 
+def reset_target(probe_id: str, target: str, timeout_s: float = 30.0) -> None:
+    """A hardware reset through the probe (the recovery ladder's second step), in its own pyOCD process
+    under the probe's lock, as a flash is; ProbeError or FlashTimeout if it cannot be done."""
+    deadline = time.monotonic() + timeout_s
+    job = {"action": "reset", "probe_id": probe_id, "target": target, "image": "", "expect_served_id": None}
+    with probe_lock(probe_id, deadline) as lock:
+        result = _run_child(job, deadline, timeout_s, lock)
+    if not result["ok"]:
+        raise _ERRORS.get(result["kind"], ProbeError)(result["message"])
+
+
 class PyocdFlasher(Flasher):
     """A board behind a debug probe: firmware.bin flashed at the manifest's load address, read back, reset."""
 
@@ -213,6 +224,9 @@ class PyocdFlasher(Flasher):
     def flash(self, manifest: FirmwareManifest) -> FlashReport:
         return flash_image(self.probe_id, self.target, manifest.bin, manifest.image_sha256,
                            base_address=manifest.load_address)
+
+    def reset(self) -> None:
+        reset_target(self.probe_id, self.target)
 
 
 def _run_child(job: dict[str, Any], deadline: float, timeout_s: float, lock: Lock) -> dict[str, Any]:
@@ -228,7 +242,8 @@ def _run_child(job: dict[str, Any], deadline: float, timeout_s: float, lock: Loc
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
-        raise FlashTimeout(f"probe {job['probe_id']}: flashing {Path(job['image']).name} did not finish within "
+        doing = "resetting the target" if job.get("action") == "reset" else f"flashing {Path(job['image']).name}"
+        raise FlashTimeout(f"probe {job['probe_id']}: {doing} did not finish within "
                            f"{timeout_s:g} s (stopped it); replug the probe, power-cycle the board and retry") from None
     finally:
         if process.poll() is None:  # interrupted: never leave a flasher running
@@ -351,6 +366,25 @@ def _flash_in_this_process(job: dict[str, Any]) -> dict[str, Any]:
         raise _classify(error, stage, job) from error
 
 
+def _reset_in_this_process(job: dict[str, Any]) -> dict[str, Any]:
+    from pyocd.core.session import Session
+
+    stage = "opening the probe"
+    try:
+        with tempfile.TemporaryDirectory(prefix="hil-reset-") as project_dir:
+            probe = _open_probe(job["probe_id"])
+            options = {"target_override": job["target"], "project_dir": project_dir, "no_config": True}
+            stage = "connecting to the target"
+            with Session(probe, options=options) as session:
+                stage = "resetting"
+                session.target.reset()
+        return {"probe": job["probe_id"], "target": job["target"]}
+    except ProbeNotFound as error:
+        raise _Failure("not_found", str(error)) from None
+    except Exception as error:  # everything pyOCD raises becomes one line with a kind
+        raise _classify(error, stage, job) from error
+
+
 def _child() -> int:
     results = os.fdopen(os.dup(1), "w")  # our result channel ...
     os.dup2(2, 1)  # ... while pyOCD's prints (wait messages, progress bars) go to the captured stderr
@@ -360,7 +394,8 @@ def _child() -> int:
     if os.getppid() != job["parent_pid"]:  # gone, maybe before die_with_parent could tie us to it: flash nothing
         return 1
     try:
-        outcome = {"ok": True, "report": _flash_in_this_process(job)}
+        run = _reset_in_this_process if job.get("action") == "reset" else _flash_in_this_process
+        outcome = {"ok": True, "report": run(job)}
     except _Failure as failure:
         outcome = {"ok": False, "kind": failure.kind, "message": failure.message}
     results.write(json.dumps(outcome) + "\n")

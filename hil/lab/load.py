@@ -110,11 +110,21 @@ class MonitorSpec:
 
 
 @dataclass(frozen=True)
+class PowerCycleSpec:
+    """How to cut and restore a physical board's power: a command (a switchable hub's `uhubctl`, a relay's
+    tool), and how long it may take. The recovery ladder's last step before quarantine (hil/run/recovery.py)."""
+
+    command: str
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class PhysicalSpec:
     probe: str  # the debug probe's unique id, matched exactly
     target: str  # pyOCD's target name, e.g. stm32l432kc (default: the board kind's)
     serial: SerialSpec
     monitor: MonitorSpec | None
+    power_cycle: PowerCycleSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -416,7 +426,8 @@ def _boards(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec]) -> t
     claimed: dict[str, str] = {}  # a probe or port -> the slot that has it
     for i, board_node in enumerate(reader.sequence(node, "boards")):
         field = f"boards[{i}]"
-        entry = reader.mapping(board_node, field, ("slot", "kind", "model"), ("emulated", "probe", "serial", "monitor"))
+        entry = reader.mapping(board_node, field, ("slot", "kind", "model"), ("emulated", "probe", "serial", "monitor",
+                                                                                  "power_cycle"))
         slot = reader.value(entry["slot"], f"{field}.slot", str)
         if not SLOT_PATTERN.match(slot):
             raise reader.fail(entry["slot"], f"{field}.slot", f"{slot!r} must be letters, digits, '_', '.' or '-'")
@@ -430,14 +441,15 @@ def _boards(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec]) -> t
         if model not in models:
             raise reader.fail(entry["model"], f"{field}.model", f"model {model!r} is not under models; add it there")
         emulated = reader.value(entry["emulated"], f"{field}.emulated", bool) if "emulated" in entry else False
-        hardware = [key for key in ("probe", "serial", "monitor") if key in entry]
+        hardware = [key for key in ("probe", "serial", "monitor", "power_cycle") if key in entry]
         if emulated:
             if BOARD_KINDS[kind].qemu is None:
                 raise reader.fail(entry["emulated"], f"{field}.emulated", f"board kind {kind} has no emulated twin; "
                                   "give the board its probe and serial (`emulated: false`) or use another kind")
             if hardware:
                 raise reader.fail(entry[hardware[0]], f"{field}.{hardware[0]}",
-                                  "an emulated board has no probe, serial or monitor; remove it or `emulated: false`")
+                                  "an emulated board has no probe, serial, monitor or power_cycle; remove it or "
+                                  "`emulated: false`")
             physical = None
         else:
             if "probe" not in entry or "serial" not in entry:
@@ -456,7 +468,13 @@ def _physical(reader: _Reader, entry: dict, field: str, slot: str, default_targe
     target = _optional(reader, probe, f"{field}.probe.target", str, default_target)
     serial = _serial(reader, entry["serial"], f"{field}.serial", (), slot, claimed)
     monitor = _monitor(reader, entry["monitor"], f"{field}.monitor", slot, claimed) if "monitor" in entry else None
-    return PhysicalSpec(unique_id, target, serial, monitor)
+    power_cycle = None
+    if "power_cycle" in entry:
+        keys = reader.mapping(entry["power_cycle"], f"{field}.power_cycle", ("command",), ("timeout_s",))
+        command = reader.value(keys["command"], f"{field}.power_cycle.command", str)
+        timeout_s = _optional(reader, keys, f"{field}.power_cycle.timeout_s", float, 30.0, 1.0, 600.0)
+        power_cycle = PowerCycleSpec(command, timeout_s)
+    return PhysicalSpec(unique_id, target, serial, monitor, power_cycle)
 
 
 CALIBRATION_KEYS = ("shunt_ohms", "max_current_a")

@@ -100,6 +100,16 @@ def failures_table(outcome: RunOutcome) -> Table:
                     [[f.slot, str(f.stage), f.reason] for f in outcome.failures])
 
 
+def recoveries_table(outcome: RunOutcome) -> Table:
+    """Boards taken up the recovery ladder this run: where each failed, what was tried, what brought it back."""
+    rows = [[r.slot, f"{r.testset}#{r.index}", ", ".join(f"{s.step} {'ok' if s.ok else 'failed'} ({s.seconds:.1f} s)"
+                                                         for s in r.steps),
+             str(r.recovered_by) if r.recovered_by is not None else bad("none: quarantined")]
+            for r in outcome.run.recoveries]
+    return Table.of("Recovery ladder (run.json `recoveries`)", [Column("board"), Column("failed at"),
+                                                                Column("steps"), Column("brought back by")], rows)
+
+
 def _link_note(outcome: RunOutcome) -> str:
     """For the verdict: a pass that took retries says so."""
     total = LinkCounts.total(outcome.link.values())
@@ -136,6 +146,8 @@ def show(console: Console, outcome: RunOutcome, seconds: float | None) -> None:
         console.print(to_rich(mismatch_table(outcome)))
     if outcome.disagreements:
         console.print(f"[red]{len(outcome.disagreements)} samples answered differently by boards of one model[/red]")
+    if outcome.run.recoveries:
+        console.print(to_rich(recoveries_table(outcome)))
     if outcome.failures:
         console.print(to_rich(failures_table(outcome)))
     if any(c.troubled for c in outcome.link.values()):
@@ -150,6 +162,7 @@ def json_summary(outcome: RunOutcome) -> str:
         "verdict": asdict(outcome.verdict),
         "boards": {slot: board.to_json() for slot, board in outcome.run.boards.items()},
         "failures": [asdict(f) for f in outcome.failures],
+        "recoveries": [r.to_json() for r in outcome.run.recoveries],
         "link": {slot: counts.to_dict() for slot, counts in outcome.link.items()},
         "summaries": [asdict(s) for s in outcome.summaries],
         "performance": [asdict(p) for p in outcome.performance],

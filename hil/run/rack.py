@@ -177,6 +177,7 @@ class Rack:
         self.failures: list[BoardFailure] = []
         self.infos: dict[str, protocol.Info] = {}
         self.link_counts: dict[str, LinkCounts] = {}  # every started board's, kept after it is shut down
+        self.recoveries: list = []  # hil.run.recovery.Recovery: each board's trips up the ladder, in order
 
     def __enter__(self) -> "Rack":
         try:

@@ -100,7 +100,10 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     with Rack(lab, list(jobs), tau, run_dir / TRACES) as rack:
         run.boards.update(board_identities(rack))
         run.write(run_dir)
-        failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress)
+        try:
+            failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress)
+        finally:  # what the ladder did is kept, however the session ends
+            run.recoveries += rack.recoveries
     run.sessions.append(Session(started, sorted(jobs), results.utc_now(),
                                 {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}))
     return failures, rack.link_counts

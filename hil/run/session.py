@@ -10,10 +10,12 @@ so a resumed run, a sweep point and a verification are assessed alike.
 from __future__ import annotations
 
 import platform
+import queue
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
-from joblib import Parallel, delayed
 
 from hil.firmware import build as firmware
 from hil.lab.load import BoardSpec, Lab
@@ -108,21 +110,55 @@ def board_identities(rack: Rack) -> dict[str, BoardProvenance]:
     return identities
 
 
+class MainThread:
+    """Runs, for the boards' streaming threads, what must run on the main thread: a recovery step that
+    starts a new emulator (QEMU dies with the thread that started it: hil/hw/children.py)."""
+
+    def __init__(self) -> None:
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+
+    def run(self, work: Callable[[], None]) -> None:
+        """Do `work` on the main thread and wait for it; its exception is raised here."""
+        if threading.current_thread() is threading.main_thread():
+            work()
+            return
+        done: Future = Future()
+        self._work.put((work, done))
+        done.result()
+
+    def serve(self, futures: list[Future]) -> None:
+        """Do the streaming threads' work until every one of `futures` is done."""
+        while not all(f.done() for f in futures):
+            try:
+                work, done = self._work.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            try:
+                work()
+                done.set_result(None)
+            except BaseException as error:  # noqa: BLE001 - handed to the thread that asked
+                done.set_exception(error)
+
+
 def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15: int,
                   progress: Progress, measure: bool = True) -> list[BoardFailure]:
     """Every ready board of the rack streams its jobs at threshold tau_q15, in parallel, then is measured
-    (unless not to `measure`); answers and measurements are journaled into run_dir."""
+    (unless not to `measure`); answers and measurements are journaled into run_dir, the boards' trips up
+    the recovery ladder appended to `rack.recoveries`."""
     ready = [board for board in rack.ready if board.slot in jobs]
     # A board whose unit did not come up cannot be measured: asking it again for windows is no use.
     jobs = {b.slot: jobs[b.slot] if b.monitor is not None else [j.unanswered() for j in jobs[b.slot]] for b in ready}
     progress.start({b.slot: sum(len(j.indices) for j in jobs[b.slot]) for b in ready})
+    main = MainThread()
     with records.RecordJournal(run_dir) as journal, records.RecordJournal(run_dir, records.MEASUREMENTS) as measured:
         journals = Journals(journal, measured)
-        outcomes = Parallel(n_jobs=max(1, len(ready)), backend="threading")(
-            delayed(stream_board)(board, jobs[board.slot],
-                                  BoardContext(tau_q15, rack.infos[board.slot].clock_hz, rack.lab.run.retries,
-                                               journals, measure), progress.advance)
-            for board in ready)
+        with ThreadPoolExecutor(max_workers=max(1, len(ready)), thread_name_prefix="board") as pool:
+            futures = [pool.submit(stream_board, board, jobs[board.slot],
+                                   BoardContext(tau_q15, rack.infos[board.slot].clock_hz, rack.lab.run.retries,
+                                                journals, measure, main.run, rack.recoveries), progress.advance)
+                       for board in ready]
+            main.serve(futures)
+        outcomes = [future.result() for future in futures]
     # Each board stopped at its next record once the results disk failed; that is no board's failure
     # but the run's (exit 4), raised once every board is done.
     disk = [journal.failure, measured.failure] + [b.monitor.trace_failure for b in ready if b.monitor]

@@ -2,8 +2,11 @@
 
 A bad frame, a reply that does not answer the request, or a timeout is retried after a
 resync (and the threshold is set again, in case the board restarted). A board that still
-fails, whose emulator or port is gone, or whose thread meets any other error, stops
-streaming with a BoardFailure; the other boards go on. Then its measurement unit
+fails, or whose emulator or port is gone, is taken up the recovery ladder (hil/run/recovery.py):
+what it answered so far is measured, then resync, reset, reflash, power-cycle until one brings
+it back, and it goes on from the sample it failed on (that one was not journaled: nothing is lost
+or asked twice). If none does, or its thread meets any other error, it stops streaming with a
+BoardFailure; the other boards go on. Then its measurement unit
 measures what it answered (hil/run/metering.py), matching each answer to its busy window by the
 device's window ordinal; a unit that fails leaves the answers kept and reconciled, only
 unmeasured, with the reason journaled. Samples answered in an earlier session but never
@@ -18,9 +21,10 @@ from typing import Callable
 
 from hil.run import metering
 from hil.hw import protocol
-from hil.hw.board import Board
+from hil.hw.board import Board, BoardError
 from hil.hw.monitor import MonitorError
 from hil.run.rack import RERUN, BoardFailure, FailureStage, answered, failure_reason
+from hil.run.recovery import NEW_BOARD, OnMain, Recovery, climb
 from hil.run.records import Record, RecordJournal
 from hil.model.testsets import TestSet
 
@@ -79,6 +83,38 @@ class BoardContext:
     retries: int
     journals: Journals
     measure: bool = True
+    on_main: OnMain | None = None  # runs a recovery step on the main thread; None: no recovery ladder
+    recoveries: list[Recovery] = field(default_factory=list)  # every board's trips up the ladder, appended
+
+
+def _meter(board: Board, context: BoardContext) -> metering.Meter | None:
+    """The board's unit read in the device's numbering from now on, if it has one and is to measure."""
+    if board.monitor is None or not context.measure:
+        return None
+    # The device's window count now: the unit's next busy window is the device's count + 1.
+    info, _ = retried(board, protocol.Hello(), context.tau_q15, context.retries)
+    return metering.Meter(board.monitor.link, context.clock_hz, info.windows)
+
+
+def _recover(board: Board, testset: str, index: int, error: BoardError, context: BoardContext, measured: bool,
+             ) -> tuple[metering.Meter | None, list[BoardFailure]]:
+    """Up the ladder; then, back, the meter to go on with (its unit started again where the board is new).
+    BoardError if no step brought it back."""
+    recovery = climb(board, testset, index, error, context.tau_q15, context.retries, context.on_main)
+    context.recoveries.append(recovery)
+    if recovery.recovered_by is None:
+        raise BoardError(f"{board.slot}: stopped answering at {testset}#{index} and no step of the recovery ladder "
+                         f"brought it back (resync, reset, reflash, power-cycle; run.json `recoveries`): quarantined "
+                         f"for the rest of the run; {str(error).removeprefix(board.slot + ': ')}")
+    if not measured:
+        return None, []
+    try:
+        if recovery.recovered_by in NEW_BOARD:
+            board.restart_monitor()
+        return _meter(board, context), []
+    except MonitorError as failure:
+        return None, [BoardFailure(board.slot, FailureStage.MONITOR, f"{failure}; the answers after "
+                                   f"{testset}#{index} are kept, unmeasured")]
 
 
 def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: Callable[[str, int], None],
@@ -88,16 +124,27 @@ def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: 
     tau_q15, retries = context.tau_q15, context.retries
     journal, measurements = context.journals.records, context.journals.measurements
     meter: metering.Meter | None = None
-    answers: list[metering.Answer] = []
+    answers: list[metering.Answer] = []  # since the board last came back: what the meter measures next
+    everything: list[metering.Answer] = []
     failures: list[BoardFailure] = []
+    broke_off = False
     try:
-        if board.monitor is not None and context.measure:
-            # The device's window count now: the unit's next busy window is the device's count + 1.
-            info, _ = retried(board, protocol.Hello(), tau_q15, retries)
-            meter = metering.Meter(board.monitor.link, context.clock_hz, info.windows)
+        meter = _meter(board, context)
         for job in jobs:
-            for index in job.indices:
-                result, attempts = ask(board, job.testset.inputs[index].tobytes(), tau_q15, retries)
+            position = 0
+            while position < len(job.indices):
+                index = job.indices[position]
+                try:
+                    result, attempts = ask(board, job.testset.inputs[index].tobytes(), tau_q15, retries)
+                except BoardError as error:
+                    if context.on_main is None:
+                        raise
+                    if meter is not None:  # measured now, by the unit as it is, before the board changes
+                        failures += metering.measure_inferences(board.slot, meter, answers, measurements)
+                    answers = []
+                    meter, more = _recover(board, job.testset.name, index, error, context, meter is not None)
+                    failures += more
+                    continue  # the same sample again
                 record = Record(
                     slot=board.slot, model=board.spec.model, testset=job.testset.name, index=index,
                     label=int(job.testset.labels[index]), tau_q15=tau_q15, exited=result.exited,
@@ -109,12 +156,15 @@ def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: 
                 if kept is None:
                     journal.append(record)
                 differs = kept is not None and _answer(kept) != _answer(record)
-                answers.append(metering.Answer(record, result.window, ANSWERED_DIFFERENTLY if differs else None))
+                answer = metering.Answer(record, result.window, ANSWERED_DIFFERENTLY if differs else None)
+                answers.append(answer)
+                everything.append(answer)
                 advance(board.slot, 1)
+                position += 1
     except Exception as error:  # noqa: BLE001 - a dead board, a full disk or a bug: this board's failure alone
         failures.append(BoardFailure(board.slot, FailureStage.STREAM, failure_reason(board.slot, error)))
-    broke_off = bool(failures)
-    differ = [a.record for a in answers if a.unmeasured == ANSWERED_DIFFERENTLY]
+        broke_off = True
+    differ = [a.record for a in everything if a.unmeasured == ANSWERED_DIFFERENTLY]
     if differ:
         failures.append(BoardFailure(board.slot, RERUN, f"{board.slot}: {len(differ)} samples answered differently "
                                      f"when asked again to be measured (first {differ[0].testset}#{differ[0].index}):"
@@ -137,7 +187,7 @@ def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: 
         return failures
     try:
         failures += metering.burst_energy(
-            board.slot, meter, [a.record for a in answers if a.unmeasured is None],
+            board.slot, meter, [a.record for a in everything if a.unmeasured is None],
             {job.testset.name: job.testset for job in jobs}, measurements,
             lambda sample, count: retried(board, protocol.InferBurst(count, sample), tau_q15, retries)[0])
     except MonitorError as error:

@@ -26,6 +26,7 @@ from hil.run.assess import BoardSetSummary, PathPerformance, SweepPoint
 from hil.run.baseline import RuleOutcome
 from hil.run.rack import BoardFailure, FailureStage
 from hil.run.records import MeasurementMethod
+from hil.run.recovery import Recovery, RecoveryStep, StepOutcome
 from hil.run.verdict import Verdict, VerdictStatus
 from hil.stats.metrics import UncertaintyReport
 from hil.stats.regression import RuleResult, RuleStatus
@@ -187,6 +188,14 @@ def _without_none(data: dict) -> dict:
 
 def read_failure(f: Fields) -> BoardFailure:
     return BoardFailure(f.text("slot"), f.choice("stage", FailureStage), f.text("reason"))
+
+
+def read_recovery(f: Fields) -> Recovery:
+    steps = [StepOutcome(step.choice("step", RecoveryStep), step.boolean("ok"), step.number("seconds"),
+                         step.text("detail")) for step in f.items("steps")]
+    recovered_by = f.optional_text("recovered_by")
+    return Recovery(f.text("slot"), f.text("testset"), f.integer("index"), f.text("error"), steps,
+                    None if recovered_by is None else f.choice("recovered_by", RecoveryStep))
 
 
 def read_verdict(f: Fields) -> Verdict:
@@ -394,6 +403,7 @@ class RunFile:
     boards: dict[str, BoardProvenance] = field(default_factory=dict)
     sessions: list[Session] = field(default_factory=list)
     failures: list[BoardFailure] = field(default_factory=list)
+    recoveries: list[Recovery] = field(default_factory=list)  # boards taken up the ladder (hil/run/recovery.py)
     verdict: Verdict = field(default_factory=lambda: Verdict(VerdictStatus.RUNNING, None, []))
     baseline: BaselineRef | None = None
     finished: str | None = None
@@ -408,7 +418,8 @@ class RunFile:
                              for model, sets in self.testsets.items()},
                 "boards": {slot: b.to_json() for slot, b in self.boards.items()},
                 "sessions": [s.to_json() for s in self.sessions],
-                "failures": [asdict(f) for f in self.failures], "verdict": asdict(self.verdict),
+                "failures": [asdict(f) for f in self.failures],
+                "recoveries": [r.to_json() for r in self.recoveries] or None, "verdict": asdict(self.verdict),
                 "baseline": None if self.baseline is None else asdict(self.baseline),
                 "finished": self.finished, "samples": self.samples}
         return _without_none(data)
@@ -428,7 +439,9 @@ class RunFile:
             models=_models(f), testsets=_testsets(f),
             boards={slot: BoardProvenance.from_json(b) for slot, b in f.objects("boards").items()},
             sessions=[Session.from_json(s) for s in f.items("sessions")],
-            failures=[read_failure(x) for x in f.items("failures")], verdict=read_verdict(f.obj("verdict")),
+            failures=[read_failure(x) for x in f.items("failures")],
+            recoveries=[read_recovery(x) for x in f.items("recoveries")] if "recoveries" in f.value else [],
+            verdict=read_verdict(f.obj("verdict")),
             baseline=None if baseline is None else BaselineRef(
                 baseline.text("id"), baseline.text("path"),
                 None if baseline_git is None else GitRevision.from_json(baseline_git)),

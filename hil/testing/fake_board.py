@@ -34,11 +34,12 @@ import serial
 from hil.firmware.build import FirmwareManifest
 from hil.hw import monitor_protocol as mp
 from hil.hw import protocol
-from hil.hw.board import Board
+from hil.hw.board import Board, BoardError
 from hil.hw.emulated.monitor_unit import EmulatedUnit
 from hil.hw.flasher import Flasher, FlashReport, check_image
 from hil.hw.kinds import BOARD_KINDS
 from hil.hw.measurement import PIN_BUSY, PIN_EXIT
+from hil.hw.link import DeviceLink
 from hil.hw.monitor import Monitor, ProtocolMonitor
 from hil.lab.load import BoardSpec, RunSettings
 from hil.model import decisions
@@ -74,6 +75,7 @@ class Faults:
     restart_before: frozenset[int] = frozenset()  # reboots on this INFER, losing it: τ back to 1.0, windows to 0
     hang_after: int | None = None  # after this many INFERs it answers nothing more (alive, silent)
     gone_after: int | None = None  # after this many INFERs the board is gone (its port and process die)
+    stays_gone: bool = False  # once gone, no reset, reflash or power cycle brings it back (a dead board)
     firmware_sha256: bytes | None = None  # what HELLO reports instead of the manifest's image hash
 
 
@@ -362,8 +364,11 @@ class FakeBoard(Board):
         super().__init__(spec, manifest, run, FakeFlasher())
         self.faults, self.card, self.metered, self.timing = faults, card, metered, timing
         self.firmware: FakeFirmware | None = None
+        self.died = False  # its firmware was gone once (Faults.gone_after)
 
     def _open_port(self) -> serial.SerialBase:
+        if self.faults.stays_gone and self.died:
+            raise BoardError(f"{self.slot}: the board does not answer on its port; it is dead")
         card = self.card or load_model(self.manifest.model)
         self.firmware = FakeFirmware(card, self.manifest, self.faults, self.timing, board=self.spec.kind,
                                      flashed=self.flasher.flashed)
@@ -373,6 +378,15 @@ class FakeBoard(Board):
 
     def alive(self) -> bool:
         return self.firmware is not None and not self.firmware.gone
+
+    def reset(self) -> None:
+        """The firmware starts again on a new port, with the image as flashed (its faults count anew)."""
+        self.died = self.died or (self.firmware is not None and self.firmware.gone)
+        self._stop()
+        self.link = DeviceLink(self._open_port(), name=self.slot, timeout=self.run.request_timeout_s)
+
+    def power_cycle(self) -> None:
+        self.reset()
 
     def _make_monitor(self, traces_dir: Path) -> Monitor | None:
         return FakeMonitor(self.slot, self.spec.kind, self.firmware, traces_dir) if self.metered else None

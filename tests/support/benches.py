@@ -61,6 +61,7 @@ class Nucleo:
         self._vcp, self._vcp_slave, self.port = raw_pty()
         self._wire, self._wire_slave, self.wire_port = raw_pty() if wire else (None, None, None)
         self.boots = 0
+        self.hung = False  # the MCU hangs: its UART neither takes nor sends a byte until it is reset (`hang`)
         self.error: Exception | None = None  # what stopped the bench's thread, raised on exit
         self._lock = threading.Lock()  # orders a release against the bridge's reads of the host's bytes
         self._boot_image: bytes | None = None  # the flash as the chip was released with it, until booted
@@ -89,6 +90,11 @@ class Nucleo:
                 os.close(fd)
         if self.error is not None and exc_type is None:
             raise RuntimeError(f"bench {self.probe.unique_id}: {self.error}") from self.error
+
+    def hang(self) -> None:
+        """The MCU hangs, as firmware stuck in a loop does: until the next reset (a boot), nothing it
+        sends reaches the host and nothing the host sends reaches it."""
+        self.hung = True
 
     # --- the probe's side: runs in its server thread, before pyOCD's reset returns ---
     def _released(self) -> None:
@@ -123,6 +129,7 @@ class Nucleo:
         for port in (self._qemu.link, self._qemu.wire):
             os.set_blocking(port.fileno(), False)
         self.boots += 1
+        self.hung = False
 
     def _power_off(self) -> None:
         if self._qemu is not None:
@@ -142,8 +149,10 @@ class Nucleo:
         writes = [fd for fd, pending in ((link, self._to_mcu), (self._vcp, self._to_host),
                                          (self._wire, self._to_unit)) if pending]
         readable, writable, _ = select.select(reads, writes, [], POLL_S)
+        if self.hung:  # what the MCU sends, and what it is sent, goes nowhere
+            self._to_host.clear(), self._to_mcu.clear()
         if link in readable:
-            self._to_host += _read(link)
+            self._to_host += b"" if self.hung else _read(link)
         if wire in readable:
             data = _read(wire)
             if self._wire is not None:
@@ -152,7 +161,8 @@ class Nucleo:
             with self._lock:
                 if self._boot_image is not None:
                     return  # reset meanwhile: what the host sent since is for the MCU that boots next
-                self._to_mcu += _read(self._vcp)
+                data = _read(self._vcp)
+                self._to_mcu += b"" if self.hung else data
         for fd, pending in ((link, self._to_mcu), (self._vcp, self._to_host), (self._wire, self._to_unit)):
             if fd in writable:
                 try:

@@ -119,6 +119,12 @@ class PtyBoard(Board):
     def alive(self) -> bool:
         return True
 
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def power_cycle(self) -> None:
+        raise NotImplementedError
+
     def _make_monitor(self, traces_dir):
         return None
 

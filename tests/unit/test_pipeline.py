@@ -11,6 +11,7 @@ from hil.run.rack import Rack, reserve
 from hil.run.records import read_measurements, read_records
 from hil.run.runner import execute, pending_jobs, stream_boards
 from hil.lab.load import load_lab
+from hil.store import files
 from hil.testing.fake_board import Faults, Timing
 from hil.model.card import load_model
 from tests.support.labs import BOARDS, INFRASTRUCTURE, PASS, REGRESSION, write_lab
@@ -101,22 +102,35 @@ def test_a_board_that_restarts_is_answered_again_but_its_windows_are_nobodys(fak
     assert {m.method for m in read_measurements(run_dir)} == {"unmeasured"}
 
 
-def test_a_hung_board_is_one_line_and_keeps_what_it_answered(fake_rack, tmp_path):
+def test_a_hung_board_is_brought_back_by_the_ladder_and_every_sample_is_answered_once(fake_rack, tmp_path):
     fake_rack.faults["an386-digits"] = Faults(hang_after=4)
-    failures, run_dir, _rack = stream(tmp_path, request_timeout_s=0.2, retries=1)
-    assert [f.stage for f in failures] == ["stream"]
-    # Two INFERs and the threshold set again between them: nothing answers.
-    assert "no valid answer to INFER in 2 attempts: 3 timeouts" in failures[0].reason
-    assert len(read_records(run_dir)) == 4
+    failures, run_dir, rack = stream(tmp_path, request_timeout_s=0.2, retries=1)
+    assert failures == []
+    records = read_records(run_dir)
+    assert len(records) == len({r.key for r in records}) == 3 * SAMPLES  # none lost, none twice
+    # The firmware hangs after every 4 INFERs: resync cannot wake it, the reset does.
+    assert len(rack.recoveries) == (3 * SAMPLES - 1) // 4
+    for recovery in rack.recoveries:
+        assert recovery.recovered_by == "reset" and [(s.step, s.ok) for s in recovery.steps] == [
+            ("resync", False), ("reset", True)]
+        assert "no valid answer to INFER in 2 attempts" in recovery.error
+    assert [r.index for r in rack.recoveries][:2] == [4, 8 % SAMPLES]
+    # Windows are measured segment by segment, the device's count read again after each reset.
+    assert {m.method for m in read_measurements(run_dir)} <= {"window", "burst"}
 
 
-def test_a_board_that_goes_away_is_set_aside_and_resume_completes_the_run(fake_rack, tmp_path):
-    fake_rack.faults["an386-digits"] = Faults(gone_after=5)
+def test_a_dead_board_climbs_the_whole_ladder_then_is_quarantined_and_resume_completes_the_run(fake_rack,
+                                                                                               tmp_path):
+    fake_rack.faults["an386-digits"] = Faults(gone_after=5, stays_gone=True)
     first = run(write_lab(tmp_path, samples=SAMPLES))
     assert first.verdict.exit_code == INFRASTRUCTURE
-    (failure,) = first.failures
-    assert failure.slot == "an386-digits" and "is gone" in failure.reason
+    (failure,) = [f for f in first.failures if f.stage == "stream"]
+    assert failure.slot == "an386-digits" and "quarantined for the rest of the run" in failure.reason, first.failures
     assert len([r for r in read_records(first.run_dir) if r.slot == "an386-digits"]) == 4
+    (recovery,) = first.run.recoveries
+    assert recovery.recovered_by is None and [(s.step, s.ok) for s in recovery.steps] == [
+        ("resync", False), ("reset", False), ("reflash", False), ("power-cycle", False), ("quarantine", True)]
+    assert files.read_run(first.run_dir).recoveries == [recovery]  # run.json keeps it
     fake_rack.faults.clear()
     resumed = run(None, resume=first.run_dir)
     assert resumed.verdict.exit_code == PASS, resumed.verdict.reasons

@@ -23,6 +23,7 @@ from hil.hw.emulated.monitor import EmulatedMonitor
 from hil.hw.emulated.probe import EmulatedProbe
 from hil.hw.emulated.qemu import QemuBoard
 from hil.hw.kinds import BOARD_KINDS
+from hil.hw.link import DeviceLink
 from hil.hw.monitor import Monitor
 from hil.lab.load import BoardSpec, RunSettings
 
@@ -54,18 +55,37 @@ class EmulatedBoard(Board):
         except BaseException:
             self.qemu.drain_wire()  # the unit was stopped: nobody else reads the wire
             raise
-        process = self.monitor.process  # an EmulatedMonitor (_make_monitor): the unit's own process
-        if process is not None:
-            threading.Thread(target=self._drain_when_gone, args=(process,), name=f"{self.slot} unit watch",
-                             daemon=True).start()
+        monitor = self.monitor  # an EmulatedMonitor (_make_monitor), with the unit's own process
+        if monitor.process is not None:
+            threading.Thread(target=self._drain_when_gone, args=(monitor, monitor.process),
+                             name=f"{self.slot} unit watch", daemon=True).start()
 
-    def _drain_when_gone(self, process) -> None:
-        # The unit exits when it dies, and when the board stops it; draining a stopping board is harmless.
+    def _drain_when_gone(self, monitor: EmulatedMonitor, process) -> None:
+        # The unit exits when it dies, and when the board stops it (to restart it on a new wire, or at the
+        # end): only a death leaves the wire without a reader.
         process.wait()
-        self.qemu.drain_wire()
+        if not monitor.stopped:
+            self.qemu.drain_wire()
 
     def alive(self) -> bool:
         return self.qemu.alive()
+
+    def reset(self) -> None:
+        self.qemu.reset()
+
+    def reflash(self) -> None:
+        """The emulator stopped, then flashed anew through the same probe (which keeps serving)."""
+        self.link = None
+        self.qemu.stop()
+        self.bring_up()
+
+    def power_cycle(self) -> None:
+        """The emulator stopped and started again with what the probe's flash holds: power off and on."""
+        self.link = None
+        self.qemu.stop()
+        flash = self.kind.flash
+        self.qemu.power_on(self.probe.memory(flash.origin, flash.size))
+        self.link = DeviceLink(self._open_port(), name=self.slot, timeout=self.run.request_timeout_s)
 
     def identity(self) -> dict:
         return {**super().identity(), "emulated": True, "qemu_machine": self.kind.qemu.machine,

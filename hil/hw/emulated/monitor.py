@@ -22,6 +22,7 @@ class EmulatedMonitor(ProtocolMonitor):
         super().__init__(slot, profile.shunt_ohms, profile.max_current_a, traces_dir)
         self.kind, self.clock_hz, self.wire = kind, clock_hz, wire
         self.process: subprocess.Popen | None = None
+        self.stopped = False  # stopped by the board, not dead
 
     @property
     def truth_path(self) -> Path:
@@ -40,6 +41,7 @@ class EmulatedMonitor(ProtocolMonitor):
         return open_port(path)
 
     def stop(self) -> None:
+        self.stopped = True
         super().stop()
         if self.process is not None:
             self.process.terminate()

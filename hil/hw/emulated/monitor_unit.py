@@ -183,18 +183,21 @@ class EmulatedUnit:
 
 
 def serve(wire_fd: int, host_fd: int, unit: EmulatedUnit, wire: Framing, host: Framing) -> None:
-    """Forward edges from the wire and answer the host, until the board's wire closes. `wire` and
-    `host` frame the two ptys (the unit reads both with one select, so it frames bytes, not ports)."""
+    """Forward edges from the wire and answer the host. `wire` and `host` frame the two ptys (the unit
+    reads both with one select, so it frames bytes, not ports). When the board's wire closes (its emulator
+    is gone) the unit still answers the host, as a physical unit clipped to a dead board does: what it
+    holds is still to be flushed. It ends when the host's side fails after that."""
     replies: list[tuple[object, int]] = []  # (message, seq of the request it answers)
+    reading = [wire_fd, host_fd]
     while True:
-        readable, _, _ = select.select([wire_fd, host_fd], [], [])
+        readable, _, _ = select.select(reading, [], [])
         if wire_fd in readable:
             try:
                 data = os.read(wire_fd, 4096)
             except OSError:
-                return  # the emulator is gone
+                data = b""  # the emulator is gone
             if not data:
-                return
+                reading.remove(wire_fd)
             for event in wire.decode(data):
                 if isinstance(event, protocol.Frame) and event.type == protocol.MessageType.EDGE:
                     unit.on_edge(protocol.Edge.from_payload(event.payload))
@@ -202,6 +205,8 @@ def serve(wire_fd: int, host_fd: int, unit: EmulatedUnit, wire: Framing, host: F
             try:
                 data = os.read(host_fd, 4096)
             except OSError:
+                if wire_fd not in reading:
+                    return  # neither the board nor the host is there any more
                 continue  # nobody has the host side open yet, or any more
             for event in host.decode(data):
                 if isinstance(event, protocol.FrameError):

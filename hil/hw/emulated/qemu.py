@@ -244,10 +244,15 @@ class QemuBoard:
         return self._process is not None and self._process.poll() is None
 
     def reset(self) -> None:
-        """A hardware reset, as the reset button does: the firmware starts again."""
-        if self._qmp is None:
+        """A hardware reset, as the reset button does: the firmware starts again, and runs even if the
+        machine had been stopped (a frozen board)."""
+        if self._qmp is None or not self.alive():
             raise EmulatorError(f"{self.name}: not running")
-        self._qmp.execute("system_reset")
+        try:
+            self._qmp.execute("system_reset")
+            self._qmp.execute("cont")
+        except (OSError, ConnectionError, RuntimeError) as error:
+            raise EmulatorError(f"{self.name}: QEMU did not take the reset ({error})") from None
 
     def stop(self) -> None:
         with self._wire_lock:

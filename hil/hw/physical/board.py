@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import serial
@@ -11,6 +12,7 @@ from hil.firmware.build import FirmwareManifest
 from hil.hw.board import Board, BoardError
 from hil.hw.channel import open_port
 from hil.hw.flasher import PyocdFlasher
+from hil.hw.link import DeviceLink
 from hil.hw.monitor import Monitor
 from hil.hw.physical.linux_ina219 import LinuxIna219Monitor, LinuxIna219Wiring
 from hil.hw.physical.monitor import SerialMonitor
@@ -36,6 +38,26 @@ class PhysicalBoard(Board):
 
     def alive(self) -> bool:
         return self.port is not None and self.port.is_open
+
+    def reset(self) -> None:
+        self.flasher.reset()
+
+    def power_cycle(self) -> None:
+        cycle = self.spec.physical.power_cycle
+        if cycle is None:
+            raise BoardError(f"{self.slot}: the lab names no way to cycle its power; add power_cycle.command")
+        self._stop()
+        self.link = None
+        try:
+            done = subprocess.run(cycle.command, shell=True, capture_output=True, text=True, timeout=cycle.timeout_s)
+        except subprocess.TimeoutExpired:
+            raise BoardError(f"{self.slot}: power_cycle.command did not finish within {cycle.timeout_s:g} s; "
+                             "check it by hand") from None
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
+            raise BoardError(f"{self.slot}: power_cycle.command failed (exit {done.returncode}: {last}); check it "
+                             "by hand")
+        self.link = DeviceLink(self._open_port(), name=self.slot, timeout=self.run.request_timeout_s)
 
     def _make_monitor(self, traces_dir: Path) -> Monitor | None:
         spec = self.spec.physical.monitor

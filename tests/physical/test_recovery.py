@@ -1,0 +1,32 @@
+"""The recovery ladder on the bench's Nucleo (tests/support/benches.py), through a real `hil run`: its MCU
+hangs mid-run; resync cannot wake it; pyOCD resets it through its (emulated) ST-LINK, it boots again and
+goes on from the sample it failed on."""
+
+import json
+import subprocess
+
+from hil.run.records import read_records
+from hil.store import files
+from tests.support.benches import physical_lab
+from tests.support.labs import PASS, running
+
+
+def test_a_hung_nucleo_is_reset_through_its_probe_and_goes_on(tmp_path, nucleo):
+    board = nucleo("STLINK-0301")
+    owner, run_dir = running(physical_lab(tmp_path, board.probe.address, board.port, samples=20))
+    while not any(r.slot == "bench-1" for r in read_records(run_dir)):
+        pass
+    board.hang()
+    try:
+        stdout, stderr = owner.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        owner.kill()
+        raise AssertionError("the run hung on the hung board") from None
+    assert owner.returncode == PASS, stderr[-3000:]
+    assert json.loads(stdout)["failures"] == []
+    (recovery,) = files.read_run(run_dir).recoveries
+    assert (recovery.slot, recovery.recovered_by) == ("bench-1", "reset"), recovery
+    assert [(s.step, s.ok) for s in recovery.steps] == [("resync", False), ("reset", True)]
+    assert board.boots == 2  # flashed, then reset through the probe
+    records = [r for r in read_records(run_dir) if r.slot == "bench-1"]
+    assert len(records) == len({r.key for r in records}) == 3 * 20
