@@ -7,6 +7,9 @@
 4. power-cycle: where there is a way (an emulated board restarts its emulator; a physical one runs the
    lab's power_cycle.command, else the step is skipped and says so);
 5. quarantine: none worked: the board is set aside for the rest of the run.
+A board that fails again on the same sample climbs on from the step above the one that brought it back,
+so a board that answers HELLO but never that sample ends in quarantine, not in a loop; and a board
+taken up the ladder MAX_CLIMBS times in one session is quarantined too: it is not to be trusted tonight.
 After every step the board must pass the identity check (HELLO names the manifest's image and model,
 the threshold is set again) before it counts as back. Each step has its own time limit: the board's
 request and boot timeouts, the flasher's, the power-cycle command's. What was tried, how long each
@@ -34,6 +37,7 @@ class RecoveryStep(StrEnum):
     QUARANTINE = "quarantine"
 
 
+MAX_CLIMBS = 10  # per board and session
 LADDER = (RecoveryStep.RESYNC, RecoveryStep.RESET, RecoveryStep.REFLASH, RecoveryStep.POWER_CYCLE)
 # Steps after which the board started again: its unit starts again too, so that it reads the board as it
 # is now (an emulated board's new wire, the device's window count from 0).
@@ -78,10 +82,12 @@ def _do(board: Board, step: RecoveryStep, on_main: OnMain) -> None:
 
 
 def climb(board: Board, testset: str, index: int, error: Exception, tau_q15: int, retries: int,
-          on_main: OnMain) -> Recovery:
-    """Take the board up the ladder until a step brings it back; the Recovery says which, or that none did."""
+          on_main: OnMain, above: RecoveryStep | None = None) -> Recovery:
+    """Take the board up the ladder until a step brings it back; the Recovery says which, or that none did.
+    `above`: the step that brought it back last time, when it failed again on the same sample: that step
+    did not help, so the climb starts at the next."""
     steps = []
-    for step in LADDER:
+    for step in LADDER[LADDER.index(above) + 1 if above is not None else 0:]:
         started = time.monotonic()
         try:
             _do(board, step, on_main)

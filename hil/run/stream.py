@@ -24,7 +24,7 @@ from hil.hw import protocol
 from hil.hw.board import Board, BoardError
 from hil.hw.monitor import MonitorError
 from hil.run.rack import RERUN, BoardFailure, FailureStage, answered, failure_reason
-from hil.run.recovery import NEW_BOARD, OnMain, Recovery, climb
+from hil.run.recovery import MAX_CLIMBS, NEW_BOARD, OnMain, Recovery, climb
 from hil.run.records import Record, RecordJournal
 from hil.model.testsets import TestSet
 
@@ -100,7 +100,13 @@ def _recover(board: Board, testset: str, index: int, error: BoardError, context:
              ) -> tuple[metering.Meter | None, list[BoardFailure]]:
     """Up the ladder; then, back, the meter to go on with (its unit started again where the board is new).
     BoardError if no step brought it back."""
-    recovery = climb(board, testset, index, error, context.tau_q15, context.retries, context.on_main)
+    own = [r for r in context.recoveries if r.slot == board.slot]
+    again = own[-1].recovered_by if own and (own[-1].testset, own[-1].index) == (testset, index) else None
+    if len(own) >= MAX_CLIMBS:
+        raise BoardError(f"{board.slot}: stopped answering at {testset}#{index} for the {len(own) + 1}th time this "
+                         f"session: quarantined for the rest of the run; "
+                         f"{str(error).removeprefix(board.slot + ': ')}")
+    recovery = climb(board, testset, index, error, context.tau_q15, context.retries, context.on_main, again)
     context.recoveries.append(recovery)
     if recovery.recovered_by is None:
         raise BoardError(f"{board.slot}: stopped answering at {testset}#{index} and no step of the recovery ladder "
