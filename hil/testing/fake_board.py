@@ -362,11 +362,13 @@ class FakeBoard(Board):
         super().__init__(spec, manifest, run, FakeFlasher())
         self.faults, self.card, self.metered, self.timing = faults, card, metered, timing
         self.firmware: FakeFirmware | None = None
+        self.booted: list[FakeFirmware] = []  # every firmware it ran, kept after shut-down for a test to look at
 
     def _open_port(self) -> serial.SerialBase:
         card = self.card or load_model(self.manifest.model)
         self.firmware = FakeFirmware(card, self.manifest, self.faults, self.timing, board=self.spec.kind,
                                      flashed=self.flasher.flashed)
+        self.booted.append(self.firmware)
         port = InProcessPort(self.firmware.receive, self.slot)
         self.firmware.send, self.firmware.hang_up = port.deliver, port.close
         return port

@@ -111,7 +111,7 @@ def test_a_hung_board_is_one_line_and_keeps_what_it_answered(fake_rack, tmp_path
 
 
 def test_a_board_that_goes_away_is_set_aside_and_resume_completes_the_run(fake_rack, tmp_path):
-    fake_rack.faults["an386-digits"] = Faults(gone_after=5)
+    fake_rack.faults["an386-digits"] = Faults(gone_after=1 + 5)  # the health check's INFER, then 5 (its last lost)
     first = run(write_lab(tmp_path, samples=SAMPLES))
     assert first.verdict.exit_code == INFRASTRUCTURE
     (failure,) = first.failures
