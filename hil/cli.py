@@ -251,6 +251,76 @@ def cmd_history(args) -> int:
     return 0
 
 
+def _lab_board(lab_file: str, slot: str | None):
+    """The validated lab, and the slot checked to be one of its boards."""
+    from hil.lab.load import load_lab
+
+    lab = load_lab(Path(lab_file))
+    if slot is not None and slot not in {spec.slot for spec in lab.boards}:
+        raise BadInput(f"{lab.file}: no board in slot {slot!r}; its boards: "
+                       f"{', '.join(spec.slot for spec in lab.boards)}")
+    return lab
+
+
+def cmd_board_list(args) -> int:
+    from hil.report.boards import boards_table
+    from hil.report.table import to_rich
+
+    _console().print(to_rich(boards_table(_lab_board(args.lab, None))))
+    return 0
+
+
+def cmd_board_health(args) -> int:
+    from hil.report.boards import health_table
+    from hil.report.table import to_rich
+
+    _console().print(to_rich(health_table(_lab_board(args.lab, args.slot), args.slot)))
+    return 0
+
+
+def cmd_board_quarantine(args) -> int:
+    from hil.store import health
+
+    lab = _lab_board(args.lab, args.slot)
+    if not args.reason.strip():
+        raise BadInput("hil board quarantine: --reason is empty; say why the board is set aside")
+    entry = health.quarantine(lab.results_dir, lab.name, args.slot, " ".join(args.reason.split()))
+    print(f"{args.slot}: quarantined since {entry.since}: {entry.reason}; runs of {lab.file} leave it out until "
+          f"`hil board release {lab.file} {args.slot}`")
+    return 0
+
+
+def cmd_board_release(args) -> int:
+    from hil.store import health
+
+    lab = _lab_board(args.lab, args.slot)
+    entry = health.release(lab.results_dir, lab.name, args.slot)
+    if entry is None:
+        raise BadInput(f"{lab.file}: board {args.slot!r} is not quarantined; `hil board list {lab.file}` shows "
+                       "the boards' states")
+    print(f"{args.slot}: released (was quarantined since {entry.since}: {entry.reason}); the next run checks it "
+          "again, and it has its failed checks in a row counted afresh")
+    return 0
+
+
+def add_board_commands(commands) -> None:
+    """`hil board ...`: a lab's boards, their health history and quarantine (docs/labs.md, Health)."""
+    board = commands.add_parser("board", help="a lab's boards: state, health history, quarantine").add_subparsers(
+        dest="action", required=True)
+    listing = board.add_parser("list", help="the lab's boards with their state and last health check")
+    listing.add_argument("lab", help="the lab file (labs.yaml); its results folder holds the catalog")
+    listing.set_defaults(run=cmd_board_list)
+    history = board.add_parser("health", help="one board's health checks, oldest first")
+    quarantine = board.add_parser("quarantine", help="set a board aside: runs do not bring it up until released")
+    release = board.add_parser("release", help="end a board's quarantine: the next run checks it again")
+    for action, run in ((history, cmd_board_health), (quarantine, cmd_board_quarantine),
+                        (release, cmd_board_release)):
+        action.add_argument("lab", help="the lab file (labs.yaml)")
+        action.add_argument("slot", help="the board's slot")
+        action.set_defaults(run=run)
+    quarantine.add_argument("--reason", required=True, help="why, one line: shown by runs and `hil board list`")
+
+
 def add_logging_options(parser: argparse.ArgumentParser, default=None) -> None:
     """-v and --log-file, before the command (`hil -vv run`) or, for the commands that drive
     boards, after it (`hil run labs.yaml -vv`); there `default` is SUPPRESS, so that an option
@@ -316,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--board", help="with --metric: the board slot")
     history.add_argument("--testset", help="with --metric: the test set")
     history.set_defaults(run=cmd_history)
+
+    add_board_commands(commands)
 
     model = commands.add_parser("model", help="QUTE models: card, host evaluation, training").add_subparsers(
         dest="action", required=True)

@@ -152,6 +152,7 @@ class RunSettings:
     request_timeout_s: float = 5.0
     boot_timeout_s: float = 20.0
     retries: int = 2
+    quarantine_after: int = 3  # failed health checks in a row that quarantine a board (hil/run/health.py)
 
 
 @dataclass(frozen=True)
@@ -397,7 +398,8 @@ def _models(reader: _Reader, node: yaml.Node) -> dict[str, ModelSpec]:
 
 
 def _run_settings(reader: _Reader, node: yaml.Node) -> RunSettings:
-    entry = reader.mapping(node, "run", (), ("threshold", "request_timeout_s", "boot_timeout_s", "retries"))
+    entry = reader.mapping(node, "run", (), ("threshold", "request_timeout_s", "boot_timeout_s", "retries",
+                                                "quarantine_after"))
     defaults = RunSettings()
     threshold, tau = defaults.threshold, defaults.threshold_q15
     if "threshold" in entry:
@@ -413,6 +415,7 @@ def _run_settings(reader: _Reader, node: yaml.Node) -> RunSettings:
                                     0.1, 600),
         boot_timeout_s=_optional(reader, entry, "run.boot_timeout_s", float, defaults.boot_timeout_s, 0.1, 600),
         retries=_optional(reader, entry, "run.retries", int, defaults.retries, 0, 20),
+        quarantine_after=_optional(reader, entry, "run.quarantine_after", int, defaults.quarantine_after, 1, 100),
     )
 
 

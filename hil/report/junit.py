@@ -4,8 +4,9 @@ Every run has the reconciliation case (device against host reference) and, for a
 with a measurement unit, the measurement case (every answer has its own latency and energy
 row; an <error> with the count of unmeasured answers and why otherwise); a run with a
 baseline adds one case per regression rule (hil/stats/regression.py). A board that failed to
-come up, identify, stream or be measured is an <error> case of its own. CI systems show
-these as tests, so a nightly failure names the board, the test set and the rule.
+come up, identify, pass its health check, stream or be measured is an <error> case of its own; a
+board in quarantine, not brought up, is one <skipped> case (`<slot>.quarantine`) in place of its test
+sets'. CI systems show these as tests, so a nightly failure names the board, the test set and the rule.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ if TYPE_CHECKING:  # types only: hil.run.baseline brings in scipy.stats, which w
     from hil.run.baseline import RuleOutcome
     from hil.run.rack import BoardFailure
     from hil.run.assess import BoardSetSummary
+    from hil.store.files import QuarantinedBoard
 
 JUNIT_XML = "junit.xml"
 
 
 def write(path: Path, lab_name: str, summaries: list[BoardSetSummary], failures: list[BoardFailure],
-          rules: list[RuleOutcome]) -> None:
+          rules: list[RuleOutcome], quarantined: list[QuarantinedBoard] = ()) -> None:
     from hil.run.verdict import reasons_text  # its module imports hil.run.baseline, and so scipy.stats
 
     suite = ET.Element("testsuite", name=f"hil.{lab_name}")
@@ -39,7 +41,13 @@ def write(path: Path, lab_name: str, summaries: list[BoardSetSummary], failures:
             ET.SubElement(element, tag, message=message).text = message
             counts[{"failure": "failures", "error": "errors", "skipped": "skipped"}[tag]] += 1
 
+    # A board set aside by its quarantine is a <skipped> case, with why, in place of its test sets' cases.
+    set_aside = {q.slot: q for q in quarantined if not q.brought_up}
+    for q in set_aside.values():
+        case(q.slot, "quarantine", "skip", f"quarantined since {q.since} by {q.by}: {q.reason}; not brought up")
     for s in summaries:
+        if s.slot in set_aside:
+            continue
         if not s.complete:
             message = f"{s.expected - s.samples} of {s.expected} samples not answered"
             case(f"{s.slot}.{s.testset}", "reconciliation", "error", message)

@@ -4,7 +4,8 @@ A run first takes every lock of its rack at once (`reserve`), before any board i
 or anything is written; a run that cannot have them all has none. Then, per board: verify
 the image, put it on the board, HELLO. A board is used only if its HELLO reports exactly
 the firmware and model sha256 of its manifest; otherwise it is set aside with the reason,
-and the others go on.
+and the others go on. A run then checks every board once its unit is up (`pre_run_check`: the
+health check of hil/run/health.py) and sets aside those that fail it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class FailureStage(StrEnum):
 
     BRING_UP = "bring-up"  # the image could not be put on, or the board not started
     IDENTITY = "identity"  # HELLO did not name the manifest's image and model
+    HEALTH = "health"  # it failed its health check: the known question unanswered, or answered wrong (run/health)
     MONITOR = "monitor"  # its measurement unit failed: the answers are kept, unmeasured
     STREAM = "stream"  # it stopped answering
     CLOCK = "clock"  # busy-pin time and device cycles disagree
@@ -167,8 +169,12 @@ class Rack:
     """Use as a context manager: boards come up on entry and are shut down on exit. The caller
     holds their locks (`reserve`) for as long as the rack is up."""
 
-    def __init__(self, lab: Lab, slots: list[str], tau_q15: int, traces_dir: Path):
+    def __init__(self, lab: Lab, slots: list[str], tau_q15: int, traces_dir: Path,
+                 pre_run_check: Callable[[list[Board]], list[BoardFailure]] | None = None):
+        """`pre_run_check`: given the identified boards, their units started, it returns their failures; a board
+        with a `health` failure is set aside (a run's health check, hil/run/health.py)."""
         self.lab = lab
+        self.pre_run_check = pre_run_check
         self.tau_q15 = tau_q15
         self.traces_dir = traces_dir
         specs = [b for b in lab.boards if b.slot in slots]
@@ -217,6 +223,13 @@ class Rack:
                 board.start_monitor(self.traces_dir)
             except Exception as error:  # noqa: BLE001 - as above
                 self.failures.append(BoardFailure(board.slot, FailureStage.MONITOR, failure_reason(board.slot, error)))
+        if self.pre_run_check is not None:
+            checked = self.pre_run_check(list(self.ready))
+            self.failures += checked
+            unhealthy = {f.slot for f in checked if f.stage == FailureStage.HEALTH}
+            for board in [b for b in self.ready if b.slot in unhealthy]:
+                self.ready.remove(board)
+                board.shut_down()
 
     def _identify(self, board: Board) -> protocol.Info | str:
         try:

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hil.run import records
+from hil.run import health, records
 from hil.store import files, results
-from hil.store.files import BaselineRef, MetricsFile, RunFile, RunStatus, Session
+from hil.store.files import BaselineRef, MetricsFile, QuarantinedBoard, RunFile, RunStatus, Session
 from hil.run.baseline import RuleOutcome, compare, resolve_run
 from hil.errors import BadInput, HilError, ResultsUnwritable
 from hil.lab.load import Lab, load_lab
@@ -28,7 +28,7 @@ from hil.run.reconcile import Disagreement, SampleCheck
 from hil.run.session import (Progress, assess, board_identities, host_references, pending_jobs, provenance,
                              run_inputs, stream_boards)
 from hil.run.assess import BoardSetSummary, PathPerformance
-from hil.run.verdict import Verdict, VerdictStatus, decide
+from hil.run.verdict import QuarantineNote, Verdict, VerdictStatus, decide
 
 
 TRACES = "traces"  # per board: what its measurement unit sent (and, emulated, the ground truth)
@@ -37,6 +37,17 @@ TRACEBACK = "traceback.txt"  # where an error nobody foresaw leaves its tracebac
 
 class RunCrashed(HilError):
     """An error hil did not foresee ended a run; run.json says so and traceback.txt shows where (exit code 2)."""
+
+
+def quarantine_notes(run: RunFile) -> list[QuarantineNote]:
+    """Per quarantined board, the line the verdict shows; a board set aside before the run is not judged."""
+    notes = []
+    for q in run.quarantined:
+        what = "quarantined by this run's health check" if q.brought_up else "quarantined, not brought up"
+        notes.append(QuarantineNote(q.slot, f"{q.slot}: {what} (since {q.since}, by {q.by}): {q.reason}; "
+                                    f"`hil board release {run.lab.file} {q.slot}` once it is fixed",
+                                    judged=q.brought_up))
+    return notes
 
 
 @dataclass
@@ -93,20 +104,34 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
                 if m.method == records.MeasurementMethod.WINDOW}
     jobs = pending_jobs(lab, kept, measured)
     started = results.utc_now()
+    # A quarantined board is not brought up (no flashing): the run says so and judges the rest.
+    aside = [q for q in health.set_aside(lab) if q.slot in jobs]
+    note_quarantined(run, aside)
+    jobs = {slot: board_jobs for slot, board_jobs in jobs.items() if slot not in {q.slot for q in aside}}
     if not jobs:
         return [], {}
     results.check_writable(run_dir)
     tau = lab.run.threshold_q15
-    with Rack(lab, list(jobs), tau, run_dir / TRACES) as rack:
+    check = health.KnownAnswerCheck(health.known_answers(lab), tau, lab.run.retries)
+    with Rack(lab, list(jobs), tau, run_dir / TRACES, check) as rack:
+        note_quarantined(run, health.record_checks(lab, health.checks_of(rack, check, lab, run.id,
+                                                                         results.utc_now())))
         run.boards.update(board_identities(rack))
         run.write(run_dir)
         try:
             failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress)
         finally:  # what the ladder did is kept, however the session ends
             run.recoveries += rack.recoveries
+        failures += check.unconfirmed(records.read_records(run_dir))
     run.sessions.append(Session(started, sorted(jobs), results.utc_now(),
                                 {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}))
     return failures, rack.link_counts
+
+
+def note_quarantined(run: RunFile, boards: list[QuarantinedBoard]) -> None:
+    """run.json's `quarantined`, one entry per board: the latest session's word on it."""
+    by_slot = {q.slot: q for q in run.quarantined} | {q.slot: q for q in boards}
+    run.quarantined = [by_slot[slot] for slot in sorted(by_slot)]
 
 
 def _end(run_dir: Path, run: RunFile, status: RunStatus, verdict: Verdict) -> None:
@@ -161,7 +186,8 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
             raise ResultsUnwritable(f"{error}, then `hil run --resume {run_dir}`") from None
     # The whole rack, or a refusal (exit 2) that leaves no run directory and no catalog row. A resumed
     # run locks every board too: two resumes of one run never journal into it at once.
-    with reserve(lab, [board.slot for board in lab.boards], wait_s):
+    # A quarantined board is not locked either: it may be on someone's bench being fixed.
+    with reserve(lab, health.in_service(lab), wait_s):
         if run_dir is None:
             run_dir, run = open_run(lab)
         with recorded_end(run_dir, run):
@@ -177,7 +203,7 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     if baseline_dir is not None:
         rules = compare(now, assess(lab, baseline_dir, references), lab.regression)
         run.baseline = BaselineRef(baseline_dir.name, str(baseline_dir.resolve()), files.read_run(baseline_dir).git)
-    verdict = decide(now.summaries, now.disagreements, failures, rules)
+    verdict = decide(now.summaries, now.disagreements, failures, rules, quarantine_notes(run))
     records.write_parquet(now.records, run_dir)
     records.write_parquet(now.measurements, run_dir, records.MEASUREMENTS_PARQUET, records.Measurement)
     MetricsFile(now.summaries, now.performance, rules).write(run_dir)

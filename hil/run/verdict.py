@@ -10,6 +10,10 @@
   measures them).
 - pass (0): every sample of every board answered, every answer is exact, and every answer
   of a board with a unit is measured.
+
+A board in quarantine (hil/run/health.py) is not brought up and not judged: the verdict names it (a pass
+lists it too) and the rest decide the exit code; only a run whose every board is quarantined is an error (2).
+The run whose health check quarantines a board has that board's failed check among its failures (2).
 """
 
 from __future__ import annotations
@@ -38,6 +42,15 @@ class VerdictStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class QuarantineNote:
+    """A quarantined board, as the verdict names it (hil/run/health.py)."""
+
+    slot: str
+    line: str
+    judged: bool  # quarantined by this run's own check (its failure counts), or set aside before it (not judged)
+
+
+@dataclass(frozen=True)
 class Verdict:
     status: VerdictStatus
     exit_code: int | None  # None while the run goes on
@@ -45,7 +58,8 @@ class Verdict:
 
 
 def decide(summaries: list[BoardSetSummary], disagreements: list[Disagreement],
-           failures: list[BoardFailure], rules: list[RuleOutcome] = ()) -> Verdict:
+           failures: list[BoardFailure], rules: list[RuleOutcome] = (),
+           quarantined: list[QuarantineNote] = ()) -> Verdict:
     regressions = [
         f"{s.slot}/{s.testset}: {s.mismatched} of {s.samples} answers differ from the host reference "
         f"(up to {s.max_steps} quantization steps)"
@@ -57,15 +71,20 @@ def decide(summaries: list[BoardSetSummary], disagreements: list[Disagreement],
                     if o.result.status == RuleStatus.FAIL and not o.result.repeats_reconciliation]
     regressions += [f.reason for f in failures if f.stage == RERUN]
     problems = [f"{f.slot}: {f.stage} failed: {f.reason}" for f in failures if f.stage != RERUN]
-    failed_slots = {f.slot for f in failures}
+    # A board set aside by its quarantine is reported, not judged: what is missing of it is no failure of the run.
+    set_aside = {q.slot for q in quarantined if not q.judged}
+    failed_slots = {f.slot for f in failures} | set_aside
     problems += [f"{s.slot}/{s.testset}: {s.expected - s.samples} of {s.expected} samples not answered"
                  for s in summaries if not s.complete and s.slot not in failed_slots]
-    problems += unmeasured_lines(summaries)
+    problems += unmeasured_lines([s for s in summaries if s.slot not in set_aside])
+    if summaries and {s.slot for s in summaries} <= set_aside:
+        problems.append("every board of the lab is quarantined: nothing was judged; `hil board list` shows why")
+    notes = [q.line for q in quarantined]
     if regressions:
-        return Verdict(VerdictStatus.FAIL, EXIT_REGRESSION, regressions + problems)
+        return Verdict(VerdictStatus.FAIL, EXIT_REGRESSION, regressions + problems + notes)
     if problems:
-        return Verdict(VerdictStatus.ERROR, EXIT_INFRASTRUCTURE, problems)
-    return Verdict(VerdictStatus.PASS, EXIT_PASS, [])
+        return Verdict(VerdictStatus.ERROR, EXIT_INFRASTRUCTURE, problems + notes)
+    return Verdict(VerdictStatus.PASS, EXIT_PASS, notes)
 
 
 def reasons_text(reasons: dict[str, int]) -> str:

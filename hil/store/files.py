@@ -363,6 +363,22 @@ class Session:
 
 
 @dataclass(frozen=True)
+class QuarantinedBoard:
+    """A board of the lab in quarantine (run.json `quarantined`): set aside before this run (`brought_up`
+    false: not flashed, not judged), or quarantined by this run's own health check (true)."""
+
+    slot: str
+    reason: str
+    since: str
+    by: str  # the run whose health check quarantined it, or "hil board quarantine"
+    brought_up: bool
+
+    @classmethod
+    def from_json(cls, f: Fields) -> QuarantinedBoard:
+        return cls(f.text("slot"), f.text("reason"), f.text("since"), f.text("by"), f.boolean("brought_up"))
+
+
+@dataclass(frozen=True)
 class BaselineRef:
     id: str
     path: str
@@ -408,6 +424,7 @@ class RunFile:
     baseline: BaselineRef | None = None
     finished: str | None = None
     samples: int | None = None
+    quarantined: list[QuarantinedBoard] = field(default_factory=list)  # absent from runs made before quarantine
 
     def to_json(self) -> dict:
         data = {"id": self.id, "status": self.status, "started": self.started, "lab": asdict(self.lab),
@@ -421,7 +438,8 @@ class RunFile:
                 "failures": [asdict(f) for f in self.failures],
                 "recoveries": [r.to_json() for r in self.recoveries] or None, "verdict": asdict(self.verdict),
                 "baseline": None if self.baseline is None else asdict(self.baseline),
-                "finished": self.finished, "samples": self.samples}
+                "finished": self.finished, "samples": self.samples,
+                "quarantined": [asdict(q) for q in self.quarantined]}
         return _without_none(data)
 
     def write(self, run_dir: Path) -> None:
@@ -445,7 +463,9 @@ class RunFile:
             baseline=None if baseline is None else BaselineRef(
                 baseline.text("id"), baseline.text("path"),
                 None if baseline_git is None else GitRevision.from_json(baseline_git)),
-            finished=f.optional_text("finished"), samples=f.optional_integer("samples"))
+            finished=f.optional_text("finished"), samples=f.optional_integer("samples"),
+            quarantined=[QuarantinedBoard.from_json(q) for q in f.items("quarantined")]
+            if "quarantined" in f.value else [])
 
     def catalog_row(self, run_dir: Path) -> results.CatalogRow:
         return results.CatalogRow(self.id, self.lab.name, self.started, self.finished, self.verdict.status,

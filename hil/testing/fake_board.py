@@ -365,6 +365,7 @@ class FakeBoard(Board):
         self.faults, self.card, self.metered, self.timing = faults, card, metered, timing
         self.firmware: FakeFirmware | None = None
         self.died = False  # its firmware was gone once (Faults.gone_after)
+        self.booted: list[FakeFirmware] = []  # every firmware it ran, kept after shut-down for a test to look at
 
     def _open_port(self) -> serial.SerialBase:
         if self.faults.stays_gone and self.died:
@@ -372,6 +373,7 @@ class FakeBoard(Board):
         card = self.card or load_model(self.manifest.model)
         self.firmware = FakeFirmware(card, self.manifest, self.faults, self.timing, board=self.spec.kind,
                                      flashed=self.flasher.flashed)
+        self.booted.append(self.firmware)
         port = InProcessPort(self.firmware.receive, self.slot)
         self.firmware.send, self.firmware.hang_up = port.deliver, port.close
         return port

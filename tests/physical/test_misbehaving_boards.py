@@ -91,7 +91,7 @@ class WrongTypeAfter:
 def test_a_board_answering_with_the_wrong_message_type_fails_alone_and_keeps_its_answers(tmp_path, nucleo):
     good = SAMPLES + 3  # into the second test set
     board = nucleo("STLINK-0102")
-    with LineRelay(board.port, WrongTypeAfter(good)) as relay:
+    with LineRelay(board.port, WrongTypeAfter(1 + good)) as relay:  # the health check's RESULT comes first
         result, run = run_lab(physical_lab(tmp_path, board.probe.address, relay.path, HEALTHY, SAMPLES), tmp_path)
     failure = assert_only_the_bench_failed(result, run, "stream")
     assert "no valid answer to INFER in 2 attempts: 2 wrong replies (INFER instead of RESULT)" in failure["reason"]

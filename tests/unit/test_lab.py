@@ -64,6 +64,8 @@ CASES = [
     ("boards not a list", lambda d, t, p: d.update(boards={"slot": "a"}), "boards: must be a non-empty list"),
     ("retries is text", lambda d, t, p: set_path(d, ["run", "retries"], "two"), "run.retries: must be a whole number"),
     ("retries is a bool", lambda d, t, p: set_path(d, ["run", "retries"], True), "run.retries: must be a whole number"),
+    ("quarantine_after 0", lambda d, t, p: set_path(d, ["run", "quarantine_after"], 0),
+     "run.quarantine_after: 0 is out of range"),
     ("threshold above 1", lambda d, t, p: set_path(d, ["run", "threshold"], 1.5), "run.threshold: 1.5 is out of range"),
     ("negative timeout", lambda d, t, p: set_path(d, ["run", "request_timeout_s"], -1), "run.request_timeout_s"),
     ("unknown board kind", lambda d, t, p: d["boards"][0].update(kind="mps2-an999"), "boards[0].kind: unknown board"),
@@ -126,6 +128,7 @@ def test_the_good_lab_loads(tmp_path):
     lab = load_lab(write(tmp_path, lab_data(tmp_path)))
     assert [b.slot for b in lab.boards] == ["a"] and lab.boards[0].emulated
     assert lab.run.threshold_q15 == 29491 and lab.run.retries == 1 and lab.run.request_timeout_s == 5.0
+    assert lab.run.quarantine_after == 3  # the default
     assert [t.name for t in lab.models["qute-digits"].testsets] == ["clean"]
 
 

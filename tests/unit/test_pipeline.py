@@ -121,7 +121,8 @@ def test_a_hung_board_is_brought_back_by_the_ladder_and_every_sample_is_answered
 
 def test_a_dead_board_climbs_the_whole_ladder_then_is_quarantined_and_resume_completes_the_run(fake_rack,
                                                                                                tmp_path):
-    fake_rack.faults["an386-digits"] = Faults(gone_after=5, stays_gone=True)
+    # The health check's INFER, then 5 (its last lost): the board dies for good.
+    fake_rack.faults["an386-digits"] = Faults(gone_after=1 + 5, stays_gone=True)
     first = run(write_lab(tmp_path, samples=SAMPLES))
     assert first.verdict.exit_code == INFRASTRUCTURE
     (failure,) = [f for f in first.failures if f.stage == "stream"]

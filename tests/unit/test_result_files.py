@@ -18,8 +18,8 @@ from hil.stats.metrics import UncertaintyReport
 from hil.stats.regression import RuleResult, RuleStatus
 from hil.store import files
 from hil.store.files import (BaselineRef, BoardProvenance, GitRevision, LabRef, MetricsFile, ModelRef,
-                             ReportedIdentity, RunFile, RunStatus, Session, SweepFile, SweepProvenance, TestSetRef,
-                             Threshold)
+                             QuarantinedBoard, ReportedIdentity, RunFile, RunStatus, Session, SweepFile,
+                             SweepProvenance, TestSetRef, Threshold)
 
 IDENTITY = {"slot": "an386-digits", "kind": "mps2-an386", "model": "qute-digits", "emulated": True,
             "qemu_machine": "mps2-an386", "icount_shift": 4, "qemu_pid": 4242}
@@ -42,7 +42,9 @@ def a_run(**changes) -> RunFile:
         failures=[BoardFailure("an500-mnist1d", FailureStage.BRING_UP, "an500-mnist1d: no QEMU")],
         verdict=Verdict(VerdictStatus.ERROR, 2, ["an500-mnist1d: bring-up failed: no QEMU"]),
         baseline=BaselineRef("20251231-000000-beef", "/results/20251231-000000-beef", GitRevision("e" * 40, True)),
-        finished="2026-01-01T00:00:10Z", samples=24)
+        finished="2026-01-01T00:00:10Z", samples=24,
+        quarantined=[QuarantinedBoard("an500-mnist1d", "failed its health check 3 runs in a row, last: no QEMU",
+                                      "2025-12-31T00:00:00Z", "20251231-000000-beef", brought_up=False)])
     for key, value in changes.items():
         setattr(run, key, value)
     return run
@@ -80,7 +82,7 @@ def test_run_json_is_written_and_read_back_unchanged(tmp_path):
     on_disk = json.loads((tmp_path / "run.json").read_text())
     assert list(on_disk) == ["id", "status", "started", "lab", "git", "software", "host", "threshold", "models",
                              "testsets", "boards", "sessions", "failures", "verdict", "baseline", "finished",
-                             "samples"]
+                             "samples", "quarantined"]
     # The board's identity is flat, as Board.identity() gives it, then its image and HELLO.
     assert list(on_disk["boards"]["an386-digits"]) == [*IDENTITY, "firmware", "manifest", "reported"]
     assert on_disk["failures"] == [{"slot": "an500-mnist1d", "stage": "bring-up", "reason": "an500-mnist1d: no QEMU"}]
@@ -157,7 +159,8 @@ def line_of(text: str, fragment: str) -> int:
 
 @pytest.mark.parametrize("name, change, key, message", [
     ("a failure's stage", lambda run: run["failures"][0].update(stage="lunch"), '"stage": "lunch"',
-     "failures.0.stage: must be one of bring-up, identity, monitor, stream, clock, rerun, not \"lunch\""),
+     "failures.0.stage: must be one of bring-up, identity, health, monitor, stream, clock, "
+     "rerun, not \"lunch\""),
     ("the status", lambda run: run.update(status="done"), '"status": "done"',
      "status: must be one of running, finished, interrupted"),
     ("the clock a string", lambda run: run["boards"]["an386-digits"]["reported"].update(clock_hz="25 MHz"),
