@@ -42,11 +42,15 @@ def test_a_run_with_a_log_file_keeps_every_frame_of_every_link(tmp_path):
     info = protocol.parse_message(second)
     assert info.board == "mps2-an386" and info.firmware_sha256.hex() == summary["boards"][SLOT]["reported"]["firmware_sha256"]
 
-    # Every INFER is answered by a RESULT with its seq, and the RESULTs are the journal's records.
+    # Every INFER is answered by a RESULT with its seq. The first is the health check's known answer
+    # (hil/run/health.py: clean#0, not journaled); the rest are the journal's records.
     sent = {f.seq: protocol.parse_message(f) for d, f in exchange if d == "out" and f.type == protocol.MessageType.INFER}
     got = {f.seq: protocol.parse_message(f) for d, f in exchange if d == "in" and f.type == protocol.MessageType.RESULT}
     records = [r for r in read_records(Path(summary["run_dir"])) if r.slot == SLOT]
-    assert len(records) == 12 and sent.keys() == got.keys() and len(got) == len(records)
+    assert len(records) == 12 and sent.keys() == got.keys() and len(got) == len(records) + 1
+    health = got.pop(next(f.seq for d, f in exchange if d == "out" and f.type == protocol.MessageType.INFER))
+    clean0 = next(r for r in records if (r.testset, r.index) == ("clean", 0))
+    assert (health.predicted, health.logits[0]) == (clean0.predicted, tuple(clean0.exit_logits))
     by_result = defaultdict(int)
     for result_message in got.values():
         by_result[(result_message.predicted, result_message.cycles, result_message.logits[0])] += 1

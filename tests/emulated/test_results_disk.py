@@ -45,11 +45,12 @@ def test_a_disk_filled_mid_run_is_exit_4_and_one_resume_completes(tmp_path):
     with tmpfs(tmp_path / "disk", size="512k") as disk:
         lab = results_at(write_lab(tmp_path, boards=ONE_BOARD, samples=12), disk / "results")
         filler = disk / "filler"
-        filler.write_bytes(b"\0" * (512 - 12) * 1024)  # 12 KiB left: run.json and a few records fit
+        # 44 KiB left: the catalog with its health rows, run.json and a few records fit
+        filler.write_bytes(b"\0" * (512 - 44) * 1024)
         result = hil("run", lab)
         assert result.returncode == RESULTS_DISK, result.stdout[-2000:] + result.stderr
         line = the_error_line(result)
-        (run_dir,) = (disk / "results").iterdir()
+        (run_dir,) = [p for p in (disk / "results").iterdir() if p.is_dir()]  # beside the catalog
         assert line.startswith(f"hil: error: {run_dir}/") and "No space left on device" in line, line
         assert f"`hil run --resume {run_dir}`" in line and "every record so far is kept" in line, line
         kept = journal_lines(run_dir)

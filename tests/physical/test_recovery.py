@@ -8,7 +8,7 @@ import subprocess
 from hil.run.records import read_records
 from hil.store import files
 from tests.support.benches import physical_lab
-from tests.support.labs import PASS, running
+from tests.support.labs import INFRASTRUCTURE, PASS, running
 
 
 def test_a_hung_nucleo_is_reset_through_its_probe_and_goes_on(tmp_path, nucleo):
@@ -30,3 +30,28 @@ def test_a_hung_nucleo_is_reset_through_its_probe_and_goes_on(tmp_path, nucleo):
     assert board.boots == 2  # flashed, then reset through the probe
     records = [r for r in read_records(run_dir) if r.slot == "bench-1"]
     assert len(records) == len({r.key for r in records}) == 3 * 20
+
+
+def test_a_hung_nucleo_whose_probe_stops_answering_climbs_the_whole_ladder_and_is_quarantined(tmp_path, nucleo):
+    board = nucleo("STLINK-0302")
+    owner, run_dir = running(physical_lab(tmp_path, board.probe.address, board.port, samples=20))
+    while not any(r.slot == "bench-1" for r in read_records(run_dir)):
+        pass
+    board.probe.stop()  # the ST-LINK is gone: nothing can reset or flash the board now
+    board.hang()
+    try:
+        stdout, stderr = owner.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        owner.kill()
+        raise AssertionError("the run hung on the board whose probe stopped") from None
+    assert owner.returncode == INFRASTRUCTURE, stderr[-3000:]
+    (failure,) = json.loads(stdout)["failures"]
+    assert failure["slot"] == "bench-1" and "quarantined for the rest of the run" in failure["reason"], failure
+    (recovery,) = files.read_run(run_dir).recoveries
+    assert recovery.recovered_by is None and [(s.step, s.ok) for s in recovery.steps] == [
+        ("resync", False), ("reset", False), ("reflash", False), ("power-cycle", False), ("quarantine", True)]
+    assert "probe" in recovery.steps[1].detail and "power_cycle.command" in recovery.steps[3].detail, recovery
+    records = [r for r in read_records(run_dir) if r.slot == "bench-1"]
+    assert records and len(records) == len({r.key for r in records}) < 3 * 20  # what it answered is kept, once
+    others = [r for r in read_records(run_dir) if r.slot != "bench-1"]
+    assert len(others) == 3 * 20  # the emulated board beside it finished
