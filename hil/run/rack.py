@@ -75,10 +75,11 @@ def answered(board: Board, message, retries: int, first_timeout: float | None = 
         raise BoardError(f"{error}; {fix}") from None
 
 
-def check_identity(board: Board, tau_q15: int, retries: int) -> protocol.Info:
-    """HELLO must name the manifest's image and model; then the threshold is set."""
-    # The first answer may take longer: a fresh board boots and hashes its image.
-    info, _ = answered(board, protocol.Hello(), retries, first_timeout=board.run.boot_timeout_s)
+def check_identity(board: Board, tau_q15: int, retries: int, booting: bool = True) -> protocol.Info:
+    """HELLO must name the manifest's image and model; then the threshold is set. `booting`: the board has
+    just started, so its first answer may take the boot timeout (it boots and hashes its image)."""
+    first_timeout = board.run.boot_timeout_s if booting else None
+    info, _ = answered(board, protocol.Hello(), retries, first_timeout=first_timeout)
     expected = (board.manifest.image_sha256, board.manifest.model_sha256)
     reported = (info.firmware_sha256.hex(), info.model_sha256.hex())
     if reported != expected:

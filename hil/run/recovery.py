@@ -91,7 +91,7 @@ def climb(board: Board, testset: str, index: int, error: Exception, tau_q15: int
         started = time.monotonic()
         try:
             _do(board, step, on_main)
-            check_identity(board, tau_q15, retries)
+            check_identity(board, tau_q15, retries, booting=step is not RecoveryStep.RESYNC)
         except Exception as failure:  # noqa: BLE001 - whatever it is, the next step may still help
             steps.append(StepOutcome(step, False, round(time.monotonic() - started, 3),
                                      failure_reason(board.slot, failure)))
