@@ -96,6 +96,11 @@ def _meter(board: Board, context: BoardContext) -> metering.Meter | None:
     return metering.Meter(board.monitor.link, context.clock_hz, info.windows)
 
 
+def _why(board: Board, error: BoardError) -> str:
+    """The error's text without the slot it starts with: it follows a sentence that names the board."""
+    return str(error).removeprefix(f"{board.slot}: ")
+
+
 def _recover(board: Board, testset: str, index: int, error: BoardError, context: BoardContext, measured: bool,
              ) -> tuple[metering.Meter | None, list[BoardFailure]]:
     """Up the ladder; then, back, the meter to go on with (its unit started again where the board is new).
@@ -104,14 +109,13 @@ def _recover(board: Board, testset: str, index: int, error: BoardError, context:
     again = own[-1].recovered_by if own and (own[-1].testset, own[-1].index) == (testset, index) else None
     if len(own) >= MAX_CLIMBS:
         raise BoardError(f"{board.slot}: stopped answering at {testset}#{index} for the {len(own) + 1}th time this "
-                         f"session: quarantined for the rest of the run; "
-                         f"{str(error).removeprefix(board.slot + ': ')}")
+                         f"session: quarantined for the rest of the run; {_why(board, error)}")
     recovery = climb(board, testset, index, error, context.tau_q15, context.retries, context.on_main, again)
     context.recoveries.append(recovery)
     if recovery.recovered_by is None:
         raise BoardError(f"{board.slot}: stopped answering at {testset}#{index} and no step of the recovery ladder "
                          f"brought it back (resync, reset, reflash, power-cycle; run.json `recoveries`): quarantined "
-                         f"for the rest of the run; {str(error).removeprefix(board.slot + ': ')}")
+                         f"for the rest of the run; {_why(board, error)}")
     if not measured:
         return None, []
     try:

@@ -11,17 +11,23 @@ from tests.support.benches import physical_lab
 from tests.support.labs import INFRASTRUCTURE, PASS, running
 
 
-def test_a_hung_nucleo_is_reset_through_its_probe_and_goes_on(tmp_path, nucleo):
-    board = nucleo("STLINK-0301")
+def run_with_fault(tmp_path, board, fault) -> tuple[subprocess.Popen, str, str, object]:
+    """`hil run` of the bench; once bench-1 has answered, `fault()`; then the run to its end."""
     owner, run_dir = running(physical_lab(tmp_path, board.probe.address, board.port, samples=20))
     while not any(r.slot == "bench-1" for r in read_records(run_dir)):
         pass
-    board.hang()
+    fault()
     try:
         stdout, stderr = owner.communicate(timeout=300)
     except subprocess.TimeoutExpired:
         owner.kill()
-        raise AssertionError("the run hung on the hung board") from None
+        raise AssertionError("the run hung on the board that failed") from None
+    return owner, stdout, stderr, run_dir
+
+
+def test_a_hung_nucleo_is_reset_through_its_probe_and_goes_on(tmp_path, nucleo):
+    board = nucleo("STLINK-0301")
+    owner, stdout, stderr, run_dir = run_with_fault(tmp_path, board, board.hang)
     assert owner.returncode == PASS, stderr[-3000:]
     assert json.loads(stdout)["failures"] == []
     (recovery,) = files.read_run(run_dir).recoveries
@@ -34,16 +40,12 @@ def test_a_hung_nucleo_is_reset_through_its_probe_and_goes_on(tmp_path, nucleo):
 
 def test_a_hung_nucleo_whose_probe_stops_answering_climbs_the_whole_ladder_and_is_quarantined(tmp_path, nucleo):
     board = nucleo("STLINK-0302")
-    owner, run_dir = running(physical_lab(tmp_path, board.probe.address, board.port, samples=20))
-    while not any(r.slot == "bench-1" for r in read_records(run_dir)):
-        pass
-    board.probe.stop()  # the ST-LINK is gone: nothing can reset or flash the board now
-    board.hang()
-    try:
-        stdout, stderr = owner.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        owner.kill()
-        raise AssertionError("the run hung on the board whose probe stopped") from None
+
+    def probe_gone_and_hung() -> None:
+        board.probe.stop()  # the ST-LINK is gone: nothing can reset or flash the board now
+        board.hang()
+
+    owner, stdout, stderr, run_dir = run_with_fault(tmp_path, board, probe_gone_and_hung)
     assert owner.returncode == INFRASTRUCTURE, stderr[-3000:]
     (failure,) = json.loads(stdout)["failures"]
     assert failure["slot"] == "bench-1" and "quarantined for the rest of the run" in failure["reason"], failure
