@@ -196,7 +196,7 @@ def cmd_sweep(args) -> int:
     from dataclasses import asdict
 
     from hil.lab.load import load_lab
-    from hil.report.console import LiveProgress, replay_table, sweep_table, verdict_lines
+    from hil.report.console import LiveProgress, recoveries_table, replay_table, sweep_table, verdict_lines
     from hil.report.sweep_plot import SWEEP_PNG, plot
     from hil.report.table import to_rich
     from hil.run.sweep import judge_points, load_points, parse_thresholds, parse_window, replay, run_sweep
@@ -217,11 +217,13 @@ def cmd_sweep(args) -> int:
         raise BadInput("hil sweep: --window and --measured go with --replay RUN (a full-path run)")
     progress = LiveProgress(console)
     try:
-        outcome = run_sweep(lab, taus, progress, args.max_accuracy_drop)
+        outcome = run_sweep(lab, taus, progress, args.max_accuracy_drop, args.wait)
     finally:
         progress.stop()
     plot(outcome.points, outcome.sweep_dir / SWEEP_PNG)
     console.print(to_rich(sweep_table(outcome)))
+    if outcome.recoveries:
+        console.print(to_rich(recoveries_table(outcome.recoveries)))
     console.print(verdict_lines(outcome.verdict, f"results in {outcome.sweep_dir}"))
     if args.json:
         print(json.dumps({"sweep_dir": str(outcome.sweep_dir), "verdict": asdict(outcome.verdict),
@@ -365,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--window", metavar="W0:W1", help="with --replay: also a window cascade that defers to "
                        "stage 2 only when W0 <= exit confidence <= W1")
     sweep.add_argument("--json", action="store_true", help="print the sweep's points on stdout")
+    sweep.add_argument("--wait", type=_duration, default=0.0, metavar="DURATION",
+                       help="queue up to this long for boards another run holds, as `hil run --wait`")
     sweep.set_defaults(run=cmd_sweep)
 
     baseline = commands.add_parser("baseline", help="the run that later runs are compared against").add_subparsers(

@@ -61,7 +61,9 @@ if TYPE_CHECKING:  # not imported at run time: the flashing child process starts
 
 log = logging.getLogger(__name__)
 
-RETRYABLE = {"transfer", "verify"}  # a glitch on the wire may pass; a wrong id or target will not
+# A glitch on the wire, a cell that did not take its value or a program error may pass on a second try; a
+# wrong id or target will not. A flash error that persists (write protection) fails again, as a flash error.
+RETRYABLE = {"transfer", "verify", "flash"}
 
 
 class ProbeError(HilError):
@@ -76,12 +78,18 @@ class VerifyFailed(ProbeError):
     """The target's memory does not hold the image after flashing."""
 
 
+class FlashFailed(ProbeError):
+    """The flash controller refused an erase or a program (pyOCD's FlashFailure): an error of the flash,
+    never reported as a timeout or a hang."""
+
+
 class FlashTimeout(ProbeError):
     """The flash did not finish in time; its process was killed."""
 
 
 # The child reports a failure as a kind; the kind picks the exception (all but bad_input exit with code 2).
-_ERRORS: dict[str, type[HilError]] = {"bad_input": BadInput, "not_found": ProbeNotFound, "verify": VerifyFailed}
+_ERRORS: dict[str, type[HilError]] = {"bad_input": BadInput, "not_found": ProbeNotFound, "verify": VerifyFailed,
+                                      "flash": FlashFailed}
 
 
 class FlashMethod(StrEnum):
@@ -105,6 +113,7 @@ class FlashReport:
     probe_description: str | None = None
     served_probe: str | None = None  # remote probes: the unique id the probe server reports
     reset_error: str | None = None  # pyOCD: a TransferError during the reset, tolerated
+    failed_attempts: tuple[str, ...] = ()  # why each attempt before the one that worked failed, one line each
 
     def to_dict(self) -> dict:
         return {**asdict(self), "method": str(self.method)}
@@ -181,7 +190,8 @@ def flash_image(probe_id: str, target: str, image: Path, image_sha256: str, *, b
                 timeout_s: float = 120.0, retries: int = 1, expect_served_id: str | None = None) -> FlashReport:
     """Flash a raw binary image at `base_address`, read it back, reset the target.
 
-    `retries` more attempts follow a transfer error or a failed verify. `timeout_s` bounds the whole
+    `retries` more attempts follow a transfer error, a flash error or a failed verify (each kept in the
+    report's `failed_attempts`). `timeout_s` bounds the whole
     call, waiting for the probe's lock included. For a remote probe, `expect_served_id` is the
     unique id its server must report (checked before anything is written).
     """
@@ -192,15 +202,19 @@ def flash_image(probe_id: str, target: str, image: Path, image_sha256: str, *, b
     parse_remote(probe_id)
     job = {"probe_id": probe_id, "target": target, "image": str(image.resolve()), "image_sha256": image_sha256,
            "base_address": base_address, "expect_served_id": expect_served_id}
+    failed: list[str] = []
     with probe_lock(probe_id, deadline) as lock:
         for attempt in range(1, retries + 2):
-            result = _run_child(job, deadline, timeout_s, lock)
+            result = _run_child({**job, "reset_first": attempt > 1}, deadline, timeout_s, lock)
             if result["ok"]:
                 return FlashReport(**result["report"], method=FlashMethod.PYOCD,
-                                   seconds=round(time.monotonic() - started, 3), attempts=attempt)
+                                   seconds=round(time.monotonic() - started, 3), attempts=attempt,
+                                   failed_attempts=tuple(failed))
             if result["kind"] not in RETRYABLE or attempt > retries:
-                raise _ERRORS.get(result["kind"], ProbeError)(result["message"])
-            log.info("%s; retrying (attempt %d)", result["message"], attempt + 1)
+                tries = f" (each of {attempt} attempts failed)" if failed else ""
+                raise _ERRORS.get(result["kind"], ProbeError)(result["message"] + tries)
+            failed.append(result["message"])
+            log.warning("%s; retrying (attempt %d)", result["message"], attempt + 1)
     raise AssertionError("unreachable")
 
 
@@ -340,6 +354,12 @@ def _flash_in_this_process(job: dict[str, Any]) -> dict[str, Any]:
                 if expected is not None and served != expected:
                     raise _Failure("not_found", f"probe {probe_id}: the server there serves probe {served!r}, "
                                    f"not {expected!r}; check the probe address in the lab file")
+                if job.get("reset_first"):
+                    # A retry starts from a system reset: a flash operation that failed can leave the flash
+                    # controller unlocked, and the algorithm's unlock keys, written again, would lock it up
+                    # until the next reset (RM0394 3.3.5); the reset also ends whatever the core was doing.
+                    stage = "resetting before the retry"
+                    session.target.reset_and_halt()
                 stage = "programming"
                 FileProgrammer(session).program(str(copy), file_format="bin", base_address=base)
                 stage = "verifying"

@@ -22,6 +22,7 @@ from hil.hw.link import LinkCounts, plural
 from hil.report import run_tables
 from hil.report.run_tables import percent
 from hil.report.table import Column, Table, bad, by_board, to_rich
+from hil.run.recovery import Recovery, StepOutcome
 from hil.run.runner import RunOutcome
 from hil.run.verdict import VerdictStatus
 
@@ -100,14 +101,20 @@ def failures_table(outcome: RunOutcome) -> Table:
                     [[f.slot, str(f.stage), f.reason] for f in outcome.failures])
 
 
-def recoveries_table(outcome: RunOutcome) -> Table:
-    """Boards taken up the recovery ladder this run: where each failed, what was tried, what brought it back."""
-    rows = [[r.slot, f"{r.testset}#{r.index}", ", ".join(f"{s.step} {'ok' if s.ok else 'failed'} ({s.seconds:.1f} s)"
-                                                         for s in r.steps),
+def recoveries_table(recoveries: list[Recovery]) -> Table:
+    """Boards taken up the recovery ladder (a run's or a sweep's): where each failed, what was tried, what
+    brought it back."""
+    rows = [[r.slot, f"{r.testset}#{r.index}", ", ".join(_step_text(s) for s in r.steps),
              str(r.recovered_by) if r.recovered_by is not None else bad("none: quarantined")]
-            for r in outcome.run.recoveries]
-    return Table.of("Recovery ladder (run.json `recoveries`)", [Column("board"), Column("failed at"),
+            for r in recoveries]
+    return Table.of("Recovery ladder (`recoveries` in run.json or sweep.json)", [Column("board"), Column("failed at"),
                                                                 Column("steps"), Column("brought back by")], rows)
+
+
+def _step_text(step: StepOutcome) -> str:
+    retried = len(step.flash["failed_attempts"]) if step.flash else 0
+    after = f" after {plural(retried, 'failed flash attempt')}" if retried else ""
+    return f"{step.step} {'ok' if step.ok else 'failed'}{after} ({step.seconds:.1f} s)"
 
 
 def _link_note(outcome: RunOutcome) -> str:
@@ -147,7 +154,7 @@ def show(console: Console, outcome: RunOutcome, seconds: float | None) -> None:
     if outcome.disagreements:
         console.print(f"[red]{len(outcome.disagreements)} samples answered differently by boards of one model[/red]")
     if outcome.run.recoveries:
-        console.print(to_rich(recoveries_table(outcome)))
+        console.print(to_rich(recoveries_table(outcome.run.recoveries)))
     if outcome.failures:
         console.print(to_rich(failures_table(outcome)))
     if any(c.troubled for c in outcome.link.values()):

@@ -13,13 +13,15 @@ the run judges it (KnownAnswerCheck). A firmware regression thus stays exit 1 an
 
 Each check is a row of the catalog's health history (hil/store/health.py), and a board that failed its last
 `run.quarantine_after` checks in a row is quarantined: later runs do not lock or bring it up (no flashing)
-until `hil board release`. A recovery ladder can quarantine a board the same way
-(`store.health.quarantine` with its own reason).
+until `hil board release`. A board the recovery ladder gave up on mid-run has failed that night too: one
+more failed row (`ladder_checks`), so a board that passes every evening and dies every night is quarantined
+the same way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from joblib import Parallel, delayed
 
@@ -33,8 +35,10 @@ from hil.model.testsets import TestSet
 from hil.run.rack import BoardFailure, FailureStage, Rack, answered, failure_reason
 from hil.run.reconcile import check_samples
 from hil.run.records import Record
+from hil.run.recovery import Recovery
 from hil.store import health
 from hil.store.files import QuarantinedBoard
+from hil.run.verdict import QuarantineNote
 
 KNOWN_INDEX = 0  # the sample asked: the first of the model's first test set
 CHECKED_STAGES = (FailureStage.BRING_UP, FailureStage.IDENTITY, FailureStage.HEALTH)
@@ -174,6 +178,16 @@ def checks_of(rack: Rack, check: KnownAnswerCheck, lab: Lab, run_id: str, time: 
     return checks
 
 
+def ladder_checks(recoveries: list[Recovery], lab: Lab, run_id: str, time: str) -> list[health.HealthCheck]:
+    """One failed health row per board the recovery ladder gave up on mid-run: a night it failed, though it
+    passed its check before streaming."""
+    specs = {spec.slot: spec for spec in lab.boards}
+    return [health.HealthCheck(run_id, time, lab.name, r.slot, specs[r.slot].kind,
+                               None if specs[r.slot].physical is None else specs[r.slot].physical.probe, False,
+                               f"quarantined mid-run by the recovery ladder at {r.testset}#{r.index}: {r.error}")
+            for r in recoveries if r.recovered_by is None]
+
+
 def record_checks(lab: Lab, checks: list[health.HealthCheck]) -> list[QuarantinedBoard]:
     """Keeps each check in the catalog; quarantines every board that has now failed `run.quarantine_after`
     checks in a row (since its last release), and returns those."""
@@ -185,10 +199,20 @@ def record_checks(lab: Lab, checks: list[health.HealthCheck]) -> list[Quarantine
         streak = health.failures_in_a_row(health.history(lab.results_dir, lab.name, check.slot, since_release=True))
         if streak >= lab.run.quarantine_after:
             entry = health.quarantine(lab.results_dir, lab.name, check.slot,
-                                      f"failed its health check {streak} runs in a row, last: {check.reason}",
+                                      f"failed {streak} runs in a row, last: {check.reason}",
                                       by=check.run_id)
             newly.append(QuarantinedBoard(entry.slot, entry.reason, entry.since, entry.by, brought_up=True))
     return newly
+
+
+def quarantine_notes(boards: list[QuarantinedBoard], lab_file: str | Path) -> list[QuarantineNote]:
+    """Per quarantined board, the line the verdict shows; a board set aside before the run is not judged."""
+    notes = []
+    for q in boards:
+        what = "quarantined by this run" if q.brought_up else "quarantined, not brought up"
+        notes.append(QuarantineNote(q.slot, f"{q.slot}: {what} (since {q.since}, by {q.by}): {q.reason}; "
+                                    f"`hil board release {lab_file} {q.slot}` once it is fixed", judged=q.brought_up))
+    return notes
 
 
 def set_aside(lab: Lab) -> list[QuarantinedBoard]:

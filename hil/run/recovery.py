@@ -13,7 +13,8 @@ taken up the ladder MAX_CLIMBS times in one session is quarantined too: it is no
 After every step the board must pass the identity check (HELLO names the manifest's image and model,
 the threshold is set again) before it counts as back. Each step has its own time limit: the board's
 request and boot timeouts, the flasher's, the power-cycle command's. What was tried, how long each
-took, and which step worked (or that none did) goes to run.json (`recoveries`). A step that needs a
+took, and which step worked (or that none did) goes to run.json (`recoveries`); a reflash that worked
+keeps its flash report, whose `failed_attempts` show a flash error that a retry got past. A step that needs a
 new emulator runs on the main thread (`on_main`): QEMU dies with the thread that started it
 (hil/hw/children.py), and the board's streaming thread ends before the rack does.
 """
@@ -50,6 +51,7 @@ class StepOutcome:
     ok: bool
     seconds: float
     detail: str  # what went wrong, or "" when the board came back
+    flash: dict | None = None  # a reflash that worked: its FlashReport (attempts, and why earlier ones failed)
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ def climb(board: Board, testset: str, index: int, error: Exception, tau_q15: int
             steps.append(StepOutcome(step, False, round(time.monotonic() - started, 3),
                                      failure_reason(board.slot, failure)))
             continue
-        steps.append(StepOutcome(step, True, round(time.monotonic() - started, 3), ""))
+        flashed = board.flash_report.to_dict() if step is RecoveryStep.REFLASH and board.flash_report else None
+        steps.append(StepOutcome(step, True, round(time.monotonic() - started, 3), "", flashed))
         return Recovery(board.slot, testset, index, failure_reason(board.slot, error), steps, step)
     steps.append(StepOutcome(RecoveryStep.QUARANTINE, True, 0.0, "set aside for the rest of the run"))
     return Recovery(board.slot, testset, index, failure_reason(board.slot, error), steps, None)

@@ -28,7 +28,7 @@ from hil.run.reconcile import Disagreement, SampleCheck
 from hil.run.session import (Progress, assess, board_identities, host_references, pending_jobs, provenance,
                              run_inputs, stream_boards)
 from hil.run.assess import BoardSetSummary, PathPerformance
-from hil.run.verdict import QuarantineNote, Verdict, VerdictStatus, decide
+from hil.run.verdict import Verdict, VerdictStatus, decide
 
 
 TRACES = "traces"  # per board: what its measurement unit sent (and, emulated, the ground truth)
@@ -37,17 +37,6 @@ TRACEBACK = "traceback.txt"  # where an error nobody foresaw leaves its tracebac
 
 class RunCrashed(HilError):
     """An error hil did not foresee ended a run; run.json says so and traceback.txt shows where (exit code 2)."""
-
-
-def quarantine_notes(run: RunFile) -> list[QuarantineNote]:
-    """Per quarantined board, the line the verdict shows; a board set aside before the run is not judged."""
-    notes = []
-    for q in run.quarantined:
-        what = "quarantined by this run's health check" if q.brought_up else "quarantined, not brought up"
-        notes.append(QuarantineNote(q.slot, f"{q.slot}: {what} (since {q.since}, by {q.by}): {q.reason}; "
-                                    f"`hil board release {run.lab.file} {q.slot}` once it is fixed",
-                                    judged=q.brought_up))
-    return notes
 
 
 @dataclass
@@ -122,6 +111,8 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
             failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress)
         finally:  # what the ladder did is kept, however the session ends
             run.recoveries += rack.recoveries
+        note_quarantined(run, health.record_checks(lab, health.ladder_checks(rack.recoveries, lab, run.id,
+                                                                             results.utc_now())))
         failures += check.unconfirmed(records.read_records(run_dir))
     run.sessions.append(Session(started, sorted(jobs), results.utc_now(),
                                 {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}))
@@ -203,7 +194,7 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     if baseline_dir is not None:
         rules = compare(now, assess(lab, baseline_dir, references), lab.regression)
         run.baseline = BaselineRef(baseline_dir.name, str(baseline_dir.resolve()), files.read_run(baseline_dir).git)
-    verdict = decide(now.summaries, now.disagreements, failures, rules, quarantine_notes(run))
+    verdict = decide(now.summaries, now.disagreements, failures, rules, health.quarantine_notes(run.quarantined, run.lab.file))
     records.write_parquet(now.records, run_dir)
     records.write_parquet(now.measurements, run_dir, records.MEASUREMENTS_PARQUET, records.Measurement)
     MetricsFile(now.summaries, now.performance, rules).write(run_dir)

@@ -21,13 +21,14 @@ import numpy as np
 
 from hil.model import decisions
 from hil.stats import metrics
-from hil.run import records
+from hil.run import health, records
 from hil.store import files, results
 from hil.errors import BadInput
 from hil.lab.load import Lab
 from hil.run.rack import BoardFailure, Rack, reserve
 from hil.run.session import Progress, assess, board_identities, host_references, pending_jobs, provenance, stream_boards
 from hil.run.assess import Assessment, SweepPoint, device_probabilities, summarize_performance
+from hil.run.recovery import Recovery
 from hil.run.verdict import Verdict, decide
 from hil.model.testsets import TestSetKind
 
@@ -107,34 +108,45 @@ class SweepOutcome:
     failures: list[BoardFailure]
     verdict: Verdict
     max_accuracy_drop: float | None
+    recoveries: list[Recovery]
 
 
-def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_drop: float | None) -> SweepOutcome:
+def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_drop: float | None,
+              wait_s: float = 0.0) -> SweepOutcome:
+    """`wait_s`: how long to queue for boards another run holds (`hil sweep --wait`), as `hil run` does.
+    Quarantined boards are left out, as by `hil run`; a board that fails mid-sweep is taken up the recovery
+    ladder, and what it tried is kept in sweep.json (`recoveries`)."""
     points, failures, summaries, disagreements = [], [], [], []
-    jobs = pending_jobs(lab, {})
+    aside = health.set_aside(lab)
+    jobs = {slot: board_jobs for slot, board_jobs in pending_jobs(lab, {}).items()
+            if slot not in {q.slot for q in aside}}
     references = host_references(lab)
-    with reserve(lab, list(jobs)):  # the whole rack or a refusal, before the sweep's folder is made
+    recoveries: list[Recovery] = []
+    with reserve(lab, list(jobs), wait_s):  # the whole rack or a refusal, before the sweep's folder is made
         sweep_dir = results.new_run_dir(lab.results_dir)
         made_by = provenance(lab, sweep_dir)
         with Rack(lab, list(jobs), decisions.threshold_q15(str(taus[0])), sweep_dir / "traces") as rack:
             failures += rack.failures
             made_by.boards = board_identities(rack)
-            for tau in taus:
-                tau_q15 = decisions.threshold_q15(str(tau))
-                point_dir = sweep_dir / f"tau-{tau}"
-                point_dir.mkdir()
-                for board in rack.ready:
-                    board.link.set_threshold(tau_q15)  # over the link: the image stays as flashed
-                failures += stream_boards(rack, jobs, point_dir, tau_q15, progress)
-                now = assess(lab, point_dir, references)
-                summaries += now.summaries
-                disagreements += now.disagreements
-                points += [_point(board.slot, tau, tau_q15, now) for board in rack.ready]
+            try:
+                for tau in taus:
+                    tau_q15 = decisions.threshold_q15(str(tau))
+                    point_dir = sweep_dir / f"tau-{tau}"
+                    point_dir.mkdir()
+                    for board in rack.ready:
+                        board.link.set_threshold(tau_q15)  # over the link: the image stays as flashed
+                    failures += stream_boards(rack, jobs, point_dir, tau_q15, progress)
+                    now = assess(lab, point_dir, references)
+                    summaries += now.summaries
+                    disagreements += now.disagreements
+                    points += [_point(board.slot, tau, tau_q15, now) for board in rack.ready]
+            finally:
+                recoveries = rack.recoveries
     points = judge_points(points, max_accuracy_drop)
-    verdict = decide(summaries, disagreements, failures)
+    verdict = decide(summaries, disagreements, failures, quarantined=health.quarantine_notes(aside, lab.file))
     files.SweepFile(files.SweepProvenance.of(made_by), [str(t) for t in taus], max_accuracy_drop, points, failures,
-                    verdict).write(sweep_dir)
-    return SweepOutcome(sweep_dir, points, failures, verdict, max_accuracy_drop)
+                    verdict, recoveries, aside).write(sweep_dir)
+    return SweepOutcome(sweep_dir, points, failures, verdict, max_accuracy_drop, recoveries)
 
 
 def _replayed(slot: str, label: str, tau_q15: int, exited: np.ndarray, predicted: np.ndarray,

@@ -192,7 +192,8 @@ def read_failure(f: Fields) -> BoardFailure:
 
 def read_recovery(f: Fields) -> Recovery:
     steps = [StepOutcome(step.choice("step", RecoveryStep), step.boolean("ok"), step.number("seconds"),
-                         step.text("detail")) for step in f.items("steps")]
+                         step.text("detail"), flash.value if (flash := step.optional_obj("flash")) else None)
+             for step in f.items("steps")]
     recovered_by = f.optional_text("recovered_by")
     return Recovery(f.text("slot"), f.text("testset"), f.integer("index"), f.text("error"), steps,
                     None if recovered_by is None else f.choice("recovered_by", RecoveryStep))
@@ -560,11 +561,15 @@ class SweepFile:
     points: list[SweepPoint]
     failures: list[BoardFailure]
     verdict: Verdict
+    recoveries: list[Recovery] = field(default_factory=list)  # boards taken up the ladder mid-sweep
+    quarantined: list[QuarantinedBoard] = field(default_factory=list)  # left out: quarantined before it
 
     def to_json(self) -> dict:
         return {"provenance": self.provenance.to_json(), "thresholds": self.thresholds,
                 "max_accuracy_drop": self.max_accuracy_drop, "points": [asdict(p) for p in self.points],
-                "failures": [asdict(f) for f in self.failures], "verdict": asdict(self.verdict)}
+                "failures": [asdict(f) for f in self.failures], "verdict": asdict(self.verdict),
+                "recoveries": [r.to_json() for r in self.recoveries],
+                "quarantined": [asdict(q) for q in self.quarantined]}
 
     def write(self, sweep_dir: Path) -> None:
         results.write_json(Path(sweep_dir) / SWEEP_JSON, self.to_json())
@@ -574,7 +579,9 @@ class SweepFile:
         return cls(SweepProvenance.from_json(f.obj("provenance")), f.texts("thresholds"),
                    f.optional_number("max_accuracy_drop"),
                    [read_point(p) for p in f.items("points")], [read_failure(x) for x in f.items("failures")],
-                   read_verdict(f.obj("verdict")))
+                   read_verdict(f.obj("verdict")),
+                   [read_recovery(x) for x in f.items("recoveries")] if "recoveries" in f.value else [],
+                   [QuarantinedBoard.from_json(x) for x in f.items("quarantined")] if "quarantined" in f.value else [])
 
 
 def read_sweep(sweep_dir: Path) -> SweepFile:

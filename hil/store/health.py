@@ -1,7 +1,8 @@
 """Each board's health history and quarantine, in the results folder's catalog (results/catalog.sqlite).
 
-Before a run every board it brings up is checked (hil/run/health.py): one `health` row per check. A board
-that failed its last `quarantine_after` checks in a row is quarantined: one `quarantine` row per (lab, slot)
+Before a run every board it brings up is checked (hil/run/health.py): one `health` row per check, and one
+more when the recovery ladder gives up on a board mid-run. A board that failed its last `quarantine_after`
+runs in a row is quarantined: one `quarantine` row per (lab, slot)
 while it lasts, written by the run (`by` = the run id) or by a person (`hil board quarantine`), deleted by
 `hil board release` (a `releases` row keeps when, and the last check it forgave). A quarantined board is
 not brought up until then. Boards are keyed by lab and slot, the name a rack gives its place; each row also
@@ -13,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import groupby
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,13 +94,16 @@ def history(results_dir: Path, lab: str, slot: str, since_release: bool = False)
 
 
 def failures_in_a_row(checks: list[HealthCheck]) -> int:
-    """How many of the latest checks failed, back to the last one that passed. A failure that does not count
-    (the image may be what was wrong) neither adds to the streak nor ends it."""
+    """How many of the latest runs (nights) the board failed, back to the last one it passed. A run counts as
+    failed when any of its checks failed and counts: its check before streaming, or a recovery ladder that gave
+    up on it mid-run (a board that passes every evening and dies every night is not healthy). A failure that
+    does not count (the image may be what was wrong) neither adds to the streak nor ends it."""
     count = 0
-    for check in reversed(checks):
-        if check.ok:
+    for run_checks in reversed([list(group) for _, group in groupby(checks, key=lambda c: c.run_id)]):
+        if any(not c.ok and c.counts for c in run_checks):
+            count += 1
+        elif all(c.ok for c in run_checks):
             break
-        count += check.counts
     return count
 
 

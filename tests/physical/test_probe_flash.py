@@ -19,7 +19,7 @@ import pytest
 from hil.errors import EXIT_INFRASTRUCTURE, BadInput
 from hil.hw.emulated.probe import EmulatedProbe
 from hil.hw.emulated.stm32_flash import F7_SECTORS, Stm32L4Flash
-from hil.hw.flasher import ProbeError, VerifyFailed, flash_image
+from hil.hw.flasher import FlashFailed, ProbeError, VerifyFailed, flash_image
 
 PREBUILT = Path(__file__).resolve().parents[2] / "firmware/prebuilt/mps2-an386/qute-digits"
 IMAGE = PREBUILT / "firmware.bin"  # any image's bytes will do: 53,804 of them
@@ -103,6 +103,25 @@ def test_a_write_protected_page_is_a_flash_failure_from_pyocd(target, protected)
     message = one_line(caught.value)
     assert message.startswith(f"probe {probe.address}: flash programming failed at {protected:#010x} while programming")
     assert f"pyocd erase --chip -t {target}" in message
+
+
+def test_a_flash_write_that_fails_once_is_retried_and_reported_as_a_flash_error():
+    image = IMAGE.read_bytes()
+    with EmulatedProbe("STLINK-6", "stm32l432kc") as probe:
+        probe.failing_programs = 1  # one double word sets PROGERR: pyOCD's algorithm fails that page
+        report = flash_image(probe.address, "stm32l432kc", IMAGE, SHA256, base_address=FLASH_BASE)
+        assert probe.memory(FLASH_BASE, len(image)) == image  # the second attempt wrote it all, verified
+        first_probe = probe.address
+    with EmulatedProbe("STLINK-7", "stm32l432kc") as probe:
+        probe.failing_programs = 2
+        with pytest.raises(FlashFailed) as caught:  # a failure on every attempt stays a flash error
+            flash_image(probe.address, "stm32l432kc", IMAGE, SHA256, base_address=FLASH_BASE)
+    assert (report.attempts, report.verified) == (2, True)
+    (first,) = report.failed_attempts
+    assert first.startswith(f"probe {first_probe}: flash programming failed at 0x08000000 while programming")
+    assert one_line(caught.value).startswith(f"probe {probe.address}: flash programming failed at 0x08000000")
+    assert str(caught.value).endswith("(each of 2 attempts failed)")
+    assert "time" not in str(caught.value) and "hang" not in str(caught.value)
 
 
 def test_an_image_outside_the_targets_flash_is_bad_input():

@@ -1,14 +1,18 @@
 """The recovery ladder on the bench's Nucleo (tests/support/benches.py), through a real `hil run`: its MCU
 hangs mid-run; resync cannot wake it; pyOCD resets it through its (emulated) ST-LINK, it boots again and
-goes on from the sample it failed on."""
+goes on from the sample it failed on. Where the reset boots an image that is no longer the verified one,
+the reflash brings it back, through a flash write that fails once; where the probe is gone, nothing does."""
 
 import json
 import subprocess
+from pathlib import Path
 
 from hil.run.records import read_records
 from hil.store import files
-from tests.support.benches import physical_lab
+from tests.support.benches import FLASH, KIND, MODEL, physical_lab
 from tests.support.labs import INFRASTRUCTURE, PASS, running
+
+PREBUILT = Path(__file__).resolve().parents[2] / "firmware/prebuilt" / KIND / MODEL
 
 
 def run_with_fault(tmp_path, board, fault) -> tuple[subprocess.Popen, str, str, object]:
@@ -34,6 +38,31 @@ def test_a_hung_nucleo_is_reset_through_its_probe_and_goes_on(tmp_path, nucleo):
     assert (recovery.slot, recovery.recovered_by) == ("bench-1", "reset"), recovery
     assert [(s.step, s.ok) for s in recovery.steps] == [("resync", False), ("reset", True)]
     assert board.boots == 2  # flashed, then reset through the probe
+    records = [r for r in read_records(run_dir) if r.slot == "bench-1"]
+    assert len(records) == len({r.key for r in records}) == 3 * 20
+
+
+def test_a_nucleo_whose_flash_rotted_is_reflashed_through_a_flash_write_that_fails_once(tmp_path, nucleo):
+    board = nucleo("STLINK-0303")
+
+    def rot_and_hang() -> None:
+        flipped = FLASH.origin + 0x6000  # inside the image: the firmware's self-hash no longer matches
+        board.probe.core.load(flipped, bytes([board.probe.memory(flipped, 1)[0] ^ 0x10]))
+        board.probe.failing_programs = 1  # the reflash's first write of that page fails (PROGERR)
+        board.hang()
+
+    owner, stdout, stderr, run_dir = run_with_fault(tmp_path, board, rot_and_hang)
+    assert owner.returncode == PASS, stderr[-3000:]
+    (recovery,) = files.read_run(run_dir).recoveries
+    assert [(s.step, s.ok) for s in recovery.steps] == [("resync", False), ("reset", False), ("reflash", True)]
+    assert "board reports firmware" in recovery.steps[1].detail, recovery.steps[1]  # booted, not the image
+    flash = recovery.steps[2].flash
+    assert (flash["attempts"], flash["verified"]) == (2, True), flash
+    (first,) = flash["failed_attempts"]
+    assert "flash programming failed at 0x08006000" in first and "time" not in first, first  # a flash error
+    assert board.boots == 3  # flashed, reset into the rotten image, reflashed
+    image = (PREBUILT / "firmware.bin").read_bytes()
+    assert board.probe.memory(FLASH.origin, len(image)) == image  # the verified image again, the bit put right
     records = [r for r in read_records(run_dir) if r.slot == "bench-1"]
     assert len(records) == len({r.key for r in records}) == 3 * 20
 

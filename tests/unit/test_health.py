@@ -46,16 +46,26 @@ def test_the_history_keeps_every_check_in_order_per_board(tmp_path):
     assert not (tmp_path / "none").exists()
 
 
-def test_failures_in_a_row_count_back_to_the_last_pass():
+def nights(*oks: bool | tuple[bool, ...]) -> list[health.HealthCheck]:
+    """One run per argument: its checks (a bool, or several: the check before streaming, then the ladder's)."""
+    return [check("a", ok, f"r{night}") for night, run_oks in enumerate(oks)
+            for ok in (run_oks if isinstance(run_oks, tuple) else (run_oks,))]
+
+
+def test_failures_in_a_row_count_the_runs_back_to_the_last_pass():
     assert health.failures_in_a_row([]) == 0
-    assert health.failures_in_a_row([check("a", False), check("a", True)]) == 0
-    assert health.failures_in_a_row([check("a", False), check("a", True), check("a", False), check("a", False)]) == 2
-    assert health.failures_in_a_row([check("a", False)] * 3) == 3
+    assert health.failures_in_a_row(nights(False, True)) == 0
+    assert health.failures_in_a_row(nights(False, True, False, False)) == 2
+    assert health.failures_in_a_row(nights(False, False, False)) == 3
+    # healthy each evening, given up on by the ladder each night: three failed nights
+    assert health.failures_in_a_row(nights((True, False), (True, False), (True, False))) == 3
+    assert health.failures_in_a_row(nights(False, (True, False), True)) == 0
+    assert health.failures_in_a_row([check("a", False, "r1")] * 3) == 1  # one run's sessions: one night
 
 
 def test_a_release_forgives_the_checks_before_it(tmp_path):
-    for _ in range(3):
-        health.record_check(tmp_path, check("a", False))
+    for night in range(3):
+        health.record_check(tmp_path, check("a", False, f"r{night}"))
     health.quarantine(tmp_path, "lab", "a", "failed 3 in a row", by="r3")
     assert set(health.quarantined(tmp_path, "lab")) == {"a"} and health.quarantined(tmp_path, "other") == {}
     released = health.release(tmp_path, "lab", "a")
@@ -140,6 +150,28 @@ def test_three_failed_checks_in_a_row_quarantine_a_board_until_it_is_released(fa
     assert [c.ok for c in health.history(lab.results_dir, lab.name, SICK)] == [False, False, False, True]
     assert cli.main(["board", "health", str(lab_path), SICK]) == 0
     assert capsys.readouterr().out.count("FAILED") == 3
+
+
+def test_a_board_the_ladder_gives_up_on_each_night_is_quarantined_though_it_passes_its_check(fake_rack, tmp_path):
+    # Each night it answers the known question, then 5 samples (its last lost), then never again.
+    lab_path = write_lab(tmp_path, boards=TWINS, samples=SAMPLES, quarantine_after=2)
+    lab = load_lab(lab_path)
+    fake_rack.faults[SICK] = Faults(gone_after=1 + 5, stays_gone=True)
+    for night in (1, 2):
+        outcome = run(lab_path)
+        assert outcome.verdict.exit_code == INFRASTRUCTURE, outcome.verdict.reasons
+        (recovery,) = outcome.run.recoveries
+        assert recovery.slot == SICK and recovery.recovered_by is None
+        assert len([r for r in read_records(outcome.run_dir) if r.slot == SICK]) == 4  # what it answered is kept
+        assert [q.slot for q in outcome.run.quarantined] == ([] if night == 1 else [SICK])
+    assert [(c.ok, c.reason is not None and "recovery ladder" in c.reason)
+            for c in health.history(lab.results_dir, lab.name, SICK)] == [(True, False), (False, True)] * 2
+    (entry,) = outcome.run.quarantined
+    assert entry.brought_up and "failed 2 runs in a row" in entry.reason and "recovery ladder" in entry.reason
+    made = len(fake_rack.boards)
+    outcome = run(lab_path)  # the third night: set aside, not brought up; the rest passes
+    assert [b.slot for b in fake_rack.boards[made:]] == ["an386-twin"]
+    assert outcome.verdict.exit_code == PASS, outcome.verdict.reasons
 
 
 def test_a_wrong_known_answer_no_board_of_its_image_answered_right_is_judged_never_quarantined(fake_rack, tmp_path):

@@ -139,7 +139,8 @@ def test_sweep_json_is_written_and_read_back(tmp_path):
                       Verdict(VerdictStatus.PASS, 0, []))
     sweep.write(tmp_path)
     on_disk = json.loads((tmp_path / "sweep.json").read_text())
-    assert list(on_disk) == ["provenance", "thresholds", "max_accuracy_drop", "points", "failures", "verdict"]
+    assert list(on_disk) == ["provenance", "thresholds", "max_accuracy_drop", "points", "failures", "verdict",
+                             "recoveries", "quarantined"]
     assert list(on_disk["provenance"]) == ["id", "started", "lab", "git", "software", "host", "models", "testsets",
                                            "boards"]
     assert files.read_sweep(tmp_path) == sweep

@@ -62,7 +62,9 @@ Test faults (for tests only; each makes the probe misbehave as a broken board wo
 - `tamper_after_verify_at=ADDR`: once ADDR has been written and then read back over the AP (the
   verify), one of its bits flips in the stored memory: the flash verifies, the bytes booted differ;
 - `write_protect_at=ADDR`: the flash page (L4) or sector (F7) holding ADDR is write-protected by its
-  option bytes: erasing it fails with WRPERR and pyOCD reports a flash failure.
+  option bytes: erasing it fails with WRPERR and pyOCD reports a flash failure;
+- `failing_programs = N` (stm32l432kc): the next N double words programmed fail with PROGERR: this flash
+  fails, pyOCD reports a flash failure, and the next flash succeeds.
 """
 
 from __future__ import annotations
@@ -416,6 +418,16 @@ class EmulatedProbe:
     @property
     def programs(self) -> int:
         return self.emulated.flash.programs if self.emulated.flash else 0
+
+    @property
+    def failing_programs(self) -> int:
+        return self.emulated.flash.failing_programs if isinstance(self.emulated.flash, Stm32L4Flash) else 0
+
+    @failing_programs.setter
+    def failing_programs(self, count: int) -> None:
+        if not isinstance(self.emulated.flash, Stm32L4Flash):
+            raise ValueError(f"target {self.target}: failing_programs is modelled for the STM32L4 flash only")
+        self.emulated.flash.failing_programs = count
 
     @property
     def responding(self) -> bool:

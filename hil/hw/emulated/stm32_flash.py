@@ -25,8 +25,10 @@ debugger makes it. Operations finish at once: SR.BSY always reads 0, so an algor
   ERRIE, as on silicon. Not modelled: option-byte programming (OPTSTRT is ignored), fast programming,
   read protection, ECC, dual-bank modes, power-down (PDKEYR), the caches behind ACR.
 
-`FlashCells` holds a controller's array. Test fault: `stuck_bit_at=ADDR`, that cell does not take the
-programmed value (its lowest 0 bit stays 1; a programmed 0xFF shows nothing).
+`FlashCells` holds a controller's array. Test faults: `stuck_bit_at=ADDR`, that cell does not take the
+programmed value (its lowest 0 bit stays 1; a programmed 0xFF shows nothing); Stm32L4Flash's
+`failing_programs = N`, the next N double words are not programmed and set PROGERR, as a marginal cell
+does once (the algorithm returns an error, pyOCD raises a FlashFailure; a second flash succeeds).
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ class Stm32L4Flash(WordRegisters):
         self.wrp1br = no_area
         self.keys = _Keys()
         self.erases = self.programs = 0
+        self.failing_programs = 0  # test fault (module docstring)
         self.reset()
 
     def reset(self) -> None:
@@ -240,6 +243,9 @@ class Stm32L4Flash(WordRegisters):
             elif self._protected((first_address - self.cells.base) // self.PAGE_SIZE):
                 self._fail(L4Sr.WRPERR)
             elif not self.cells.erased(first_address, 8) and (first, value) != (0, 0):
+                self._fail(L4Sr.PROGERR)
+            elif self.failing_programs:
+                self.failing_programs -= 1
                 self._fail(L4Sr.PROGERR)
             else:
                 self.cells.program(first_address, first.to_bytes(4, "little") + value.to_bytes(4, "little"))
