@@ -107,8 +107,8 @@ def recoveries_table(recoveries: list[Recovery]) -> Table:
     rows = [[r.slot, f"{r.testset}#{r.index}", ", ".join(_step_text(s) for s in r.steps),
              str(r.recovered_by) if r.recovered_by is not None else bad("none: quarantined")]
             for r in recoveries]
-    return Table.of("Recovery ladder (`recoveries` in run.json or sweep.json)", [Column("board"), Column("failed at"),
-                                                                Column("steps"), Column("brought back by")], rows)
+    return Table.of("Recovery ladder (`recoveries` in run.json or sweep.json)",
+                    [Column("board"), Column("failed at"), Column("steps"), Column("brought back by")], rows)
 
 
 def _step_text(step: StepOutcome) -> str:

@@ -194,7 +194,8 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     if baseline_dir is not None:
         rules = compare(now, assess(lab, baseline_dir, references), lab.regression)
         run.baseline = BaselineRef(baseline_dir.name, str(baseline_dir.resolve()), files.read_run(baseline_dir).git)
-    verdict = decide(now.summaries, now.disagreements, failures, rules, health.quarantine_notes(run.quarantined, run.lab.file))
+    verdict = decide(now.summaries, now.disagreements, failures, rules,
+                     health.quarantine_notes(run.quarantined, run.lab.file))
     records.write_parquet(now.records, run_dir)
     records.write_parquet(now.measurements, run_dir, records.MEASUREMENTS_PARQUET, records.Measurement)
     MetricsFile(now.summaries, now.performance, rules).write(run_dir)
