@@ -9,7 +9,6 @@ import pytest
 
 from hil import REPO_ROOT, __version__
 from hil.cli import build_parser
-from hil.errors import EXIT_CODES
 from tests.support.labs import INFRASTRUCTURE, USAGE, hil, write_lab
 
 
@@ -48,11 +47,11 @@ def test_no_parser_takes_abbreviations():
 
 def test_help_lists_every_exit_code_as_the_readme_does():
     result = hil("--help")
-    assert result.returncode == 0
-    listed = dict(re.findall(r"^\s+(\d+)  (.+)$", result.stdout.split("exit codes:", 1)[1], re.MULTILINE))
-    assert {int(code): meaning for code, meaning in listed.items()} == EXIT_CODES
+    assert result.returncode == 0 and "exit codes:" in result.stdout, result.stdout
+    listed = re.findall(r"^\s+(\d+)  \S.+$", result.stdout.split("exit codes:", 1)[1], re.MULTILINE)
     readme = (REPO_ROOT / "README.md").read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
-    assert sorted(int(code) for code in re.findall(r"^\| (\d+) \|", readme, re.MULTILINE)) == sorted(EXIT_CODES)
+    documented = re.findall(r"^\| (\d+) \|", readme, re.MULTILINE)
+    assert listed == documented and str(USAGE) in listed and len(set(listed)) == len(listed)
 
 
 def test_version():
