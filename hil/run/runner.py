@@ -202,8 +202,9 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     rules = []
     if baseline_dir is not None:
         baseline_run = files.read_run(baseline_dir)
-        rules = compare(now, assess(lab, baseline_dir, references), lab.regression,
-                        RunInputs.of(run.models, run.testsets), RunInputs.of(baseline_run.models, baseline_run.testsets))
+        then = assess(lab, baseline_dir, references)
+        rules = compare(now, then, lab.regression, RunInputs.of(run.models, run.testsets),
+                        RunInputs.of(baseline_run.models, baseline_run.testsets))
         run.baseline = BaselineRef(baseline_dir.name, str(baseline_dir.resolve()), baseline_run.git)
     verdict = decide(now.summaries, now.disagreements, failures, rules, quarantine_notes(run))
     records.write_parquet(now.records, run_dir)

@@ -3,8 +3,8 @@
 - fail (1): a device answer differs from the host reference, boards of the same model
   disagree, a board answered a sample differently when it was asked again to measure it
   (so one of its two answers differs from the host reference), or a regression rule fails
-  against the baseline, which includes a baseline it cannot be compared with (hil/run/baseline.py). A regression outranks an infrastructure problem: it is what the lab
-  is for.
+  against the baseline, a baseline the run cannot be compared with included (hil/run/baseline.py).
+  A regression outranks an infrastructure problem: it is what the lab is for.
 - error (2): a board, probe, emulator or measurement unit failed, samples are missing, or
   answers of a board with a measurement unit have no measurement (`hil run --resume`
   measures them).

@@ -3,8 +3,8 @@
 Each rule compares one aspect of two runs and returns a RuleResult: pass, fail or skip
 (nothing to compare, and the message says why), the figures behind the decision and a one-line
 message. Where the two runs cannot be compared at all, every rule fails (`not_comparable`): a
-comparison that is not made must never read as a pass. A rule fails
-only on evidence of a real, large enough change: accuracy needs a significant McNemar test
+comparison that is not made must never read as a pass. Otherwise a rule fails only on evidence
+of a real, large enough change: accuracy needs a significant McNemar test
 AND a drop of at least min_accuracy_drop; latency and energy need the whole bootstrap
 confidence interval above the tolerance. Pure functions; the bootstrap is seeded, so the
 same two runs always get the same verdict.
