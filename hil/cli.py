@@ -1,5 +1,5 @@
-"""The `hil` command line. Exit codes: 0 pass, 1 regression or mismatch, 2 infrastructure
-failure, 3 bad input, 4 results disk unwritable, 130 interrupted (see README)."""
+"""The `hil` command line. Exit codes (hil/errors.py, README): 0 pass, 1 regression or mismatch,
+2 infrastructure failure, 3 bad input, 4 results disk unwritable, 64 usage error, 130 interrupted."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hil.errors import BadInput, HilError
+from hil import __version__
+from hil.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_USAGE, BadInput, HilError, UsageError
 from hil.model.registry import MODEL_NAMES
 
 if TYPE_CHECKING:  # every import that takes time is inside the command that needs it: `hil --help` stays quick
@@ -174,7 +175,7 @@ def cmd_run(args) -> int:
     from hil.run.runner import execute, recorded_end
 
     if (args.lab is None) == (args.resume is None):
-        raise BadInput("hil run: give a lab file (hil run labs.yaml) or a run to resume (hil run --resume RUN_DIR)")
+        raise UsageError("hil run: give a lab file (hil run labs.yaml) or a run to resume (hil run --resume RUN_DIR)")
     console = _console(stderr=args.json, piped_width=120)
     progress = LiveProgress(console)
     started = time.monotonic()
@@ -214,7 +215,7 @@ def cmd_sweep(args) -> int:
                               "measured": [asdict(p) for p in measured or []]}, indent=1))
         return 0
     if args.window or args.measured:
-        raise BadInput("hil sweep: --window and --measured go with --replay RUN (a full-path run)")
+        raise UsageError("hil sweep: --window and --measured go with --replay RUN (a full-path run)")
     progress = LiveProgress(console)
     try:
         outcome = run_sweep(lab, taus, progress, args.max_accuracy_drop, args.wait)
@@ -232,14 +233,34 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_baseline_set(args) -> int:
+    import getpass
+    import platform
+
     from hil.store import files, results
 
     run_dir = Path(args.run_dir)
     run = files.read_run(run_dir)
-    if run.status != files.RunStatus.FINISHED:
-        raise BadInput(f"{run_dir}: run {run.id} is {run.status}; finish it with `hil run --resume` first")
-    results.set_baseline(run_dir, run.lab.name, run.id)
-    print(f"baseline of lab {run.lab.name!r}: {run.id} (verdict {run.verdict.status})")
+    unfit = files.baseline_unfit(run, files.read_metrics(run_dir))
+    if unfit and not args.force:
+        raise BadInput(f"{run_dir}: run {run.id} cannot be a baseline: {'; '.join(unfit)}; give a finished run "
+                       "that passed with every sample, or --force to set it anyway (recorded)")
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name in this environment
+        user = "unknown"
+    results.set_baseline(run_dir, run.lab.name, run.id, f"{user}@{platform.node()}", "; ".join(unfit) or None)
+    print(f"baseline of lab {run.lab.name!r}: {run.id} (verdict {run.verdict.status})"
+          + (f"; forced, though {'; '.join(unfit)}" if unfit else ""))
+    return 0
+
+
+def cmd_baseline_show(args) -> int:
+    from hil.lab.load import load_lab
+    from hil.report.history import baseline_table
+    from hil.report.table import to_rich
+
+    lab = load_lab(Path(args.lab))
+    _console().print(to_rich(baseline_table(lab.results_dir, lab.name)))
     return 0
 
 
@@ -285,7 +306,7 @@ def cmd_board_quarantine(args) -> int:
 
     lab = _lab_board(args.lab, args.slot)
     if not args.reason.strip():
-        raise BadInput("hil board quarantine: --reason is empty; say why the board is set aside")
+        raise UsageError("hil board quarantine: --reason is empty; say why the board is set aside")
     entry = health.quarantine(lab.results_dir, lab.name, args.slot, " ".join(args.reason.split()))
     print(f"{args.slot}: quarantined since {entry.since}: {entry.reason}; runs of {lab.file} leave it out until "
           f"`hil board release {lab.file} {args.slot}`")
@@ -303,6 +324,25 @@ def cmd_board_release(args) -> int:
     print(f"{args.slot}: released (was quarantined since {entry.since}: {entry.reason}); the next run checks it "
           "again, and it has its failed checks in a row counted afresh")
     return 0
+
+
+class HilArgumentParser(argparse.ArgumentParser):
+    """Every parser of `hil`, subcommands' too (add_subparsers makes them of this class): a wrong command
+    line is its own exit code, never 2 (argparse's, which hil uses for infrastructure), and an option
+    is only ever its whole name: `--baselin` is refused, not taken for `--baseline`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; `{self.prog} --help` shows the usage\n")
+
+
+def exit_codes_text() -> str:
+    """The exit codes, for `hil --help`."""
+    return "exit codes:\n" + "".join(f"  {code:>3}  {meaning}\n" for code, meaning in EXIT_CODES.items())
 
 
 def add_board_commands(commands) -> None:
@@ -335,7 +375,9 @@ def add_logging_options(parser: argparse.ArgumentParser, default=None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hil", description="Hardware-in-the-loop lab for QUTE TinyML models.")
+    parser = HilArgumentParser(prog="hil", description="Hardware-in-the-loop lab for QUTE TinyML models.",
+                               epilog=exit_codes_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hil {__version__}")
     add_logging_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -373,9 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     baseline = commands.add_parser("baseline", help="the run that later runs are compared against").add_subparsers(
         dest="action", required=True)
-    baseline_set = baseline.add_parser("set", help="make a finished run its lab's baseline")
+    baseline_set = baseline.add_parser("set", help="make a finished run that passed with every sample its lab's "
+                                       "baseline")
     baseline_set.add_argument("run_dir", metavar="RUN", help="results/<run-id>")
+    baseline_set.add_argument("--force", action="store_true", help="set a run that is unfit anyway (an error "
+                              "verdict, missing samples); the catalog records that, and why")
     baseline_set.set_defaults(run=cmd_baseline_set)
+    baseline_show = baseline.add_parser("show", help="the lab's baseline: run, when and by whom it was set, its "
+                                        "verdict, samples, git revision, firmware and model hashes")
+    baseline_show.add_argument("lab", nargs="?", default="labs.yaml", help="the lab file (default: labs.yaml)")
+    baseline_show.set_defaults(run=cmd_baseline_show)
 
     lab_cmd = commands.add_parser("lab", help="the lab's hardware").add_subparsers(dest="action", required=True)
     scan = lab_cmd.add_parser("scan", help="list attached probes and serial ports, paired by USB serial number, "
@@ -458,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         print("hil: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from pathlib import Path
 from hil.run import health, records
 from hil.store import files, results
 from hil.store.files import BaselineRef, MetricsFile, QuarantinedBoard, RunFile, RunStatus, Session
-from hil.run.baseline import RuleOutcome, compare, resolve_run
-from hil.errors import BadInput, HilError, ResultsUnwritable
+from hil.run.baseline import RuleOutcome, RunInputs, compare, resolve_run
+from hil.errors import EXIT_INTERRUPTED, BadInput, HilError, ResultsUnwritable
 from hil.lab.load import Lab, load_lab
 from hil.hw.link import LinkCounts
 from hil.model.card import sha256_file
@@ -139,7 +139,7 @@ def recorded_end(run_dir: Path, run: RunFile) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         # The boards are down and the journal is on disk; say so where people look.
-        _end(run_dir, run, RunStatus.INTERRUPTED, Verdict(VerdictStatus.INTERRUPTED, 130, [
+        _end(run_dir, run, RunStatus.INTERRUPTED, Verdict(VerdictStatus.INTERRUPTED, EXIT_INTERRUPTED, [
             f"interrupted; `hil run --resume {run_dir}` completes it"]))
         raise
     except ResultsUnwritable as error:
@@ -192,8 +192,11 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     now = assess(lab, run_dir, references)
     rules = []
     if baseline_dir is not None:
-        rules = compare(now, assess(lab, baseline_dir, references), lab.regression)
-        run.baseline = BaselineRef(baseline_dir.name, str(baseline_dir.resolve()), files.read_run(baseline_dir).git)
+        baseline_run = files.read_run(baseline_dir)
+        then = assess(lab, baseline_dir, references)
+        rules = compare(now, then, lab.regression, RunInputs.of(run.models, run.testsets),
+                        RunInputs.of(baseline_run.models, baseline_run.testsets))
+        run.baseline = BaselineRef(baseline_dir.name, str(baseline_dir.resolve()), baseline_run.git)
     verdict = decide(now.summaries, now.disagreements, failures, rules,
                      health.quarantine_notes(run.quarantined, run.lab.file))
     records.write_parquet(now.records, run_dir)

@@ -3,8 +3,8 @@
 - fail (1): a device answer differs from the host reference, boards of the same model
   disagree, a board answered a sample differently when it was asked again to measure it
   (so one of its two answers differs from the host reference), or a regression rule fails
-  against the baseline. A regression outranks an infrastructure problem: it is what the lab
-  is for.
+  against the baseline, a baseline the run cannot be compared with included (hil/run/baseline.py).
+  A regression outranks an infrastructure problem: it is what the lab is for.
 - error (2): a board, probe, emulator or measurement unit failed, samples are missing, or
   answers of a board with a measurement unit have no measurement (`hil run --resume`
   measures them).
@@ -67,8 +67,7 @@ def decide(summaries: list[BoardSetSummary], disagreements: list[Disagreement],
     ]
     if disagreements:
         regressions.append(f"{len(disagreements)} samples answered differently by boards of the same model")
-    regressions += [f"{o.slot}/{o.testset}: {o.result.message}" for o in rules
-                    if o.result.status == RuleStatus.FAIL and not o.result.repeats_reconciliation]
+    regressions += failed_rule_lines(rules)
     regressions += [f.reason for f in failures if f.stage == RERUN]
     problems = [f"{f.slot}: {f.stage} failed: {f.reason}" for f in failures if f.stage != RERUN]
     # A board set aside by its quarantine is reported, not judged: what is missing of it is no failure of the run.
@@ -85,6 +84,17 @@ def decide(summaries: list[BoardSetSummary], disagreements: list[Disagreement],
     if problems:
         return Verdict(VerdictStatus.ERROR, EXIT_INFRASTRUCTURE, problems + notes)
     return Verdict(VerdictStatus.PASS, EXIT_PASS, notes)
+
+
+def failed_rule_lines(rules: list[RuleOutcome]) -> list[str]:
+    """One line per failed rule, except that the rules of a board and test set that failed for one same
+    reason (runs that do not compare: every rule says so) share a line."""
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for o in rules:
+        if o.result.status == RuleStatus.FAIL and not o.result.repeats_reconciliation:
+            why = o.result.message.split(": ", 1)[-1]  # the message is `rule: why`
+            grouped.setdefault((o.slot, o.testset, why), []).append(o.result.rule)
+    return [f"{slot}/{testset}: {', '.join(names)}: {why}" for (slot, testset, why), names in grouped.items()]
 
 
 def reasons_text(reasons: dict[str, int]) -> str:

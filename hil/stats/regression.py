@@ -1,8 +1,10 @@
 """Regression rules: is a nightly run worse than its baseline run?
 
 Each rule compares one aspect of two runs and returns a RuleResult: pass, fail or skip
-(nothing to compare), the figures behind the decision and a one-line message. A rule fails
-only on evidence of a real, large enough change: accuracy needs a significant McNemar test
+(nothing to compare, and the message says why), the figures behind the decision and a one-line
+message. Where the two runs cannot be compared at all, every rule fails (`not_comparable`): a
+comparison that is not made must never read as a pass. Otherwise a rule fails only on evidence
+of a real, large enough change: accuracy needs a significant McNemar test
 AND a drop of at least min_accuracy_drop; latency and energy need the whole bootstrap
 confidence interval above the tolerance. Pure functions; the bootstrap is seeded, so the
 same two runs always get the same verdict.
@@ -20,8 +22,8 @@ from scipy.stats import binomtest
 
 from hil.stats.metrics import UncertaintyReport
 
-__all__ = ["RegressionPolicy", "RuleResult", "RuleStatus", "accuracy_rule", "numerics_rule",
-           "relative_change_rule", "tolerance_rule", "uncertainty_rules"]
+__all__ = ["RegressionPolicy", "RuleResult", "RuleStatus", "accuracy_rule", "not_comparable", "numerics_rule",
+           "relative_change_rule", "skipped", "tolerance_rule", "uncertainty_rules"]
 
 # Slack on "exceeds the tolerance": 0.13 - 0.11 is 0.020000000000000004 in floats, and a
 # change of exactly the tolerance is allowed. Far below any metric's real resolution.
@@ -63,7 +65,7 @@ class RegressionPolicy:
 class RuleStatus(StrEnum):
     PASS = "pass"
     FAIL = "fail"
-    SKIP = "skip"  # nothing to compare
+    SKIP = "skip"  # nothing to compare; the message says why
 
 
 @dataclass(frozen=True)
@@ -85,13 +87,25 @@ def _result(rule: str, status: RuleStatus, message: str, **figures: float | bool
     return RuleResult(rule, status, clean, f"{rule}: {message}")
 
 
+def skipped(rule: str, why: str) -> RuleResult:
+    """A rule with nothing to judge here, for a reason that leaves the comparison sound (an OOD set has no
+    accuracy; a board without a unit has no energy)."""
+    return _result(rule, RuleStatus.SKIP, f"skipped: {why}")
+
+
+def not_comparable(rule: str, why: str) -> RuleResult:
+    """A rule that cannot be evaluated because the two runs do not compare (no sample in common, a test set
+    or model the baseline lacks): it fails, so that no one reads the missing comparison as a pass."""
+    return _result(rule, RuleStatus.FAIL, f"cannot compare: {why}")
+
+
 def numerics_rule(differing_samples: int, samples: int) -> RuleResult:
     """Fail if any device answer differs from the host reference: the lab's exactness check."""
     differing, total = operator.index(differing_samples), operator.index(samples)
     if not 0 <= differing <= total:
         raise ValueError(f"need 0 <= differing_samples <= samples, got {differing} of {total}")
     if total == 0:
-        return _result("numerics", RuleStatus.SKIP, "no samples compared", differing=0, samples=0)
+        return _result("numerics", RuleStatus.SKIP, "skipped: no samples answered to compare", differing=0, samples=0)
     status = RuleStatus.FAIL if differing else RuleStatus.PASS
     return _result("numerics", status, f"{differing} of {total} device answers differ from the host reference",
                    differing=differing, samples=total)
@@ -121,7 +135,7 @@ def accuracy_rule(baseline_correct: np.ndarray, current_correct: np.ndarray, pol
                          "McNemar needs the same samples in the same order")
     n = int(base.shape[0])
     if n == 0:
-        return _result("accuracy", RuleStatus.SKIP, "no samples", n=0)
+        return _result("accuracy", RuleStatus.SKIP, "skipped: no samples to compare", n=0)
     b, c = int(np.sum(base & ~cur)), int(np.sum(~base & cur))
     p_value = 1.0 if b + c == 0 else float(binomtest(min(b, c), b + c, 0.5).pvalue)
     # One division of integers, so a drop of exactly min_accuracy_drop (4/400 vs 0.01)
@@ -179,7 +193,8 @@ def relative_change_rule(rule: str, baseline: np.ndarray, current: np.ndarray, t
     else:
         base, cur = base[~np.isnan(base)], cur[~np.isnan(cur)]
     if base.size == 0 or cur.size == 0:
-        return _result(rule, RuleStatus.SKIP, "not measured in both runs", n_baseline=int(base.size),
+        return _result(rule, RuleStatus.SKIP, "skipped: not measured in both runs (a board without a unit, or "
+                       "answers left unmeasured)", n_baseline=int(base.size),
                        n_current=int(cur.size))
     for name, v in (("baseline", base), ("current", cur)):
         if not np.all(np.isfinite(v) & (v > 0)):
@@ -218,7 +233,8 @@ def tolerance_rule(rule: str, baseline: float, current: float, tolerance: float,
     baseline, current = float(baseline), float(current)
     direction = "increase" if higher_is_worse else "decrease"
     if math.isnan(baseline) or math.isnan(current):
-        return _result(rule, RuleStatus.SKIP, f"undefined ({baseline:.4g} -> {current:.4g})",
+        return _result(rule, RuleStatus.SKIP, f"skipped: no value in one of the runs ({baseline:.4g} -> "
+                       f"{current:.4g}; a failure AUROC needs both right and wrong answers)",
                        baseline=baseline, current=current, tolerance=tolerance)
     delta = current - baseline
     worse_by = delta if higher_is_worse else -delta

@@ -483,6 +483,26 @@ def read_run(run_dir: Path) -> RunFile:
     return RunFile.from_json(Fields.read(path, "run", RUN_FIX))
 
 
+def baseline_unfit(run: RunFile, metrics: MetricsFile | None) -> list[str]:
+    """Why a run cannot be a baseline (`hil baseline set`; `--force` sets it anyway): only a finished run that
+    passed and answered every sample of every board and test set of its lab can be. Empty: it is fit."""
+    reasons = []
+    if run.status != RunStatus.FINISHED:
+        reasons.append(f"it is {run.status}, not finished")
+    if run.verdict.status != VerdictStatus.PASS:
+        reasons.append(f"its verdict is {run.verdict.status}, not pass")
+    if metrics is None or not metrics.summaries:
+        reasons.append(f"it has no {results.METRICS_JSON} with samples")
+    else:
+        missing = [s for s in metrics.summaries if not s.complete]
+        if missing:
+            expected = sum(s.expected for s in metrics.summaries)
+            answered = sum(s.samples for s in metrics.summaries)
+            shown = ", ".join(f"{s.slot}/{s.testset}" for s in missing[:3]) + (", ..." if len(missing) > 3 else "")
+            reasons.append(f"it answered {answered} of its {expected} expected samples (short: {shown})")
+    return reasons
+
+
 # --- metrics.json -----------------------------------------------------------------------------------------------
 
 

@@ -163,26 +163,60 @@ def catalog_record(run_dir: Path, row: CatalogRow) -> None:
                     row.boards, row.samples, row.path))
 
 
+# The baselines table's columns after (lab, id, path, set_at), added to catalogs made before them.
+_BASELINE_COLUMNS = {"set_by": "TEXT", "forced": "TEXT"}
+
+
 def _catalog(results_dir: Path) -> sqlite3.Connection:
     db = sqlite3.connect(Path(results_dir) / CATALOG)
     db.row_factory = sqlite3.Row
     db.execute("CREATE TABLE IF NOT EXISTS baselines (lab TEXT PRIMARY KEY, id TEXT, path TEXT, set_at TEXT)")
+    have = {row["name"] for row in db.execute("PRAGMA table_info(baselines)")}
+    for column, kind in _BASELINE_COLUMNS.items():
+        if column not in have:
+            db.execute(f"ALTER TABLE baselines ADD COLUMN {column} {kind}")
     return db
 
 
-def set_baseline(run_dir: Path, lab: str, run_id: str) -> None:
-    """The run that `--baseline baseline` means for its lab, from now on."""
+@dataclass(frozen=True)
+class BaselineEntry:
+    """A lab's baseline, as `hil baseline set` recorded it in the catalog."""
+
+    lab: str
+    id: str
+    path: Path
+    set_at: str
+    set_by: str | None  # user@host; None for a baseline set before hil recorded it
+    forced: str | None  # why the run was unfit, when `--force` set it anyway; None: it was fit
+
+
+def set_baseline(run_dir: Path, lab: str, run_id: str, set_by: str, forced: str | None = None) -> None:
+    """The run that `--baseline baseline` means for its lab, from now on; `forced`: why it is unfit."""
     with on_disk(Path(run_dir).parent / CATALOG), _catalog(Path(run_dir).parent) as db:
-        db.execute("INSERT OR REPLACE INTO baselines VALUES (?, ?, ?, ?)",
-                   (lab, run_id, str(Path(run_dir).resolve()), utc_now()))
+        db.execute("INSERT OR REPLACE INTO baselines (lab, id, path, set_at, set_by, forced) "
+                   "VALUES (?, ?, ?, ?, ?, ?)",
+                   (lab, run_id, str(Path(run_dir).resolve()), utc_now(), set_by, forced))
+
+
+def baselines(results_dir: Path) -> dict[str, BaselineEntry]:
+    """Every lab's baseline in this results folder, by lab name. Only read: an older catalog, without the
+    later columns, is not altered (it may be on a read-only archive)."""
+    path = Path(results_dir) / CATALOG
+    if not path.exists():
+        return {}
+    with sqlite3.connect(path) as db:
+        db.row_factory = sqlite3.Row
+        if db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'baselines'").fetchone() is None:
+            return {}
+        rows = db.execute("SELECT * FROM baselines").fetchall()
+    return {row["lab"]: BaselineEntry(row["lab"], row["id"], Path(row["path"]), row["set_at"],
+                                      *(row[c] if c in row.keys() else None for c in _BASELINE_COLUMNS))
+            for row in rows}
 
 
 def get_baseline(results_dir: Path, lab: str) -> Path | None:
-    if not (Path(results_dir) / CATALOG).exists():
-        return None
-    with _catalog(results_dir) as db:
-        row = db.execute("SELECT path FROM baselines WHERE lab = ?", (lab,)).fetchone()
-    return Path(row["path"]) if row else None
+    entry = baselines(results_dir).get(lab)
+    return None if entry is None else entry.path
 
 
 def latest_pass(results_dir: Path, lab: str, exclude: Path | None = None) -> Path | None:

@@ -20,7 +20,7 @@ from hil.hw.kinds import BOARD_KINDS
 from hil.lab.load import load_lab
 from hil.hw.locks import Lock
 from hil.run.records import read_records
-from tests.support.labs import (BAD_INPUT, BOARDS, INFRASTRUCTURE, PASS, REGRESSION, hil, run_dir_of,
+from tests.support.labs import (BAD_INPUT, BOARDS, INFRASTRUCTURE, PASS, REGRESSION, USAGE, hil, run_dir_of,
                                  write_lab)
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
@@ -155,7 +155,7 @@ def test_two_runs_started_together_one_gets_the_whole_rack_the_other_nothing(tmp
 
 def test_run_needs_a_lab_or_a_run_to_resume(tmp_path):
     result = hil("run")
-    assert result.returncode == BAD_INPUT and "give a lab file" in result.stderr
+    assert result.returncode == USAGE and "give a lab file" in result.stderr
     result = hil("run", "--resume", tmp_path)
     assert result.returncode == BAD_INPUT and "not a run directory" in result.stderr
 

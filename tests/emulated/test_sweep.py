@@ -10,7 +10,7 @@ import yaml
 
 from hil.run.sweep import ENERGY_RESOLUTION
 
-from tests.support.labs import BOARDS, hil, write_lab
+from tests.support.labs import BOARDS, USAGE, hil, write_lab
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 PASS, BAD_INPUT = 0, 3
@@ -93,12 +93,13 @@ def test_the_replay_predicts_the_measured_sweep(sweep, full_path_run):
     assert "next to the measured sweep" in result.stderr
 
 
-def test_bad_sweep_input_is_exit_3(sweep, tmp_path):
+def test_bad_sweep_input_is_exit_3_and_options_that_do_not_go_together_a_usage_error(sweep, tmp_path):
     lab, summary = sweep
-    for args, fragment in ((["--threshold", "0.9:0.5"], "START:STOP"),
-                           (["--threshold", "0.5:0.9", "--replay", Path(summary["sweep_dir"]) / "tau-0.50"],
-                            "not a full-path run"),
-                           (["--threshold", "0.5:0.9", "--window", "0.3:0.9"], "go with --replay")):
+    for args, code, fragment in (
+            (["--threshold", "0.9:0.5"], BAD_INPUT, "START:STOP"),
+            (["--threshold", "0.5:0.9", "--replay", Path(summary["sweep_dir"]) / "tau-0.50"], BAD_INPUT,
+             "not a full-path run"),
+            (["--threshold", "0.5:0.9", "--window", "0.3:0.9"], USAGE, "go with --replay")):
         result = hil("sweep", lab, *args)
-        assert result.returncode == BAD_INPUT, (args, result.stderr)
+        assert result.returncode == code, (args, result.stderr)
         assert fragment in result.stderr

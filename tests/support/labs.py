@@ -16,6 +16,7 @@ from hil.firmware import build as firmware
 from hil.model.testsets import write_npz
 
 PASS, REGRESSION, INFRASTRUCTURE, BAD_INPUT = 0, 1, 2, 3
+USAGE = 64  # a wrong command line (README, Exit codes)
 BOARDS = {  # slot: (kind, model)
     "an386-digits": ("mps2-an386", "qute-digits"),
     "an500-mnist1d": ("mps2-an500", "qute-mnist1d"),
