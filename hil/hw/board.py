@@ -44,6 +44,7 @@ class Board(ABC):
         self.flash_report: FlashReport | None = None  # once the image is on
         self.link: DeviceLink | None = None
         self.monitor: Monitor | None = None  # the measurement unit, once started
+        self.unit_failure: str | None = None  # why the lab's unit for it is gone: its answers go unmeasured
 
     @property
     def slot(self) -> str:

@@ -159,6 +159,7 @@ class KnownAnswerCheck:
         except MonitorError as error:
             board.monitor.stop()
             board.monitor = None
+            board.unit_failure = str(error)
             return (BoardFailure(board.slot, FailureStage.MONITOR, f"{error}; its answers are kept, unmeasured"),)
         return ()
 

@@ -100,12 +100,17 @@ class Meter:
             for p, device_cycles in zip(positions, cycles)]
 
     def unmeasured(self, answer: Answer, reason: str) -> Measurement:
-        record = answer.record
-        return Measurement(
-            slot=record.slot, testset=record.testset, index=record.index, exited=record.exited,
-            method=MeasurementMethod.UNMEASURED, count=1, rise=None, ticks=None, latency_s=None, stage1_s=None,
-            device_latency_s=record.cycles / self.device_clock_hz, clock_ok=None, energy_j=None, idle_w=None,
-            window=answer.window, reason=reason)
+        return unmeasured(answer, reason, self.device_clock_hz)
+
+
+def unmeasured(answer: Answer, reason: str, device_clock_hz: int) -> Measurement:
+    """An answer journaled without a measurement, with why; its latency is the device's own count."""
+    record = answer.record
+    return Measurement(
+        slot=record.slot, testset=record.testset, index=record.index, exited=record.exited,
+        method=MeasurementMethod.UNMEASURED, count=1, rise=None, ticks=None, latency_s=None, stage1_s=None,
+        device_latency_s=record.cycles / device_clock_hz, clock_ok=None, energy_j=None, idle_w=None,
+        window=answer.window, reason=reason)
 
 
 def exit_pulse_missed(window: measurement.BusyWindow, exited: bool, pins_sampled: bool) -> bool:

@@ -223,7 +223,8 @@ class Rack:
             try:
                 board.start_monitor(self.traces_dir)
             except Exception as error:  # noqa: BLE001 - as above
-                self.failures.append(BoardFailure(board.slot, FailureStage.MONITOR, failure_reason(board.slot, error)))
+                board.unit_failure = failure_reason(board.slot, error)
+                self.failures.append(BoardFailure(board.slot, FailureStage.MONITOR, board.unit_failure))
         if self.pre_run_check is not None:
             checked = self.pre_run_check(list(self.ready))
             self.failures += checked

@@ -123,6 +123,7 @@ def _recover(board: Board, testset: str, index: int, error: BoardError, context:
             board.restart_monitor()
         return _meter(board, context), []
     except MonitorError as failure:
+        board.unit_failure = str(failure)
         return None, [BoardFailure(board.slot, FailureStage.MONITOR, f"{failure}; the answers after "
                                    f"{testset}#{index} are kept, unmeasured")]
 
@@ -181,6 +182,9 @@ def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: 
                                      " the device is not deterministic, and one of each two answers differs from "
                                      "the host reference"))
     if meter is None:
+        if context.measure and board.unit_failure is not None:  # its unit is gone: each answer says why
+            for answer in answers:
+                measurements.append(metering.unmeasured(answer, board.unit_failure, context.clock_hz))
         return failures
     # What was answered is measured even when the stream broke off: nothing measured is lost. Then the
     # device may have run a request it never answered, so its windows may not add up: the rows say so,

@@ -61,9 +61,10 @@ def test_a_linux_ina219_unit_meters_the_board_as_the_emulated_truth_says(tmp_pat
     lines = (run_dir_of(tmp_path) / "measurements.jsonl").read_text().splitlines()
     metered = [m for m in map(json.loads, lines) if m["slot"] == "bench-1" and m["energy_j"] is not None]
     # The fake chip starts converting at the board's first edge, so the first window has no sample before it;
-    # and a conversion the host polled too late for (a loaded machine) leaves its windows without energy, by
-    # design: a few may go unmetered, none may be wrong.
-    assert len(metered) >= len(truth) - 3 and any(m["method"] == "burst" for m in metered), metered
+    # and a conversion the host polled too late for, or could not stamp within two polls (a loaded machine:
+    # 8 of 36 seen here with the rest of the suite beside it), leaves its windows without energy, by design:
+    # some may go unmetered, none may be wrong.
+    assert len(metered) >= len(truth) // 2 and any(m["method"] == "burst" for m in metered), metered
     for m in metered:  # a burst's energy is per inference
         true = truth[m["window"] - 1]["excess_energy_j"]
         assert abs(m["energy_j"] * m["count"] - true) <= 0.01 * true, (m, true)

@@ -100,9 +100,10 @@ def redecode(header: dict, raw: bytes) -> tuple[list, list]:
     return [[e.pin, e.level, e.at] for e in edges], [[s.start, s.end, s.power_w] for s in spans]
 
 
-def test_a_ppk2_that_stops_mid_run_is_one_board_error_and_every_record_is_kept(tmp_path, nucleo, ppk2):
-    board = nucleo("STLINK-0202", wire=True)
-    unit_stopped(tmp_path, run(lab_for(tmp_path, board, ppk2(board, "--stall-after", "30000")), tmp_path),
+@pytest.mark.parametrize("samples", [30_000, 100])  # mid-run; during the health check's known answer
+def test_a_ppk2_that_stops_is_one_board_error_and_every_record_is_kept_unmeasured(tmp_path, nucleo, ppk2, samples):
+    board = nucleo(f"STLINK-02{samples % 97:02d}", wire=True)
+    unit_stopped(tmp_path, run(lab_for(tmp_path, board, ppk2(board, "--stall-after", str(samples))), tmp_path),
                  "stopped streaming")
 
 
@@ -119,3 +120,6 @@ def test_a_ppk2_that_does_not_answer_leaves_the_board_streaming_unmeasured_with_
     assert f"no PPK2 answers at {os.path.realpath(silent_port)}" in failures[0]["reason"], failures
     records = [json.loads(line) for line in (run_dir_of(tmp_path) / "records.jsonl").read_text().splitlines()]
     assert sum(r["slot"] == "bench-1" for r in records) == 30
+    measured = [json.loads(line) for line in (run_dir_of(tmp_path) / "measurements.jsonl").read_text().splitlines()]
+    bench = [m for m in measured if m["slot"] == "bench-1"]  # each answer journaled with why it is unmeasured
+    assert len(bench) == 30 and all(m["method"] == "unmeasured" and "no PPK2 answers" in m["reason"] for m in bench)

@@ -120,9 +120,14 @@ class LinuxIna219Link(HostReadLink):
         A conversion ended after the last poll that found CNVR clear and before the first that found it
         set. The chip converts back to back, so its ends are the last end plus one conversion, kept
         inside that interval: a poll held up (the GIL, the scheduler) widens the interval but does not
-        move the stamp, and every tight one corrects the chip's drift."""
+        move the stamp, and every tight one corrects the chip's drift. A sample is kept only when it is
+        surely one conversion stamped well: from the last clear poll to the end of the reads less than a
+        conversion passed (else the next conversion may have ended, and been read, meanwhile), and its end
+        is the chip's period after the last one or bracketed within two polls. Otherwise it is dropped and
+        leaves a gap, so the windows it touches go unmetered, never metered wrong."""
         period = self.conversion_ticks
         poll_s = period / CLOCK_HZ / POLLS_PER_CONVERSION
+        bracket = 2 * period // POLLS_PER_CONVERSION
         last_end: int | None = None
         clear_at = time.monotonic_ns()
         try:
@@ -134,18 +139,25 @@ class LinuxIna219Link(HostReadLink):
                     time.sleep(poll_s)
                     continue
                 shunt, power, current = (self._read(r) for r in (ina219.SHUNT, ina219.POWER, ina219.CURRENT))
+                read_at = time.monotonic_ns()
                 contiguous = last_end is not None and seen_at - last_end < 1.5 * period
                 predicted = last_end + period if contiguous else seen_at
                 end = min(max(predicted, clear_at), seen_at)
-                # Contiguous unless a conversion was missed (then the gap stays, and its windows go unmetered).
-                start = last_end if contiguous else end - period
-                registers = ina219.Registers(0, shunt, bus, power, current, self.calibration.register)
-                watts = ina219.decode(registers, self.calibration.shunt_ohms).power_w
-                with self._lock:
-                    self.samples.append(PowerSample(start, end, watts))
-                self._write_trace({"sample": [start, end], "registers": [shunt, bus, power, current],
-                                   "power_w": watts})
-                last_end, clear_at = end, seen_at
+                one_conversion = read_at - clear_at < period
+                if one_conversion and (contiguous or seen_at - clear_at <= bracket):
+                    # Contiguous unless a conversion was missed (then the gap stays, and its windows go unmetered).
+                    start = last_end if contiguous else end - period
+                    registers = ina219.Registers(0, shunt, bus, power, current, self.calibration.register)
+                    watts = ina219.decode(registers, self.calibration.shunt_ohms).power_w
+                    with self._lock:
+                        self.samples.append(PowerSample(start, end, watts))
+                    self._write_trace({"sample": [start, end], "registers": [shunt, bus, power, current],
+                                       "power_w": watts})
+                    last_end = end
+                else:
+                    last_end = None
+                    self._write_trace({"dropped": [clear_at, seen_at, read_at]})
+                clear_at = read_at  # the reads cleared CNVR, and the next conversion ends after them
         except OSError as error:
             self.problem = f"the INA219 stopped answering on I2C bus {self.wiring.i2c_bus} ({error})"
 
