@@ -1,8 +1,8 @@
 """`hil run`: lab -> rack -> stream -> records -> reconcile -> metrics -> verdict -> results.
 
 The lab is validated, then every board of the lab is locked (all or none), and only then
-is a run directory created (or, with --resume, reopened): bad input or a busy rack leaves no
-run behind. Its run.json already holds the provenance before any board comes up; records
+is a run directory created (or, with --resume, reopened): bad input (the lab, a baseline), a busy
+rack or a rack whose every board is quarantined leaves no run behind. Its run.json already holds the provenance before any board comes up; records
 are journaled as they arrive; the verdict and metrics are computed from the journal, so a
 resumed run is judged on everything it measured, in this session and before.
 """
@@ -175,8 +175,14 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
             wait_s: float = 0.0) -> RunOutcome:
     """`wait_s`: how long to queue for boards another run holds (`hil run --wait`); 0 refuses at once."""
     lab, run_dir, run = load_run_lab(lab_path, resume)
-    # The baseline is found before anything is locked or made: a wrong one is bad input (exit 3).
+    # The baseline is found and read before anything is locked or made: a wrong one is bad input (exit 3).
     baseline_dir = None if baseline is None else resolve_run(baseline, lab.results_dir, lab.name, exclude=run_dir)
+    if baseline_dir is not None:
+        files.read_run(baseline_dir)  # a baseline whose run.json is gone or broken, before any board is touched
+    in_service = health.in_service(lab)
+    if not in_service:  # nothing to bring up: refused (exit 2), no run directory, no catalog row
+        raise HilError(f"{lab.file}: every board of lab {lab.name!r} is quarantined, nothing to run; "
+                       f"`hil board list {lab.file}` shows why, `hil board release` once one is fixed")
     if run_dir is None:  # a full or read-only disk is exit 4 before anything is locked or made
         results.check_writable(lab.results_dir)
     else:
@@ -187,7 +193,7 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
     # The whole rack, or a refusal (exit 2) that leaves no run directory and no catalog row. A resumed
     # run locks every board too: two resumes of one run never journal into it at once.
     # A quarantined board is not locked either: it may be on someone's bench being fixed.
-    with reserve(lab, health.in_service(lab), wait_s):
+    with reserve(lab, in_service, wait_s):
         if run_dir is None:
             run_dir, run = open_run(lab)
         with recorded_end(run_dir, run):
