@@ -9,6 +9,7 @@ resumed run is judged on everything it measured, in this session and before.
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +63,7 @@ class RunOutcome:
     rules: list[RuleOutcome]  # against the baseline, when one was given
     verdict: Verdict
     link: dict[str, LinkCounts]  # per board brought up in this session: retries, broken and wrong frames
+    rules_seconds: float = 0.0  # how long the rules against the baseline took to evaluate (junit.xml's times)
 
 
 def load_run_lab(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path | None, RunFile | None]:
@@ -118,13 +120,17 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
                                                                          results.utc_now())))
         run.boards.update(board_identities(rack))
         run.write(run_dir)
+        streamed: dict[tuple[str, str], float] = {}
         try:
-            failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress)
+            failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress, streamed=streamed)
         finally:  # what the ladder did is kept, however the session ends
             run.recoveries += rack.recoveries
         failures += check.unconfirmed(records.read_records(run_dir))
+    seconds: dict[str, dict[str, float]] = {}
+    for (slot, testset), spent in sorted(streamed.items()):
+        seconds.setdefault(slot, {})[testset] = round(spent, 6)
     run.sessions.append(Session(started, sorted(jobs), results.utc_now(),
-                                {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}))
+                                {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}, seconds))
     return failures, rack.link_counts
 
 
@@ -205,9 +211,12 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     failures, link = stream_rack(lab, run_dir, run, progress)
     references = host_references(lab)
     now = assess(lab, run_dir, references)
-    rules = []
+    rules, rules_seconds = [], 0.0
     if baseline_dir is not None:
-        rules = compare(now, assess(lab, baseline_dir, references), lab.regression)
+        then = assess(lab, baseline_dir, references)
+        began = time.monotonic()
+        rules = compare(now, then, lab.regression)
+        rules_seconds = time.monotonic() - began
         run.baseline = BaselineRef(baseline_dir.name, str(baseline_dir.resolve()), files.read_run(baseline_dir).git)
     verdict = decide(now.summaries, now.disagreements, failures, rules, quarantine_notes(run))
     records.write_parquet(now.records, run_dir)
@@ -218,4 +227,4 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     run.write(run_dir)
     results.catalog_record(run_dir, run.catalog_row(run_dir))
     return RunOutcome(run_dir, run, now.summaries, now.performance, now.mismatches, now.disagreements, failures,
-                      rules, verdict, link)
+                      rules, verdict, link, rules_seconds)

@@ -124,8 +124,7 @@ def test_three_failed_checks_in_a_row_quarantine_a_board_until_it_is_released(fa
     assert [(q.slot, q.brought_up) for q in on_disk.quarantined] == [(SICK, False)]
     assert on_disk.sessions[-1].boards == ["an386-twin"] and SICK not in on_disk.boards
     assert len(health.history(lab.results_dir, lab.name, SICK)) == 3  # not checked: it was not brought up
-    junit.write(outcome.run_dir / "junit.xml", lab.name, outcome.summaries, outcome.failures, outcome.rules,
-                outcome.run.quarantined)
+    junit.write(outcome.run_dir / "junit.xml", outcome.run, outcome.summaries, outcome.failures, outcome.rules)
     suite = ET.parse(outcome.run_dir / "junit.xml").getroot()[0]
     (skipped,) = suite.iter("skipped")
     assert "not brought up" in skipped.get("message") and suite.get("skipped") == "1" and suite.get("errors") == "0"
