@@ -88,7 +88,7 @@ def properties(run: RunFile) -> dict[str, str]:
     """What the run was: the lab, the checkout, the models, test sets and the boards' images."""
     found = {"run.id": run.id, "lab": run.lab.name, "lab.file": run.lab.file, "lab.sha256": run.lab.sha256,
              "git.revision": run.git.revision, "git.dirty": str(run.git.dirty).lower(),
-             "hil.version": str((run.software or {}).get("hil"))}
+             "hil.version": (run.software or {}).get("hil") or "unknown"}
     if run.threshold is not None:
         found["threshold"] = f"{run.threshold.value:g}"
     if run.baseline is not None:

@@ -2,9 +2,10 @@
 
 The lab is validated, then every board of the lab is locked (all or none), and only then
 is a run directory created (or, with --resume, reopened): bad input (the lab, a baseline), a busy
-rack or a rack whose every board is quarantined leaves no run behind. Its run.json already holds the provenance before any board comes up; records
-are journaled as they arrive; the verdict and metrics are computed from the journal, so a
-resumed run is judged on everything it measured, in this session and before.
+rack or a rack whose every board is quarantined leaves no run behind. Its run.json already holds
+the provenance before any board comes up; records are journaled as they arrive; the verdict and
+metrics are computed from the journal, so a resumed run is judged on everything it measured, in
+this session and before.
 """
 
 from __future__ import annotations

@@ -158,7 +158,8 @@ def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15
         with ThreadPoolExecutor(max_workers=max(1, len(ready)), thread_name_prefix="board") as pool:
             futures = [pool.submit(stream_board, board, jobs[board.slot],
                                    BoardContext(tau_q15, rack.infos[board.slot].clock_hz, rack.lab.run.retries,
-                                                journals, measure, main.run, rack.recoveries, streamed), progress.advance)
+                                                journals, measure, main.run, rack.recoveries, streamed),
+                                   progress.advance)
                        for board in ready]
             main.serve(futures)
         outcomes = [future.result() for future in futures]

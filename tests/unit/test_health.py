@@ -185,7 +185,7 @@ def test_a_board_quarantined_by_hand_is_left_out_and_not_locked(fake_rack, tmp_p
 
 
 def test_every_board_quarantined_is_refused_and_the_board_commands_refuse_unknown_slots(fake_rack, tmp_path,
-                                                                                          capsys):
+                                                                                        capsys):
     lab_path = write_lab(tmp_path, samples=SAMPLES)
     for slot in BOARDS:
         assert cli.main(["board", "quarantine", str(lab_path), slot, "--reason", "away"]) == 0
