@@ -17,6 +17,5 @@ from hil.run.runner import RunOutcome
 def write_run_files(outcome: RunOutcome) -> list[Path]:
     """junit.xml from the outcome, then report.html from the run's files (run.json, metrics.json, ...)."""
     junit_path = outcome.run_dir / junit.JUNIT_XML
-    junit.write(junit_path, outcome.run.lab.name, outcome.summaries, outcome.failures, outcome.rules,
-                outcome.run.quarantined)
+    junit.write(junit_path, outcome.run, outcome.summaries, outcome.failures, outcome.rules, outcome.rules_seconds)
     return [junit_path, htmlreport.write_report(outcome.run_dir)]

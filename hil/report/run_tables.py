@@ -24,12 +24,24 @@ def percent(value: float | None) -> str:
     return number(value, ".1f", 100)
 
 
+def reconciled(s: BoardSetSummary) -> Cell:
+    """Nothing answered is nothing reconciled: never "exact" (0 of 0 differ)."""
+    if s.samples == 0:
+        return bad("never answered")
+    return Cell("exact") if not s.mismatched else bad(f"{s.mismatched} differ")
+
+
+def answered(s: BoardSetSummary) -> Cell:
+    if s.samples == 0:
+        return bad(f"no answers (of {s.expected})")
+    return Cell(str(s.samples)) if s.complete else warn(f"{s.samples}/{s.expected}")
+
+
 def summary_table(summaries: list[BoardSetSummary]) -> Table:
     columns = [Column("board"), Column("test set")] + [Column(name, numeric=True) for name in (
         "answered", "acc %", "exit %", "ECE", "reconciled", "cycles exit", "cycles full")]
-    rows = [[s.slot, s.testset, str(s.samples) if s.complete else warn(f"{s.samples}/{s.expected}"),
-             percent(s.accuracy), percent(s.exit_rate), number(s.uncertainty and s.uncertainty.ece, ".3f"),
-             "exact" if not s.mismatched else bad(f"{s.mismatched} differ"),
+    rows = [[s.slot, s.testset, answered(s), percent(s.accuracy), percent(s.exit_rate),
+             number(s.uncertainty and s.uncertainty.ece, ".3f"), reconciled(s),
              number(s.exit_cycles_mean, ",.0f"), number(s.full_cycles_mean, ",.0f")] for s in summaries]
     return Table.of("Per board and test set", columns, rows,
                     caption="reconciled: every output byte and decision of the device against the host reference",

@@ -1,14 +1,16 @@
 """`hil run`: lab -> rack -> stream -> records -> reconcile -> metrics -> verdict -> results.
 
 The lab is validated, then every board of the lab is locked (all or none), and only then
-is a run directory created (or, with --resume, reopened): bad input or a busy rack leaves no
-run behind. Its run.json already holds the provenance before any board comes up; records
-are journaled as they arrive; the verdict and metrics are computed from the journal, so a
-resumed run is judged on everything it measured, in this session and before.
+is a run directory created (or, with --resume, reopened): bad input (the lab, a baseline), a busy
+rack or a rack whose every board is quarantined leaves no run behind. Its run.json already holds
+the provenance before any board comes up; records are journaled as they arrive; the verdict and
+metrics are computed from the journal, so a resumed run is judged on everything it measured, in
+this session and before.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +53,7 @@ class RunOutcome:
     rules: list[RuleOutcome]  # against the baseline, when one was given
     verdict: Verdict
     link: dict[str, LinkCounts]  # per board brought up in this session: retries, broken and wrong frames
+    rules_seconds: float = 0.0  # how long the rules against the baseline took to evaluate (junit.xml's times)
 
 
 def load_run_lab(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path | None, RunFile | None]:
@@ -107,15 +110,19 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
                                                                          results.utc_now())))
         run.boards.update(board_identities(rack))
         run.write(run_dir)
+        streamed: dict[tuple[str, str], float] = {}
         try:
-            failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress)
+            failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress, streamed=streamed)
         finally:  # what the ladder did is kept, however the session ends
             run.recoveries += rack.recoveries
         note_quarantined(run, health.record_checks(lab, health.ladder_checks(rack.recoveries, lab, run.id,
                                                                              results.utc_now())))
         failures += check.unconfirmed(records.read_records(run_dir))
+    seconds: dict[str, dict[str, float]] = {}
+    for (slot, testset), spent in sorted(streamed.items()):
+        seconds.setdefault(slot, {})[testset] = round(spent, 6)
     run.sessions.append(Session(started, sorted(jobs), results.utc_now(),
-                                {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}))
+                                {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}, seconds))
     return failures, rack.link_counts
 
 
@@ -166,8 +173,14 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
             wait_s: float = 0.0) -> RunOutcome:
     """`wait_s`: how long to queue for boards another run holds (`hil run --wait`); 0 refuses at once."""
     lab, run_dir, run = load_run_lab(lab_path, resume)
-    # The baseline is found before anything is locked or made: a wrong one is bad input (exit 3).
+    # The baseline is found and read before anything is locked or made: a wrong one is bad input (exit 3).
     baseline_dir = None if baseline is None else resolve_run(baseline, lab.results_dir, lab.name, exclude=run_dir)
+    if baseline_dir is not None:
+        files.read_run(baseline_dir)  # a baseline whose run.json is gone or broken, before any board is touched
+    in_service = health.in_service(lab)
+    if not in_service:  # nothing to bring up: refused (exit 2), no run directory, no catalog row
+        raise HilError(f"{lab.file}: every board of lab {lab.name!r} is quarantined, nothing to run; "
+                       f"`hil board list {lab.file}` shows why, `hil board release` once one is fixed")
     if run_dir is None:  # a full or read-only disk is exit 4 before anything is locked or made
         results.check_writable(lab.results_dir)
     else:
@@ -178,7 +191,7 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
     # The whole rack, or a refusal (exit 2) that leaves no run directory and no catalog row. A resumed
     # run locks every board too: two resumes of one run never journal into it at once.
     # A quarantined board is not locked either: it may be on someone's bench being fixed.
-    with reserve(lab, health.in_service(lab), wait_s):
+    with reserve(lab, in_service, wait_s):
         if run_dir is None:
             run_dir, run = open_run(lab)
         with recorded_end(run_dir, run):
@@ -190,12 +203,14 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     failures, link = stream_rack(lab, run_dir, run, progress)
     references = host_references(lab)
     now = assess(lab, run_dir, references)
-    rules = []
+    rules, rules_seconds = [], 0.0
     if baseline_dir is not None:
         baseline_run = files.read_run(baseline_dir)
         then = assess(lab, baseline_dir, references)
+        began = time.monotonic()
         rules = compare(now, then, lab.regression, RunInputs.of(run.models, run.testsets),
                         RunInputs.of(baseline_run.models, baseline_run.testsets))
+        rules_seconds = time.monotonic() - began
         run.baseline = BaselineRef(baseline_dir.name, str(baseline_dir.resolve()), baseline_run.git)
     verdict = decide(now.summaries, now.disagreements, failures, rules,
                      health.quarantine_notes(run.quarantined, run.lab.file))
@@ -207,4 +222,4 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     run.write(run_dir)
     results.catalog_record(run_dir, run.catalog_row(run_dir))
     return RunOutcome(run_dir, run, now.summaries, now.performance, now.mismatches, now.disagreements, failures,
-                      rules, verdict, link)
+                      rules, verdict, link, rules_seconds)

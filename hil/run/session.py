@@ -141,10 +141,13 @@ class MainThread:
 
 
 def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15: int,
-                  progress: Progress, measure: bool = True) -> list[BoardFailure]:
+                  progress: Progress, measure: bool = True,
+                  streamed: dict[tuple[str, str], float] | None = None) -> list[BoardFailure]:
     """Every ready board of the rack streams its jobs at threshold tau_q15, in parallel, then is measured
     (unless not to `measure`); answers and measurements are journaled into run_dir, the boards' trips up
-    the recovery ladder appended to `rack.recoveries`."""
+    the recovery ladder appended to `rack.recoveries`, the seconds each (board, test set) streamed added
+    to `streamed`."""
+    streamed = {} if streamed is None else streamed
     ready = [board for board in rack.ready if board.slot in jobs]
     # A board whose unit did not come up cannot be measured: asking it again for windows is no use.
     jobs = {b.slot: jobs[b.slot] if b.monitor is not None else [j.unanswered() for j in jobs[b.slot]] for b in ready}
@@ -155,7 +158,8 @@ def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15
         with ThreadPoolExecutor(max_workers=max(1, len(ready)), thread_name_prefix="board") as pool:
             futures = [pool.submit(stream_board, board, jobs[board.slot],
                                    BoardContext(tau_q15, rack.infos[board.slot].clock_hz, rack.lab.run.retries,
-                                                journals, measure, main.run, rack.recoveries), progress.advance)
+                                                journals, measure, main.run, rack.recoveries, streamed),
+                                   progress.advance)
                        for board in ready]
             main.serve(futures)
         outcomes = [future.result() for future in futures]

@@ -16,6 +16,7 @@ is not journaled twice, and a different answer the second time is a finding.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -85,6 +86,8 @@ class BoardContext:
     measure: bool = True
     on_main: OnMain | None = None  # runs a recovery step on the main thread; None: no recovery ladder
     recoveries: list[Recovery] = field(default_factory=list)  # every board's trips up the ladder, appended
+    # (slot, test set) -> wall-clock seconds spent streaming it (its recoveries too), added to; junit.xml's times
+    streamed: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 def _meter(board: Board, context: BoardContext) -> metering.Meter | None:
@@ -143,6 +146,8 @@ def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: 
         meter = _meter(board, context)
         for job in jobs:
             position = 0
+            key = (board.slot, job.testset.name)
+            began, before = time.monotonic(), context.streamed.get(key, 0.0)
             while position < len(job.indices):
                 index = job.indices[position]
                 try:
@@ -172,6 +177,7 @@ def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: 
                 everything.append(answer)
                 advance(board.slot, 1)
                 position += 1
+                context.streamed[key] = before + time.monotonic() - began  # up to its latest answer
     except Exception as error:  # noqa: BLE001 - a dead board, a full disk or a bug: this board's failure alone
         failures.append(BoardFailure(board.slot, FailureStage.STREAM, failure_reason(board.slot, error)))
         broke_off = True

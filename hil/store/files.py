@@ -352,6 +352,8 @@ class Session:
     boards: list[str]  # the slots that had work left
     finished: str | None = None
     link: dict[str, dict] | None = None  # per slot: what its link met (LinkCounts.to_dict())
+    # per slot, per test set: wall-clock seconds it streamed (absent from runs made before it was kept)
+    streamed: dict[str, dict[str, float]] | None = None
 
     def to_json(self) -> dict:
         return _without_none(asdict(self))
@@ -359,8 +361,11 @@ class Session:
     @classmethod
     def from_json(cls, f: Fields) -> Session:
         link = f.json_object("link", optional=True)
+        streamed = f.objects("streamed") if "streamed" in f.value else None
         return cls(f.text("started"), f.texts("boards"), f.optional_text("finished"),
-                   None if link is None else dict(link))
+                   None if link is None else dict(link),
+                   None if streamed is None else {slot: {name: sets.number(name) for name in sets.value}
+                                                  for slot, sets in streamed.items()})
 
 
 @dataclass(frozen=True)

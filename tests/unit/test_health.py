@@ -5,7 +5,10 @@ known question wrongly. The same on QEMU: tests/emulated/test_health.py."""
 import sqlite3
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from hil import cli
+from hil.errors import HilError
 from hil.hw import protocol
 from hil.lab.load import load_lab
 from hil.report import junit
@@ -131,8 +134,7 @@ def test_three_failed_checks_in_a_row_quarantine_a_board_until_it_is_released(fa
     assert [(q.slot, q.brought_up) for q in on_disk.quarantined] == [(SICK, False)]
     assert on_disk.sessions[-1].boards == ["an386-twin"] and SICK not in on_disk.boards
     assert len(health.history(lab.results_dir, lab.name, SICK)) == 3  # not checked: it was not brought up
-    junit.write(outcome.run_dir / "junit.xml", lab.name, outcome.summaries, outcome.failures, outcome.rules,
-                outcome.run.quarantined)
+    junit.write(outcome.run_dir / "junit.xml", outcome.run, outcome.summaries, outcome.failures, outcome.rules)
     suite = ET.parse(outcome.run_dir / "junit.xml").getroot()[0]
     (skipped,) = suite.iter("skipped")
     assert "not brought up" in skipped.get("message") and suite.get("skipped") == "1" and suite.get("errors") == "0"
@@ -214,14 +216,14 @@ def test_a_board_quarantined_by_hand_is_left_out_and_not_locked(fake_rack, tmp_p
     assert "USB cable loose" in outcome.verdict.reasons[0] and "hil board quarantine" in outcome.verdict.reasons[0]
 
 
-def test_every_board_quarantined_is_an_error_and_the_board_commands_refuse_unknown_slots(fake_rack, tmp_path,
-                                                                                          capsys):
+def test_every_board_quarantined_is_refused_and_the_board_commands_refuse_unknown_slots(fake_rack, tmp_path,
+                                                                                        capsys):
     lab_path = write_lab(tmp_path, samples=SAMPLES)
     for slot in BOARDS:
         assert cli.main(["board", "quarantine", str(lab_path), slot, "--reason", "away"]) == 0
-    outcome = run(lab_path)
-    assert outcome.verdict.exit_code == INFRASTRUCTURE and not fake_rack.boards
-    assert any("every board of the lab is quarantined" in r for r in outcome.verdict.reasons)
+    with pytest.raises(HilError, match="every board of lab .* is quarantined, nothing to run") as refusal:
+        run(lab_path)
+    assert refusal.value.exit_code == INFRASTRUCTURE and not fake_rack.boards  # no run folder: test_refused_runs.py
     capsys.readouterr()
     assert cli.main(["board", "release", str(lab_path), "nope"]) == 3
     assert "no board in slot 'nope'" in capsys.readouterr().err

@@ -102,3 +102,20 @@ def test_a_table_renders_alike_to_rich_markdown_and_html():
     assert page.startswith("<h2>Boards &lt;b&gt;</h2>") and '<span class="bad">broken</span>' in page
     assert '<td class=n>20</td>' in page and '<tr class="section"><td>c</td>' in page
     assert html_table(page, "Boards <b>") == console_table(text, "Boards <b>")
+
+
+def test_a_test_set_never_answered_reads_so_on_the_console_and_the_page_never_exact(tmp_path):
+    run_dir = tmp_path / "20260101-000000-abcd"
+    run_dir.mkdir()
+    run, metrics = a_run(run_dir), some_metrics()
+    never = BoardSetSummary("an500-mnist1d", "qute-mnist1d", "ood", "ood", 0, 360, math.nan, math.nan, None, 0, 0,
+                            math.nan, math.nan, 0, {})
+    metrics = MetricsFile(metrics.summaries + [never], metrics.performance, metrics.rules)
+    run.write(run_dir)
+    metrics.write(run_dir)
+    outcome = RunOutcome(run_dir, run, metrics.summaries, metrics.performance, [], [], [], metrics.rules,
+                         run.verdict, {})
+    page, text = write_report(run_dir).read_text(encoding="utf-8"), shown(outcome)
+    for rows in (html_table(page, SECTIONS[0]), console_table(text, SECTIONS[0])):
+        assert rows[-1][:3] == ["an500-mnist1d", "ood", "no answers (of 360)"] and rows[-1][6] == "never answered"
+        assert "exact" in rows[1]  # a board × test set that answered every sample exactly still says so
