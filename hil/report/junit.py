@@ -9,7 +9,7 @@ board in quarantine, not brought up, is one <skipped> case (`<slot>.quarantine`)
 sets'. A board × test set that never answered is an <error> (`never-answered`), never a pass.
 CI systems show these as tests, so a nightly failure names the board, the test set and the rule.
 
-As CI tools read it (the Ant JUnit schema, and Jenkins' junit-10; tests/data/ holds both): the suite has
+As CI tools read it (the Ant JUnit format; tests/data/junit.xsd is its strict schema): the suite has
 `timestamp` (run.json `started`, UTC, without a zone as the Ant schema wants), `time` (started to
 finished), `hostname` (the host that ran it) and <properties>: the lab, the git revision, and every
 model's, test set's and board's firmware and model hashes. Each case has a `time`: the wall-clock
