@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hil import __version__
-from hil.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_USAGE, BadInput, HilError, UsageError
+from hil.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_USAGE, BadInput, HilError, Interrupted, UsageError
 from hil.model.registry import MODEL_NAMES
 
 if TYPE_CHECKING:  # every import that takes time is inside the command that needs it: `hil --help` stays quick
@@ -505,8 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     except HilError as error:
         print(f"hil: error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("hil: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(f"hil: {interrupt.message if isinstance(interrupt, Interrupted) else 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

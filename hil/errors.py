@@ -48,3 +48,12 @@ class UsageError(HilError):
     """The command line is wrong (options that go together, an argument missing): nothing was started."""
 
     exit_code = EXIT_USAGE
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM ended a command once it had made something to go on with: the message says what
+    and how (exit code 130). A KeyboardInterrupt, so that everything on the way out treats it as one."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message

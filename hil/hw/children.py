@@ -15,6 +15,10 @@ def die_with_parent() -> None:
     # The signal follows the thread that started the child (see Rack._bring_up).
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    # Ctrl-C in a terminal signals the whole process group. The child is ours to stop: we shut every
+    # board down in order (and a Python child would print a KeyboardInterrupt traceback). An ignored
+    # signal stays ignored across exec, and Python then installs no handler of its own for it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def child_env() -> dict[str, str]:

@@ -21,7 +21,7 @@ from hil.run import health, records
 from hil.store import files, results
 from hil.store.files import BaselineRef, MetricsFile, QuarantinedBoard, RunFile, RunStatus, Session
 from hil.run.baseline import RuleOutcome, RunInputs, compare, resolve_run
-from hil.errors import EXIT_INTERRUPTED, BadInput, HilError, ResultsUnwritable
+from hil.errors import EXIT_INTERRUPTED, BadInput, HilError, Interrupted, ResultsUnwritable
 from hil.lab.load import Lab, load_lab
 from hil.hw.link import LinkCounts
 from hil.model.card import sha256_file
@@ -145,10 +145,10 @@ def recorded_end(run_dir: Path, run: RunFile) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        # The boards are down and the journal is on disk; say so where people look.
-        _end(run_dir, run, RunStatus.INTERRUPTED, Verdict(VerdictStatus.INTERRUPTED, EXIT_INTERRUPTED, [
-            f"interrupted; `hil run --resume {run_dir}` completes it"]))
-        raise
+        # The boards are down and the journal is on disk; say so where people look, in one line.
+        how = f"interrupted; `hil run --resume {run_dir}` completes it"
+        _end(run_dir, run, RunStatus.INTERRUPTED, Verdict(VerdictStatus.INTERRUPTED, EXIT_INTERRUPTED, [how]))
+        raise Interrupted(how) from None
     except ResultsUnwritable as error:
         try:  # the disk that failed may not take run.json either; the journals hold what was measured
             run.finished = results.utc_now()

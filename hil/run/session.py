@@ -112,32 +112,48 @@ def board_identities(rack: Rack) -> dict[str, BoardProvenance]:
 
 class MainThread:
     """Runs, for the boards' streaming threads, what must run on the main thread: a recovery step that
-    starts a new emulator (QEMU dies with the thread that started it: hil/hw/children.py)."""
+    starts a new emulator (QEMU dies with the thread that started it: hil/hw/children.py). Ctrl-C reaches
+    the main thread while it serves: then `stopping` tells every board to stop at its next sample, what
+    waits for the main thread (and all that asks later) is refused with a KeyboardInterrupt in its own
+    thread, and the interrupt goes on once every board has stopped."""
 
     def __init__(self) -> None:
         self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self.stopping = threading.Event()
 
     def run(self, work: Callable[[], None]) -> None:
         """Do `work` on the main thread and wait for it; its exception is raised here."""
         if threading.current_thread() is threading.main_thread():
             work()
             return
+        if self.stopping.is_set():
+            raise KeyboardInterrupt
         done: Future = Future()
         self._work.put((work, done))
         done.result()
 
     def serve(self, futures: list[Future]) -> None:
         """Do the streaming threads' work until every one of `futures` is done."""
-        while not all(f.done() for f in futures):
-            try:
-                work, done = self._work.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            try:
-                work()
-                done.set_result(None)
-            except BaseException as error:  # noqa: BLE001 - handed to the thread that asked
-                done.set_exception(error)
+        try:
+            while not all(f.done() for f in futures):
+                try:
+                    work, done = self._work.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                try:
+                    work()
+                    done.set_result(None)
+                except BaseException as error:  # noqa: BLE001 - handed to the thread that asked
+                    done.set_exception(error)
+        except KeyboardInterrupt:
+            self.stopping.set()
+            while not all(f.done() for f in futures):
+                try:
+                    _work, done = self._work.get(timeout=0.05)
+                    done.set_exception(KeyboardInterrupt())
+                except queue.Empty:
+                    pass
+            raise
 
 
 def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15: int,
@@ -158,7 +174,8 @@ def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15
         with ThreadPoolExecutor(max_workers=max(1, len(ready)), thread_name_prefix="board") as pool:
             futures = [pool.submit(stream_board, board, jobs[board.slot],
                                    BoardContext(tau_q15, rack.infos[board.slot].clock_hz, rack.lab.run.retries,
-                                                journals, measure, main.run, rack.recoveries, streamed),
+                                                journals, measure, main.run, rack.recoveries, streamed,
+                                                main.stopping),
                                    progress.advance)
                        for board in ready]
             main.serve(futures)

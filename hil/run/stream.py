@@ -16,6 +16,7 @@ is not journaled twice, and a different answer the second time is a finding.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -88,6 +89,7 @@ class BoardContext:
     recoveries: list[Recovery] = field(default_factory=list)  # every board's trips up the ladder, appended
     # (slot, test set) -> wall-clock seconds spent streaming it (its recoveries too), added to; junit.xml's times
     streamed: dict[tuple[str, str], float] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)  # set on Ctrl-C: stop at the next sample
 
 
 def _meter(board: Board, context: BoardContext) -> metering.Meter | None:
@@ -148,7 +150,7 @@ def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: 
             position = 0
             key = (board.slot, job.testset.name)
             began, before = time.monotonic(), context.streamed.get(key, 0.0)
-            while position < len(job.indices):
+            while position < len(job.indices) and not context.stopping.is_set():
                 index = job.indices[position]
                 try:
                     result, attempts = ask(board, job.testset.inputs[index].tobytes(), tau_q15, retries)
@@ -181,6 +183,7 @@ def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: 
     except Exception as error:  # noqa: BLE001 - a dead board, a full disk or a bug: this board's failure alone
         failures.append(BoardFailure(board.slot, FailureStage.STREAM, failure_reason(board.slot, error)))
         broke_off = True
+    broke_off = broke_off or context.stopping.is_set()  # interrupted: measure what was answered, ask no more
     differ = [a.record for a in everything if a.unmeasured == ANSWERED_DIFFERENTLY]
     if differ:
         failures.append(BoardFailure(board.slot, RERUN, f"{board.slot}: {len(differ)} samples answered differently "

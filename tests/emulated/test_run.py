@@ -19,7 +19,7 @@ from hil.hw.factory import lock_name
 from hil.hw.kinds import BOARD_KINDS
 from hil.lab.load import load_lab
 from hil.hw.locks import Lock
-from hil.run.records import read_records
+from hil.run.records import read_measurements, read_records
 from tests.support.labs import (BAD_INPUT, BOARDS, INFRASTRUCTURE, PASS, REGRESSION, USAGE, hil, run_dir_of,
                                  write_lab)
 
@@ -170,11 +170,13 @@ def test_the_committed_lab_passes_on_four_emulated_boards():
     shutil.rmtree(summary["run_dir"])
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_stopped_run_stops_every_emulator_and_keeps_its_records(tmp_path, signum):
+@pytest.mark.parametrize("signum, group", [(signal.SIGTERM, False), (signal.SIGINT, False),
+                                           (signal.SIGINT, True)])  # Ctrl-C in a terminal: the whole group
+def test_a_stopped_run_stops_every_emulator_and_keeps_its_records(tmp_path, signum, group):
     lab = write_lab(tmp_path, samples=120)
     owner = subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(lab)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"},
+                             start_new_session=group)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         run_dirs = [p for p in (tmp_path / "results").glob("*") if p.is_dir()]
@@ -183,17 +185,26 @@ def test_a_stopped_run_stops_every_emulator_and_keeps_its_records(tmp_path, sign
         time.sleep(0.1)
     emulators = [pid for slot in BOARDS for pid in qemu_pids(slot, parent=owner.pid)]
     assert len(emulators) == 2
-    owner.send_signal(signum)
+    if group:  # the emulators and units get it too: they are hil's to stop, and print nothing
+        os.killpg(owner.pid, signum)
+    else:
+        owner.send_signal(signum)
     _stdout, stderr = owner.communicate(timeout=60)
     assert owner.returncode == 130, stderr
-    assert "interrupted" in stderr
+    # One line, with the run and how to go on: no traceback from hil or from any child.
+    assert stderr.strip().splitlines()[-1] == f"hil: interrupted; `hil run --resume {run_dirs[0]}` completes it"
+    assert "Traceback" not in stderr, stderr
     assert not [pid for pid in emulators if Path(f"/proc/{pid}").exists()], "an emulator outlived the run"
     kept = read_records(run_dirs[0])
-    assert len(kept) >= 10
+    assert 10 <= len(kept) < 2 * 3 * 120  # it stopped at the next sample, not at the end of the test sets
+    # What was answered was measured before the boards went down: nothing for the resume to measure again.
+    measured = {(m.slot, m.testset, m.index) for m in read_measurements(run_dirs[0]) if m.method != "unmeasured"}
+    assert len(measured) >= len(kept) - 4, (len(measured), len(kept))
     assert json.loads((run_dirs[0] / "run.json").read_text())["status"] == "interrupted"
-    resumed = hil("run", "--resume", run_dirs[0])
+    resumed = hil("run", "--resume", run_dirs[0], "--json")
     assert resumed.returncode == PASS, resumed.stdout + resumed.stderr
     assert len(read_records(run_dirs[0])) == 2 * 3 * 120
+    assert all(p["unmeasured"] == 0 for p in json.loads(resumed.stdout)["performance"]), resumed.stdout
 
 
 def test_a_garbled_request_is_retried_after_a_resync(tmp_path):
