@@ -9,6 +9,8 @@ from pathlib import Path
 from hil.errors import BadInput
 from hil.report.trends import METRICS, ExitPath, History
 
+MAX_LABELS = 25  # run ids along x; with more runs, every n-th is labelled
+
 
 def plot(history: History, names: list[str], path: Path) -> Path:
     """One panel per metric, the runs in catalog order along x (labelled by run id)."""
@@ -35,7 +37,9 @@ def plot(history: History, names: list[str], path: Path) -> Path:
                 axis.annotate(run.baseline, (position, 1), xycoords=("data", "axes fraction"), fontsize=7,
                               color="grey", rotation=90, va="top", ha="right")
         axis.set_title(f"{name}: {METRICS[name].meaning}", fontsize=9)
-        axis.set_xticks(positions, [run.id for run in history.runs], rotation=45, ha="right", fontsize=7)
+        every = max(1, len(positions) // MAX_LABELS)  # a year of nights would be a black smear of run ids
+        axis.set_xticks(positions[::every], [run.id for run in history.runs][::every], rotation=45, ha="right",
+                        fontsize=7)
         axis.grid(alpha=0.3)
         if axis.has_data():
             axis.legend(fontsize=7)

@@ -35,7 +35,7 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {metric.name: metric for metric in (
-    Metric("accuracy", Source.SUMMARY, "accuracy (nan for OOD sets)"),
+    Metric("accuracy", Source.SUMMARY, "accuracy (none for an OOD set)"),
     Metric("exit_rate", Source.SUMMARY, "share of samples that exited early"),
     Metric("samples", Source.SUMMARY, "samples answered"),
     Metric("expected", Source.SUMMARY, "samples in the test set"),
