@@ -3,6 +3,7 @@ energy per exit path included, read from each run's own file; a PNG plot; the re
 `hil run` writes it; and a retention command that never deletes a baseline or a run that can still be resumed."""
 
 import json
+import time
 from pathlib import Path
 
 import matplotlib.image
@@ -195,8 +196,9 @@ def test_prune_keeps_the_newest_and_the_baseline_and_says_what_it_removes(fake_r
     assert main(["prune", str(lab), "--keep", "2", "--dry-run"]) == PASS
     dry = capsys.readouterr().out
     assert all(d.exists() for d in run_dirs) and catalog_ids(folder) == [d.name for d in run_dirs]
-    assert [line.split()[2] for line in dry.splitlines() if line.startswith("would remove ")][:2] == [
+    assert [line.split()[2] for line in dry.splitlines() if line.startswith("would remove /")] == [
         str(d) for d in run_dirs[1:3]]
+    assert dry.splitlines()[-1].startswith("would remove 2 run folders")
 
     assert main(["prune", str(lab), "--keep", "2"]) == PASS
     out = capsys.readouterr().out.splitlines()
@@ -231,3 +233,20 @@ def test_prune_without_a_rule_is_a_usage_error(fake_rack, tmp_path, capsys):
     run_dir = execute(lab, None, Quiet(), None).run_dir
     assert main(["prune", str(lab)]) == USAGE
     assert "--keep N" in capsys.readouterr().err and run_dir.exists()
+
+
+def test_older_than_removes_the_runs_that_started_before_it_and_keep_holds_the_newest(fake_rack, tmp_path, capsys):
+    from hil.store import retention
+
+    lab = lab_with_relative_results(tmp_path)
+    run_dirs = [execute(lab, None, Quiet(), None).run_dir for _ in range(3)]
+    assert main(["baseline", "set", str(run_dirs[1])]) == PASS
+    folder, name = tmp_path / RESULTS, yaml.safe_load(lab.read_text())["lab"]
+    month_later = time.time() + 31 * 86400
+
+    def going(rules: retention.Retention) -> list[str]:
+        return [run.id for run in retention.candidates(folder, name, rules, now=month_later) if run.kept is None]
+
+    assert going(retention.Retention(None, 30 * 86400)) == [run_dirs[0].name, run_dirs[2].name]
+    assert going(retention.Retention(1, 30 * 86400)) == [run_dirs[0].name]  # --keep 1 holds the newest
+    assert going(retention.Retention(None, 32 * 86400)) == []  # all started less than 32 days before
