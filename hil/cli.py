@@ -264,13 +264,86 @@ def cmd_baseline_show(args) -> int:
     return 0
 
 
+def _history_source(args) -> tuple[Path, str | None]:
+    """The results folder `hil history` reads and the lab it keeps to: the lab file's own (its `results:`,
+    relative to the lab, as `hil run` writes them), or every lab of `--results DIR`."""
+    from hil.lab.load import load_lab
+
+    if args.results is not None:
+        if args.lab is not None:
+            raise UsageError("hil history: give a lab file or --results DIR, not both")
+        return Path(args.results), None
+    lab = load_lab(Path(args.lab or "labs.yaml"))
+    return lab.results_dir, lab.name
+
+
 def cmd_history(args) -> int:
-    from hil.report.history import metric_trend, runs_table
+    from hil.report import trends
+    from hil.report.history import headline_table, metric_table, runs_table
+    from hil.report.history_plot import plot
     from hil.report.table import to_rich
 
+    if args.metric is not None:
+        trends.metric(args.metric)  # an unknown one is refused before anything is read
+    if args.plot is not None and Path(args.plot).suffix.lower() != ".png":
+        raise UsageError(f"hil history: --plot {args.plot}: name a .png file")
+    results_dir, lab = _history_source(args)
+    history = trends.load_history(results_dir, lab, args.board, args.testset, args.last)
+    if args.metric:
+        tables = [metric_table(history, args.metric)]
+    else:  # the runs (those without a metrics.json too), then their headline figures
+        tables = [runs_table(results_dir, lab, args.last)] + ([headline_table(history)] if history.runs else [])
     console = _console()
-    console.print(to_rich(metric_trend(Path(args.results), args.metric, args.board, args.testset) if args.metric
-                          else runs_table(Path(args.results))))
+    for table in tables:
+        console.print(to_rich(table))
+    if args.plot is not None:
+        if not history.runs:
+            raise BadInput(f"{results_dir}: no run has a metrics.json to plot; run `hil run` to its end first")
+        print(f"wrote {plot(history, [args.metric] if args.metric else list(trends.HEADLINE), Path(args.plot))}")
+    return 0
+
+
+def _age(text: str) -> float:
+    """argparse's type for --older-than: 30d, 12h, 90m in seconds."""
+    from hil.run.rack import parse_duration
+
+    if text[:-1].isdigit() and text.endswith("d"):
+        return int(text[:-1]) * 86400.0
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age; give a whole number and d, h, m or s, "
+                                         "e.g. 30d, 12h") from None
+
+
+def _positive(text: str) -> int:
+    """argparse's type for a count of runs: a whole number from 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of runs; give a whole number from 1")
+    return int(text)
+
+
+def cmd_prune(args) -> int:
+    from hil.lab.load import load_lab
+    from hil.store import retention
+
+    if args.keep is None and args.older_than is None:
+        raise UsageError("hil prune: say what to keep: --keep N (the newest N runs), --older-than AGE (30d), "
+                         "or both")
+    lab = load_lab(Path(args.lab))
+    rules = retention.Retention(args.keep, args.older_than, args.include_unfinished)
+    found = retention.candidates(lab.results_dir, lab.name, rules)
+    removed = 0
+    for run in found:
+        if run.kept is not None:
+            print(f"kept {run.path} (started {run.started}, {run.status}): {run.kept}")
+            continue
+        if not args.dry_run:
+            retention.remove(lab.results_dir, run)
+        removed += 1
+        print(f"{'would remove' if args.dry_run else 'removed'} {run.path} (started {run.started}, {run.status})")
+    print(f"{'would remove' if args.dry_run else 'removed'} {removed} run folder{'' if removed == 1 else 's'} "
+          f"of lab {lab.name!r} in {lab.results_dir}")
     return 0
 
 
@@ -433,12 +506,30 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also a pyOCD probe server (`pyocd server`), which discovery cannot find; repeatable")
     scan.set_defaults(run=cmd_lab_scan)
 
-    history = commands.add_parser("history", help="past runs from the catalog, or one metric's trend")
-    history.add_argument("--results", default="results", help="the results folder (default: results)")
-    history.add_argument("--metric", help="a per board and test set metric, e.g. accuracy, exit_rate, max_steps")
-    history.add_argument("--board", help="with --metric: the board slot")
-    history.add_argument("--testset", help="with --metric: the test set")
+    history = commands.add_parser("history", help="a lab's runs and their metrics, run after run: a table, "
+                                  "and a plot with --plot")
+    history.add_argument("lab", nargs="?", help="the lab file (default: labs.yaml); its results folder (as "
+                         "`hil run` writes it, relative to the lab) holds the catalog, and only its runs are shown")
+    history.add_argument("--results", metavar="DIR", help="instead of a lab: a results folder, every lab's runs")
+    history.add_argument("--metric", help="one metric of metrics.json, e.g. accuracy, ece, latency_ms_p50, "
+                         "energy_uj (per exit path); default: the headline ones")
+    history.add_argument("--board", help="only this board slot (default: every board)")
+    history.add_argument("--testset", help="only this test set (default: every test set)")
+    history.add_argument("--last", type=_positive, metavar="N", help="only the newest N runs (default: all)")
+    history.add_argument("--plot", metavar="FILE.png", help="also draw the trend to FILE.png, one line per "
+                         "board × test set (× exit path)")
     history.set_defaults(run=cmd_history)
+
+    prune = commands.add_parser("prune", help="delete a lab's old run folders and their catalog rows; never a "
+                                "baseline, nor an unfinished run unless asked")
+    prune.add_argument("lab", help="the lab file (labs.yaml); only its runs are pruned")
+    prune.add_argument("--keep", type=_positive, metavar="N", help="keep the newest N runs")
+    prune.add_argument("--older-than", type=_age, metavar="AGE", help="keep runs that started less than AGE "
+                       "ago (30d, 12h); with --keep too, a run goes only when neither keeps it")
+    prune.add_argument("--include-unfinished", action="store_true", help="also remove running and interrupted "
+                       "runs (they can otherwise be finished with `hil run --resume`)")
+    prune.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
+    prune.set_defaults(run=cmd_prune)
 
     add_board_commands(commands)
 

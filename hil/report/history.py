@@ -1,31 +1,24 @@
-"""`hil history`: past runs from the catalog, and one metric's trend over them; `hil baseline show`."""
+"""`hil history`'s tables: the runs of the catalog, the headline figures or any one metric of metrics.json over
+them (hil/report/trends.py reads them); `hil baseline show`."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, fields
 from pathlib import Path
 
-from hil.errors import BadInput, UsageError
+from hil.errors import BadInput
+from hil.report import trends
 from hil.report.table import Column, Table, warn
-from hil.run.assess import BoardSetSummary
-from hil.stats.metrics import UncertaintyReport
+from hil.report.trends import ExitPath, Series
 from hil.store import files, results
 
 
-def runs_table(results_dir: Path) -> Table:
-    """Every run of the catalog; the baseline of its lab marked (and `forced` where it was set unfit)."""
-    runs = results.list_runs(results_dir)
-    if not runs:
-        raise BadInput(f"{results_dir}: no runs in its catalog; run `hil run labs.yaml` first")
-    baselines = results.baselines(results_dir)
-
-    def mark(run: dict) -> str:
-        entry = baselines.get(run["lab"])
-        return "" if entry is None or entry.id != run["id"] else "baseline (forced)" if entry.forced else "baseline"
-
+def runs_table(results_dir: Path, lab: str | None = None, last: int | None = None) -> Table:
+    """The catalog's runs (of one lab, the newest `last`); the baseline of its lab marked (and `forced` where it
+    was set unfit)."""
+    marks = trends.baseline_marks(results_dir)
     rows = [[run["id"], run["lab"], run["started"], run["status"], str(run["exit_code"]), str(run["boards"]),
-             str(run["samples"]), (run["git_revision"] or "")[:10], mark(run)] for run in runs]
+             str(run["samples"]), (run["git_revision"] or "")[:10], marks.get(run["id"], "")]
+            for run in trends.lab_runs(results_dir, lab, last)]
     return Table.of(f"Runs in {results_dir}", [Column(name) for name in (
         "run", "lab", "started", "verdict", "exit", "boards", "samples", "git", "baseline")], rows)
 
@@ -51,35 +44,41 @@ def baseline_table(results_dir: Path, lab: str) -> Table:
     return Table.of(f"Baseline of lab {lab}", [Column("what"), Column("value")], rows)
 
 
-def _figures(summary: BoardSetSummary) -> dict[str, float | int | None]:
-    """The figures of one board and test set by name: its own and its uncertainty metrics (None where it has
-    none, as an OOD set)."""
-    own = {name: value for name, value in asdict(summary).items()
-           if value is None or isinstance(value, (int, float)) and not isinstance(value, bool)}
-    own.pop("uncertainty", None)
-    uncertainty = summary.uncertainty
-    return {**own, **{f.name: None if uncertainty is None else getattr(uncertainty, f.name)
-                      for f in fields(UncertaintyReport)}}
+def _shown(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
 
 
-def metric_trend(results_dir: Path, metric: str, board: str | None, testset: str | None) -> Table:
-    """A per board and test set figure of metrics.json (e.g. accuracy), run after run."""
-    if not board or not testset:
-        raise UsageError("hil history --metric needs --board and --testset (a slot and a test set name)")
-    rows = []
-    for run in results.list_runs(results_dir):
-        metrics = files.read_metrics(Path(run["path"]))
-        summaries = metrics.summaries if metrics is not None else []
-        row = next((s for s in summaries if s.slot == board and s.testset == testset), None)
-        if row is None:
-            continue
-        figures = _figures(row)
-        if metric not in figures:
-            raise BadInput(f"hil history: no metric {metric!r}; known: {', '.join(sorted(figures))}")
-        value = figures[metric]
-        shown = "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
-        rows.append([run["id"], run["started"], run["status"], shown])
+def headline_table(history: trends.History) -> Table:
+    """`hil history` without --metric: the headline figures of every board × test set, run after run; latency
+    and energy per exit path."""
+    columns: list[tuple[str, ExitPath | None]] = []
+    values: dict[tuple[str, ExitPath | None], dict[Series, list[float | None]]] = {}
+    for name in trends.HEADLINE:
+        by_series = history.values(name)
+        paths = [None] if trends.METRICS[name].source != trends.Source.PATH else list(ExitPath)
+        for path in paths:
+            columns.append((name, path))
+            values[name, path] = {Series(s.board, s.testset): v for s, v in by_series.items() if s.path == path}
+    sets = sorted({series for by_series in values.values() for series in by_series})
+    rows = [[run.id, series.board, series.testset,
+             *(_shown(values[column].get(series, [None] * len(history.runs))[index]) for column in columns),
+             run.baseline]
+            for index, run in enumerate(history.runs) for series in sets]
     if not rows:
-        raise BadInput(f"{results_dir}: no run has board {board!r} with test set {testset!r}")
-    return Table.of(f"{metric} of {board}/{testset}",
-                    [Column("run"), Column("started"), Column("verdict"), Column(metric, numeric=True)], rows)
+        raise BadInput("hil history: no run has figures of that board and test set together")
+    names = [name if path is None else f"{name} ({path})" for name, path in columns]
+    return Table.of("Headline metrics per board × test set", ["run", "board", "test set", *[
+        Column(name, numeric=True) for name in names], "baseline"], rows,
+        caption="– : no such figure (an OOD set has no accuracy; a path no sample took has no latency)")
+
+
+def metric_table(history: trends.History, name: str) -> Table:
+    """One metric of metrics.json, run after run, per board × test set (× exit path for latency and energy)."""
+    by_series = history.values(name)
+    rows = [[run.id, run.started, run.status, series.board, series.testset, series.path or "", _shown(values[index]),
+             run.baseline]
+            for index, run in enumerate(history.runs) for series, values in by_series.items()]
+    if not rows:
+        raise BadInput(f"hil history: no run has {name} of that board and test set together")
+    return Table.of(f"{name}: {trends.METRICS[name].meaning}", [
+        "run", Column("started"), "verdict", "board", "test set", "path", Column(name, numeric=True), "baseline"], rows)

@@ -229,9 +229,10 @@ def latest_pass(results_dir: Path, lab: str, exclude: Path | None = None) -> Pat
 
 
 def list_runs(results_dir: Path) -> list[dict]:
+    """The catalog's runs, oldest first: by start (to the second), then by when their row was last written."""
     path = Path(results_dir) / CATALOG
     if not path.exists():
         return []
     with sqlite3.connect(path) as db:
         db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM runs ORDER BY started")]
+        return [dict(row) for row in db.execute("SELECT * FROM runs ORDER BY started, rowid")]

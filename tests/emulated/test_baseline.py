@@ -15,7 +15,7 @@ import yaml
 from hil.firmware import build as firmware
 from hil.model.testsets import write_npz
 
-from tests.support.labs import BOARDS, hil, write_lab
+from tests.support.labs import BOARDS, USAGE, hil, write_lab
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 needs_toolchain = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None and not os.environ.get("CI"),
@@ -163,4 +163,4 @@ def test_history_lists_the_runs_and_a_metrics_trend(baseline):
     assert f"{accuracy:.4g}" in trend.stdout
     unknown = hil("history", "--results", results_dir, "--metric", "speed", "--board", "an386-digits",
                   "--testset", "clean")
-    assert unknown.returncode == BAD_INPUT and "known:" in unknown.stderr
+    assert unknown.returncode == USAGE and "known:" in unknown.stderr

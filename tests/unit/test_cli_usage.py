@@ -20,7 +20,10 @@ from tests.support.labs import INFRASTRUCTURE, USAGE, hil, write_lab
     ["run", "LAB", "--wait", "soon"],  # a value argparse's type refuses
     ["baseline"],  # a command without its action
     ["run"],  # neither a lab nor a run to resume
-    ["history", "--metric", "accuracy"],  # --metric without --board and --testset
+    ["history", "LAB", "--metric", "speed"],  # no such metric in metrics.json
+    ["history", "LAB", "--results", "results"],  # a lab and a results folder
+    ["prune", "LAB"],  # neither --keep nor --older-than
+    ["prune", "LAB", "--older-than", "soon"],  # not an age
 ])
 def test_a_wrong_command_line_is_a_usage_error_and_runs_nothing(args, tmp_path):
     lab = write_lab(tmp_path, samples=2)
