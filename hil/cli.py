@@ -447,6 +447,57 @@ def add_logging_options(parser: argparse.ArgumentParser, default=None) -> None:
                         "receives to PATH, as JSON lines (docs/logging.md)")
 
 
+# `hil <command> --help` shows what the command does and these examples (each one parses: tests/unit/test_cli_usage.py).
+EXAMPLES: dict[str, list[str]] = {
+    "init": ["hil init my-lab"],
+    "run": ["hil run labs.yaml", "hil run labs.yaml --baseline baseline --json",
+            "hil run labs.yaml --wait 30m", "hil run --resume results/20261201-020000-ab12",
+            "hil run labs.yaml -vv --log-file wire.jsonl"],
+    "sweep": ["hil sweep labs.yaml --threshold 0.5:0.95", "hil sweep labs.yaml --threshold 0.5:0.95:0.05 "
+              "--max-accuracy-drop 1", "hil sweep labs.yaml --threshold 0.5:0.95 --replay results/20261201-020000-ab12"],
+    "baseline": ["hil baseline set results/20261201-020000-ab12", "hil baseline show labs.yaml"],
+    "baseline set": ["hil baseline set results/20261201-020000-ab12",
+                     "hil baseline set results/20261201-020000-ab12 --force"],
+    "baseline show": ["hil baseline show labs.yaml"],
+    "lab": ["hil lab scan"],
+    "lab scan": ["hil lab scan"],
+    "history": ["hil history labs.yaml", "hil history labs.yaml --metric latency_ms_p50 --board an386-digits",
+                "hil history labs.yaml --last 14 --plot trends.png"],
+    "prune": ["hil prune labs.yaml --keep 30", "hil prune labs.yaml --older-than 90d --dry-run"],
+    "board": ["hil board list labs.yaml", "hil board release labs.yaml an386-digits"],
+    "board list": ["hil board list labs.yaml"],
+    "board health": ["hil board health labs.yaml an386-digits"],
+    "board quarantine": ["hil board quarantine labs.yaml an386-digits --reason 'USB cable loose'"],
+    "board release": ["hil board release labs.yaml an386-digits"],
+    "model": ["hil model info fixtures/models/qute-digits", "hil model eval fixtures/models/qute-digits"],
+    "model info": ["hil model info fixtures/models/qute-digits"],
+    "model eval": ["hil model eval fixtures/models/qute-digits"],
+    "model train": ["hil model train qute-digits"],
+    "firmware": ["hil firmware build", "hil firmware verify --samples 20"],
+    "firmware generate": ["hil firmware generate", "hil firmware generate qute-digits"],
+    "firmware build": ["hil firmware build"],
+    "firmware verify": ["hil firmware verify --samples 20", "hil firmware verify --full"],
+    "testsets": ["hil testsets generate"],
+    "testsets generate": ["hil testsets generate qute-digits --seed 7 --out /tmp/testsets"],
+}
+
+
+def describe_commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> None:
+    """Give every subcommand its help line as description and its EXAMPLES as epilog."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, sub in action.choices.items():
+            command = " ".join((*path, name))
+            help_line = helps.get(name) or ""
+            sub.description = sub.description or (help_line[:1].upper() + help_line[1:] + ".")
+            examples = "\n".join(f"  {line}" for line in EXAMPLES.get(command, []))
+            sub.epilog = f"examples:\n{examples}\n\nexit codes: `hil --help`" if examples else sub.epilog
+            sub.formatter_class = argparse.RawDescriptionHelpFormatter
+            describe_commands(sub, (*path, name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = HilArgumentParser(prog="hil", description="Hardware-in-the-loop lab for QUTE TinyML models.",
                                epilog=exit_codes_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -576,6 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.set_defaults(run=cmd_testsets_generate)
     for board_command in (run, sweep, fw_verify):
         add_logging_options(board_command, argparse.SUPPRESS)
+    describe_commands(parser)
     return parser
 
 

@@ -60,3 +60,28 @@ def test_help_lists_every_exit_code_as_the_readme_does():
 def test_version():
     result = hil("--version")
     assert (result.returncode, result.stdout.strip()) == (0, f"hil {__version__}")
+
+
+def subcommands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield " ".join((*path, name)), sub
+                yield from subcommands(sub, (*path, name))
+
+
+def test_every_subcommand_says_what_it_does_and_shows_examples_that_parse():
+    from hil.cli import EXAMPLES
+
+    parser = build_parser()
+    commands = dict(subcommands(parser))
+    assert set(EXAMPLES) == set(commands)  # a new command gets its examples, a gone one loses them
+    for command, sub in commands.items():
+        text = sub.format_help()
+        assert sub.description and sub.description in " ".join(text.split()), command
+        assert "examples:" in text, command
+        for example in EXAMPLES[command]:
+            words = example.split()
+            assert words[:1 + len(command.split())] == ["hil", *command.split()], example
+            # parses as written (quotes as a shell would take them), or argparse exits with the usage code
+            parser.parse_args([w.strip("'") for w in re.findall(r"'[^']*'|\S+", example)][1:])
