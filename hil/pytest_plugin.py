@@ -18,6 +18,7 @@ session is not a run of the lab, and its results are the tests' (nothing goes to
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -201,16 +202,21 @@ def hil_lab(pytestconfig: pytest.Config) -> Lab:
 def hil_rack(hil_lab: Lab, pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory):
     """The session's rack: its boards locked, flashed, identified and health-checked as `hil run` does them; the
     locks are held until the session ends. Another run of the lab meanwhile is refused (exit 2)."""
+    from hil.errors import HilError
     from hil.run import health
     from hil.run.rack import Rack, reserve
 
     wanted = pytestconfig.stash.get(SLOTS_KEY, [spec.slot for spec in hil_lab.boards])
     slots = [slot for slot in health.in_service(hil_lab) if slot in wanted]
     tau = hil_lab.run.threshold_q15
-    with reserve(hil_lab, slots):
-        check = health.KnownAnswerCheck(health.known_answers(hil_lab), tau, hil_lab.run.retries)
-        with Rack(hil_lab, slots, tau, tmp_path_factory.mktemp("hil-traces"), check) as rack:
-            yield rack
+    with ExitStack() as held:
+        try:
+            held.enter_context(reserve(hil_lab, slots))
+            check = health.KnownAnswerCheck(health.known_answers(hil_lab), tau, hil_lab.run.retries)
+            rack = held.enter_context(Rack(hil_lab, slots, tau, tmp_path_factory.mktemp("hil-traces"), check))
+        except HilError as error:  # the rack busy, the lock folder unsafe: hil's one line, on every test that needs it
+            pytest.fail(str(error), pytrace=False)
+        yield rack
 
 
 @pytest.fixture
