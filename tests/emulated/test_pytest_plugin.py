@@ -141,7 +141,8 @@ def test_a_busy_rack_errors_the_tests_with_hils_one_line(team, tmp_path):
     finally:
         lock.release()
     result.assert_outcomes(errors=8, skipped=1)  # the nucleo-l432kc test skips: no such board to wait for
-    result.stdout.fnmatch_lines([f"*{spec.slot}: board is in use by pid 1 (by hand) (lock *); wait for that run to end*"])
+    result.stdout.fnmatch_lines([f"*{spec.slot}: board is in use by pid 1 (by hand) (lock *); wait for that run "
+                                 "to end*"])
     assert "Traceback" not in result.stdout.str()
 
 

@@ -101,8 +101,9 @@ def changed(doc: dict, path: tuple, edit) -> dict:
     return copied
 
 
-def put(path: tuple, key, value) -> tuple[tuple, object]:
-    return path, lambda node: node.__setitem__(key, value)
+def with_value(doc: dict, path: tuple, value) -> dict:
+    """A deep copy of `doc` with `value` at `path`."""
+    return changed(doc, path[:-1], lambda node: node.__setitem__(path[-1], value))
 
 
 def drop(key):
@@ -132,7 +133,7 @@ def keys_cases(node: Keys, lab: dict, path: tuple, variants: Variants | None) ->
     where = ".".join(map(str, path)) or "top"
     here = get(lab, path)
     every = set(node.names) if variants is None else set().union(*(v.names for v in variants.variants.values()))
-    cases = [Case(f"{where}: an unknown key", changed(lab, path, lambda n: n.__setitem__(UNKNOWN, 1)), False,
+    cases = [Case(f"{where}: an unknown key", with_value(lab, path + (UNKNOWN,), 1), False,
                   known=(f"{UNKNOWN}: unknown key; known keys here: ", set(node.names), every))]
     cases += [Case(f"{where}: without required {key}", changed(lab, path, drop(key)), False) for key in node.required]
     for key in node.optional:
@@ -171,21 +172,17 @@ def value_cases(node: Value, lab: dict, path: tuple) -> list[Case]:
     wrong = {str: [5, True], int: ["five", 1.5, True], float: ["five", True], bool: ["yes", 1]}[node.kind]
     if node.or_text:
         wrong = [True, 1.5]
-    cases += [Case(f"{where}: {value!r} is the wrong type", changed(lab, path[:-1], lambda n, v=value: n.__setitem__(
-        key, v)), False) for value in wrong]
+    cases += [Case(f"{where}: {value!r} is the wrong type", with_value(lab, path, value), False) for value in wrong]
     for what, value, inside in bounds(node):
         if inside and key in NEEDS_HARDWARE:
             continue
-        cases.append(Case(f"{where}: {what}", changed(lab, path[:-1], lambda n, v=value: n.__setitem__(key, v)), inside))
+        cases.append(Case(f"{where}: {what}", with_value(lab, path, value), inside))
     if node.kind is str:
-        cases += [Case(f"{where}: {value!r}", changed(lab, path[:-1], lambda n, v=value: n.__setitem__(key, v)), False)
-                  for value in ("", "   ")]
+        cases += [Case(f"{where}: {value!r}", with_value(lab, path, value), False) for value in ("", "   ")]
     if node.choices:
-        cases.append(Case(f"{where}: not one of its choices", changed(
-            lab, path[:-1], lambda n: n.__setitem__(key, "zz-none")), False))
+        cases.append(Case(f"{where}: not one of its choices", with_value(lab, path, "zz-none"), False))
     if node.pattern:
-        cases.append(Case(f"{where}: not matching its pattern", changed(
-            lab, path[:-1], lambda n: n.__setitem__(key, "a/b")), False))
+        cases.append(Case(f"{where}: not matching its pattern", with_value(lab, path, "a/b"), False))
     return cases
 
 
@@ -193,11 +190,11 @@ def named_cases(node: Named, lab: dict, path: tuple, parent) -> list[Case]:
     where = ".".join(map(str, path))
     cases = []
     if node.at_least_one:
-        cases.append(Case(f"{where}: empty", changed(lab, path[:-1], lambda n: n.__setitem__(path[-1], {})), False))
+        cases.append(Case(f"{where}: empty", with_value(lab, path, {}), False))
     if isinstance(parent, Named) and parent.names:  # an empty one beside this one, under a name not used yet
         unused = next(name for name in parent.names if name not in get(lab, path[:-1]))
-        cases.append(Case(f"{where}: an empty one beside it", changed(
-            lab, path[:-1], lambda n: n.__setitem__(unused, {})), not node.at_least_one))
+        cases.append(Case(f"{where}: an empty one beside it", with_value(lab, path[:-1] + (unused,), {}),
+                          not node.at_least_one))
     if node.names:
         first = next(iter(get(lab, path)))
         cases.append(Case(f"{where}: a name not among its names", changed(
@@ -219,8 +216,8 @@ def cases_of(lab: dict) -> tuple[list[Case], set[int]]:
             here = get(lab, path)
             chosen = node.variants[here.get(node.tag, node.default)]
             others = set().union(*(v.names for v in node.variants.values())) - set(chosen.names)
-            cases += [Case(f"{'.'.join(map(str, path))}: {key} of another variant", changed(
-                lab, path, lambda n, k=key: n.__setitem__(k, "x")), False) for key in sorted(others)]
+            cases += [Case(f"{'.'.join(map(str, path))}: {key} of another variant", with_value(lab, path + (key,), "x"),
+                           False) for key in sorted(others)]
         elif isinstance(node, Keys):
             cases += keys_cases(node, lab, path, parents.get(path))
         elif isinstance(node, Value):
@@ -228,8 +225,7 @@ def cases_of(lab: dict) -> tuple[list[Case], set[int]]:
         elif isinstance(node, Named):
             cases += named_cases(node, lab, path, at.get(path[:-1]))
         elif isinstance(node, ListOf):
-            cases.append(Case(f"{'.'.join(map(str, path))}: empty", changed(
-                lab, path[:-1], lambda n: n.__setitem__(path[-1], [])), False))
+            cases.append(Case(f"{'.'.join(map(str, path))}: empty", with_value(lab, path, []), False))
     return cases, reached
 
 
@@ -339,7 +335,7 @@ def test_the_committed_schema_is_the_tables(capsys):
     assert main(["lab", "schema"]) == 0
     printed = capsys.readouterr().out
     assert json.loads(printed) == json_schema()
-    assert SCHEMA_FILE.read_text() == printed, "docs/labs.schema.json is stale: `hil lab schema > docs/labs.schema.json`"
+    assert SCHEMA_FILE.read_text() == printed, "stale: `hil lab schema > docs/labs.schema.json`"
     jsonschema.Draft202012Validator.check_schema(json_schema())
 
 
