@@ -24,7 +24,8 @@ from hil.lab.load import (CALIBRATION_KEYS, LINUX_INA219_KEYS, MONITOR_KEYS, PPK
 from hil.stats.regression import RegressionPolicy
 
 SCHEMA_ID = "https://hil.invalid/labs.schema.json"  # a name, never fetched (.invalid resolves nowhere)
-DRAFT = "https://json-schema.org/draft/2020-12/schema"
+# Draft 7: what editors (yaml-language-server, JetBrains) support best; every keyword used here is in it.
+DRAFT = "http://json-schema.org/draft-07/schema#"
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
 def json_schema() -> dict:
-    """The JSON Schema (draft 2020-12) of labs.yaml, from LAB."""
+    """The JSON Schema (draft 7) of labs.yaml, from LAB."""
     return {"$schema": DRAFT, "$id": SCHEMA_ID, "title": "hil lab (labs.yaml)", **_schema(LAB)}
 
 

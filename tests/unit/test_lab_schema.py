@@ -34,7 +34,7 @@ from tests.unit.test_lab import CASES, make_case
 
 SCHEMA_FILE = REPO_ROOT / "docs" / "labs.schema.json"
 UNKNOWN = "zz_unknown"
-VALIDATOR = jsonschema.Draft202012Validator(json_schema())
+VALIDATOR = jsonschema.Draft7Validator(json_schema())
 BOARD_VARIANTS = LAB.required["boards"].item.variants  # emulated: True / False
 
 
@@ -336,7 +336,7 @@ def test_the_committed_schema_is_the_tables(capsys):
     printed = capsys.readouterr().out
     assert json.loads(printed) == json_schema()
     assert SCHEMA_FILE.read_text() == printed, "stale: `hil lab schema > docs/labs.schema.json`"
-    jsonschema.Draft202012Validator.check_schema(json_schema())
+    jsonschema.Draft7Validator.check_schema(json_schema())
 
 
 # The loader's malformed labs (tests/unit/test_lab.py CASES) that a schema can see: shape, not what the lab points to
