@@ -169,6 +169,13 @@ def cmd_lab_scan(args) -> int:
     return 0
 
 
+def cmd_lab_schema(args) -> int:
+    from hil.lab.schema import schema_text
+
+    print(schema_text(), end="")
+    return 0
+
+
 def cmd_run(args) -> int:
     from hil.report.console import LiveProgress, json_summary, show
     from hil.report.run_files import write_run_files
@@ -556,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--probe", action="append", default=[], metavar="remote:HOST:PORT",
                       help="also a pyOCD probe server (`pyocd server`), which discovery cannot find; repeatable")
     scan.set_defaults(run=cmd_lab_scan)
+    schema = lab_cmd.add_parser("schema", help="print the JSON Schema of labs.yaml, for editors "
+                                "(docs/labs.schema.json is a copy)")
+    schema.set_defaults(run=cmd_lab_schema)
 
     history = commands.add_parser("history", help="a lab's runs and their metrics, run after run: a table, "
                                   "and a plot with --plot")

@@ -2,6 +2,9 @@
 of hil, and `hil init` writes the default lab on the assets and never overwrites one.
 tests/emulated/test_wheel.py builds, installs and runs the wheel."""
 
+import os
+import subprocess
+import sys
 import tomllib
 
 import setuptools
@@ -10,7 +13,8 @@ from hil import REPO_ROOT, assets
 from hil.cli import main
 from hil.lab.load import load_lab
 
-SETUPTOOLS = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
 PASS, BAD_INPUT = 0, 3
 
 
@@ -57,3 +61,16 @@ def test_init_never_overwrites_a_lab(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("")
     assert main(["init", str(tmp_path / "notes.txt")]) == BAD_INPUT
     assert f"{tmp_path / 'notes.txt'}: not a folder" in capsys.readouterr().err
+
+
+def test_pytest_finds_the_plugin_and_loading_it_imports_no_heavy_library():
+    """pytest loads the plugin into every session of a venv with hil (docs/pytest.md): by its pytest11 entry point,
+    and without numpy, LiteRT, pyOCD or joblib, which it imports only for a session given --hil-lab."""
+    assert PYPROJECT["project"]["entry-points"]["pytest11"] == {"hil": "hil.pytest_plugin"}
+    done = subprocess.run([sys.executable, "-c", "import sys, hil.pytest_plugin; print(*sys.modules)"],
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    modules = set(done.stdout.split())
+    assert {"hil.pytest_plugin", "pytest"} <= modules
+    heavy = sorted(m for m in modules if m.split(".")[0] in ("numpy", "ai_edge_litert", "pyocd", "joblib", "serial"))
+    assert not heavy, heavy
