@@ -1,0 +1,106 @@
+"""A rack spread over two lab hosts on labgrid, on localhost (tests/support/labgrid_rack.py): a labgrid
+coordinator, two exporters each exporting two served emulated Nucleo-L432KC boards (`hil board serve`: the
+probe on TCP, the VCP on a pty that the exporter's ser2net publishes over RFC2217), and four places.
+`hil run` takes its boards from the places, by name and by tags: flashed through `remote:HOST:PORT`, streamed
+through `rfc2217://`, every answer bit for bit the host reference's; then the places are free again.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hil.run.records import read_records
+
+from tests.support.benches import KIND, MODEL
+from tests.support.labgrid_rack import LabgridRack, labgrid_available, place_lab
+from tests.support.labs import run_dir_of, running, write_lab
+
+pytestmark = pytest.mark.skipif(not labgrid_available(), reason="labgrid, ser2net or qemu-system-arm not installed")
+PASS, INFRASTRUCTURE = 0, 2
+SAMPLES = 10  # per test set: the lab's one model has 3 test sets
+LAYOUT = {"exp-a": ["a1", "a2"], "exp-b": ["b1", "b2"]}
+# Two boards by place name, two by tags: the named ones come first, so the tag match gets exp-b's places.
+PLACES = {"a1": "a1", "a2": "a2", "any": {"tags": {"board": KIND, "rack": "ci"}, "count": 2}}
+SLOTS = ["a1", "a2", "any-1", "any-2"]
+
+
+@pytest.fixture(scope="module")
+def rack(tmp_path_factory):
+    with LabgridRack(tmp_path_factory.mktemp("labgrid")) as rack:
+        yield rack.start(LAYOUT)
+
+
+@pytest.fixture
+def lab(rack, tmp_path) -> Path:
+    lab = write_lab(tmp_path, boards={"a1": (KIND, MODEL)}, samples=SAMPLES)
+    return place_lab(lab, rack.coordinator, PLACES)
+
+
+def hil_run(lab: Path, tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_COLOR": "1", "HIL_LOCK_DIR": str(tmp_path / "locks"), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "hil.cli", "run", str(lab), "--json", *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def acquired(rack: LabgridRack) -> dict[str, str]:
+    """place -> who holds it (host/user), from `labgrid-client who` (as a lab's user would look)."""
+    rows = [line.split() for line in rack.client("who").stdout.splitlines()[1:] if line.strip()]
+    return {place: f"{host}/{user}" for user, host, place, *_ in rows}
+
+
+def test_a_run_over_four_places_on_two_exporters_is_bit_exact_and_gives_them_back(rack, lab, tmp_path):
+    done = hil_run(lab, tmp_path)
+    assert done.returncode == PASS, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    boards = summary["boards"]
+    assert sorted(boards) == SLOTS
+    assert {boards[s]["place"] for s in SLOTS} == {"a1", "a2", "b1", "b2"}
+    assert boards["a1"]["place"] == "a1" and {boards["any-1"]["place"], boards["any-2"]["place"]} == {"b1", "b2"}
+    assert all(boards[s]["probe"].startswith("remote:127.0.0.1:") for s in SLOTS)
+    assert all(boards[s]["serial_port"].startswith("rfc2217://127.0.0.1:") for s in SLOTS)
+    records = read_records(run_dir_of(tmp_path))
+    assert sorted({r.slot for r in records}) == SLOTS and len(records) == 4 * 3 * SAMPLES
+    assert summary["mismatches"] == [] and summary["failures"] == []
+    assert acquired(rack) == {}
+
+
+def test_a_place_held_by_another_user_refuses_the_run_by_name_or_queues_with_wait(rack, lab, tmp_path):
+    alice = {**rack.env, "LG_USERNAME": "alice", "LG_HOSTNAME": "desk"}
+    rack.client("-p", "a2", "acquire", env=alice)
+    try:
+        refused = hil_run(lab, tmp_path)
+        assert refused.returncode == INFRASTRUCTURE, refused.stderr[-3000:]
+        assert "a2: place a2 is in use (place a2 acquired by desk/alice)" in refused.stderr, refused.stderr[-2000:]
+        assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+        assert acquired(rack) == {"a2": "desk/alice"}  # nothing of the refused run is left held
+        waiting = subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(lab), "--json", "--wait", "2m"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "NO_COLOR": "1", "HIL_LOCK_DIR": str(tmp_path / "locks")})
+        time.sleep(3)
+        assert waiting.poll() is None  # queued behind alice
+    finally:
+        rack.client("-p", "a2", "release", env=alice)
+    out, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == PASS, err[-3000:]
+    assert "place a2 acquired by desk/alice); waiting for it" in err
+    assert json.loads(out)["boards"]["a2"]["place"] == "a2"
+
+
+def test_a_second_concurrent_run_is_refused_naming_the_run_that_holds_the_places(rack, lab, tmp_path):
+    first, run_dir = running(lab)
+    os.kill(first.pid, signal.SIGSTOP)  # held mid-run, its places acquired, however fast it would stream
+    try:
+        second = hil_run(lab, tmp_path)
+        assert second.returncode == INFRASTRUCTURE, second.stderr[-3000:]
+        assert "a1: place a1 is in use (place a1 acquired by " in second.stderr, second.stderr[-2000:]
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+        out, err = first.communicate(timeout=300)
+    assert first.returncode == PASS, err[-3000:]
+    assert len(read_records(run_dir)) == 4 * 3 * SAMPLES
