@@ -2,7 +2,9 @@
 coordinator, two exporters each exporting two served emulated Nucleo-L432KC boards (`hil board serve`: the
 probe on TCP, the VCP on a pty that the exporter's ser2net publishes over RFC2217), and four places.
 `hil run` takes its boards from the places, by name and by tags: flashed through `remote:HOST:PORT`, streamed
-through `rfc2217://`, every answer bit for bit the host reference's; then the places are free again.
+through `rfc2217://`, every answer bit for bit the host reference's; then the places are free again. A place
+someone holds refuses a run by name, or queues it with --wait; a lab host that goes down mid-run fails its
+boards alone, and `--resume` completes them once it is back.
 """
 
 import json
@@ -104,3 +106,29 @@ def test_a_second_concurrent_run_is_refused_naming_the_run_that_holds_the_places
         out, err = first.communicate(timeout=300)
     assert first.returncode == PASS, err[-3000:]
     assert len(read_records(run_dir)) == 4 * 3 * SAMPLES
+
+
+def test_an_exporter_killed_mid_run_fails_its_boards_keeps_their_records_and_resume_completes_them(
+        rack, lab, tmp_path):
+    owner, run_dir = running(lab)
+    exporter_b = next(e for e in rack.exporters if e.name == "exp-b")
+    rack.kill_exporter(exporter_b)  # the lab host goes down: the exporter and its ser2nets
+    out, err = owner.communicate(timeout=300)
+    assert owner.returncode == INFRASTRUCTURE, err[-3000:]
+    summary = json.loads(out)
+    failed = {f["slot"] for f in summary["failures"]}
+    assert failed and failed <= {"any-1", "any-2"}, summary["failures"]
+    kept = read_records(run_dir)
+    assert sum(r.slot in {"a1", "a2"} for r in kept) == 2 * 3 * SAMPLES  # exp-a's boards finished
+    assert sum(r.slot in failed for r in kept) < len(failed) * 3 * SAMPLES
+    assert acquired(rack) == {}  # the run gave back every place, the dead exporter's too
+
+    rack.start_exporter(exporter_b)
+    resumed = subprocess.run([sys.executable, "-m", "hil.cli", "run", "--resume", str(run_dir), "--json"],
+                             capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=300)
+    assert resumed.returncode == PASS, resumed.stderr[-3000:]
+    records = read_records(run_dir)
+    assert len(records) == 4 * 3 * SAMPLES
+    assert len({(r.slot, r.testset, r.index) for r in records}) == len(records)  # none asked twice
+    assert [r for r in kept if r not in records] == []  # every record of the first session is still there
+    assert json.loads(resumed.stdout)["mismatches"] == []
