@@ -493,13 +493,12 @@ def _boards(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec]) -> t
             raise reader.fail(entry["model"], f"{field}.model", f"model {model!r} is not under models; add it there")
         if "place" in entry:
             for spec in _placed(reader, entry, field, slot, kind, model):
-                if any(b.slot == spec.slot for b in boards):
-                    raise reader.fail(entry["slot"], f"{field}.slot", f"slot {spec.slot!r} is used twice; give each "
-                                      "board its own")
+                _unique_slot(reader, entry["slot"], field, spec.slot, boards)
+                if spec.place.name is not None:
+                    _claim(reader, entry["place"], f"{field}.place", f"place {spec.place.name}", slot, claimed)
                 boards.append(spec)
             continue
-        if any(b.slot == slot for b in boards):
-            raise reader.fail(entry["slot"], f"{field}.slot", f"slot {slot!r} is used twice; give each board its own")
+        _unique_slot(reader, entry["slot"], field, slot, boards)
         emulated = reader.value(entry["emulated"], f"{field}.emulated", bool) if "emulated" in entry else False
         hardware = [key for key in ("probe", "serial", "monitor", "power_cycle") if key in entry]
         if emulated:
@@ -535,6 +534,11 @@ def _physical(reader: _Reader, entry: dict, field: str, slot: str, default_targe
         timeout_s = _optional(reader, keys, f"{field}.power_cycle.timeout_s", float, 30.0, 1.0, 600.0)
         power_cycle = PowerCycleSpec(command, timeout_s)
     return PhysicalSpec(unique_id, target, serial, monitor, power_cycle)
+
+
+def _unique_slot(reader: _Reader, node: yaml.Node, field: str, slot: str, boards: list[BoardSpec]) -> None:
+    if any(b.slot == slot for b in boards):
+        raise reader.fail(node, f"{field}.slot", f"slot {slot!r} is used twice; give each board its own")
 
 
 PLACE_COUNT_MAX = 64  # boards one tag match may ask for

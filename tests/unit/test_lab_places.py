@@ -1,6 +1,8 @@
 """labs.yaml's boards[i].place and labgrid.coordinator (hil/lab/load.py): boards on labgrid places
 (docs/distributed.md), checked at load as every other field; and the run's side of a lab without places."""
 
+from types import SimpleNamespace
+
 import pytest
 import yaml
 
@@ -80,6 +82,12 @@ def test_tagged_slots_that_clash_with_a_named_board_are_refused(tmp_path):
         load_lab(path)
 
 
+def test_two_boards_on_one_place_are_refused(tmp_path):
+    path = lab_with(tmp_path, {"place": "p"}, {"place": "p"}, labgrid={"coordinator": COORDINATOR})
+    with pytest.raises(LabError, match=r"boards\[1\]\.place: place p is already used by board b0"):
+        load_lab(path)
+
+
 def test_a_lab_without_places_is_held_as_it_is_without_a_coordinator(tmp_path):
     lab = load_lab(lab_with(tmp_path, {"emulated": True}))
     with places.held(lab, ["b0"]) as held:
@@ -126,3 +134,33 @@ def test_a_place_with_a_monitor_needs_the_lab_s_calibration(tmp_path):
     resources = places.PlaceResources("rfc2217://h:1", 115200, "remote:h:2", "rfc2217://h:3")
     with pytest.raises(places.BoardError, match="b0: place p has a monitor, but the lab gives no calibration"):
         places._resolved(lab.boards[0], "p", resources)
+
+
+def test_the_committed_places_example_loads():
+    from hil import REPO_ROOT
+
+    lab = load_lab(REPO_ROOT / "labs" / "nucleo-rack-places.yaml")
+    assert lab.labgrid == LabgridSettings("coordinator-host:20408")
+    assert [(b.slot, b.place.name) for b in lab.boards] == [
+        ("l432-digits", "rack-a-1"), ("l432-mnist1d", "rack-a-2"), ("f767-digits-1", None), ("f767-digits-2", None)]
+    assert lab.boards[0].place.calibration == (0.1, 0.4)
+
+
+def test_the_example_exporter_config_renders_its_drop_ins_as_labgrid_reads_it(tmp_path):
+    """labs/exporter.yaml through labgrid's own config reader: every group `hil board serve` wrote is in it."""
+    import shutil
+
+    from labgrid.remote.config import ResourceConfig
+
+    from hil import REPO_ROOT
+    from hil.hw.emulated import served
+
+    shutil.copy(REPO_ROOT / "labs" / "exporter.yaml", tmp_path / "exporter.yaml")
+    (tmp_path / "exporter.yaml.d").mkdir()
+    for name, port in (("emu-1", 5601), ("emu-2", 5602)):
+        board = SimpleNamespace(port=f"/dev/pts/{port}", probe=SimpleNamespace(host="h", port=port))  # its fields
+        (tmp_path / "exporter.yaml.d" / f"{name}.yaml").write_text(yaml.safe_dump(served.exporter_group(board, name)))
+    groups = ResourceConfig(str(tmp_path / "exporter.yaml"), {"env": {}, "isolated": False}).data
+    assert sorted(groups) == ["emu-1", "emu-2"]
+    assert groups["emu-2"]["console"] == {"cls": "RawSerialPort", "port": "/dev/pts/5602", "speed": 115200}
+    assert groups["emu-2"]["probe"] == {"cls": "NetworkService", "address": "h", "port": 5602, "username": "pyocd"}
