@@ -132,3 +132,13 @@ def test_an_exporter_killed_mid_run_fails_its_boards_keeps_their_records_and_res
     assert len({(r.slot, r.testset, r.index) for r in records}) == len(records)  # none asked twice
     assert [r for r in kept if r not in records] == []  # every record of the first session is still there
     assert json.loads(resumed.stdout)["mismatches"] == []
+
+
+def test_an_interrupted_run_gives_its_places_back(rack, lab, tmp_path):
+    owner, run_dir = running(lab)
+    assert set(acquired(rack)) == {"a1", "a2", "b1", "b2"}
+    owner.send_signal(signal.SIGINT)
+    owner.communicate(timeout=120)
+    assert owner.returncode == 130
+    assert acquired(rack) == {}
+    assert read_records(run_dir)  # kept for --resume
