@@ -18,6 +18,7 @@ code path does not know it came from a place.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -41,6 +42,10 @@ NETWORK_SERIAL, NETWORK_SERVICE = "NetworkSerialPort", "NetworkService"
 # pyserial's RFC2217 client waits for the server to confirm each modem-control change; ser2net cannot set them
 # on a pty (an emulated board's VCP), and hil never needs them, so it does not wait (pyserial's URL option).
 RFC2217_OPTIONS = "?ign_set_control"
+
+
+class CoordinatorRefused(BoardError):
+    """The coordinator refused a request, or did not answer it: the run cannot have its places (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -102,17 +107,23 @@ class Coordinator:
         self._loop.close()
 
     def _call(self, coroutine, timeout: float = REQUEST_TIMEOUT_S):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise CoordinatorRefused(f"labgrid coordinator {self.address}: no answer within {timeout:g} s; is it "
+                                     "up and reachable?") from None
 
     def _request(self, method: str, request):
-        """One gRPC request; a refusal is the coordinator's one-line reason (ValueError)."""
+        """One gRPC request; a refusal is CoordinatorRefused with the coordinator's one-line reason."""
         import grpc
 
         async def send():
             try:
                 return await getattr(self.session.stub, method)(request)
             except grpc.aio.AioRpcError as error:
-                raise ValueError(error.details()) from None
+                raise CoordinatorRefused(error.details()) from None
 
         return self._call(send())
 
@@ -207,7 +218,7 @@ def held(lab: Lab, slots: list[str], wait_s: float = 0.0,
             for spec, name in zip(placed, names):
                 try:
                     coordinator.acquire(name)
-                except ValueError as error:
+                except CoordinatorRefused as error:
                     raise BoardError(f"{spec.slot}: place {name}: {error}; "
                                      f"{_holder_hint(coordinator, name)}") from None
                 acquired.append(name)
@@ -237,7 +248,7 @@ def _reserve(coordinator: Coordinator, placed: list[BoardSpec], wait_s: float, o
         spec = waiting[0][0]
         busy = _who_holds(coordinator, spec.place)
         if time.monotonic() >= deadline:
-            waited = " after waiting" if wait_s else ""
+            waited = f" after waiting {wait_s:.0f} s" if wait_s else ""
             raise BoardError(f"{spec.slot}: {spec.place.wanted} is in use ({busy}){waited}; wait for it to be "
                              "released" + (" or give a longer --wait" if wait_s else " or queue with --wait"))
         if busy not in said:

@@ -164,3 +164,15 @@ def test_the_example_exporter_config_renders_its_drop_ins_as_labgrid_reads_it(tm
     assert sorted(groups) == ["emu-1", "emu-2"]
     assert groups["emu-2"]["console"] == {"cls": "RawSerialPort", "port": "/dev/pts/5602", "speed": 115200}
     assert groups["emu-2"]["probe"] == {"cls": "NetworkService", "address": "h", "port": 5602, "username": "pyocd"}
+
+
+def test_a_coordinator_that_is_not_there_refuses_the_run_naming_it(tmp_path):
+    import socket
+
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{unused.getsockname()[1]}"
+    lab = load_lab(lab_with(tmp_path, {"place": "p"}, labgrid={"coordinator": address}))
+    with pytest.raises(places.BoardError, match=f"labgrid coordinator {address}: cannot connect"):
+        with places.held(lab, ["b0"]):
+            pass

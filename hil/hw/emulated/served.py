@@ -30,6 +30,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import threading
 import tty
 from pathlib import Path
@@ -68,7 +69,7 @@ class ServedBoard:
         self._wire, self._wire_slave, self.wire_port = raw_pty() if wire else (None, None, None)
         self.boots = 0
         self.hung = False  # the MCU hangs: its UART neither takes nor sends a byte until it is reset (`hang`)
-        self.error: Exception | None = None  # what stopped the bench's thread, raised on exit
+        self.error: Exception | None = None  # what stopped the board's thread, raised on exit
         self._lock = threading.Lock()  # orders a release against the bridge's reads of the host's bytes
         self._boot_image: bytes | None = None  # the flash as the chip was released with it, until booted
         self._qemu: QemuBoard | None = None
@@ -206,7 +207,9 @@ def exporter_group(board: ServedBoard, group: str) -> dict:
     """The labgrid exporter's resource group for this board, laid out as a hil place expects
     (hil/run/places.py): `console` its serial port, `probe` its probe server. labgrid's exporter needs the
     pty's own /dev path (it refuses any other), not the link."""
-    host, port = board.probe.host, board.probe.port
+    # A probe listening on every interface is reached by this host's name.
+    host = socket.gethostname() if board.probe.host in ("0.0.0.0", "::") else board.probe.host
+    port = board.probe.port
     return {group: {"location": f"hil board serve, pid {os.getpid()}",
                     "console": {"cls": "RawSerialPort", "port": board.port, "speed": 115200},
                     "probe": {"cls": "NetworkService", "address": host, "port": port, "username": "pyocd"}}}
