@@ -339,6 +339,10 @@ def add_board_commands(commands) -> None:
     serve.add_argument("--exporter-group", metavar="FILE",
                        help="write the labgrid exporter's resource group for the board there (exporter.yaml.d/)")
     serve.add_argument("--group", help="that group's name (default: the unique id)")
+    serve.add_argument("--monitor", action="store_true",
+                       help="clip an emulated measurement unit to the board's pins, on a pty of its own (`monitor`)")
+    serve.add_argument("--monitor-truth", default=os.devnull, metavar="FILE",
+                       help="with --monitor: where the unit writes each window's true energy")
 
 
 def add_logging_options(parser: argparse.ArgumentParser, default=None) -> None:

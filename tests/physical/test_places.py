@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from hil.hw.kinds import BOARD_KINDS
 from hil.run.records import read_records
 
 from tests.support.benches import KIND, MODEL
@@ -30,18 +31,21 @@ LAYOUT = {"exp-a": ["a1", "a2"], "exp-b": ["b1", "b2"]}
 # Two boards by place name, two by tags: the named ones come first, so the tag match gets exp-b's places.
 PLACES = {"a1": "a1", "a2": "a2", "any": {"tags": {"board": KIND, "rack": "ci"}, "count": 2}}
 SLOTS = ["a1", "a2", "any-1", "any-2"]
+PROFILE = BOARD_KINDS[KIND].power
+# a2's place has a measurement unit (an emulated one on the served board's pins), reached through its ser2net too.
+METERED = {"a2": {"shunt_ohms": PROFILE.shunt_ohms, "max_current_a": PROFILE.max_current_a}}
 
 
 @pytest.fixture(scope="module")
 def rack(tmp_path_factory):
     with LabgridRack(tmp_path_factory.mktemp("labgrid")) as rack:
-        yield rack.start(LAYOUT)
+        yield rack.start(LAYOUT, monitored=frozenset(METERED))
 
 
 @pytest.fixture
 def lab(rack, tmp_path) -> Path:
     lab = write_lab(tmp_path, boards={"a1": (KIND, MODEL)}, samples=SAMPLES)
-    return place_lab(lab, rack.coordinator, PLACES)
+    return place_lab(lab, rack.coordinator, PLACES, METERED)
 
 
 def hil_run(lab: Path, tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -69,6 +73,11 @@ def test_a_run_over_four_places_on_two_exporters_is_bit_exact_and_gives_them_bac
     records = read_records(run_dir_of(tmp_path))
     assert sorted({r.slot for r in records}) == SLOTS and len(records) == 4 * 3 * SAMPLES
     assert summary["mismatches"] == [] and summary["failures"] == []
+    # a2's answers are measured by its unit, over the network: each its own busy window.
+    measured = [json.loads(line) for line in (run_dir_of(tmp_path) / "measurements.jsonl").read_text().splitlines()]
+    assert {m["method"] for m in measured if m["slot"] == "a2"} == {"window"}
+    assert sum(m["slot"] == "a2" for m in measured) == 3 * SAMPLES
+    assert all(m["method"] == "unmeasured" for m in measured if m["slot"] != "a2")
     assert acquired(rack) == {}
 
 

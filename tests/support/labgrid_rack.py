@@ -77,8 +77,9 @@ class LabgridRack:
     def env(self) -> dict[str, str]:
         return {**os.environ, "LG_COORDINATOR": self.coordinator, "NO_COLOR": "1"}
 
-    def start(self, layout: dict[str, list[str]]) -> LabgridRack:
-        """`layout`: exporter name -> its boards' group names. Places are named after the groups."""
+    def start(self, layout: dict[str, list[str]], monitored: frozenset[str] = frozenset()) -> LabgridRack:
+        """`layout`: exporter name -> its boards' group names. Places are named after the groups. The boards
+        of `monitored` have an emulated measurement unit on their pins, exported as the place's `monitor`."""
         (self.folder / "coordinator").mkdir(parents=True)
         self._coordinator = subprocess.Popen([str(BIN / "labgrid-coordinator"), "-l", self.coordinator],
                                              cwd=self.folder / "coordinator", stdout=subprocess.DEVNULL,
@@ -90,7 +91,7 @@ class LabgridRack:
             shutil.copy(EXAMPLE_EXPORTER, exporter.folder / "exporter.yaml")
             self.exporters.append(exporter)
             for group in groups:
-                self.serve(exporter, group)
+                self.serve(exporter, group, group in monitored)
         for exporter in self.exporters:
             self.start_exporter(exporter)
         for exporter in self.exporters:
@@ -101,11 +102,12 @@ class LabgridRack:
                 self.places.append(group)
         return self
 
-    def serve(self, exporter: Exporter, group: str) -> None:
+    def serve(self, exporter: Exporter, group: str, monitor: bool = False) -> None:
+        unit = ["--monitor", "--monitor-truth", str(self.folder / f"{group}.truth.jsonl")] if monitor else []
         process = subprocess.Popen(
             [sys.executable, "-m", "hil.cli", "board", "serve", "--unique-id", group, "--group", group,
              "--pty-link", str(exporter.folder / f"{group}.pty"),
-             "--exporter-group", str(exporter.folder / "exporter.yaml.d" / f"{group}.yaml")],
+             "--exporter-group", str(exporter.folder / "exporter.yaml.d" / f"{group}.yaml"), *unit],
             stdout=subprocess.PIPE, stderr=open(self.folder / f"{group}.log", "w"), text=True)
         line = process.stdout.readline()
         assert line.startswith("ready: "), f"hil board serve {group}: {line!r}"
@@ -170,14 +172,15 @@ class LabgridRack:
             self._coordinator.wait(10)
 
 
-def place_lab(lab: Path, coordinator: str, boards: dict[str, str | dict]) -> Path:
+def place_lab(lab: Path, coordinator: str, boards: dict[str, str | dict], metered: dict[str, dict] | None = None,
+              ) -> Path:
     """Rewrite a lab (tests.support.labs.write_lab) so that these slots are on labgrid places: slot -> a place
-    name, or {"tags": {...}, "count": N}."""
+    name, or {"tags": {...}, "count": N}; `metered`: slot -> its unit's calibration (`monitor:`)."""
     data = yaml.safe_load(lab.read_text())
     kept = [b for b in data["boards"] if b["slot"] not in boards]
     template = next(b for b in data["boards"] if b["slot"] in boards)
-    placed = [{"slot": slot, "kind": template["kind"], "model": template["model"], "place": place}
-              for slot, place in boards.items()]
+    placed = [{"slot": slot, "kind": template["kind"], "model": template["model"], "place": place,
+               **({"monitor": metered[slot]} if slot in (metered or {}) else {})} for slot, place in boards.items()]
     data["boards"] = kept + placed
     data["labgrid"] = {"coordinator": coordinator}
     lab.write_text(yaml.safe_dump(data, sort_keys=False))

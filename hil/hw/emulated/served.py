@@ -31,6 +31,8 @@ import os
 import select
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import tty
 from pathlib import Path
@@ -38,6 +40,7 @@ from typing import Self
 
 import yaml
 
+from hil.hw.children import child_env, die_with_parent, reap
 from hil.hw.emulated.probe import EmulatedProbe
 from hil.hw.emulated.qemu import QemuBoard
 from hil.hw.kinds import BOARD_KINDS
@@ -203,16 +206,32 @@ def link(target: str, link_path: Path) -> None:
     os.replace(staged, link_path)
 
 
-def exporter_group(board: ServedBoard, group: str) -> dict:
+def start_unit(board: ServedBoard, truth: str) -> tuple[subprocess.Popen, str]:
+    """hil.hw.emulated.monitor_unit clipped to the board's pins (its wire), as a serial measurement unit on a
+    pty of its own; the process and that pty's path. Its true energies go to `truth`."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hil.hw.emulated.monitor_unit", "--wire", board.wire_port, "--kind", board.kind.name,
+         "--clock-hz", str(board.kind.timer_hz), "--truth", truth],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent, env=child_env())
+    port = process.stdout.readline().strip()
+    if not port:
+        raise RuntimeError(f"served board {board.probe.unique_id}: its measurement unit did not start")
+    return process, port
+
+
+def exporter_group(board: ServedBoard, group: str, monitor: str | None = None) -> dict:
     """The labgrid exporter's resource group for this board, laid out as a hil place expects
-    (hil/run/places.py): `console` its serial port, `probe` its probe server. labgrid's exporter needs the
-    pty's own /dev path (it refuses any other), not the link."""
+    (hil/run/places.py): `console` its serial port, `probe` its probe server, `monitor` its unit's port if it
+    has one. labgrid's exporter needs a pty's own /dev path (it refuses any other), not a link."""
     # A probe listening on every interface is reached by this host's name.
     host = socket.gethostname() if board.probe.host in ("0.0.0.0", "::") else board.probe.host
     port = board.probe.port
-    return {group: {"location": f"hil board serve, pid {os.getpid()}",
-                    "console": {"cls": "RawSerialPort", "port": board.port, "speed": 115200},
-                    "probe": {"cls": "NetworkService", "address": host, "port": port, "username": "pyocd"}}}
+    resources = {"location": f"hil board serve, pid {os.getpid()}",
+                 "console": {"cls": "RawSerialPort", "port": board.port, "speed": 115200},
+                 "probe": {"cls": "NetworkService", "address": host, "port": port, "username": "pyocd"}}
+    if monitor is not None:
+        resources["monitor"] = {"cls": "RawSerialPort", "port": monitor, "speed": 115200}
+    return {group: resources}
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -221,8 +240,10 @@ def serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     unique_id = args.unique_id or f"served-{os.getpid()}"
-    with ServedBoard(unique_id, args.kind, host=args.host, probe_port=args.probe_port) as board:
+    with ServedBoard(unique_id, args.kind, host=args.host, probe_port=args.probe_port,
+                     wire=args.monitor) as board:
         written = []
+        unit, unit_port = start_unit(board, args.monitor_truth) if args.monitor else (None, None)
         try:
             if args.pty_link:
                 link(board.port, Path(args.pty_link))
@@ -230,14 +251,19 @@ def serve(args: argparse.Namespace) -> int:
             if args.exporter_group:
                 group = Path(args.exporter_group)
                 group.parent.mkdir(parents=True, exist_ok=True)
-                group.write_text(yaml.safe_dump(exporter_group(board, args.group or unique_id), sort_keys=False))
+                group.write_text(yaml.safe_dump(exporter_group(board, args.group or unique_id, unit_port),
+                                                sort_keys=False))
                 written.append(group)
             print(f"ready: probe {board.probe.address}, serial port {board.port}"
-                  + (f" ({args.pty_link})" if args.pty_link else ""), flush=True)
+                  + (f" ({args.pty_link})" if args.pty_link else "")
+                  + (f", measurement unit {unit_port}" if unit_port else ""), flush=True)
             while not stop.wait(0.2):
                 if board.error is not None:
                     break
         finally:
             for path in written:
                 path.unlink(missing_ok=True)
+            if unit is not None:
+                unit.terminate()
+                reap(unit)
     return 0
