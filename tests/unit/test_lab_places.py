@@ -157,13 +157,16 @@ def test_the_example_exporter_config_renders_its_drop_ins_as_labgrid_reads_it(tm
 
     shutil.copy(REPO_ROOT / "labs" / "exporter.yaml", tmp_path / "exporter.yaml")
     (tmp_path / "exporter.yaml.d").mkdir()
-    for name, port in (("emu-1", 5601), ("emu-2", 5602)):
+    for name, port, unit in (("emu-1", 5601, None), ("emu-2", 5602, "/dev/pts/9")):
         board = SimpleNamespace(port=f"/dev/pts/{port}", probe=SimpleNamespace(host="h", port=port))  # its fields
-        (tmp_path / "exporter.yaml.d" / f"{name}.yaml").write_text(yaml.safe_dump(served.exporter_group(board, name)))
+        group = served.exporter_group(board, name, unit)
+        (tmp_path / "exporter.yaml.d" / f"{name}.yaml").write_text(yaml.safe_dump(group))
     groups = ResourceConfig(str(tmp_path / "exporter.yaml"), {"env": {}, "isolated": False}).data
     assert sorted(groups) == ["emu-1", "emu-2"]
     assert groups["emu-2"]["console"] == {"cls": "RawSerialPort", "port": "/dev/pts/5602", "speed": 115200}
     assert groups["emu-2"]["probe"] == {"cls": "NetworkService", "address": "h", "port": 5602, "username": "pyocd"}
+    assert groups["emu-2"]["monitor"] == {"cls": "RawSerialPort", "port": "/dev/pts/9", "speed": 115200}
+    assert "monitor" not in groups["emu-1"]
 
 
 def test_a_coordinator_that_is_not_there_refuses_the_run_naming_it(tmp_path):
