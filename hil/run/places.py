@@ -35,6 +35,7 @@ from hil.hw.kinds import BOARD_KINDS
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # how often a waiting run polls its reservations (each poll also keeps them from expiring)
+CONNECT_TIMEOUT_S = 30.0  # the session's start: connected, subscribed, the places and resources it sent applied
 REQUEST_TIMEOUT_S = 15.0  # one request to the coordinator
 PORTS_TIMEOUT_S = 15.0  # how long an exporter may take to start ser2net for a place just acquired
 CONSOLE, PROBE, MONITOR = "console", "probe", "monitor"  # a place's resource names (module docstring)
@@ -72,7 +73,9 @@ class Coordinator:
 
     def __enter__(self) -> Coordinator:
         self._thread.start()
-        self._ready.wait()
+        if not self._ready.wait(CONNECT_TIMEOUT_S):  # a host that drops packets: the daemon thread is left
+            raise BoardError(f"labgrid coordinator {self.address}: no answer within {CONNECT_TIMEOUT_S:g} s; is "
+                             "it up and reachable from here? (docs/distributed.md)")
         if self._failed is not None:
             self._thread.join()
             raise BoardError(f"labgrid coordinator {self.address}: cannot connect ({_one_line(self._failed)}); "

@@ -179,3 +179,10 @@ def test_a_coordinator_that_is_not_there_refuses_the_run_naming_it(tmp_path):
     with pytest.raises(places.BoardError, match=f"labgrid coordinator {address}: cannot connect"):
         with places.held(lab, ["b0"]):
             pass
+
+
+def test_hil_board_serve_refuses_a_kind_it_cannot_serve(capsys):
+    from hil.cli import main
+
+    assert main(["board", "serve", "--kind", "mps2-an386"]) == 3
+    assert "--kind mps2-an386 cannot be served; served kinds: nucleo-l432kc" in capsys.readouterr().err
