@@ -162,7 +162,8 @@ class Coordinator:
     def reservations(self) -> list:
         from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
 
-        return [self._reservation(r) for r in self._request("GetReservations", pb.GetReservationsRequest()).reservations]
+        response = self._request("GetReservations", pb.GetReservationsRequest())
+        return [self._reservation(r) for r in response.reservations]
 
     def acquire(self, name: str) -> None:
         from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
@@ -284,7 +285,8 @@ def _who_holds(coordinator: Coordinator, place: PlaceSpec) -> str:
         if candidate.acquired:
             said.append(f"place {candidate.name} acquired by {candidate.acquired}")
         elif candidate.reservation:
-            said.append(f"place {candidate.name} reserved by {owners.get(candidate.reservation, 'another reservation')}")
+            owner = owners.get(candidate.reservation, "another reservation")
+            said.append(f"place {candidate.name} reserved by {owner}")
     return "; ".join(said) or "reserved for another board of this run"
 
 

@@ -121,7 +121,8 @@ def test_an_acquired_place_s_resources_become_a_physical_board_s_urls(tmp_path):
     ({"probe": entry("NetworkService", address="h", port=1, username="pyocd")},
      "no console resource (NetworkSerialPort) acquired"),
     ({"console": entry("NetworkSerialPort", host="h", port=None),
-      "probe": entry("NetworkService", address="h", port=1, username="pyocd")}, "its console's ser2net has not started"),
+      "probe": entry("NetworkService", address="h", port=1, username="pyocd")},
+     "its console's ser2net has not started"),
     ({"console": entry("NetworkSerialPort", host="h", port=2), "probe": entry("NetworkSerialPort", host="h", port=1)},
      "its probe is a NetworkSerialPort, not a NetworkService"),
 ])
