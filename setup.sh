@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything hil needs on a fresh Debian machine (as root): the ARM toolchain,
-# QEMU >= 9, a host C compiler and Chromium (tests render the HTML report) from Debian, the
+# QEMU >= 9, a host C compiler, ser2net (labgrid exporters) and Chromium (tests render the HTML report) from Debian, the
 # Python packages from PyPI into ./.venv, pinned by requirements.lock.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
@@ -63,6 +63,7 @@ main() {
     need gcc gcc
     need make make
     need chromium chromium  # the HTML report's rendering test (headless)
+    need ser2net ser2net  # a labgrid exporter publishes serial ports over RFC2217 through it (docs/distributed.md)
     python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || packages+=(python3)
     python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
     if ((${#packages[@]})); then

@@ -425,6 +425,14 @@ def exit_codes_text() -> str:
     return "exit codes:\n" + "".join(f"  {code:>3}  {meaning}\n" for code, meaning in EXIT_CODES.items())
 
 
+def cmd_board_serve(args) -> int:
+    from hil.hw.emulated.served import SERVED_KINDS, serve
+
+    if args.kind not in SERVED_KINDS:
+        raise BadInput(f"hil board serve: --kind {args.kind} cannot be served; served kinds: {', '.join(SERVED_KINDS)}")
+    return serve(args)
+
+
 def add_board_commands(commands) -> None:
     """`hil board ...`: a lab's boards, their health history and quarantine (docs/labs.md, Health)."""
     board = commands.add_parser("board", help="a lab's boards: state, health history, quarantine").add_subparsers(
@@ -441,6 +449,22 @@ def add_board_commands(commands) -> None:
         action.add_argument("slot", help="the board's slot")
         action.set_defaults(run=run)
     quarantine.add_argument("--reason", required=True, help="why, one line: shown by runs and `hil board list`")
+    serve = board.add_parser("serve", help="serve an emulated board as a physical one, for a labgrid exporter: its "
+                             "probe on TCP, its serial port a pty (docs/distributed.md)")
+    serve.set_defaults(run=cmd_board_serve)
+    serve.add_argument("--kind", default="nucleo-l432kc", help="the board kind (default nucleo-l432kc)")
+    serve.add_argument("--unique-id", help="the probe's unique id (default: served-PID)")
+    serve.add_argument("--host", default="127.0.0.1", help="the address the probe listens on (0.0.0.0: all)")
+    serve.add_argument("--probe-port", type=int, default=0, metavar="PORT",
+                       help="the probe server's TCP port (default: a free one, printed)")
+    serve.add_argument("--pty-link", metavar="PATH", help="a symlink to the board's serial port (its pty)")
+    serve.add_argument("--exporter-group", metavar="FILE",
+                       help="write the labgrid exporter's resource group for the board there (exporter.yaml.d/)")
+    serve.add_argument("--group", help="that group's name (default: the unique id)")
+    serve.add_argument("--monitor", action="store_true",
+                       help="clip an emulated measurement unit to the board's pins, on a pty of its own (`monitor`)")
+    serve.add_argument("--monitor-truth", default=os.devnull, metavar="FILE",
+                       help="with --monitor: where the unit writes each window's true energy")
 
 
 def add_logging_options(parser: argparse.ArgumentParser, default=None) -> None:

@@ -125,6 +125,29 @@ class PhysicalSpec:
     serial: SerialSpec
     monitor: MonitorSpec | None
     power_cycle: PowerCycleSpec | None = None
+    place: str | None = None  # the labgrid place it was acquired through (hil/run/places.py)
+
+
+@dataclass(frozen=True)
+class PlaceSpec:
+    """A labgrid place a board is taken from (docs/distributed.md): one by its name, or any free one whose tags
+    include these. `calibration` is the INA219's (shunt_ohms, max_current_a) for the place's `monitor`, if any."""
+
+    name: str | None
+    tags: tuple[tuple[str, str], ...] = ()
+    calibration: tuple[float, float] | None = None
+
+    @property
+    def wanted(self) -> str:
+        """How a message names it: `place rack-a-1`, or `a place tagged board=nucleo-l432kc`."""
+        if self.name is not None:
+            return f"place {self.name}"
+        return "a place tagged " + ",".join(f"{key}={value}" for key, value in self.tags)
+
+
+@dataclass(frozen=True)
+class LabgridSettings:
+    coordinator: str  # HOST:PORT of the labgrid coordinator the lab's places are on
 
 
 @dataclass(frozen=True)
@@ -132,11 +155,13 @@ class BoardSpec:
     slot: str
     kind: str  # a firmware board kind, e.g. mps2-an386
     model: str
-    physical: PhysicalSpec | None  # None: an emulated board
+    physical: PhysicalSpec | None  # None: an emulated board, or a place not acquired yet
+    # A labgrid place: `physical` is filled in once the run has acquired it (hil/run/places.py).
+    place: PlaceSpec | None = None
 
     @property
     def emulated(self) -> bool:
-        return self.physical is None
+        return self.physical is None and self.place is None
 
 
 @dataclass(frozen=True)
@@ -165,6 +190,7 @@ class Lab:
     boards: tuple[BoardSpec, ...]
     run: RunSettings
     regression: RegressionPolicy = RegressionPolicy()
+    labgrid: LabgridSettings | None = None  # set when a board is on a labgrid place
 
 
 class _Reader:
@@ -330,16 +356,40 @@ def load_lab(path: Path) -> Lab:
     file = Path(path)
     root = _read_yaml(file)
     reader = _Reader(file)
-    top = reader.mapping(root, "", ("lab", "models", "firmware", "boards"), ("results", "run", "regression"))
+    top = reader.mapping(root, "", ("lab", "models", "firmware", "boards"), ("results", "run", "regression",
+                                                                              "labgrid"))
     name = reader.value(top["lab"], "lab", str)
     models = _models(reader, top["models"])
     run = _run_settings(reader, top["run"]) if "run" in top else RunSettings()
     boards = _boards(reader, top["boards"], models)
+    labgrid = _labgrid(reader, top.get("labgrid"), top["boards"], boards)
     firmware = _firmware(reader, top["firmware"], models, boards)
     results_dir = reader.path(top["results"], "results") if "results" in top else file.parent / "results"
     reader.checked(top.get("results", root), "results", _check_results_dir, results_dir)
     policy = _regression_policy(reader, top["regression"]) if "regression" in top else RegressionPolicy()
-    return Lab(name, file, results_dir, models, firmware, boards, run, policy)
+    return Lab(name, file, results_dir, models, firmware, boards, run, policy, labgrid)
+
+
+COORDINATOR = re.compile(r"^[A-Za-z0-9_.-]+:\d{1,5}$|^\[[0-9A-Fa-f:.]+\]:\d{1,5}$")
+
+
+def _labgrid(reader: _Reader, node: yaml.Node | None, boards_node: yaml.Node,
+             boards: tuple[BoardSpec, ...]) -> LabgridSettings | None:
+    """Where the places are: `labgrid.coordinator`, else labgrid's own LG_COORDINATOR; None without places."""
+    if node is not None:
+        entry = reader.mapping(node, "labgrid", ("coordinator",))
+        coordinator = reader.value(entry["coordinator"], "labgrid.coordinator", str)
+        if not COORDINATOR.match(coordinator):
+            raise reader.fail(entry["coordinator"], "labgrid.coordinator", f"{_cut(coordinator)!r} is not HOST:PORT; "
+                              "give the coordinator's address, e.g. lab-1.example:20408")
+        return LabgridSettings(coordinator)
+    if not any(board.place for board in boards):
+        return None
+    coordinator = os.environ.get("LG_COORDINATOR", "")
+    if not COORDINATOR.match(coordinator):
+        raise reader.fail(boards_node, "labgrid.coordinator", "boards are on labgrid places but no coordinator is "
+                          "named; add labgrid: {coordinator: HOST:PORT} or set LG_COORDINATOR")
+    return LabgridSettings(coordinator)
 
 
 def _check_results_dir(results_dir: Path) -> None:
@@ -430,12 +480,10 @@ def _boards(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec]) -> t
     for i, board_node in enumerate(reader.sequence(node, "boards")):
         field = f"boards[{i}]"
         entry = reader.mapping(board_node, field, ("slot", "kind", "model"), ("emulated", "probe", "serial", "monitor",
-                                                                                  "power_cycle"))
+                                                                                  "power_cycle", "place"))
         slot = reader.value(entry["slot"], f"{field}.slot", str)
         if not SLOT_PATTERN.match(slot):
             raise reader.fail(entry["slot"], f"{field}.slot", f"{slot!r} must be letters, digits, '_', '.' or '-'")
-        if any(b.slot == slot for b in boards):
-            raise reader.fail(entry["slot"], f"{field}.slot", f"slot {slot!r} is used twice; give each board its own")
         kind = reader.value(entry["kind"], f"{field}.kind", str)
         if kind not in BOARD_KINDS:
             raise reader.fail(entry["kind"], f"{field}.kind",
@@ -443,6 +491,14 @@ def _boards(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec]) -> t
         model = reader.value(entry["model"], f"{field}.model", str)
         if model not in models:
             raise reader.fail(entry["model"], f"{field}.model", f"model {model!r} is not under models; add it there")
+        if "place" in entry:
+            for spec in _placed(reader, entry, field, slot, kind, model):
+                _unique_slot(reader, entry["slot"], field, spec.slot, boards)
+                if spec.place.name is not None:
+                    _claim(reader, entry["place"], f"{field}.place", f"place {spec.place.name}", slot, claimed)
+                boards.append(spec)
+            continue
+        _unique_slot(reader, entry["slot"], field, slot, boards)
         emulated = reader.value(entry["emulated"], f"{field}.emulated", bool) if "emulated" in entry else False
         hardware = [key for key in ("probe", "serial", "monitor", "power_cycle") if key in entry]
         if emulated:
@@ -480,6 +536,54 @@ def _physical(reader: _Reader, entry: dict, field: str, slot: str, default_targe
     return PhysicalSpec(unique_id, target, serial, monitor, power_cycle)
 
 
+def _unique_slot(reader: _Reader, node: yaml.Node, field: str, slot: str, boards: list[BoardSpec]) -> None:
+    if any(b.slot == slot for b in boards):
+        raise reader.fail(node, f"{field}.slot", f"slot {slot!r} is used twice; give each board its own")
+
+
+PLACE_COUNT_MAX = 64  # boards one tag match may ask for
+
+
+def _placed(reader: _Reader, entry: dict, field: str, slot: str, kind: str, model: str) -> list[BoardSpec]:
+    """A board on a labgrid place: `place: NAME`, or `place: {tags: {...}, count: N}` for N boards
+    `<slot>-1` .. `<slot>-N`, each on any free place with those tags (docs/distributed.md)."""
+    other = [key for key in ("emulated", "probe", "serial", "power_cycle") if key in entry]
+    if other:
+        raise reader.fail(entry[other[0]], f"{field}.{other[0]}", "a board on a labgrid place gets its probe and "
+                          "ports from the place; remove it, or remove place")
+    calibration = None
+    if "monitor" in entry:
+        keys = reader.mapping(entry["monitor"], f"{field}.monitor", CALIBRATION_KEYS)
+        calibration = (reader.value(keys["shunt_ohms"], f"{field}.monitor.shunt_ohms", float, 1e-4, 100.0),
+                       reader.value(keys["max_current_a"], f"{field}.monitor.max_current_a", float, 1e-4, 26.0))
+    node = entry["place"]
+    if isinstance(node, yaml.ScalarNode):
+        name = reader.value(node, f"{field}.place", str)
+        if not PLACE_NAME.match(name):
+            raise reader.fail(node, f"{field}.place", f"{_cut(name)!r} is not a labgrid place name (letters, digits, "
+                              "'_', '.', '-'); give the place's name as `labgrid-client places` lists it")
+        return [BoardSpec(slot, kind, model, None, PlaceSpec(name, (), calibration))]
+    keys = reader.mapping(node, f"{field}.place", ("tags",), ("count",))
+    tags = []
+    for key, value_node in reader.mapping(keys["tags"], f"{field}.place.tags", optional=None).items():
+        value = reader.value(value_node, f"{field}.place.tags.{key}", str)
+        if not PLACE_TAG_KEY.match(key) or not PLACE_TAG_VALUE.match(value):
+            raise reader.fail(value_node, f"{field}.place.tags.{key}", "a labgrid tag is a key of letters, digits and "
+                              "'_' and a value of letters, digits, '_', '.', '-'; fix it")
+        tags.append((key, value))
+    if not tags:
+        raise reader.fail(keys["tags"], f"{field}.place.tags", "name at least one tag, e.g. board: nucleo-l432kc")
+    count = _optional(reader, keys, f"{field}.place.count", int, 1, 1, PLACE_COUNT_MAX)
+    place = PlaceSpec(None, tuple(sorted(tags)), calibration)
+    if count == 1:
+        return [BoardSpec(slot, kind, model, None, place)]
+    return [BoardSpec(f"{slot}-{i}", kind, model, None, place) for i in range(1, count + 1)]
+
+
+# What labgrid's coordinator accepts (labgrid.remote.common TAG_KEY, TAG_VAL), and a place name it can hold.
+PLACE_TAG_KEY = re.compile(r"^[a-z][a-z0-9_]+$")
+PLACE_TAG_VALUE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+PLACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 CALIBRATION_KEYS = ("shunt_ohms", "max_current_a")
 PORT_KEYS = ("port", "usb_serial", "baudrate")
 LINUX_INA219_KEYS = ("i2c_bus", "address", "gpio_chip", "busy_line", "exit_line")

@@ -28,6 +28,7 @@ from hil.errors import HilError
 from hil.lab.load import Lab
 from hil.hw.link import LinkCounts, LinkLost, NoValidReply
 from hil.hw.locks import Lock
+from hil.run import places
 
 
 class FailureStage(StrEnum):
@@ -96,13 +97,22 @@ WAIT_POLL_S = 0.2  # how often a waiting run tries the rack again: a flock has n
 
 @contextmanager
 def reserve(lab: Lab, slots: list[str], wait_s: float = 0.0,
-            on_wait: Callable[[str], None] = log.warning) -> Iterator[None]:
-    """Hold the locks of these boards, all or none. They are taken without waiting, in one fixed
+            on_wait: Callable[[str], None] = log.warning) -> Iterator[Lab]:
+    """Hold these boards, all or none, and give the lab they are in: its boards on labgrid places acquired and
+    resolved into physical boards (hil/run/places.py), with the same `wait_s` and `on_wait`; then the locks
+    of these boards, all or none. They are taken without waiting, in one fixed
     (sorted) order: of two runs that want the same boards, the one that locks the first of them
     gets them all, and the other is refused (BoardError, naming the board and its holder) with
     whatever it had taken given back. With `wait_s`, a refused run tries again until that many
     seconds have passed, holding nothing meanwhile (so two waiting runs never deadlock), and says
     once through `on_wait` who holds the board it waits for; then it is refused as without waiting."""
+    with places.held(lab, slots, wait_s, on_wait) as lab:
+        with _locked(lab, slots, wait_s, on_wait):
+            yield lab
+
+
+@contextmanager
+def _locked(lab: Lab, slots: list[str], wait_s: float, on_wait: Callable[[str], None]) -> Iterator[None]:
     claims = sorted((lock_name(spec, lab.file), spec.slot) for spec in lab.boards if spec.slot in slots)
     deadline = time.monotonic() + wait_s
     said: set[str] = set()  # holders already named: once each, not every poll

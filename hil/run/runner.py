@@ -191,7 +191,7 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
     # The whole rack, or a refusal (exit 2) that leaves no run directory and no catalog row. A resumed
     # run locks every board too: two resumes of one run never journal into it at once.
     # A quarantined board is not locked either: it may be on someone's bench being fixed.
-    with reserve(lab, in_service, wait_s):
+    with reserve(lab, in_service, wait_s) as lab:
         if run_dir is None:
             run_dir, run = open_run(lab)
         with recorded_end(run_dir, run):

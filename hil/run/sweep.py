@@ -122,7 +122,7 @@ def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_dr
             if slot not in {q.slot for q in aside}}
     references = host_references(lab)
     recoveries: list[Recovery] = []
-    with reserve(lab, list(jobs), wait_s):  # the whole rack or a refusal, before the sweep's folder is made
+    with reserve(lab, list(jobs), wait_s) as lab:  # the whole rack or a refusal, before the sweep's folder is made
         sweep_dir = results.new_run_dir(lab.results_dir)
         made_by = provenance(lab, sweep_dir)
         with Rack(lab, list(jobs), decisions.threshold_q15(str(taus[0])), sweep_dir / "traces") as rack:

@@ -148,7 +148,7 @@ def verify_lab(lab: Lab, limit: int | None = None, thresholds=THRESHOLDS) -> lis
                   for name, m in lab.models.items() for t in m.testsets}
     models = {b.slot: b.model for b in lab.boards}
     checks: dict[tuple[str, str], dict[str, list[SampleCheck]]] = {}  # (slot, test set) -> threshold -> checks
-    with reserve(lab, slots), tempfile.TemporaryDirectory(prefix="hil-verify-") as scratch:
+    with reserve(lab, slots) as lab, tempfile.TemporaryDirectory(prefix="hil-verify-") as scratch:
         # Brought up as for `hil run`, units too: an emulated board's unit is what drains its GPIO wire.
         with Rack(lab, slots, decisions.threshold_q15(thresholds[0]), Path(scratch) / "traces") as rack:
             failures = list(rack.failures)

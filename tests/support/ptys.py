@@ -18,6 +18,7 @@ import tty
 from collections.abc import Callable
 
 from hil.hw import protocol
+from hil.hw.emulated.served import raw_pty  # noqa: F401 - the one implementation, for the tests that import it here
 
 
 def reframed(wire: bytes, type: int | None = None, flip_crc: bool = False) -> bytes:
@@ -48,14 +49,6 @@ def follow_edges(fd: int, on_edge: Callable[[protocol.Edge], None], name: str) -
         for event in framing.decode(data):
             if isinstance(event, protocol.Frame) and event.type == protocol.MessageType.EDGE:
                 on_edge(protocol.Edge.from_payload(event.payload))
-
-
-def raw_pty() -> tuple[int, int, str]:
-    """A pty pair in raw mode: (master, slave, the slave's path). Keep the slave open while the master is
-    used: a pty whose slave nobody holds reads EIO."""
-    master, slave = os.openpty()
-    tty.setraw(slave)  # no line discipline: no echo, no CR/LF rewriting, from the first byte
-    return master, slave, os.ttyname(slave)
 
 
 class _Pty:

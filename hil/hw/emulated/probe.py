@@ -335,9 +335,9 @@ class _TCPServer(socketserver.ThreadingTCPServer):
 
 
 class EmulatedProbe:
-    """One emulated probe on 127.0.0.1 serving one target chip, in a thread; use as a context manager."""
+    """One emulated probe on 127.0.0.1 (or `host`) serving one target chip, in a thread; use as a context manager."""
 
-    def __init__(self, unique_id: str, target: str, port: int = 0, *, core: str | None = None,
+    def __init__(self, unique_id: str, target: str, port: int = 0, *, host: str = "127.0.0.1", core: str | None = None,
                  corrupt_program_at: int | None = None, tamper_after_verify_at: int | None = None,
                  write_protect_at: int | None = None, memory_interface: bool = False,
                  on_release: Callable[[], None] | None = None):
@@ -366,7 +366,8 @@ class EmulatedProbe:
         self._lock = threading.Lock()  # one request at a time, across clients
         self._stop = threading.Event()
         self._handlers = self._requests()
-        self._server = _TCPServer(("127.0.0.1", port), self._handler_class())
+        self.host = host
+        self._server = _TCPServer((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ---
@@ -376,7 +377,7 @@ class EmulatedProbe:
 
     @property
     def address(self) -> str:
-        return f"remote:127.0.0.1:{self.port}"
+        return f"remote:{self.host}:{self.port}"
 
     def start(self) -> Self:
         # A short poll interval: stop() returns in 50 ms rather than serve_forever's default 0.5 s.

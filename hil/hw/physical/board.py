@@ -75,8 +75,9 @@ class PhysicalBoard(Board):
 
     def identity(self) -> dict:
         physical = self.spec.physical
+        place = {"place": physical.place} if physical.place is not None else {}
         return {**super().identity(), "emulated": False, "probe": physical.probe, "target": physical.target,
-                "serial_port": self.port.port if self.port else None}
+                "serial_port": self.port.port if self.port else None, **place}
 
     def _stop(self) -> None:
         if self.port is not None:
