@@ -501,6 +501,8 @@ EXAMPLES: dict[str, list[str]] = {
     "board health": ["hil board health labs.yaml an386-digits"],
     "board quarantine": ["hil board quarantine labs.yaml an386-digits --reason 'USB cable loose'"],
     "board release": ["hil board release labs.yaml an386-digits"],
+    "board serve": ["hil board serve --kind nucleo-l432kc --probe-port 5555 --pty-link /run/hil/rack-a-1.tty "
+                    "--exporter-group /etc/labgrid/exporter.yaml.d/rack-a-1.yaml --group rack-a-1"],
     "model": ["hil model info fixtures/models/qute-digits", "hil model eval fixtures/models/qute-digits"],
     "model info": ["hil model info fixtures/models/qute-digits"],
     "model eval": ["hil model eval fixtures/models/qute-digits"],
