@@ -15,9 +15,9 @@ import threading
 from dataclasses import asdict
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-from rich.markup import escape
 from rich.text import Text
 
 from hil.hw.link import LinkCounts, plural

@@ -46,7 +46,7 @@ __all__ = ["REPORT_HTML", "write_report"]
 REPORT_HTML = "report.html"
 PATHS = ("exit", "full")
 PATH_COLOURS = {"exit": "#4c72b0", "full": "#dd8452"}
-RELIABILITY_BINS = 10
+RELIABILITY_BINS = 15  # as the ECE of metrics.json (hil/stats/metrics.summarize), so the legend's ECE is its
 # The page's sections in reading order: (id, heading). The verdict has the page's h1 instead.
 SECTIONS = (("verdict", ""), ("changes", "What changed"), ("trends", "Trends over recent nights"),
             ("reliability", "Reliability: confidence against accuracy, per model"), ("sweep", "Threshold sweep"),
@@ -60,9 +60,9 @@ table{border-collapse:collapse;margin:.4em 0 1em} th,td{padding:.2em .6em;border
 code{font:12px ui-monospace,Menlo,Consolas,monospace} .muted,figcaption{color:#57606a}
 .verdict{border-left:8px solid var(--c);background:#f6f8fa;padding:.6em 1em;margin:.6em 0}
 .badge{background:var(--c);color:#fff;font-weight:700;padding:.1em .6em;border-radius:4px;letter-spacing:.05em}
-.pass{--c:#1a7f37} .against{font-weight:600} .fail{--c:#cf222e} .error{--c:#9a6700} .other{--c:#57606a}
+.pass{--c:#1a7f37} .fail{--c:#cf222e} .error{--c:#9a6700} .other{--c:#57606a}
 .bad{color:#cf222e;font-weight:600} .warn{color:#9a6700;font-weight:600} tr.section td{border-top:2px solid #8c959f}
-dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.4em 0} dt{color:#57606a} dd{margin:0}
+.against{font-weight:600} dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.4em 0} dt{color:#57606a} dd{margin:0}
 figure{margin:1em 0;break-inside:avoid} figure img{max-width:100%;height:auto}
 *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 @media print{body{margin:0;max-width:none;font-size:11px} h2{break-after:avoid} tr{break-inside:avoid}}
@@ -387,8 +387,8 @@ def write_report(run_dir: Path) -> Path:
         _trends_section(run, run_dir, metrics),
         _section("reliability", _figure(
             "plot-reliability", f"Per model, per labelled test set: the device's answers binned by their confidence "
-            f"({RELIABILITY_BINS} equal bins; marker size: answers in the bin) against the share right. On the "
-            "diagonal, a confidence means what it says.", reliability_plot(reliability_curves(_answers(run_dir))))),
+            f"({RELIABILITY_BINS} equal bins, as the ECE of the tables; marker size: answers in the bin) against the "
+            "share right. On the diagonal, a confidence means what it says.", reliability_plot(reliability_curves(_answers(run_dir))))),
         _sweep_section(run, run_dir),
         _section("plots",
                  _figure("plot-latency", "Latency per inference, per board and exit path: histograms of the "

@@ -14,7 +14,7 @@ from hil.lab.load import load_lab
 from hil.model.card import load_model
 from hil.model.decisions import Q15_ONE
 from hil.report import console as run_console
-from hil.report.html import SECTIONS, reliability_curves, write_report
+from hil.report.html import RELIABILITY_BINS, SECTIONS, reliability_curves, write_report
 from hil.run.sweep import parse_thresholds, run_sweep
 from hil.stats.metrics import ece
 from hil.testing.fake_board import Faults, Timing
@@ -137,8 +137,8 @@ def test_a_board_that_died_reads_quarantined_and_its_unanswered_sets_never_answe
 
 
 def test_a_reliability_curve_bins_the_devices_confidence_as_the_ece_does():
-    """Confidence 0.5 (on a bin edge: right-closed, as hil/stats/metrics.ece) and 0.875: four answers right of
-    six. The OOD answer (label -1) has no class to be right about."""
+    """Confidence 0.5 and 0.875, in bins of their own: four answers right of six; the ECE as metrics.json's over
+    the same answers. The OOD answer (label -1) has no class to be right about."""
     answers = [{"model": "m", "testset": "clean", "confidence_q15": q15, "predicted": 0, "label": label}
                for q15, label in ((Q15_ONE // 2, 0), (Q15_ONE // 2, 1), *((7 * Q15_ONE // 8, 0),) * 3,
                                   (7 * Q15_ONE // 8, 1))]
@@ -149,7 +149,7 @@ def test_a_reliability_curve_bins_the_devices_confidence_as_the_ece_does():
     confidence = np.array([a["confidence_q15"] / Q15_ONE for a in answers[:-1]])
     probs = np.stack([confidence, 1 - confidence], axis=1)  # class 0 predicted, at the device's confidence
     labels = np.array([a["label"] for a in answers[:-1]])
-    assert curve.ece == ece(labels, probs, bins=10) == (0 + abs(3 - 3.5)) / 6
+    assert curve.ece == ece(labels, probs, bins=RELIABILITY_BINS) == (0 + abs(3 - 3.5)) / 6
 
 
 def test_trends_leave_out_a_run_whose_metrics_are_broken_and_name_it(fake_rack, tmp_path):
