@@ -1,8 +1,8 @@
 """What changed since the baseline or the last night: the tables report.html opens with, after the verdict,
 and the console shows first too.
 
-Against the run's baseline when it has one: rule by rule, the figures of both runs, the change and its
-bootstrap CI, as the rules computed them (hil/run/baseline.py). Without a baseline: the headline figures of
+Against the run's baseline when it has one: rule by rule, the change and (latency, energy) its bootstrap CI,
+as the rules computed them (hil/run/baseline.py); both runs' figures are in the rules table at the end. Without a baseline: the headline figures of
 metrics.json (accuracy, latency p50 and energy per exit path) against the lab's last finished run in the
 catalog, without CIs (only the rules compute them, on the samples both runs answered). Then the boards:
 recovered, quarantined, failed, or never answered.
@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from hil.hw.link import plural
 from hil.report.run_tables import DASH, number
 from hil.report.table import Cell, Column, Table, bad, by_board, warn
 from hil.report.trends import last_finished, path_means
@@ -71,8 +70,8 @@ def rule_changes_table(rules: list[RuleOutcome], baseline: str) -> Table:
         cells.setdefault((o.slot, o.testset), {})[o.result.rule] = _change_cell(o.result)
     rows = [[slot, testset, *(by_rule.get(rule, Cell(DASH)) for rule in COMPARED_RULES)]
             for (slot, testset), by_rule in cells.items()]
-    title = (f"Changes against baseline {baseline}: {plural(counts[RuleStatus.FAIL], 'rule')} fail, "
-             f"{counts[RuleStatus.PASS]} pass, {counts[RuleStatus.SKIP]} skipped")
+    title = (f"Changes against baseline {baseline}: of the rules {counts[RuleStatus.FAIL]} failed, "
+             f"{counts[RuleStatus.PASS]} passed, {counts[RuleStatus.SKIP]} skipped")
     return Table.of(title, [Column("board"), Column("test set"), *(Column(rule, numeric=True)
                                                                    for rule in COMPARED_RULES)], rows,
                     caption="latency (busy pin) and energy: relative change of the mean on the samples both runs "

@@ -38,27 +38,34 @@ class Nights:
 
 
 def _earlier_finished(run: RunFile, results_dir: Path) -> list[dict]:
-    """Catalog rows of the run's lab that finished and started no later than it, oldest first."""
+    """Catalog rows of the run's lab that finished and started no later than it, oldest first; not the run."""
     return [row for row in results.list_runs(results_dir)
-            if row["lab"] == run.lab.name and row["started"] <= run.started and row["finished"] is not None]
+            if row["lab"] == run.lab.name and row["started"] <= run.started and row["finished"] is not None
+            and row["id"] != run.id]
 
 
-def earlier_nights(run: RunFile, results_dir: Path, count: int | None = NIGHTS - 1) -> Nights:
-    """The last `count` (None: all) finished runs of the run's lab before it, with their metrics. A run whose
-    folder was pruned or whose metrics.json is malformed is left out and named, never a crash of the report."""
-    rows = [row for row in _earlier_finished(run, results_dir) if row["id"] != run.id]
+def _night(row: dict) -> Night | str:
+    """The catalog row's run with its metrics, or why it cannot be read (its folder pruned, a broken file)."""
+    path = Path(row["path"])
+    if not (path / results.RUN_JSON).is_file():
+        return f"{path} is gone"
+    try:
+        return Night(row["id"], row["started"], row["status"], path, files.read_metrics(path))
+    except BadInput as error:
+        return str(error)
+
+
+def earlier_nights(run: RunFile, results_dir: Path, count: int = NIGHTS - 1) -> Nights:
+    """The last `count` finished runs of the run's lab before it, with their metrics. A run that cannot be
+    read is left out and named, never a crash of the report."""
+    rows = _earlier_finished(run, results_dir)
     nights, unreadable = [], {}
-    for row in rows if count is None else rows[max(0, len(rows) - count):]:
-        path = Path(row["path"])
-        if not (path / results.RUN_JSON).is_file():
-            unreadable[row["id"]] = f"{path} is gone"
-            continue
-        try:
-            metrics = files.read_metrics(path)
-        except BadInput as error:
-            unreadable[row["id"]] = str(error)
-            continue
-        nights.append(Night(row["id"], row["started"], row["status"], path, metrics))
+    for row in rows[max(0, len(rows) - count):]:
+        night = _night(row)
+        if isinstance(night, Night):
+            nights.append(night)
+        else:
+            unreadable[row["id"]] = night
     return Nights(nights, unreadable)
 
 
@@ -67,9 +74,10 @@ def tonight(run: RunFile, run_dir: Path, metrics: MetricsFile) -> Night:
 
 
 def last_finished(run: RunFile, results_dir: Path) -> Night | None:
-    """The lab's last finished run before this one that still has its metrics.json, or None."""
-    for night in reversed(earlier_nights(run, results_dir, count=None).nights):
-        if night.metrics is not None:
+    """The lab's last finished run before this one that can be read and has its metrics.json, or None."""
+    for row in reversed(_earlier_finished(run, results_dir)):
+        night = _night(row)
+        if isinstance(night, Night) and night.metrics is not None:
             return night
     return None
 

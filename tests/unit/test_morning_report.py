@@ -97,7 +97,7 @@ def test_the_report_opens_with_what_changed_then_trends_reliability_sweep_and_ta
     assert f"Compared with the baseline {first.run_dir.name}" in page
     failed = sum(o.result.status == "fail" for o in third.rules)
     assert failed == 6  # latency and energy of an386-digits, on each of its three sets
-    rows = html_table(page, f"Changes against baseline {first.run_dir.name}: {failed} rules fail")
+    rows = html_table(page, f"Changes against baseline {first.run_dir.name}: of the rules {failed} failed")
     assert rows[0] == ["board", "test set", "accuracy", "latency", "energy", "ece", "nll", "brier", "auroc"]
     by_set = {(row[0], row[1]): dict(zip(rows[0][2:], row[2:])) for row in rows[1:]}
     latency = next(o.result for o in third.rules if (o.slot, o.testset, o.result.rule) == (
