@@ -1,4 +1,5 @@
-"""What `hil run` shows: live progress per board, summary tables, the verdict; or JSON.
+"""What `hil run` shows: live progress per board; then, in report.html's order, the verdict, what changed
+since the baseline or the last night, the boards that did not simply stream, the tables; or JSON.
 
 The tables are Tables (hil/report/table.py); those report.html shows too are defined once, in
 hil/report/run_tables.py.
@@ -14,17 +15,19 @@ import threading
 from dataclasses import asdict
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 from hil.hw.link import LinkCounts, plural
 from hil.report import run_tables
-from hil.report.run_tables import percent
+from hil.report.changes import board_events_table, changes
+from hil.report.run_tables import percent, recoveries_table
 from hil.report.table import Column, Table, bad, by_board, to_rich
-from hil.run.recovery import Recovery, StepOutcome
 from hil.run.runner import RunOutcome
 from hil.run.verdict import VerdictStatus
+from hil.store.files import MetricsFile
 
 MISMATCHES_SHOWN = 20
 
@@ -96,27 +99,6 @@ def link_table(outcome: RunOutcome) -> Table:
                     rows)
 
 
-def failures_table(outcome: RunOutcome) -> Table:
-    return Table.of("Boards that failed", [Column("board"), Column("stage"), Column("reason")],
-                    [[f.slot, str(f.stage), f.reason] for f in outcome.failures])
-
-
-def recoveries_table(recoveries: list[Recovery]) -> Table:
-    """Boards taken up the recovery ladder (a run's or a sweep's): where each failed, what was tried, what
-    brought it back."""
-    rows = [[r.slot, f"{r.testset}#{r.index}", ", ".join(_step_text(s) for s in r.steps),
-             str(r.recovered_by) if r.recovered_by is not None else bad("none: quarantined")]
-            for r in recoveries]
-    return Table.of("Recovery ladder (`recoveries` in run.json or sweep.json)",
-                    [Column("board"), Column("failed at"), Column("steps"), Column("brought back by")], rows)
-
-
-def _step_text(step: StepOutcome) -> str:
-    retried = len(step.flash["failed_attempts"]) if step.flash else 0
-    after = f" after {plural(retried, 'failed flash attempt')}" if retried else ""
-    return f"{step.step} {'ok' if step.ok else 'failed'}{after} ({step.seconds:.1f} s)"
-
-
 def _link_note(outcome: RunOutcome) -> str:
     """For the verdict: a pass that took retries says so."""
     total = LinkCounts.total(outcome.link.values())
@@ -144,22 +126,30 @@ def verdict_panel(outcome: RunOutcome, seconds: float | None) -> Panel:
 
 
 def show(console: Console, outcome: RunOutcome, seconds: float | None) -> None:
+    """report.html's order: the verdict, what changed since the baseline or the last night (and the rules that
+    fail or were skipped, with their figures), the boards recovered, quarantined, failed or silent, then the
+    tables."""
+    console.print(verdict_panel(outcome, seconds))
+    found = changes(outcome.run, outcome.run_dir, MetricsFile(outcome.summaries, outcome.performance, outcome.rules))
+    console.print(escape(found.against))
+    if found.table is not None and found.table.rows:
+        console.print(to_rich(found.table))
+    if outcome.rules:
+        console.print(to_rich(rules_table(outcome)))
+    events = board_events_table(outcome.run, outcome.summaries)
+    if events.rows:
+        console.print(to_rich(events))
+    if outcome.run.recoveries:
+        console.print(to_rich(recoveries_table(outcome.run.recoveries)))
     console.print(to_rich(summary_table(outcome)))
     if outcome.performance:
         console.print(to_rich(performance_table(outcome)))
-    if outcome.rules:
-        console.print(to_rich(rules_table(outcome)))
     if outcome.mismatches:
         console.print(to_rich(mismatch_table(outcome)))
     if outcome.disagreements:
         console.print(f"[red]{len(outcome.disagreements)} samples answered differently by boards of one model[/red]")
-    if outcome.run.recoveries:
-        console.print(to_rich(recoveries_table(outcome.run.recoveries)))
-    if outcome.failures:
-        console.print(to_rich(failures_table(outcome)))
     if any(c.troubled for c in outcome.link.values()):
         console.print(to_rich(link_table(outcome)))
-    console.print(verdict_panel(outcome, seconds))
 
 
 def json_summary(outcome: RunOutcome) -> str:

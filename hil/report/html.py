@@ -1,8 +1,11 @@
-"""One self-contained HTML page per run, what a person opens after a nightly run: verdict,
-provenance, per board × test set figures, latency and energy per exit path, regression rules,
-three plots. `write_report(run_dir)` reads run.json, metrics.json (hil/store/files.py) and
-measurements.parquet. The tables the console shows too are the same definitions
-(hil/report/run_tables.py), rendered to HTML.
+"""One self-contained HTML page per run, what a person opens after a nightly run, in the order they read it:
+the verdict; what changed since the baseline or the last night (rule by rule, the deltas with their CIs;
+boards recovered, quarantined or silent: hil/report/changes.py); trends over the lab's recent nights
+(hil/report/nights.py); reliability diagrams per model from the device's own answers; the lab's newest
+sweep; this run's latency, energy and accuracy plots; the tables last. `write_report(run_dir)` reads
+run.json, metrics.json (hil/store/files.py), records.parquet and measurements.parquet, and the catalog
+and earlier runs of the results folder. The tables the console shows too are the same definitions
+(hil/report/run_tables.py, hil/report/changes.py), rendered to HTML.
 
 Everything is inline (plots are base64 PNGs from matplotlib's Agg canvas, one <style> block),
 so the file opens offline, from a CI artifact or a mail, and prints. Not inline SVG: matplotlib's
@@ -15,6 +18,7 @@ import base64
 import html
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeGuard
 
@@ -24,21 +28,29 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from hil.report import run_tables
+from hil.model.decisions import Q15_ONE
+from hil.report import run_tables, sweep_plot
+from hil.report.changes import board_events_table, changes
 from hil.report.run_tables import number
 from hil.report.table import Cell, Column, Table, to_html
+from hil.report.nights import Night, Nights, earlier_nights, newest_sweep, path_means, tonight
 from hil.run import records
 from hil.run.assess import BoardSetSummary, PathPerformance
 from hil.run.records import MeasurementMethod
 from hil.run.verdict import VerdictStatus
 from hil.store import files, results
-from hil.store.files import BoardProvenance, RunFile
+from hil.store.files import BoardProvenance, MetricsFile, RunFile
 
 __all__ = ["REPORT_HTML", "write_report"]
 
 REPORT_HTML = "report.html"
 PATHS = ("exit", "full")
 PATH_COLOURS = {"exit": "#4c72b0", "full": "#dd8452"}
+RELIABILITY_BINS = 15  # as the ECE of metrics.json (hil/stats/metrics.summarize), so the legend's ECE is its
+# The page's sections in reading order: (id, heading). The verdict has the page's h1 instead.
+SECTIONS = (("verdict", ""), ("changes", "What changed"), ("trends", "Trends over recent nights"),
+            ("reliability", "Reliability: confidence against accuracy, per model"), ("sweep", "Threshold sweep"),
+            ("plots", "This run's plots"), ("tables", "Tables"))
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2328;max-width:1200px;margin:1.5em auto;
  padding:0 1em}
@@ -50,7 +62,7 @@ code{font:12px ui-monospace,Menlo,Consolas,monospace} .muted,figcaption{color:#5
 .badge{background:var(--c);color:#fff;font-weight:700;padding:.1em .6em;border-radius:4px;letter-spacing:.05em}
 .pass{--c:#1a7f37} .fail{--c:#cf222e} .error{--c:#9a6700} .other{--c:#57606a}
 .bad{color:#cf222e;font-weight:600} .warn{color:#9a6700;font-weight:600} tr.section td{border-top:2px solid #8c959f}
-dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.4em 0} dt{color:#57606a} dd{margin:0}
+.against{font-weight:600} dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.4em 0} dt{color:#57606a} dd{margin:0}
 figure{margin:1em 0;break-inside:avoid} figure img{max-width:100%;height:auto}
 *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 @media print{body{margin:0;max-width:none;font-size:11px} h2{break-after:avoid} tr{break-inside:avoid}}
@@ -129,19 +141,14 @@ def latency_plot(measurements: list[dict]) -> Figure | None:
 
 def energy_plot(performance: list[PathPerformance]) -> Figure | None:
     # One bar per board and path: the test sets' figures averaged, weighted by their inferences.
-    totals: dict[tuple[str, str], list[float]] = {}
-    for p in performance:
-        if _finite(p.energy_uj) and p.inferences:
-            total = totals.setdefault((p.slot, "exit" if p.exited else "full"), [0.0, 0])
-            total[0] += p.energy_uj * p.inferences
-            total[1] += p.inferences
-    if not totals:
+    means = path_means(performance, "energy_uj")
+    if not means:
         return None
-    slots = sorted({slot for slot, _ in totals})
+    slots = sorted({slot for slot, _ in means})
     figure = Figure(figsize=(max(5.0, 1.6 * len(slots) + 2), 3.4), dpi=150, layout="constrained")
     ax = figure.subplots()
     for offset, path in zip((-0.2, 0.2), PATHS):
-        heights = [totals[(s, path)][0] / totals[(s, path)][1] if (s, path) in totals else math.nan for s in slots]
+        heights = [means.get((s, path), math.nan) for s in slots]
         bars = ax.bar([i + offset for i in range(len(slots))], heights, 0.4, label=path, color=PATH_COLOURS[path])
         ax.bar_label(bars, labels=[_num(h, ",.0f") if _finite(h) else "" for h in heights], fontsize=8)
     ax.set_xticks(range(len(slots)), slots)
@@ -149,6 +156,94 @@ def energy_plot(performance: list[PathPerformance]) -> Figure | None:
     figure.legend(loc="outside upper center", ncols=2, fontsize=8)  # outside: never over a bar
     ax.grid(axis="y", alpha=0.3)
     ax.margins(y=0.12)
+    return figure
+
+
+def trend_plot(nights: list[Night]) -> Figure | None:
+    """Accuracy per board and labelled test set, latency p50 and energy per board and exit path, night by night
+    (the x axis: each run's start, UTC; a failed night's label in red)."""
+    measured = [n for n in nights if n.metrics is not None]
+    if not measured:
+        return None
+    figure = Figure(figsize=(12, 3.6), dpi=150, layout="constrained")
+    axes = figure.subplots(1, 3)
+    x = range(len(measured))
+    series: list[dict[str, list[float]]] = [{}, {}, {}]
+    for i, night in enumerate(measured):
+        for s in night.metrics.summaries:
+            if _finite(s.accuracy):
+                series[0].setdefault(f"{s.slot} {s.testset}", [math.nan] * len(measured))[i] = 100 * s.accuracy
+        for panel, figure_name in ((1, "latency_ms_p50"), (2, "energy_uj")):
+            for (slot, path), value in path_means(night.metrics.performance, figure_name).items():
+                series[panel].setdefault(f"{slot} {path}", [math.nan] * len(measured))[i] = value
+    labels = [f"{n.started[5:10]} {n.started[11:16]}" for n in measured]
+    for ax, lines, title in zip(axes, series, ("accuracy % (labelled sets)", "latency p50 ms (busy pin)",
+                                               "energy µJ per inference")):
+        for name, values in sorted(lines.items()):
+            ax.plot(x, values, marker="o", ms=3, lw=1.2, label=name)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
+        for tick, night in zip(ax.get_xticklabels(), measured):
+            if night.status != VerdictStatus.PASS:
+                tick.set_color("#cf222e")
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(alpha=0.3)
+        if lines:
+            ax.legend(fontsize=6, loc="best")
+    return figure
+
+
+@dataclass(frozen=True)
+class ReliabilityCurve:
+    """One test set of one model: per confidence bin, its mean confidence, accuracy and size."""
+
+    testset: str
+    confidence: np.ndarray
+    accuracy: np.ndarray
+    counts: np.ndarray
+    ece: float
+
+
+def reliability_curves(answers: list[dict], bins: int = RELIABILITY_BINS) -> dict[str, list[ReliabilityCurve]]:
+    """By model, then labelled test set: the device's answers (predicted class, confidence_q15, label) binned
+    by confidence into equal-width bins, right-closed as hil/stats/metrics.ece bins them."""
+    grouped: dict[tuple[str, str], list[dict]] = {}
+    for a in answers:
+        if a["label"] >= 0:  # an OOD sample has no class to be right about
+            grouped.setdefault((a["model"], a["testset"]), []).append(a)
+    curves: dict[str, list[ReliabilityCurve]] = {}
+    for (model, testset), rows in sorted(grouped.items()):
+        confidence = np.array([r["confidence_q15"] for r in rows], dtype=np.float64) / Q15_ONE
+        correct = np.array([r["predicted"] == r["label"] for r in rows], dtype=np.float64)
+        index = np.clip(np.searchsorted(np.arange(bins + 1) / bins, confidence, side="left") - 1, 0, bins - 1)
+        counts = np.bincount(index, minlength=bins)
+        conf_sum = np.bincount(index, weights=confidence, minlength=bins)
+        correct_sum = np.bincount(index, weights=correct, minlength=bins)
+        filled = counts > 0
+        curves.setdefault(model, []).append(ReliabilityCurve(
+            testset, conf_sum[filled] / counts[filled], correct_sum[filled] / counts[filled], counts[filled],
+            float(np.sum(np.abs(correct_sum - conf_sum)) / len(rows))))
+    return curves
+
+
+def reliability_plot(curves: dict[str, list[ReliabilityCurve]]) -> Figure | None:
+    if not curves:
+        return None
+    figure, axes = _panels(len(curves), width=3.6, height=3.4)
+    for ax, (model, sets) in zip(axes, curves.items()):
+        ax.plot([0, 1], [0, 1], color="#8c959f", lw=1, ls="--", label="perfectly calibrated")
+        for curve in sets:
+            ax.plot(curve.confidence, curve.accuracy, lw=1.2, label=f"{curve.testset} (ECE {curve.ece:.3f})")
+            ax.scatter(curve.confidence, curve.accuracy, s=8 + 60 * curve.counts / curve.counts.max(), zorder=3)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_aspect("equal")
+        ax.set_title(f"{model} (n={sum(int(c.counts.sum()) for c in sets)})", fontsize=9)
+        ax.set_xlabel("device confidence (bin mean)", fontsize=8)
+        ax.set_ylabel("accuracy in the bin", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="upper left")
     return figure
 
 
@@ -216,6 +311,60 @@ def provenance_tables(run: RunFile) -> list[Table]:
                                    Column("sha256")], sets)]
 
 
+def _section(section_id: str, *parts: Raw | str) -> Raw:
+    heading = dict(SECTIONS)[section_id]
+    title = f"<h2>{_h(heading)}</h2>" if heading else ""
+    return Raw(f'<section id="{section_id}">{title}' + "".join(_h(p) for p in parts) + "</section>")
+
+
+def _note(text: str) -> Raw:
+    return Raw(f'<p class="muted">{_h(text)}</p>')
+
+
+def _changes_section(run: RunFile, run_dir: Path, metrics: MetricsFile) -> Raw:
+    found = changes(run, run_dir, metrics)
+    events = board_events_table(run, metrics.summaries)
+    parts: list[Raw | str] = [Raw(f'<p class="against">{_h(found.against)}</p>')]
+    if found.table is not None:
+        parts.append(Raw(to_html(found.table, heading="h3")))
+    parts.append(Raw(to_html(events, heading="h3")) if events.rows
+                 else _note("Every board was brought up and answered: none recovered, quarantined or silent."))
+    return _section("changes", *parts)
+
+
+def _trends_section(run: RunFile, run_dir: Path, metrics: MetricsFile) -> Raw:
+    earlier: Nights = earlier_nights(run, run_dir.parent)
+    nights = [*earlier.nights, tonight(run, run_dir, metrics)]
+    caption = (f"The last {len(nights)} finished runs of lab {run.lab.name} in the catalog, this one last "
+               "(latency and energy: the test sets' figures averaged, weighted by inferences; a failed night's "
+               "date in red).")
+    parts: list[Raw | str] = [_figure("plot-trends", caption, trend_plot(nights))]
+    if len(nights) == 1:
+        parts.append(_note(f"No earlier finished run of lab {run.lab.name} in {run_dir.parent}: one point each."))
+    if earlier.unreadable:
+        parts.append(_note("Left out: " + "; ".join(f"{id_}: {why}" for id_, why in earlier.unreadable.items())))
+    return _section("trends", *parts)
+
+
+def _answers(run_dir: Path) -> list[dict]:
+    """The device's answers: records.parquet once the run has ended, else its journal so far."""
+    parquet = run_dir / records.PARQUET
+    wanted = ["model", "testset", "label", "predicted", "confidence_q15"]
+    if parquet.is_file():
+        return pq.read_table(parquet, columns=wanted).to_pylist()
+    return [{name: getattr(r, name) for name in wanted} for r in records.read_records(run_dir)]
+
+
+def _sweep_section(run: RunFile, run_dir: Path) -> Raw:
+    found = newest_sweep(run.lab.name, run_dir.parent)
+    if found is None:
+        return _section("sweep", _note(f"No sweep of lab {run.lab.name} in {run_dir.parent} (`hil sweep`)."))
+    sweep_dir, sweep = found
+    caption = (f"The lab's newest sweep, {sweep_dir.name} (started {sweep.provenance.started}, verdict "
+               f"{sweep.verdict.status}): accuracy, exit rate and energy against τ, per board.")
+    return _section("sweep", _figure("plot-sweep", caption, sweep_plot.figure(sweep.points) if sweep.points else None))
+
+
 def write_report(run_dir: Path) -> Path:
     """Write run_dir/report.html from the run's files and return its path."""
     run_dir = Path(run_dir)
@@ -224,21 +373,31 @@ def write_report(run_dir: Path) -> Path:
     metrics = files.read_metrics(run_dir) or files.MetricsFile([], [], [])
     measured_path = run_dir / records.MEASUREMENTS_PARQUET
     measurements = pq.read_table(measured_path).to_pylist() if measured_path.is_file() else []
-    # Boards that failed need no table of their own: the verdict's reasons name each one, its stage and why.
-    parts = [_header(run), Raw("<h2>Provenance</h2>"),
-             *(Raw(to_html(table, heading="h3")) for table in provenance_tables(run)),
-             Raw(to_html(run_tables.summary_table(metrics.summaries))),
-             Raw(to_html(run_tables.performance_table(metrics.performance))),
-             Raw("<h2>Plots</h2>"),
-             _figure("plot-latency", "Latency per inference, per board and exit path: histograms of the "
-                     "one-inference busy-pin windows, each on its own axis.", latency_plot(measurements)),
-             _figure("plot-energy", "Energy above idle per inference, per board and exit path (mean over the test "
-                     "sets, weighted by inferences).", energy_plot(metrics.performance)),
-             _figure("plot-accuracy", "Accuracy and exit rate per test set, per board (OOD sets have no labels, "
-                     "so no accuracy).", accuracy_plot(metrics.summaries))]
-    if metrics.rules:  # after the plots: a failing rule is already named in the verdict's reasons at the top
+    tables = [*(Raw(to_html(table, heading="h3")) for table in provenance_tables(run)),
+              Raw(to_html(run_tables.summary_table(metrics.summaries), heading="h3")),
+              Raw(to_html(run_tables.performance_table(metrics.performance), heading="h3"))]
+    if metrics.rules:
         baseline = run.baseline.id if run.baseline else "?"
-        parts.append(Raw(to_html(run_tables.rules_table(metrics.rules, baseline))))
+        tables.append(Raw(to_html(run_tables.rules_table(metrics.rules, baseline), heading="h3")))
+    if run.recoveries:
+        tables.append(Raw(to_html(run_tables.recoveries_table(run.recoveries), heading="h3")))
+    parts = [
+        _section("verdict", _header(run)),
+        _changes_section(run, run_dir, metrics),
+        _trends_section(run, run_dir, metrics),
+        _section("reliability", _figure(
+            "plot-reliability", f"Per model, per labelled test set: the device's answers binned by their confidence "
+            f"({RELIABILITY_BINS} equal bins, as the ECE of the tables; marker size: answers in the bin) against the "
+            "share right. On the diagonal, a confidence means what it says.", reliability_plot(reliability_curves(_answers(run_dir))))),
+        _sweep_section(run, run_dir),
+        _section("plots",
+                 _figure("plot-latency", "Latency per inference, per board and exit path: histograms of the "
+                         "one-inference busy-pin windows, each on its own axis.", latency_plot(measurements)),
+                 _figure("plot-energy", "Energy above idle per inference, per board and exit path (mean over the "
+                         "test sets, weighted by inferences).", energy_plot(metrics.performance)),
+                 _figure("plot-accuracy", "Accuracy and exit rate per test set, per board (OOD sets have no labels, "
+                         "so no accuracy).", accuracy_plot(metrics.summaries))),
+        _section("tables", *tables)]
     page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_h(run.lab.name)} {_h(run.id)}: {_h(run.verdict.status)}</title>"

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 
+from hil.hw.link import plural
 from hil.report.table import Cell, Column, Table, bad, by_board, warn
 from hil.run.assess import BoardSetSummary, PathPerformance
 from hil.run.baseline import RuleOutcome
+from hil.run.recovery import Recovery, StepOutcome
 from hil.stats.regression import RuleStatus
 
 DASH = "–"  # no figure: NaN in the files (no accuracy on an OOD set, no full path on a board that always exited)
@@ -82,3 +84,19 @@ def rules_table(rules: list[RuleOutcome], baseline: str, passes: bool = True) ->
     rows = [[o.slot, o.testset, o.result.rule, _status(o.result.status),
              o.result.message.split(": ", 1)[-1]] for o in shown]
     return Table.of(title, [Column(name) for name in ("board", "test set", "rule", "status", "figures")], rows)
+
+
+def recoveries_table(recoveries: list[Recovery]) -> Table:
+    """Boards taken up the recovery ladder (a run's or a sweep's): where each failed, what was tried, what
+    brought it back."""
+    rows = [[r.slot, f"{r.testset}#{r.index}", ", ".join(_step_text(s) for s in r.steps),
+             str(r.recovered_by) if r.recovered_by is not None else bad("none: quarantined")]
+            for r in recoveries]
+    return Table.of("Recovery ladder (`recoveries` in run.json or sweep.json)",
+                    [Column("board"), Column("failed at"), Column("steps"), Column("brought back by")], rows)
+
+
+def _step_text(step: StepOutcome) -> str:
+    retried = len(step.flash["failed_attempts"]) if step.flash else 0
+    after = f" after {plural(retried, 'failed flash attempt')}" if retried else ""
+    return f"{step.step} {'ok' if step.ok else 'failed'}{after} ({step.seconds:.1f} s)"

@@ -1,23 +1,23 @@
-"""sweep.png: a sweep's points drawn against τ (`hil sweep`), beside its sweep.json."""
+"""sweep.png: a sweep's points drawn against τ (`hil sweep`), beside its sweep.json; report.html draws
+the same figure for the lab's newest sweep."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from hil.run.sweep import SweepPoint
 
 SWEEP_PNG = "sweep.png"
 
 
-def plot(points: list[SweepPoint], path: Path) -> Path:
-    """Accuracy, exit rate and energy against τ, one line per board."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
+def figure(points: list[SweepPoint]) -> Figure:
+    """Accuracy, exit rate and energy against τ, one line per board. No pyplot: no global backend state."""
+    drawn = Figure(figsize=(13, 4), dpi=110, layout="constrained")
+    axes = drawn.subplots(1, 3)
     for slot in dict.fromkeys(p.slot for p in points):
         mine = sorted((p for p in points if p.slot == slot), key=lambda p: Decimal(p.tau))
         taus = [float(p.tau) for p in mine]
@@ -29,6 +29,9 @@ def plot(points: list[SweepPoint], path: Path) -> Path:
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    return drawn
+
+
+def plot(points: list[SweepPoint], path: Path) -> Path:
+    FigureCanvasAgg(figure(points)).print_png(path)
     return path

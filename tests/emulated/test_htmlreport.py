@@ -1,5 +1,9 @@
-"""The HTML run report on a real run (emulated boards, judged against a baseline run): one
-self-contained file, every run string escaped, and rendered by a real browser (headless Chromium)."""
+"""The HTML run report on a real run (emulated boards, judged against a baseline run, after a sweep and
+earlier nights): one self-contained file in the morning's reading order, every run string escaped, and
+rendered by a real browser (headless Chromium).
+
+docs/report.png is this test's screenshot: `HIL_REPORT_SCREENSHOT=docs/report.png pytest
+tests/emulated/test_htmlreport.py -k chromium` writes it there (docs/report.md)."""
 
 import base64
 import json
@@ -15,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from matplotlib.image import imread
+from PIL import Image
 
 from hil.report.html import REPORT_HTML, write_report
 
@@ -23,7 +28,9 @@ from tests.support.labs import hil, write_lab
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 PASS = 0
 SAMPLES = 12
-PLOTS = ("plot-latency", "plot-energy", "plot-accuracy")
+PLOTS = ("plot-trends", "plot-reliability", "plot-sweep", "plot-latency", "plot-energy", "plot-accuracy")
+ORDER = ["verdict", "changes", "trends", "reliability", "sweep", "plots", "tables"]  # tables last
+SCREENSHOT_WIDTH, SCREENSHOT_HEIGHT = 1200, 1700  # the first screens: verdict, changes, trends, reliability
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 CHROMIUM_TIMEOUT_S = 60
 HOSTILE = '<script>alert("lab")</script>'
@@ -31,14 +38,19 @@ HOSTILE = '<script>alert("lab")</script>'
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A second run of a lab against the first as its baseline, so every section of the report has content."""
+    """The third night of a lab, judged against the first as its baseline, after a sweep: every section of the
+    report has content (the trends three nights)."""
     tmp_path = tmp_path_factory.mktemp("htmlreport")
     lab = write_lab(tmp_path, samples=SAMPLES)
     first = hil("run", lab, "--json")
     assert first.returncode == PASS, first.stderr[-3000:]
-    second = hil("run", lab, "--baseline", json.loads(first.stdout)["run_dir"], "--json")
-    assert second.returncode == PASS, second.stderr[-3000:]
-    return Path(json.loads(second.stdout)["run_dir"])
+    sweep = hil("sweep", lab, "--threshold", "0.5:0.9:0.2")
+    assert sweep.returncode == PASS, sweep.stderr[-3000:]
+    for _night in range(2):
+        time.sleep(1.05)  # runs are stamped to the second: one night after the other in the catalog
+        last = hil("run", lab, "--baseline", json.loads(first.stdout)["run_dir"], "--json")
+        assert last.returncode == PASS, last.stderr[-3000:]
+    return Path(json.loads(last.stdout)["run_dir"])
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +61,12 @@ def report(run_dir) -> str:
 
 
 class Page(HTMLParser):
-    """The parts of a page the tests look at: element ids, figure contents, script elements, the h1 text."""
+    """The parts of a page the tests look at: element ids, sections in order, figure contents, script elements,
+    the h1 text."""
 
     def __init__(self, text: str):
         super().__init__()
-        self.ids, self.scripts, self.h1, self.figures = set(), 0, "", {}
+        self.ids, self.scripts, self.h1, self.figures, self.sections = set(), 0, "", {}, []
         self._figure, self._in_h1 = None, False
         self.feed(text)
 
@@ -61,6 +74,8 @@ class Page(HTMLParser):
         attrs = dict(attrs)
         if "id" in attrs:
             self.ids.add(attrs["id"])
+        if tag == "section":
+            self.sections.append(attrs["id"])
         self.scripts += tag == "script"
         self._in_h1 = self._in_h1 or tag == "h1"
         if tag == "figure":
@@ -82,7 +97,7 @@ def test_the_report_is_one_self_contained_file(report, run_dir):
     for outside in ("http://", "https://", 'src="/', "<link", "<script", "@import", "url("):
         assert outside not in report, f"{outside!r} in the report: not self-contained"
     page = Page(report)
-    assert page.scripts == 0
+    assert page.scripts == 0 and page.sections == ORDER
     for plot in PLOTS:
         tags = dict(page.figures[plot])
         assert "figcaption" in tags, plot
@@ -95,7 +110,9 @@ def test_the_report_is_one_self_contained_file(report, run_dir):
     for text in (run["id"], "PASS", run["baseline"]["id"], run["git"]["revision"][:12],
                  run["boards"]["an386-digits"]["firmware"]["image_sha256"][:12],
                  run["testsets"]["qute-digits"]["ood"]["sha256"][:12], "emulated (QEMU mps2-an500)", "25.0 MHz",
-                 "Regression rules against baseline", "exact", "burst", "window"):
+                 "Regression rules against baseline", "exact", "burst", "window",
+                 f"Compared with the baseline {run['baseline']['id']}", "Changes against baseline",
+                 "The last 3 finished runs of lab", "The lab&#x27;s newest sweep"):
         assert text in report, text
     # NaN from the JSON (accuracy of an OOD set, the full path of a board that always exited) is a dash.
     assert not re.search(r">\s*nan\s*<", report, re.IGNORECASE)
@@ -145,25 +162,34 @@ def chromium(profile: Path, *args: str) -> str:
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install chromium)")
 def test_chromium_renders_the_report(report, run_dir, tmp_path):
     screenshot = tmp_path / "report.png"
-    dom = chromium(tmp_path / "profile", f"--screenshot={screenshot}", "--dump-dom", "--window-size=1280,2400",
-                   (run_dir / REPORT_HTML).as_uri())
+    dom = chromium(tmp_path / "profile", f"--screenshot={screenshot}", "--dump-dom", "--hide-scrollbars",
+                   f"--window-size={SCREENSHOT_WIDTH},{SCREENSHOT_HEIGHT}", (run_dir / REPORT_HTML).as_uri())
     rendered = Page(dom)
-    assert set(PLOTS) <= rendered.ids
+    assert set(PLOTS) <= rendered.ids and rendered.sections == ORDER
     assert run_dir.name in dom and "PASS" in dom
     assert screenshot.stat().st_size > 20_000
     rgb = np.round(imread(screenshot)[..., :3] * 255).astype(np.int32)
-    assert rgb.shape[:2] == (2400, 1280)
+    assert rgb.shape[:2] == (SCREENSHOT_HEIGHT, SCREENSHOT_WIDTH)
     colours = (rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]).ravel()  # one int per pixel: 0xRRGGBB
     assert len(np.unique(colours)) > 100, "the screenshot is (nearly) one colour"
 
-    def painted(hex_colour: str) -> int:
-        return int(np.count_nonzero(colours == int(hex_colour.lstrip("#"), 16)))
+    def painted(hex_colour: str, within: int = 0) -> int:
+        """Pixels of this colour, give or take `within` per channel (a plot's lines are scaled and smoothed)."""
+        wanted = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+        return int(np.count_nonzero(np.all(np.abs(rgb - wanted) <= within, axis=-1)))
 
     assert painted("#1a7f37") > 200, "the green PASS badge is not on screen: was the style applied?"
-    assert painted("#4c72b0") > 1000, "no exit-path bars on screen: were the plots decoded?"
+    # matplotlib's first colour: the trend lines and reliability curves, on the first screens.
+    assert painted("#1f77b4", within=24) > 500, "no trend or reliability lines on screen: were the plots decoded?"
+    if os.environ.get("HIL_REPORT_SCREENSHOT"):
+        keep = Path(os.environ["HIL_REPORT_SCREENSHOT"])
+        # A palette of 256 colours: the page is flat colours and lines, and docs/ stay small.
+        Image.open(screenshot).convert("RGB").quantize(256).save(keep, optimize=True)
+        assert keep.stat().st_size < 400_000, f"{keep}: {keep.stat().st_size} bytes, keep it under 400 KB"
 
 
-def _copy_run(run_dir: Path, tmp_path: Path, names=("run.json", "metrics.json", "measurements.parquet")) -> Path:
+def _copy_run(run_dir: Path, tmp_path: Path,
+              names=("run.json", "metrics.json", "records.parquet", "measurements.parquet")) -> Path:
     copy = tmp_path / run_dir.name
     copy.mkdir()
     for name in names:
@@ -199,4 +225,5 @@ def test_a_run_without_metrics_or_measurements_still_gets_a_report(run_dir, tmp_
     run.update(status="interrupted", verdict={"status": "interrupted", "exit_code": 130, "reasons": ["Ctrl-C"]})
     (copy / "run.json").write_text(json.dumps(run))
     page = Page(text := write_report(copy).read_text(encoding="utf-8"))
-    assert set(PLOTS) <= page.ids and "no data in this run" in text and "INTERRUPTED" in text
+    assert set(PLOTS) - {"plot-sweep"} <= page.ids and "no data in this run" in text and "INTERRUPTED" in text
+    assert page.sections == ORDER and "No sweep of lab" in text  # not in this folder: the copy is alone

@@ -21,6 +21,8 @@ from hil.store.files import (BaselineRef, GitRevision, LabRef, MetricsFile, RunF
 
 from tests.support.tables import SECTIONS, console_table, html_table
 
+CHANGES = "Changes against baseline"
+
 
 def a_run(run_dir: Path) -> RunFile:
     return RunFile(id=run_dir.name, status=RunStatus.FINISHED, started="2026-01-01T00:00:00Z",
@@ -76,12 +78,16 @@ def test_the_console_and_the_html_report_show_the_same_rows_of_a_run(tmp_path):
     summary = html_table(page, SECTIONS[0])
     assert summary[2] == ["an386-digits", "ood", "10/12", "–", "50.0", "–", "2 differ", "675,100", "–"]
     assert summary[1][5] == "0.023" and summary[1][7:] == ["675,000", "1,699,000"]
-    # The console lists the rules that fail or were skipped, the page all of them: the same rows otherwise.
+    # The page's tables end with every rule, the console lists those that fail or were skipped: the same rows.
     rules_page, rules_console = html_table(page, SECTIONS[2]), console_table(text, SECTIONS[2])
     assert rules_page[1:] == [["an386-digits", "clean", "latency", "fail", "5% slower"],
                               ["an500-mnist1d", "clean", "energy", "skip", "not measured"],
                               ["an386-digits", "clean", "accuracy", "pass", "no change"]]
     assert rules_console == rules_page[:3]
+    # What changed comes first on both, the same rows: a board and test set a row, a rule a column.
+    assert console_table(text, CHANGES) == html_table(page, CHANGES)
+    assert html_table(page, CHANGES)[0][:5] == ["board", "test set", "accuracy", "latency", "energy"]
+    assert text.index("FAIL (exit code 1)") < text.index(CHANGES) < text.index(SECTIONS[0]), "not the page's order"
 
 
 def test_a_table_renders_alike_to_rich_markdown_and_html():
