@@ -2,10 +2,10 @@
 docs/labs.schema.json).
 
 The table says, for every mapping of a lab file, which keys it takes (required, optional), and for every value its
-kind, range, choices and default, from what hil.lab.load reads them with: its key lists (MONITOR_KEYS, ...), the
-board kinds (hw/kinds.py), the unit kinds and PPK2 modes (its enums), RegressionPolicy's fields, RunSettings'
-defaults. tests/unit/test_lab_schema.py holds the table equal to what the loader accepts, key by key and bound by
-bound, and docs/labs.schema.json equal to `json_schema()`.
+kind, range, choices, pattern and default, from what hil.lab.load reads them with: its key lists (MONITOR_KEYS, ...)
+and patterns (SLOT_PATTERN, PLACE_NAME, COORDINATOR, ...), the board kinds (hw/kinds.py), the unit kinds and PPK2
+modes (its enums), RegressionPolicy's fields, RunSettings' defaults. tests/unit/test_lab_schema.py holds the table
+equal to what the loader accepts, key by key and bound by bound, and docs/labs.schema.json equal to `json_schema()`.
 
 A schema checks shape only: what a lab points to (models, test sets, images, ports) and what spans fields
 (unique slots, one board per probe, an image per board) is the loader's, as is the decimal spelling of

@@ -1,13 +1,14 @@
 """The JSON Schema of labs.yaml (hil/lab/schema.py) and the lab loader (hil/lab/load.py) agree on every key.
 
 Good labs of every shape (an emulated board with every run and regression key; physical boards with each kind of
-measurement unit and a power-cycle command, on real ptys) are walked along the schema's table. At every mapping
-and value the table describes, each lab is changed the ways the table says matter (a key unknown, removed or
-added from another variant, a value of the wrong type, at and past each bound, outside its choices, not matching
-its pattern), and the loader and the schema must both accept or both refuse it; where the loader lists the keys
-or choices it knows, that list must be the table's. Every mapping and value of the table must be reached, so a
-key the table has and no lab exercises fails too. Then the committed labs validate, docs/labs.schema.json is
-json_schema() as it is now, and the malformed labs the loader's own tests refuse are refused by the schema.
+measurement unit and a power-cycle command, on real ptys; boards on labgrid places, by name and by tags) are walked
+along the schema's table. At every mapping and value the table describes, each lab is changed the ways the table
+says matter (a key unknown, removed or added from another variant, a value of the wrong type, at and past each
+bound, outside its choices, not matching its pattern), and the loader and the schema must both accept or both refuse
+it; where the loader lists the keys or choices it knows, that list must be the table's. Every mapping and value of
+the table must be reached, so a key the table has and no lab exercises fails too. Then the committed labs validate,
+docs/labs.schema.json is json_schema() as it is now, and the malformed labs the loader's own tests refuse (bad
+places too) are refused by the schema.
 """
 
 from __future__ import annotations
@@ -235,6 +236,8 @@ def cases_of(lab: dict) -> tuple[list[Case], set[int]]:
             cases += value_cases(node, lab, path)
         elif isinstance(node, Named):
             cases += named_cases(node, lab, path, at.get(path[:-1]))
+        elif isinstance(node, Either):
+            cases.append(Case(f"{'.'.join(map(str, path))}: a list, neither form", with_value(lab, path, ["x"]), False))
         elif isinstance(node, ListOf):
             cases.append(Case(f"{'.'.join(map(str, path))}: empty", with_value(lab, path, []), False))
     return cases, reached
