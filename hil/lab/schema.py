@@ -2,10 +2,10 @@
 docs/labs.schema.json).
 
 The table says, for every mapping of a lab file, which keys it takes (required, optional), and for every value its
-kind, range, choices and default, from what hil.lab.load reads them with: its key lists (MONITOR_KEYS, ...), the
-board kinds (hw/kinds.py), the unit kinds and PPK2 modes (its enums), RegressionPolicy's fields, RunSettings'
-defaults. tests/unit/test_lab_schema.py holds the table equal to what the loader accepts, key by key and bound by
-bound, and docs/labs.schema.json equal to `json_schema()`.
+kind, range, choices, pattern and default, from what hil.lab.load reads them with: its key lists (MONITOR_KEYS, ...)
+and patterns (SLOT_PATTERN, PLACE_NAME, COORDINATOR, ...), the board kinds (hw/kinds.py), the unit kinds and PPK2
+modes (its enums), RegressionPolicy's fields, RunSettings' defaults. tests/unit/test_lab_schema.py holds the table
+equal to what the loader accepts, key by key and bound by bound, and docs/labs.schema.json equal to `json_schema()`.
 
 A schema checks shape only: what a lab points to (models, test sets, images, ports) and what spans fields
 (unique slots, one board per probe, an image per board) is the loader's, as is the decimal spelling of
@@ -19,8 +19,9 @@ from dataclasses import dataclass, field, fields
 
 from hil.hw.kinds import BOARD_KINDS
 from hil.lab.bounded_yaml import LIMITS
-from hil.lab.load import (CALIBRATION_KEYS, LINUX_INA219_KEYS, MONITOR_KEYS, PPK2_KEYS, PPK2_VDD_MV, SLOT_PATTERN,
-                          MonitorKind, Ppk2Mode, RunSettings)
+from hil.lab.load import (CALIBRATION_KEYS, COORDINATOR, LINUX_INA219_KEYS, MONITOR_KEYS, PLACE_COUNT_MAX,
+                          PLACE_NAME, PLACE_TAG_KEY, PLACE_TAG_VALUE, PPK2_KEYS, PPK2_VDD_MV, SLOT_PATTERN, MonitorKind,
+                          Ppk2Mode, RunSettings)
 from hil.stats.regression import RegressionPolicy
 
 SCHEMA_ID = "https://hil.invalid/labs.schema.json"  # a name, never fetched (.invalid resolves nowhere)
@@ -60,12 +61,13 @@ class Keys:
 @dataclass(frozen=True)
 class Named:
     """A mapping whose keys the user names (models), or picks from `names` (board kinds), each holding `value`;
-    `at_least_one`: an empty one is refused."""
+    `at_least_one`: an empty one is refused; `name_pattern`: what a name must match (a labgrid tag's key)."""
 
     about: str
     value: Node
     names: tuple[str, ...] = ()
     at_least_one: bool = True
+    name_pattern: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,15 +79,40 @@ class ListOf:
 @dataclass(frozen=True)
 class Variants:
     """A mapping whose keys follow from one of them, `tag`: one Keys per value of the tag, `default` when it is
-    absent (a monitor's `kind`, a board's `emulated`)."""
+    absent (a monitor's `kind`, a board's `emulated`). `present`: Keys chosen by a key's presence instead, before
+    the tag is looked at (a board with `place` is on a labgrid place, whatever else it holds)."""
 
     about: str
     tag: str
     variants: dict[object, Keys]
     default: object
+    present: dict[str, Keys] = field(default_factory=dict)
+
+    def chosen(self, mapping: dict) -> Keys:
+        """The variant that holds for this mapping."""
+        for key, keys in self.present.items():
+            if key in mapping:
+                return keys
+        return self.variants[mapping.get(self.tag, self.default)]
+
+    @property
+    def every(self) -> tuple[Keys, ...]:
+        return tuple(self.variants.values()) + tuple(self.present.values())
 
 
-Node = Value | Keys | Named | ListOf | Variants
+@dataclass(frozen=True)
+class Either:
+    """A value given as text or as a mapping (a board's place: by name, or by tags)."""
+
+    about: str
+    text: Value
+    keys: Keys
+
+    def chosen(self, value) -> Value | Keys:
+        return self.keys if isinstance(value, dict) else self.text
+
+
+Node = Value | Keys | Named | ListOf | Variants | Either
 
 
 def text(about: str, **more) -> Value:
@@ -162,6 +189,19 @@ BOARD_HEAD: dict[str, Node] = {
     "model": text("a model named under models"),
 }
 EMULATED_KINDS = tuple(name for name, kind in BOARD_KINDS.items() if kind.qemu is not None)
+PLACED = Keys("a board on a labgrid place, which has its probe and ports (docs/distributed.md)", {
+    **BOARD_HEAD,
+    "place": Either("the place: its name, or tags any free place must have", text(
+        "the place's name, as `labgrid-client places` lists it", pattern=PLACE_NAME.pattern), Keys(
+        "any free places with these tags", {
+            "tags": Named("labgrid tags the place must have, e.g. board: nucleo-l432kc", text(
+                "the tag's value: letters, digits, '_', '.', '-'", pattern=PLACE_TAG_VALUE.pattern),
+                name_pattern=PLACE_TAG_KEY.pattern)}, {
+            "count": Value(int, "how many such places, boards <slot>-1 .. <slot>-N", 1, PLACE_COUNT_MAX, default=1)})),
+}, {
+    "monitor": Keys("the calibration of the place's measurement unit (its port is the place's)",
+                    {key: CALIBRATION[key] for key in CALIBRATION_KEYS}),
+})
 
 LAB = Keys("a hil lab: models, images, boards and how a run behaves (docs/labs.md)", {
     "lab": text("the lab's name: runs, baselines and the health history are kept per name"),
@@ -173,7 +213,8 @@ LAB = Keys("a hil lab: models, images, boards and how a run behaves (docs/labs.m
     "firmware": Named("images by board kind, then by model", Named(
         "images of this board kind by model", text("the image's manifest.json, or its folder"), at_least_one=False),
         tuple(BOARD_KINDS)),
-    "boards": ListOf("the rack's boards", Variants("a board: emulated (QEMU) or physical (a probe and a port)",
+    "boards": ListOf("the rack's boards", Variants("a board: emulated (QEMU), physical (a probe and a port) or on a "
+                                                   "labgrid place",
                                                    "emulated", {
         True: Keys("an emulated board", {**BOARD_HEAD, "kind": Value(
             str, "a board kind with an emulated twin (docs/boards.md)", choices=EMULATED_KINDS)}, {
@@ -191,7 +232,7 @@ LAB = Keys("a hil lab: models, images, boards and how a run behaves (docs/labs.m
                 "command": text("a command that power-cycles the board (uhubctl, a relay's tool)")}, {
                 "timeout_s": Value(float, "how long the command may take, seconds", 1.0, 600.0, default=30.0)}),
         }),
-    }, False)),
+    }, False, {"place": PLACED})),
 }, {
     "results": text("where runs are kept (default: results/ beside the lab file)"),
     "run": Keys("how a run behaves", {}, {
@@ -205,6 +246,9 @@ LAB = Keys("a hil lab: models, images, boards and how a run behaves (docs/labs.m
                                   default=_RUN.quarantine_after),
     }),
     "regression": _regression(),
+    "labgrid": Keys("where the boards' labgrid places are (docs/distributed.md)", {
+        "coordinator": text("the labgrid coordinator's HOST:PORT (without it: the LG_COORDINATOR variable)",
+                            pattern=COORDINATOR.pattern)}),
 })
 
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
@@ -231,9 +275,13 @@ def _schema(node: Node) -> dict:
             out["minProperties"] = 1
         if node.names:
             out["propertyNames"] = {"enum": list(node.names)}
+        if node.name_pattern:
+            out["propertyNames"] = {"pattern": node.name_pattern}
         return out
     if isinstance(node, ListOf):
         return {"type": "array", "description": node.about, "minItems": 1, "items": _schema(node.item)}
+    if isinstance(node, Either):
+        return {"description": node.about, "oneOf": [_value(node.text), _keys(node.keys)]}
     return _variants(node)
 
 
@@ -267,12 +315,15 @@ def _keys(node: Keys) -> dict:
 
 
 def _variants(node: Variants) -> dict:
-    """Each variant where its tag has that value; the default's also where the tag is absent."""
-    cases = []
+    """Each variant chosen by a key's presence where that key is; where none is, each tag variant where its tag has
+    that value, the default's also where the tag is absent."""
+    cases = [{"if": {"required": [key]}, "then": _keys(keys)} for key, keys in node.present.items()]
     for tag_value, keys in node.variants.items():
         when: dict = {"properties": {node.tag: {"const": tag_value}}}
         if tag_value != node.default:
             when["required"] = [node.tag]
+        if node.present:
+            when["not"] = {"anyOf": [{"required": [key]} for key in node.present]}
         cases.append({"if": when, "then": _keys(keys)})
     tag_values = list(node.variants)
     return {"type": "object", "description": node.about,

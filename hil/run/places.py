@@ -6,7 +6,7 @@ other client respects. hil asks it through labgrid's own client session (`labgri
 the API labgrid's RemotePlace and pytest plugin use) and the coordinator's gRPC requests, not by parsing the
 output of `labgrid-client`, which is written for people and changes with labgrid's versions.
 
-A place has a board's resources under fixed names (docs/distributed.md, labs/exporter.yaml):
+A place has a board's resources under fixed names (docs/distributed.md, labs/labgrid/exporter.yaml):
 - `console`: the board's serial port, a NetworkSerialPort (ser2net on the exporter, RFC2217);
 - `probe`: its debug probe's server, a NetworkService at `address`:`port` (`pyocd server`, or hil's emulated
   probe of a served board), flashed through as `remote:HOST:PORT`;

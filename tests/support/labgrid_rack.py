@@ -2,7 +2,7 @@
 runs ser2net for each serial port of a place acquired), each exporting served emulated boards (`hil board
 serve`: the probe on TCP, the VCP on a pty); and places made with labgrid-client, as a lab admin makes them.
 
-Each exporter reads labs/exporter.yaml (the example the docs ship), which takes every board's resource group
+Each exporter reads labs/labgrid/exporter.yaml (the example the docs ship), which takes every board's resource group
 from its exporter.yaml.d/ drop-ins, written by `hil board serve --exporter-group`.
 """
 
@@ -23,7 +23,7 @@ import yaml
 from tests.support.labs import REPO_ROOT
 
 BIN = Path(sys.executable).parent  # labgrid's commands sit beside the venv's python
-EXAMPLE_EXPORTER = REPO_ROOT / "labs" / "exporter.yaml"
+EXAMPLE_EXPORTER = REPO_ROOT / "labs" / "labgrid" / "exporter.yaml"
 TAGS = {"board": "nucleo-l432kc", "rack": "ci"}
 
 

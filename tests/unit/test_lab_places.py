@@ -45,7 +45,9 @@ def test_the_coordinator_may_come_from_labgrid_s_own_variable(tmp_path, monkeypa
     assert load_lab(lab_with(tmp_path, {"emulated": True})).labgrid is None  # no place: no coordinator needed
 
 
-@pytest.mark.parametrize("board, labgrid, field, fragment", [
+# (a board's keys, labs.yaml's labgrid, the field the loader names, a fragment of its message); the first needs
+# LG_COORDINATOR unset, what a schema cannot see (tests/unit/test_lab_schema.py checks it refuses the rest).
+BAD_PLACES = [
     ({"place": "p"}, None, "labgrid.coordinator", "no coordinator is named; add labgrid"),
     ({"place": "p"}, {"coordinator": "no-port"}, "labgrid.coordinator", "is not HOST:PORT"),
     ({"place": "p", "emulated": True}, {"coordinator": COORDINATOR}, "boards[0].emulated",
@@ -56,12 +58,17 @@ def test_the_coordinator_may_come_from_labgrid_s_own_variable(tmp_path, monkeypa
     ({"place": {"tags": {}}}, {"coordinator": COORDINATOR}, "boards[0].place.tags", "name at least one tag"),
     ({"place": {"tags": {"board": "Big Board"}}}, {"coordinator": COORDINATOR}, "boards[0].place.tags.board",
      "a labgrid tag is"),
+    ({"place": {"tags": {"Rack": "ci"}}}, {"coordinator": COORDINATOR}, "boards[0].place.tags.Rack",
+     "a labgrid tag is"),
     ({"place": {"tags": {"rack": "ci"}, "count": 0}}, {"coordinator": COORDINATOR}, "boards[0].place.count",
      "out of range"),
     ({"place": {"count": 2}}, {"coordinator": COORDINATOR}, "boards[0].place", "missing tags"),
     ({"place": "p", "monitor": {"shunt_ohms": 0.1}}, {"coordinator": COORDINATOR}, "boards[0].monitor",
      "missing max_current_a"),
-])
+]
+
+
+@pytest.mark.parametrize("board, labgrid, field, fragment", BAD_PLACES)
 def test_a_bad_place_is_one_line_naming_its_field(tmp_path, monkeypatch, board, labgrid, field, fragment):
     monkeypatch.delenv("LG_COORDINATOR", raising=False)
     path = lab_with(tmp_path, board, labgrid=labgrid)
@@ -148,7 +155,7 @@ def test_the_committed_places_example_loads():
 
 
 def test_the_example_exporter_config_renders_its_drop_ins_as_labgrid_reads_it(tmp_path):
-    """labs/exporter.yaml through labgrid's own config reader: every group `hil board serve` wrote is in it."""
+    """labs/labgrid/exporter.yaml through labgrid's own config reader: every group `hil board serve` wrote is in it."""
     import shutil
 
     from labgrid.remote.config import ResourceConfig
@@ -156,7 +163,7 @@ def test_the_example_exporter_config_renders_its_drop_ins_as_labgrid_reads_it(tm
     from hil import REPO_ROOT
     from hil.hw.emulated import served
 
-    shutil.copy(REPO_ROOT / "labs" / "exporter.yaml", tmp_path / "exporter.yaml")
+    shutil.copy(REPO_ROOT / "labs" / "labgrid" / "exporter.yaml", tmp_path / "exporter.yaml")
     (tmp_path / "exporter.yaml.d").mkdir()
     for name, port, unit in (("emu-1", 5601, None), ("emu-2", 5602, "/dev/pts/9")):
         board = SimpleNamespace(port=f"/dev/pts/{port}", probe=SimpleNamespace(host="h", port=port))  # its fields

@@ -1,13 +1,14 @@
 """The JSON Schema of labs.yaml (hil/lab/schema.py) and the lab loader (hil/lab/load.py) agree on every key.
 
 Good labs of every shape (an emulated board with every run and regression key; physical boards with each kind of
-measurement unit and a power-cycle command, on real ptys) are walked along the schema's table. At every mapping
-and value the table describes, each lab is changed the ways the table says matter (a key unknown, removed or
-added from another variant, a value of the wrong type, at and past each bound, outside its choices, not matching
-its pattern), and the loader and the schema must both accept or both refuse it; where the loader lists the keys
-or choices it knows, that list must be the table's. Every mapping and value of the table must be reached, so a
-key the table has and no lab exercises fails too. Then the committed labs validate, docs/labs.schema.json is
-json_schema() as it is now, and the malformed labs the loader's own tests refuse are refused by the schema.
+measurement unit and a power-cycle command, on real ptys; boards on labgrid places, by name and by tags) are walked
+along the schema's table. At every mapping and value the table describes, each lab is changed the ways the table
+says matter (a key unknown, removed or added from another variant, a value of the wrong type, at and past each
+bound, outside its choices, not matching its pattern), and the loader and the schema must both accept or both refuse
+it; where the loader lists the keys or choices it knows, that list must be the table's. Every mapping and value of
+the table must be reached, so a key the table has and no lab exercises fails too. Then the committed labs validate,
+docs/labs.schema.json is json_schema() as it is now, and the malformed labs the loader's own tests refuse (bad
+places too) are refused by the schema.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ from hil.cli import main
 from hil.errors import BadInput
 from hil.hw.kinds import BOARD_KINDS
 from hil.lab.load import load_lab
-from hil.lab.schema import LAB, Keys, ListOf, Named, Value, Variants, json_schema
+from hil.lab.schema import LAB, Either, Keys, ListOf, Named, Value, Variants, json_schema
 from tests.support.lab_cases import lab_data
 from tests.unit.test_lab import CASES, make_case
+from tests.unit.test_lab_places import BAD_PLACES, lab_with
 
 SCHEMA_FILE = REPO_ROOT / "docs" / "labs.schema.json"
 UNKNOWN = "zz_unknown"
 VALIDATOR = jsonschema.Draft7Validator(json_schema())
-BOARD_VARIANTS = LAB.required["boards"].item.variants  # emulated: True / False
+BOARD_VARIANTS = LAB.required["boards"].item.variants  # emulated: True / False (a board with place is neither)
+COORDINATOR = "coordinator-host:20408"
 
 
 @pytest.fixture
@@ -67,7 +70,13 @@ def good_labs(tmp_path: Path, ports: list[str]) -> dict[str, dict]:
         "ppk2": {"kind": "ppk2", "port": ppk2_port, "mode": "source", "vdd_mv": 3300, "busy_channel": 1,
                  "exit_channel": 2},
     }
-    labs = {"emulated": emulated}
+    placed = lab_data(tmp_path)
+    placed["labgrid"] = {"coordinator": COORDINATOR}
+    placed["boards"] = [{"slot": "named", "kind": "mps2-an386", "model": "qute-digits", "place": "rack-a-1",
+                         "monitor": {"shunt_ohms": 0.1, "max_current_a": 0.4}},
+                        {"slot": "tagged", "kind": "mps2-an386", "model": "qute-digits",
+                         "place": {"tags": {"board": "mps2-an386", "rack": "a"}, "count": 2}}]
+    labs = {"emulated": emulated, "on labgrid places": placed}
     for name, unit in units.items():
         lab = lab_data(tmp_path)
         lab["boards"] = [{"slot": "bench", "kind": "mps2-an386", "model": "qute-digits", "emulated": False,
@@ -111,10 +120,11 @@ def drop(key):
 
 
 def walk(node, doc, path=()):
-    """Every (table node, path) this lab reaches, the variant its tag picks for a Variants."""
+    """Every (table node, path) this lab reaches, the variant it picks for a Variants, the form it takes for an
+    Either."""
     yield node, path
-    if isinstance(node, Variants):
-        node = node.variants[doc.get(node.tag, node.default)]
+    if isinstance(node, (Variants, Either)):
+        node = node.chosen(doc)
         yield node, path
     if isinstance(node, Keys):
         for key, child in {**node.required, **node.optional}.items():
@@ -132,7 +142,7 @@ def keys_cases(node: Keys, lab: dict, path: tuple, variants: Variants | None) ->
     """`variants`: what this Keys is a variant of (removing its tag may change the variant)."""
     where = ".".join(map(str, path)) or "top"
     here = get(lab, path)
-    every = set(node.names) if variants is None else set().union(*(v.names for v in variants.variants.values()))
+    every = set(node.names) if variants is None else set().union(*(v.names for v in variants.every))
     cases = [Case(f"{where}: an unknown key", with_value(lab, path + (UNKNOWN,), 1), False,
                   known=(f"{UNKNOWN}: unknown key; known keys here: ", set(node.names), every))]
     cases += [Case(f"{where}: without required {key}", changed(lab, path, drop(key)), False) for key in node.required]
@@ -195,11 +205,14 @@ def named_cases(node: Named, lab: dict, path: tuple, parent) -> list[Case]:
         unused = next(name for name in parent.names if name not in get(lab, path[:-1]))
         cases.append(Case(f"{where}: an empty one beside it", with_value(lab, path[:-1] + (unused,), {}),
                           not node.at_least_one))
+    first = next(iter(get(lab, path)))
     if node.names:
-        first = next(iter(get(lab, path)))
         cases.append(Case(f"{where}: a name not among its names", changed(
             lab, path, lambda n: n.__setitem__("zz-none", n.pop(first))), False,
             known=("unknown board kind; known: ", set(node.names), set(node.names))))
+    if node.name_pattern:
+        cases.append(Case(f"{where}: a name not matching its pattern", changed(
+            lab, path, lambda n: n.__setitem__("Zz-none", n.pop(first))), False))
     return cases
 
 
@@ -214,8 +227,7 @@ def cases_of(lab: dict) -> tuple[list[Case], set[int]]:
         if isinstance(node, Variants):
             parents[path] = node
             here = get(lab, path)
-            chosen = node.variants[here.get(node.tag, node.default)]
-            others = set().union(*(v.names for v in node.variants.values())) - set(chosen.names)
+            others = set().union(*(v.names for v in node.every)) - set(node.chosen(here).names)
             cases += [Case(f"{'.'.join(map(str, path))}: {key} of another variant", with_value(lab, path + (key,), "x"),
                            False) for key in sorted(others)]
         elif isinstance(node, Keys):
@@ -224,6 +236,8 @@ def cases_of(lab: dict) -> tuple[list[Case], set[int]]:
             cases += value_cases(node, lab, path)
         elif isinstance(node, Named):
             cases += named_cases(node, lab, path, at.get(path[:-1]))
+        elif isinstance(node, Either):
+            cases.append(Case(f"{'.'.join(map(str, path))}: a list, neither form", with_value(lab, path, ["x"]), False))
         elif isinstance(node, ListOf):
             cases.append(Case(f"{'.'.join(map(str, path))}: empty", with_value(lab, path, []), False))
     return cases, reached
@@ -232,7 +246,8 @@ def cases_of(lab: dict) -> tuple[list[Case], set[int]]:
 def table_nodes(node) -> list:
     """Every node of the table, each once."""
     children = {Keys: lambda n: list({**n.required, **n.optional}.values()), Named: lambda n: [n.value],
-                ListOf: lambda n: [n.item], Variants: lambda n: list(n.variants.values()), Value: lambda n: []}
+                ListOf: lambda n: [n.item], Variants: lambda n: list(n.every), Either: lambda n: [n.text, n.keys],
+                Value: lambda n: []}
     out = [node]
     for child in children[type(node)](node):
         out += table_nodes(child)
@@ -257,7 +272,9 @@ def listed_after(message: str, prefix: str) -> set[str]:
     return {name.strip() for name in found.group(1).split(",")}
 
 
-def test_the_schema_and_the_loader_agree_on_every_key(tmp_path, ports):
+def test_the_schema_and_the_loader_agree_on_every_key(tmp_path, ports, monkeypatch):
+    # Without labgrid.coordinator the loader takes labgrid's own LG_COORDINATOR, which a schema cannot see.
+    monkeypatch.setenv("LG_COORDINATOR", COORDINATOR)
     labs = good_labs(tmp_path, ports)
     disagreements, reached = [], set()
     for name, lab in labs.items():
@@ -358,3 +375,14 @@ def test_the_loaders_wrong_labs_are_wrong_by_the_schema(tmp_path, ports, name, e
     with pytest.raises(BadInput):
         load_lab(path)
     assert not VALIDATOR.is_valid(yaml.safe_load(Path(path).read_text())), name
+
+
+@pytest.mark.parametrize("board, labgrid", [(board, labgrid) for board, labgrid, _, _ in BAD_PLACES[1:]])
+def test_the_loaders_wrong_places_are_wrong_by_the_schema(tmp_path, monkeypatch, board, labgrid):
+    """Every bad place the loader refuses (tests/unit/test_lab_places.py) but the one only LG_COORDINATOR decides:
+    the place names, tag keys and values and the coordinator's HOST:PORT the loader's patterns refuse among them."""
+    monkeypatch.setenv("LG_COORDINATOR", COORDINATOR)
+    path = lab_with(tmp_path, board, labgrid=labgrid)
+    with pytest.raises(BadInput):
+        load_lab(path)
+    assert not VALIDATOR.is_valid(yaml.safe_load(Path(path).read_text()))
