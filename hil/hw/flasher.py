@@ -342,8 +342,10 @@ def _flash_in_this_process(job: dict[str, Any]) -> dict[str, Any]:
             copy = Path(project_dir) / "image.bin"  # program exactly the bytes that were hashed
             copy.write_bytes(data)
             probe = _open_probe(probe_id)
+            # Not resumed when the session ends: a flash that failed leaves the core halted, so no unverified
+            # byte runs; a flash that verified has reset the target to run by then.
             options = {"target_override": job["target"], "project_dir": project_dir, "no_config": True,
-                       "hide_programming_progress": True}
+                       "hide_programming_progress": True, "resume_on_disconnect": False}
             session = Session(probe, options=options)
             stage = "connecting to the target"
             with session:
