@@ -112,7 +112,7 @@ def test_quantize_multiplier_and_double_rounding_match_tflite_on_known_values():
     assert multiply_by_quantized_multiplier(np.array([6, -6, 7]), quarter).tolist() == [2, -2, 2]
 
 
-def test_double_rounding_differs_from_litert_single_rounding_just_below_a_half():
+def test_double_rounding_differs_from_litert_exact_rounding_just_below_a_half():
     # M = (2**31 - 1) / 2**32, a hair under 0.5: 3 * M = 1.4999999993, which LiteRT rounds to 1. TFLM's high-mul
     # first rounds 3 * M * 2 to 3, then halves 3 with ties away from zero: 2.
     scale = (2**31 - 1) / 2**32
