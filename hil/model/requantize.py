@@ -46,7 +46,7 @@ def _round_half_away(value: float) -> int:
 
 
 def saturating_rounding_doubling_high_mul(a: np.ndarray, b: int) -> np.ndarray:
-    """gemmlowp: the high 32 bits of 2*a*b, rounded to nearest, ties away from zero (a, b int32)."""
+    """gemmlowp: the high 32 bits of 2*a*b, rounded to nearest, ties toward +infinity (a, b int32)."""
     product = a.astype(np.int64) * np.int64(b)
     nudge = np.where(product >= 0, 1 << 30, 1 - (1 << 30))
     total = product + nudge
