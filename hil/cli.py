@@ -44,12 +44,14 @@ def cmd_model_info(args) -> int:
 def cmd_model_eval(args) -> int:
     from hil.model.evaluation import evaluate_model
     from hil.model.card import load_model
+    from hil.model.reference import Reference
     from hil.report.model import evaluation_tables
     from hil.report.table import to_markdown, to_rich
     from hil.model.testsets import load_model_testsets
 
     card = load_model(args.model)
-    tables = evaluation_tables(evaluate_model(card, load_model_testsets(card, args.testsets)))
+    tables = evaluation_tables(evaluate_model(card, load_model_testsets(card, args.testsets),
+                                              Reference(args.reference)))
     if args.markdown:
         print("\n".join(to_markdown(t) for t in tables), end="")
         return 0
@@ -505,7 +507,8 @@ EXAMPLES: dict[str, list[str]] = {
                     "--exporter-group /etc/labgrid/exporter.yaml.d/rack-a-1.yaml --group rack-a-1"],
     "model": ["hil model info fixtures/models/qute-digits", "hil model eval fixtures/models/qute-digits"],
     "model info": ["hil model info fixtures/models/qute-digits"],
-    "model eval": ["hil model eval fixtures/models/qute-digits"],
+    "model eval": ["hil model eval fixtures/models/qute-digits",
+                   "hil model eval fixtures/models/qute-digits --reference tflm"],
     "model train": ["hil model train qute-digits"],
     "firmware": ["hil firmware build", "hil firmware verify --samples 20"],
     "firmware generate": ["hil firmware generate", "hil firmware generate qute-digits"],
@@ -630,6 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model")
     evaluate.add_argument("--testsets", help="directory of the test sets (default fixtures/testsets/<model>)")
     evaluate.add_argument("--markdown", action="store_true", help="print Markdown tables (as in docs/models.md)")
+    evaluate.add_argument("--reference", choices=["litert", "tflm"], default="litert",
+                          help="the host interpreter: LiteRT's reference kernels (default) or TFLM's, what the "
+                               "firmware runs (docs/decisions.md, Which reference)")
     evaluate.set_defaults(run=cmd_model_eval)
     train = model.add_parser("train", help="train and export a model (needs the train extra)")
     train.add_argument("model", choices=MODEL_NAMES)

@@ -34,6 +34,7 @@ from hil.firmware.build import FirmwareManifest, load_manifest
 from hil.hw.kinds import BOARD_KINDS
 from hil.lab.bounded_yaml import LIMITS, LimitExceeded, compose
 from hil.model.card import ModelCard, load_model
+from hil.model.reference import DEFAULT_REFERENCE, Reference
 from hil.stats.regression import RegressionPolicy
 from hil.model.testsets import TestSet, load_testset
 
@@ -178,6 +179,7 @@ class RunSettings:
     boot_timeout_s: float = 20.0
     retries: int = 2
     quarantine_after: int = 3  # failed health checks in a row that quarantine a board (hil/run/health.py)
+    reference: Reference = DEFAULT_REFERENCE  # the host interpreter answers are reconciled against
 
 
 @dataclass(frozen=True)
@@ -449,7 +451,7 @@ def _models(reader: _Reader, node: yaml.Node) -> dict[str, ModelSpec]:
 
 def _run_settings(reader: _Reader, node: yaml.Node) -> RunSettings:
     entry = reader.mapping(node, "run", (), ("threshold", "request_timeout_s", "boot_timeout_s", "retries",
-                                                "quarantine_after"))
+                                                "quarantine_after", "reference"))
     defaults = RunSettings()
     threshold, tau = defaults.threshold, defaults.threshold_q15
     if "threshold" in entry:
@@ -466,7 +468,17 @@ def _run_settings(reader: _Reader, node: yaml.Node) -> RunSettings:
         boot_timeout_s=_optional(reader, entry, "run.boot_timeout_s", float, defaults.boot_timeout_s, 0.1, 600),
         retries=_optional(reader, entry, "run.retries", int, defaults.retries, 0, 20),
         quarantine_after=_optional(reader, entry, "run.quarantine_after", int, defaults.quarantine_after, 1, 100),
+        reference=_reference(reader, entry) if "reference" in entry else defaults.reference,
     )
+
+
+def _reference(reader: _Reader, entry: dict) -> Reference:
+    name = reader.value(entry["reference"], "run.reference", str)
+    try:
+        return Reference(name)
+    except ValueError:
+        raise reader.fail(entry["reference"], "run.reference", f"is {_cut(name)!r}; give litert (LiteRT's reference "
+                          "kernels) or tflm (TFLM's, what the firmware runs): docs/decisions.md") from None
 
 
 def _optional(reader: _Reader, entry: dict, field: str, kind: type, default, minimum=None, maximum=None):

@@ -16,7 +16,7 @@ import numpy as np
 from hil.model import decisions
 from hil.stats import metrics
 from hil.model.card import ModelCard
-from hil.model.reference import ReferenceOutputs, run_reference
+from hil.model.reference import DEFAULT_REFERENCE, Reference, ReferenceOutputs, run_reference
 from hil.model.testsets import TestSet, TestSetKind
 
 CASCADE_THRESHOLDS = ("0.5", "0.6", "0.7", "0.8", "0.9", "0.95", "1.0")
@@ -55,6 +55,7 @@ class ModelEvaluation:
     sets: list[SetEvaluation]
     ood_auroc: dict[str, float]  # per configuration: clean vs ood confidence
     accuracy_drop_auprc: dict[str, dict[str, float]]  # shifted set -> configuration -> AUPRC
+    reference: Reference = DEFAULT_REFERENCE  # the host interpreter the outputs came from
 
 
 def answers(card: ModelCard, outputs: ReferenceOutputs) -> dict[str, Answers]:
@@ -83,8 +84,8 @@ def cascade_sweep(card: ModelCard, outputs: ReferenceOutputs, labels: np.ndarray
     return points
 
 
-def evaluate_set(card: ModelCard, testset: TestSet) -> SetEvaluation:
-    outputs = run_reference(card, testset.inputs)
+def evaluate_set(card: ModelCard, testset: TestSet, reference: Reference = DEFAULT_REFERENCE) -> SetEvaluation:
+    outputs = run_reference(card, testset.inputs, reference=reference)
     per_config = answers(card, outputs)
     reports = {}
     if testset.kind != TestSetKind.OOD:
@@ -93,8 +94,9 @@ def evaluate_set(card: ModelCard, testset: TestSet) -> SetEvaluation:
     return SetEvaluation(testset, per_config, reports, cascade_sweep(card, outputs, testset.labels))
 
 
-def evaluate_model(card: ModelCard, testsets: list[TestSet]) -> ModelEvaluation:
-    sets = [evaluate_set(card, t) for t in testsets]
+def evaluate_model(card: ModelCard, testsets: list[TestSet],
+                   reference: Reference = DEFAULT_REFERENCE) -> ModelEvaluation:
+    sets = [evaluate_set(card, t, reference) for t in testsets]
     clean = next(s for s in sets if s.testset.kind == TestSetKind.CLEAN)
     ood_auroc, drops = {}, {}
     for evaluation in sets:
@@ -107,7 +109,7 @@ def evaluate_model(card: ModelCard, testsets: list[TestSet]) -> ModelEvaluation:
             drops[evaluation.testset.name] = {
                 name: _drop_auprc(clean, evaluation, name) for name in CONFIGS
             }
-    return ModelEvaluation(card, sets, ood_auroc, drops)
+    return ModelEvaluation(card, sets, ood_auroc, drops, reference)
 
 
 def _drop_auprc(clean: SetEvaluation, shifted: SetEvaluation, config: str) -> float:

@@ -122,7 +122,8 @@ def verdict_panel(outcome: RunOutcome, seconds: float | None) -> Panel:
     unmeasured = f" ({sum(metered)} unmeasured)" if metered else ""  # boards with a unit only
     timing = f" in {seconds:.0f} s" if seconds is not None else ""
     return verdict_lines(outcome.verdict,
-                         f"{samples} records{unmeasured}{timing}{_link_note(outcome)}; results in {outcome.run_dir}")
+                         f"{samples} records{unmeasured}{timing}{_link_note(outcome)}, reconciled against the "
+                         f"{outcome.run.reference} host reference; results in {outcome.run_dir}")
 
 
 def show(console: Console, outcome: RunOutcome, seconds: float | None) -> None:

@@ -10,10 +10,12 @@ from collections import Counter
 from hil.hw.kinds import smallest_kind
 from hil.model.evaluation import CONFIGS, ModelEvaluation
 from hil.model.card import ModelCard
+from hil.model.reference import Reference
 from hil.report.table import Table
 from hil.model.testsets import TestSetKind
 
 CONFIG_TITLES = {"qute": "QUTE ensemble", "single_head": "single head"}
+REFERENCE_TITLES = {Reference.LITERT: "LiteRT reference kernels", Reference.TFLM: "TFLM reference kernels"}
 
 
 def _pct(value: float) -> str:
@@ -75,7 +77,7 @@ def evaluation_tables(evaluation: ModelEvaluation) -> list[Table]:
                 _num(report.ece), _num(report.failure_auroc), _num(report.aurc, 4),
             ])
     uncertainty = Table.of(
-        f"{card.name}: host reference (int8, LiteRT reference kernels), QUTE vs single head",
+        f"{card.name}: host reference (int8, {REFERENCE_TITLES[evaluation.reference]}), QUTE vs single head",
         ["test set", "n", "configuration", "acc %", "F1 (weighted)", "NLL", "Brier", "ECE (15 bins)",
          "failure AUROC", "AURC"],
         rows,

@@ -213,7 +213,7 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
         rules_seconds = time.monotonic() - began
         run.baseline = BaselineRef(baseline_dir.name, str(baseline_dir.resolve()), baseline_run.git)
     verdict = decide(now.summaries, now.disagreements, failures, rules,
-                     health.quarantine_notes(run.quarantined, run.lab.file))
+                     health.quarantine_notes(run.quarantined, run.lab.file), lab.run.reference)
     records.write_parquet(now.records, run_dir)
     records.write_parquet(now.measurements, run_dir, records.MEASUREMENTS_PARQUET, records.Measurement)
     MetricsFile(now.summaries, now.performance, rules).write(run_dir)

@@ -69,6 +69,7 @@ def provenance(lab: Lab, run_dir: Path) -> RunFile:
         software=results.software_versions(),
         host=platform.node(),
         threshold=Threshold(lab.run.threshold, lab.run.threshold_q15),
+        reference=lab.run.reference,
         models=models,
         testsets=testsets,
     )
@@ -191,7 +192,8 @@ def stream_boards(rack: Rack, jobs: dict[str, list[Job]], run_dir: Path, tau_q15
 
 def host_references(lab: Lab) -> dict[tuple[str, str], ReferenceOutputs]:
     """The host reference of every (model, test set) of the lab: computed once, whatever τ or run it judges."""
-    return {(name, t.name): run_reference(m.card, t.inputs) for name, m in lab.models.items() for t in m.testsets}
+    return {(name, t.name): run_reference(m.card, t.inputs, reference=lab.run.reference)
+            for name, m in lab.models.items() for t in m.testsets}
 
 
 def assess(lab: Lab, run_dir: Path, references: dict[tuple[str, str], ReferenceOutputs]) -> Assessment:

@@ -143,7 +143,8 @@ def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_dr
             finally:
                 recoveries = rack.recoveries
     points = judge_points(points, max_accuracy_drop)
-    verdict = decide(summaries, disagreements, failures, quarantined=health.quarantine_notes(aside, lab.file))
+    verdict = decide(summaries, disagreements, failures, quarantined=health.quarantine_notes(aside, lab.file),
+                     reference=lab.run.reference)
     files.SweepFile(files.SweepProvenance.of(made_by), [str(t) for t in taus], max_accuracy_drop, points, failures,
                     verdict, recoveries, aside).write(sweep_dir)
     return SweepOutcome(sweep_dir, points, failures, verdict, max_accuracy_drop, recoveries)

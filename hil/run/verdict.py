@@ -27,6 +27,7 @@ from hil.run.rack import RERUN, BoardFailure
 from hil.stats.regression import RuleStatus
 from hil.run.reconcile import Disagreement
 from hil.run.assess import BoardSetSummary
+from hil.model.reference import DEFAULT_REFERENCE, Reference
 
 REASONS_SHOWN = 2  # why samples are unmeasured: the commonest reasons, in a verdict line
 
@@ -59,9 +60,9 @@ class Verdict:
 
 def decide(summaries: list[BoardSetSummary], disagreements: list[Disagreement],
            failures: list[BoardFailure], rules: list[RuleOutcome] = (),
-           quarantined: list[QuarantineNote] = ()) -> Verdict:
+           quarantined: list[QuarantineNote] = (), reference: Reference = DEFAULT_REFERENCE) -> Verdict:
     regressions = [
-        f"{s.slot}/{s.testset}: {s.mismatched} of {s.samples} answers differ from the host reference "
+        f"{s.slot}/{s.testset}: {s.mismatched} of {s.samples} answers differ from the host reference ({reference}) "
         f"(up to {s.max_steps} quantization steps)"
         for s in summaries if s.mismatched
     ]

@@ -144,7 +144,7 @@ def verify_lab(lab: Lab, limit: int | None = None, thresholds=THRESHOLDS) -> lis
     slots = [b.slot for b in lab.boards]
     planned = {b.slot: [Job(t, list(range(len(t.inputs[:limit])))) for t in lab.models[b.model].testsets]
                for b in lab.boards}
-    references = {(name, t.name): run_reference(m.card, t.inputs[:limit])
+    references = {(name, t.name): run_reference(m.card, t.inputs[:limit], reference=lab.run.reference)
                   for name, m in lab.models.items() for t in m.testsets}
     models = {b.slot: b.model for b in lab.boards}
     checks: dict[tuple[str, str], dict[str, list[SampleCheck]]] = {}  # (slot, test set) -> threshold -> checks

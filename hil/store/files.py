@@ -31,6 +31,7 @@ from hil.run.verdict import Verdict, VerdictStatus
 from hil.stats.metrics import UncertaintyReport
 from hil.stats.regression import RuleResult, RuleStatus
 from hil.store import results
+from hil.model.reference import DEFAULT_REFERENCE, Reference
 from hil.model.testsets import TestSetKind
 
 SWEEP_JSON = "sweep.json"
@@ -431,11 +432,14 @@ class RunFile:
     finished: str | None = None
     samples: int | None = None
     quarantined: list[QuarantinedBoard] = field(default_factory=list)  # absent from runs made before quarantine
+    # The host reference the answers were reconciled against; runs made before the choice used LiteRT.
+    reference: Reference = DEFAULT_REFERENCE
 
     def to_json(self) -> dict:
         data = {"id": self.id, "status": self.status, "started": self.started, "lab": asdict(self.lab),
                 "git": asdict(self.git), "software": self.software, "host": self.host,
                 "threshold": None if self.threshold is None else asdict(self.threshold),
+                "reference": str(self.reference),
                 "models": {name: asdict(m) for name, m in self.models.items()},
                 "testsets": {model: {name: asdict(t) for name, t in sets.items()}
                              for model, sets in self.testsets.items()},
@@ -471,7 +475,8 @@ class RunFile:
                 None if baseline_git is None else GitRevision.from_json(baseline_git)),
             finished=f.optional_text("finished"), samples=f.optional_integer("samples"),
             quarantined=[QuarantinedBoard.from_json(q) for q in f.items("quarantined")]
-            if "quarantined" in f.value else [])
+            if "quarantined" in f.value else [],
+            reference=f.choice("reference", Reference) if "reference" in f.value else DEFAULT_REFERENCE)
 
     def catalog_row(self, run_dir: Path) -> results.CatalogRow:
         return results.CatalogRow(self.id, self.lab.name, self.started, self.finished, self.verdict.status,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hil.errors import EXIT_BAD_INPUT, BadInput
+from hil.model.reference import Reference
 from hil.run.assess import BoardSetSummary, PathPerformance, SweepPoint
 from hil.run.baseline import RuleOutcome
 from hil.run.rack import BoardFailure, FailureStage
@@ -80,8 +81,8 @@ def test_run_json_is_written_and_read_back_unchanged(tmp_path):
     run = a_run()
     run.write(tmp_path)
     on_disk = json.loads((tmp_path / "run.json").read_text())
-    assert list(on_disk) == ["id", "status", "started", "lab", "git", "software", "host", "threshold", "models",
-                             "testsets", "boards", "sessions", "failures", "verdict", "baseline", "finished",
+    assert list(on_disk) == ["id", "status", "started", "lab", "git", "software", "host", "threshold", "reference",
+                             "models", "testsets", "boards", "sessions", "failures", "verdict", "baseline", "finished",
                              "samples", "quarantined"]
     # The board's identity is flat, as Board.identity() gives it, then its image and HELLO.
     assert list(on_disk["boards"]["an386-digits"]) == [*IDENTITY, "firmware", "manifest", "reported"]
@@ -197,3 +198,16 @@ def test_a_folder_without_the_file_is_bad_input(tmp_path):
         files.read_run(tmp_path)
     with pytest.raises(BadInput, match="not a sweep"):
         files.read_sweep(tmp_path)
+
+
+def test_run_json_names_its_reference_and_a_run_from_before_the_choice_reads_as_litert(tmp_path):
+    a_run(reference=Reference.TFLM).write(tmp_path)
+    assert files.read_run(tmp_path).reference is Reference.TFLM
+    data = json.loads((tmp_path / "run.json").read_text())
+    del data["reference"]
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    assert files.read_run(tmp_path).reference is Reference.LITERT
+    data["reference"] = "tensorflow"
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    with pytest.raises(BadInput, match="reference"):
+        files.read_run(tmp_path)
