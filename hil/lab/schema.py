@@ -22,6 +22,7 @@ from hil.lab.bounded_yaml import LIMITS
 from hil.lab.load import (CALIBRATION_KEYS, COORDINATOR, LINUX_INA219_KEYS, MONITOR_KEYS, PLACE_COUNT_MAX,
                           PLACE_NAME, PLACE_TAG_KEY, PLACE_TAG_VALUE, PPK2_KEYS, PPK2_VDD_MV, SLOT_PATTERN, MonitorKind,
                           Ppk2Mode, RunSettings)
+from hil.model.reference import Reference
 from hil.stats.regression import RegressionPolicy
 
 SCHEMA_ID = "https://hil.invalid/labs.schema.json"  # a name, never fetched (.invalid resolves nowhere)
@@ -242,8 +243,11 @@ LAB = Keys("a hil lab: models, images, boards and how a run behaves (docs/labs.m
         "boot_timeout_s": Value(float, "the first HELLO after bring-up, seconds", 0.1, 600,
                                 default=_RUN.boot_timeout_s),
         "retries": Value(int, "per request, each after a resync", 0, 20, default=_RUN.retries),
-        "quarantine_after": Value(int, "failed health checks in a row that quarantine a board", 1, 100,
+        "quarantine_after": Value(int, "runs in a row a board failed that quarantine it", 1, 100,
                                   default=_RUN.quarantine_after),
+        "reference": Value(str, "the host reference the answers are reconciled against (docs/decisions.md)",
+                           choices=tuple(reference.value for reference in Reference),
+                           default=_RUN.reference.value),
     }),
     "regression": _regression(),
     "labgrid": Keys("where the boards' labgrid places are (docs/distributed.md)", {

@@ -73,7 +73,7 @@ def mismatch_table(outcome: RunOutcome) -> Table:
     rows = [[c.record.slot, c.record.testset, str(c.record.index), str(c.differing_bytes), str(c.max_steps),
              ok[c.exit_agrees], ok[c.class_agrees], ok[c.confidence_agrees]]
             for c in outcome.mismatches[:MISMATCHES_SHOWN]]
-    return Table.of(f"Answers that differ from the host reference (first {MISMATCHES_SHOWN} of "
+    return Table.of(f"Answers that differ from the {outcome.run.reference} host reference (first {MISMATCHES_SHOWN} of "
                     f"{len(outcome.mismatches)})",
                     [Column(name) for name in ("board", "test set", "sample", "differing bytes", "max steps", "exit",
                                                "class", "confidence")], rows)

@@ -277,7 +277,8 @@ def _header(run: RunFile) -> Raw:
     facts = [("run id", Raw(f"<code>{_h(run.id)}</code>")), ("git revision", revision),
              ("started", run.started), ("finished", run.finished or "–"),
              ("samples", "–" if run.samples is None else run.samples),
-             ("threshold τ", "–" if run.threshold is None else run.threshold.value)]
+             ("threshold τ", "–" if run.threshold is None else run.threshold.value),
+             ("reconciled against", f"the {run.reference} host reference")]
     if run.baseline is not None:
         facts.append(("baseline", Raw(f"<code>{_h(run.baseline.id)}</code> at revision "
                                       f"{_sha(run.baseline.git and run.baseline.git.revision)}")))
