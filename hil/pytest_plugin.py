@@ -211,9 +211,10 @@ def hil_rack(hil_lab: Lab, pytestconfig: pytest.Config, tmp_path_factory: pytest
     tau = hil_lab.run.threshold_q15
     with ExitStack() as held:
         try:
-            held.enter_context(reserve(hil_lab, slots))
-            check = health.KnownAnswerCheck(health.known_answers(hil_lab), tau, hil_lab.run.retries)
-            rack = held.enter_context(Rack(hil_lab, slots, tau, tmp_path_factory.mktemp("hil-traces"), check))
+            # The lab as reserved: boards on labgrid places come back resolved to the places acquired.
+            lab = held.enter_context(reserve(hil_lab, slots))
+            check = health.KnownAnswerCheck(health.known_answers(lab), tau, lab.run.retries)
+            rack = held.enter_context(Rack(lab, slots, tau, tmp_path_factory.mktemp("hil-traces"), check))
         except HilError as error:  # the rack busy, the lock folder unsafe: hil's one line, on every test that needs it
             pytest.fail(str(error), pytrace=False)
         yield rack
