@@ -30,6 +30,9 @@ class QemuTwin:
     # QEMU connects its i-th -serial option to the machine's i-th UART; these say which UART is which.
     link_serial: int = 0  # the protocol's UART
     wire_serial: int = 1  # the UART that carries the pin edges to the measurement unit
+    # An STM32 link UART's CR1 address: its UE (bit 0) and RE (bit 2) say the firmware's receiver is on, which a
+    # served board (hil/hw/emulated/served.py) waits for before it hands on the host's bytes. None: not servable.
+    link_uart_cr1: int | None = None
     # Whether the default rack (labs.yaml, and `hil init`'s starter lab) has a board of each model of the kind.
     in_starter_rack: bool = True
 
@@ -114,7 +117,9 @@ BOARD_KINDS: dict[str, BoardKind] = {kind.name: kind for kind in (
         pyocd_target="stm32l432kc", hal="stm32l4",
         # QEMU's B-L475E-IOT01A is an STM32L475 (the same RCC, GPIO, USART and SysTick as the L432):
         # -serial #0 is USART1 (the wire, the board's spare trace port), #1 USART2 (ST-LINK's VCP).
-        qemu=QemuTwin(machine="b-l475e-iot01a", icount_shift=4, link_serial=1, wire_serial=0),
+        # The link is USART2 (UM1956 6.9: PA2/PA15), at 0x4000_4400 on the L432 and on QEMU's L475 alike (RM0394 2.2.2).
+        qemu=QemuTwin(machine="b-l475e-iot01a", icount_shift=4, link_serial=1, wire_serial=0,
+                      link_uart_cr1=0x4000_4400),
         power=PowerProfile(bus_v=3.3, idle_w=3.3 * 0.0021, active_w=3.3 * 0.0088, shunt_ohms=1.0,
                            max_current_a=0.04),
     ),

@@ -45,10 +45,10 @@ from hil.hw.emulated.probe import EmulatedProbe
 from hil.hw.emulated.qemu import QemuBoard
 from hil.hw.kinds import BOARD_KINDS
 
-# The kinds that can be served, and where their VCP's USART CR1 is: USART2 (UM1956 6.9: PA2/PA15), at
-# 0x4000_4400 on the L432 and on QEMU's L475 alike (RM0394 2.2.2). Its UE (bit 0) and RE (bit 2) say the
-# receiver is on (RM0394 38.8.1). A kind needs a QEMU twin and an emulated probe chip to be served.
-SERVED_KINDS = {"nucleo-l432kc": 0x4000_4400}
+# The kinds that can be served, and where their link USART's CR1 is (the kinds table's QemuTwin.link_uart_cr1):
+# its UE (bit 0) and RE (bit 2) say the receiver is on (RM0394 38.8.1).
+SERVED_KINDS = {name: kind.qemu.link_uart_cr1 for name, kind in BOARD_KINDS.items()
+                if kind.qemu is not None and kind.qemu.link_uart_cr1 is not None}
 CR1_UE, CR1_RE = 1 << 0, 1 << 2
 POLL_S = 0.005  # how long the bridge waits for bytes before it looks for a reset again
 logger = logging.getLogger(__name__)
