@@ -39,8 +39,8 @@ class Nights:
 
 def _earlier_finished(run: RunFile, results_dir: Path) -> list[dict]:
     """Catalog rows of the run's lab that finished and started no later than it, oldest first; not the run."""
-    return [row for row in results.list_runs(results_dir)
-            if row["lab"] == run.lab.name and row["started"] <= run.started and row["finished"] is not None
+    return [row for row in results.list_runs(results_dir, run.lab.name)
+            if row["started"] <= run.started and row["finished"] is not None
             and row["id"] != run.id]
 
 

@@ -132,7 +132,7 @@ def baseline_marks(results_dir: Path) -> dict[str, str]:
 
 def lab_runs(results_dir: Path, lab: str | None, last: int | None) -> list[dict]:
     """The catalog's runs, oldest first: of one lab (None: every lab of the folder), the newest `last` of them."""
-    runs = [run for run in results.list_runs(results_dir) if lab is None or run["lab"] == lab]
+    runs = results.list_runs(results_dir, lab)
     if not runs:
         of = "" if lab is None else f" of lab {lab!r}"
         raise BadInput(f"{results_dir}: no runs{of} in its catalog; run `hil run labs.yaml` first")

@@ -221,18 +221,20 @@ def get_baseline(results_dir: Path, lab: str) -> Path | None:
 
 def latest_pass(results_dir: Path, lab: str, exclude: Path | None = None) -> Path | None:
     """The newest run of `lab` that passed, other than `exclude` (the run being judged)."""
-    for run in reversed(list_runs(results_dir)):
+    for run in reversed(list_runs(results_dir, lab)):
         path = Path(run["path"])
-        if run["lab"] == lab and run["status"] == "pass" and (exclude is None or path != Path(exclude).resolve()):
+        if run["status"] == "pass" and (exclude is None or path != Path(exclude).resolve()):
             return path
     return None
 
 
-def list_runs(results_dir: Path) -> list[dict]:
-    """The catalog's runs, oldest first: by start (to the second), then by when their row was last written."""
+def list_runs(results_dir: Path, lab: str | None = None) -> list[dict]:
+    """The catalog's runs (of `lab`, or of every lab), oldest first: by start (to the second), then by when
+    their row was last written."""
     path = Path(results_dir) / CATALOG
     if not path.exists():
         return []
     with sqlite3.connect(path) as db:
         db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM runs ORDER BY started, rowid")]
+        return [dict(row) for row in db.execute("SELECT * FROM runs ORDER BY started, rowid")
+                if lab is None or row["lab"] == lab]

@@ -55,7 +55,7 @@ def _started_s(started: str) -> float:
 
 def candidates(results_dir: Path, lab: str, rules: Retention, now: float | None = None) -> list[Candidate]:
     """The lab's runs the rules do not keep, oldest first, each with why it stays regardless (None: it goes)."""
-    runs = [run for run in list_runs(results_dir) if run["lab"] == lab]
+    runs = list_runs(results_dir, lab)
     now = time.time() if now is None else now
     protected = {entry.id for entry in baselines(results_dir).values()}
     folder = Path(results_dir).resolve()
