@@ -236,5 +236,5 @@ def list_runs(results_dir: Path, lab: str | None = None) -> list[dict]:
         return []
     with sqlite3.connect(path) as db:
         db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM runs ORDER BY started, rowid")
-                if lab is None or row["lab"] == lab]
+        return [dict(row) for row in db.execute(
+            "SELECT * FROM runs WHERE ?1 IS NULL OR lab = ?1 ORDER BY started, rowid", (lab,))]
