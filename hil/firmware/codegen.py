@@ -275,6 +275,8 @@ def generate_sources(card: ModelCard) -> dict[str, str]:
 #define MODEL_ARENA_BYTES {arena_size(plan)}
 #define MODEL_STAGE1_MACS {card.stages["stage1"].macs}u
 #define MODEL_STAGE2_MACS {card.stages["stage2"].macs}u
+#define MODEL_STAGE1_LAYERS {len(plan.calls["stage1"])}u
+#define MODEL_NUM_LAYERS {len(plan.calls["stage1"]) + len(plan.calls["stage2"])}u
 
 extern const uint8_t model_sha256[32];
 /* Softmax tables (docs/decisions.md): the early exit's, then one per head. */
@@ -285,6 +287,9 @@ extern const uint32_t model_head_luts[MODEL_NUM_HEADS][256];
 void model_stage1(const int8_t *input, int8_t *exit_logits);
 /* Stage 2: the feature map -> MODEL_NUM_HEADS rows of MODEL_NUM_CLASSES head logits. */
 void model_stage2(int8_t *head_logits);
+/* The runtime's (src/qute.c), called after each layer, numbered 0..MODEL_NUM_LAYERS-1 across both
+ * stages, with the layer's output tensor: where per-layer timing and tracing hook in. */
+void model_layer_done(uint32_t layer, const int8_t *output, uint32_t bytes);
 
 #endif
 """
@@ -298,12 +303,14 @@ void model_stage2(int8_t *head_logits);
     body += [c + "\n" for c in plan.constants]
     signatures = {"stage1": "void model_stage1(const int8_t *input, int8_t *exit_logits)",
                   "stage2": "void model_stage2(int8_t *head_logits)"}
+    layer = 0  # numbered across both stages, in call order: hil/model/layers.py numbers them the same way
     for stage, calls in plan.calls.items():
-        lines = [
-            "    " + call.format(source=_buffer_expression(plan.tensors[reads]),
-                                 target=_buffer_expression(plan.tensors[writes]))
-            for call, reads, writes in calls
-        ]
+        lines = []
+        for call, reads, writes in calls:
+            target = _buffer_expression(plan.tensors[writes])
+            lines.append("    " + call.format(source=_buffer_expression(plan.tensors[reads]), target=target))
+            lines.append(f"    model_layer_done({layer}u, {target}, {plan.tensors[writes].size}u);")
+            layer += 1
         body.append(signatures[stage] + " {\n" + "\n".join(lines) + "\n}\n\n")
     return {"model.h": header, "model.c": "".join(body).rstrip() + "\n"}
 

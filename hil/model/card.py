@@ -105,7 +105,7 @@ def describe_stage(path: Path) -> dict:
         "inputs": inputs,
         "outputs": outputs,
         "ops": [op["op_name"] for op in ops],
-        "macs": sum(_macs(op, tensors) for op in ops),
+        "macs": sum(operator_macs(op, tensors) for op in ops),
         "parameters": sum(size(i) for i in weights),
         "weight_bytes": sum(nbytes(i) for i in weights),
         # A lower bound for the tensor arena: the largest input+output of one operator.
@@ -119,7 +119,7 @@ def describe_stage(path: Path) -> dict:
 _WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 
 
-def _macs(op: dict, tensors: dict) -> int:
+def operator_macs(op: dict, tensors: dict) -> int:
     """Multiply-accumulates of one operator; pooling and reshapes count none."""
     out = int(np.prod(tensors[op["outputs"][0]]["shape"]))
     name = op["op_name"]

@@ -12,6 +12,8 @@
 #define MODEL_ARENA_BYTES 5120
 #define MODEL_STAGE1_MACS 65536u
 #define MODEL_STAGE2_MACS 388096u
+#define MODEL_STAGE1_LAYERS 6u
+#define MODEL_NUM_LAYERS 15u
 
 extern const uint8_t model_sha256[32];
 /* Softmax tables (docs/decisions.md): the early exit's, then one per head. */
@@ -22,5 +24,8 @@ extern const uint32_t model_head_luts[MODEL_NUM_HEADS][256];
 void model_stage1(const int8_t *input, int8_t *exit_logits);
 /* Stage 2: the feature map -> MODEL_NUM_HEADS rows of MODEL_NUM_CLASSES head logits. */
 void model_stage2(int8_t *head_logits);
+/* The runtime's (src/qute.c), called after each layer, numbered 0..MODEL_NUM_LAYERS-1 across both
+ * stages, with the layer's output tensor: where per-layer timing and tracing hook in. */
+void model_layer_done(uint32_t layer, const int8_t *output, uint32_t bytes);
 
 #endif

@@ -1386,24 +1386,42 @@ static const int32_t stage2_op11_bias[10] = {
 
 void model_stage1(const int8_t *input, int8_t *exit_logits) {
     k_conv2d(&stage1_op0_params, input, stage1_op0_weights, stage1_op0_bias, stage1_op0_quant, arena + 0);
+    model_layer_done(0u, arena + 0, 640u);
     k_conv2d(&stage1_op1_params, arena + 0, stage1_op1_weights, stage1_op1_bias, stage1_op1_quant, arena + 640);
+    model_layer_done(1u, arena + 640, 640u);
     k_depthwise_conv2d(&stage1_op2_params, arena + 640, stage1_op2_weights, stage1_op2_bias, stage1_op2_quant, arena + 1280);
+    model_layer_done(2u, arena + 1280, 640u);
     k_avg_pool2d(&stage1_op3_params, arena + 1280, arena + 640);
+    model_layer_done(3u, arena + 640, 320u);
     k_copy(arena + 640, arena + 960, 320);
+    model_layer_done(4u, arena + 960, 320u);
     k_fully_connected(&stage1_op5_params, arena + 960, stage1_op5_weights, stage1_op5_bias, stage1_op5_scale, 1, exit_logits);
+    model_layer_done(5u, exit_logits, 10u);
 }
 
 void model_stage2(int8_t *head_logits) {
     k_depthwise_conv2d(&stage2_op0_params, arena + 0, stage2_op0_weights, stage2_op0_bias, stage2_op0_quant, arena + 640);
+    model_layer_done(6u, arena + 640, 640u);
     k_conv2d(&stage2_op1_params, arena + 640, stage2_op1_weights, stage2_op1_bias, stage2_op1_quant, arena + 0);
+    model_layer_done(7u, arena + 0, 640u);
     k_depthwise_conv2d(&stage2_op2_params, arena + 0, stage2_op2_weights, stage2_op2_bias, stage2_op2_quant, arena + 640);
+    model_layer_done(8u, arena + 640, 320u);
     k_conv2d(&stage2_op3_params, arena + 640, stage2_op3_weights, stage2_op3_bias, stage2_op3_quant, arena + 0);
+    model_layer_done(9u, arena + 0, 320u);
     k_depthwise_conv2d(&stage2_op4_params, arena + 0, stage2_op4_weights, stage2_op4_bias, stage2_op4_quant, arena + 320);
+    model_layer_done(10u, arena + 320, 320u);
     k_conv2d(&stage2_op5_params, arena + 320, stage2_op5_weights, stage2_op5_bias, stage2_op5_quant, arena + 0);
+    model_layer_done(11u, arena + 0, 320u);
     k_depthwise_conv2d(&stage2_op6_params, arena + 0, stage2_op6_weights, stage2_op6_bias, stage2_op6_quant, arena + 320);
+    model_layer_done(12u, arena + 320, 320u);
     k_copy(arena + 320, arena + 640, 320);
+    model_layer_done(13u, arena + 640, 320u);
     k_fully_connected(&stage2_op8_params, arena + 640, stage2_op8_weights, stage2_op8_bias, stage2_op8_scale, 1, head_logits + 0);
+    model_layer_done(14u, head_logits + 0, 10u);
     k_depthwise_conv2d(&stage2_op9_params, arena + 0, stage2_op9_weights, stage2_op9_bias, stage2_op9_quant, arena + 320);
+    model_layer_done(15u, arena + 320, 320u);
     k_copy(arena + 320, arena + 0, 320);
+    model_layer_done(16u, arena + 0, 320u);
     k_fully_connected(&stage2_op11_params, arena + 0, stage2_op11_weights, stage2_op11_bias, stage2_op11_scale, 1, head_logits + 10);
+    model_layer_done(17u, head_logits + 10, 10u);
 }
