@@ -121,9 +121,10 @@ def exit_pulse_missed(window: measurement.BusyWindow, exited: bool, pins_sampled
 
 
 def measure_inferences(slot: str, meter: Meter, answers: list[Answer], journal: RecordJournal,
-                       ) -> list[BoardFailure]:
+                       unmatched: list[Answer] | None = None) -> list[BoardFailure]:
     """Journal a Measurement per answer of board `slot`: its own window's, or why it has none; returns
-    the problems."""
+    the problems. Given `unmatched`, answers whose windows cannot be told apart go there instead, not
+    journaled: before a recovery, whose board is then asked them again (hil/run/stream.py)."""
     if not answers:
         return []
     link = meter.link
@@ -133,6 +134,9 @@ def measure_inferences(slot: str, meter: Meter, answers: list[Answer], journal: 
         for answer in answers:
             journal.append(meter.unmeasured(answer, str(error)))
         return [BoardFailure(slot, FailureStage.MONITOR, f"{error}; the answers are kept, unmeasured")]
+    if isinstance(taken, Unmatched) and unmatched is not None:
+        unmatched += answers
+        return []
     if isinstance(taken, Unmatched):
         for answer in answers:
             journal.append(meter.unmeasured(answer, taken.reason))

@@ -5,7 +5,9 @@ resync (and the threshold is set again, in case the board restarted). A board th
 fails, or whose emulator or port is gone, is taken up the recovery ladder (hil/run/recovery.py):
 what it answered so far is measured, then resync, reset, reflash, power-cycle until one brings
 it back, and it goes on from the sample it failed on (that one was not journaled: nothing is lost
-or asked twice). If none does, or its thread meets any other error, it stops streaming with a
+or asked twice). Answers whose windows the unit could not tell apart then (a board that stopped dead
+with its last edges still on their wire, as a frozen emulator does) are first asked again, for their
+windows only, as a resume asks them. If none does, or its thread meets any other error, it stops streaming with a
 BoardFailure; the other boards go on. Then its measurement unit
 measures what it answered (hil/run/metering.py), matching each answer to its busy window by the
 device's window ordinal; a unit that fails leaves the answers kept and reconciled, only
@@ -31,6 +33,8 @@ from hil.run.records import Record, RecordJournal
 from hil.model.testsets import TestSet
 
 ANSWERED_DIFFERENTLY = "answered differently when asked again to be measured; it is not measured"
+WINDOW_LOST = ("its busy window was lost when the board stopped answering, and the board was not asked it again; "
+               "it is not measured")
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,10 @@ def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: 
     meter: metering.Meter | None = None
     answers: list[metering.Answer] = []  # since the board last came back: what the meter measures next
     everything: list[metering.Answer] = []
+    # Answered before a recovery, but whose windows the unit could not tell apart then (the board stopped with
+    # its last edges still on their wire): asked again, for their windows only, once the board is back.
+    again: list[metering.Answer] = []
+    testsets = {job.testset.name: job.testset for job in jobs}
     failures: list[BoardFailure] = []
     broke_off = False
     try:
@@ -150,32 +158,39 @@ def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: 
             position = 0
             key = (board.slot, job.testset.name)
             began, before = time.monotonic(), context.streamed.get(key, 0.0)
-            while position < len(job.indices) and not context.stopping.is_set():
-                index = job.indices[position]
+            while (again or position < len(job.indices)) and not context.stopping.is_set():
+                redo = again[0] if again else None
+                testset, index = (testsets[redo.record.testset], redo.record.index) if redo else (
+                    job.testset, job.indices[position])
                 try:
-                    result, attempts = ask(board, job.testset.inputs[index].tobytes(), tau_q15, retries)
+                    result, attempts = ask(board, testset.inputs[index].tobytes(), tau_q15, retries)
                 except BoardError as error:
                     if context.on_main is None:
                         raise
                     if meter is not None:  # measured now, by the unit as it is, before the board changes
-                        failures += metering.measure_inferences(board.slot, meter, answers, measurements)
+                        failures += metering.measure_inferences(board.slot, meter, answers, measurements, again)
                     answers = []
-                    meter, more = _recover(board, job.testset.name, index, error, context, meter is not None)
+                    meter, more = _recover(board, testset.name, index, error, context, meter is not None)
                     failures += more
+                    if meter is None:  # no unit to measure them with now: kept, unmeasured with its reason
+                        answers, again = again, []
                     continue  # the same sample again
                 record = Record(
-                    slot=board.slot, model=board.spec.model, testset=job.testset.name, index=index,
-                    label=int(job.testset.labels[index]), tau_q15=tau_q15, exited=result.exited,
+                    slot=board.slot, model=board.spec.model, testset=testset.name, index=index,
+                    label=int(testset.labels[index]), tau_q15=tau_q15, exited=result.exited,
                     predicted=result.predicted, confidence_q15=result.confidence_q15, cycles=result.cycles,
                     exit_logits=list(result.logits[0]), head_logits=[list(row) for row in result.logits[1:]],
                     attempts=attempts,
                 )
-                kept = job.kept.get(index)
-                if kept is None:
+                earlier = again.pop(0).record if redo is not None else job.kept.get(index)  # journaled already
+                if earlier is None:
                     journal.append(record)
-                differs = kept is not None and _answer(kept) != _answer(record)
+                differs = earlier is not None and _answer(earlier) != _answer(record)
                 answer = metering.Answer(record, result.window, ANSWERED_DIFFERENTLY if differs else None)
                 answers.append(answer)
+                if redo is not None:
+                    everything[everything.index(redo)] = answer
+                    continue
                 everything.append(answer)
                 advance(board.slot, 1)
                 position += 1
@@ -184,6 +199,8 @@ def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: 
         failures.append(BoardFailure(board.slot, FailureStage.STREAM, failure_reason(board.slot, error)))
         broke_off = True
     broke_off = broke_off or context.stopping.is_set()  # interrupted: measure what was answered, ask no more
+    for answer in again:  # never asked again: kept, unmeasured, with why
+        measurements.append(metering.unmeasured(answer, WINDOW_LOST, context.clock_hz))
     differ = [a.record for a in everything if a.unmeasured == ANSWERED_DIFFERENTLY]
     if differ:
         failures.append(BoardFailure(board.slot, RERUN, f"{board.slot}: {len(differ)} samples answered differently "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Callable
@@ -74,6 +74,9 @@ class Faults:
     wrong_logits: frozenset[int] = frozenset()  # one exit logit off by one step: a firmware bug
     restart_before: frozenset[int] = frozenset()  # reboots on this INFER, losing it: τ back to 1.0, windows to 0
     hang_after: int | None = None  # after this many INFERs it answers nothing more (alive, silent)
+    # After this many INFERs it stops dead, the edges of its last one still on their wire (an emulator stopped
+    # mid-run): it answers nothing more and that window never reaches the unit. Its first boot only.
+    freezes_after: int | None = None
     gone_after: int | None = None  # after this many INFERs the board is gone (its port and process die)
     stays_gone: bool = False  # once gone, no reset, reflash or power cycle brings it back (a dead board)
     firmware_sha256: bytes | None = None  # what HELLO reports instead of the manifest's image hash
@@ -127,13 +130,16 @@ class FakeFirmware:
         self._edge(PIN_BUSY, 0)  # the pins' levels at reset: the first bytes on the wire
         self._edge(PIN_EXIT, 0)
 
+    def _silent(self, after: int | None) -> bool:
+        return after is not None and self.ran >= after
+
     def _edge(self, pin: int, level: int) -> None:
-        if self.wire is not None:
+        if self.wire is not None and not self._silent(self.faults.freezes_after):
             self.wire(protocol.Edge(pin, level, self.now & 0xFFFFFFFF))
 
     def receive(self, data: bytes) -> None:
         """Bytes from the host, as a UART delivers them; answers go to `send`."""
-        if self.gone or (self.faults.hang_after is not None and self.ran >= self.faults.hang_after):
+        if self.gone or self._silent(self.faults.hang_after) or self._silent(self.faults.freezes_after):
             return
         for event in self._decoder.feed(data):
             if isinstance(event, protocol.FrameError):  # nothing in a dropped frame can be trusted
@@ -371,7 +377,8 @@ class FakeBoard(Board):
         if self.faults.stays_gone and self.died:
             raise BoardError(f"{self.slot}: the board does not answer on its port; it is dead")
         card = self.card or load_model(self.manifest.model)
-        self.firmware = FakeFirmware(card, self.manifest, self.faults, self.timing, board=self.spec.kind,
+        faults = self.faults if not self.booted else replace(self.faults, freezes_after=None)
+        self.firmware = FakeFirmware(card, self.manifest, faults, self.timing, board=self.spec.kind,
                                      flashed=self.flasher.flashed)
         self.booted.append(self.firmware)
         port = InProcessPort(self.firmware.receive, self.slot)

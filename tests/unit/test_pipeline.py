@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hil.hw import protocol
 from hil.run.rack import Rack, reserve
 from hil.run.records import read_measurements, read_records
 from hil.run.runner import execute, pending_jobs, stream_boards
@@ -117,6 +118,26 @@ def test_a_hung_board_is_brought_back_by_the_ladder_and_every_sample_is_answered
     assert [r.index for r in rack.recoveries][:2] == [4, 8 % SAMPLES]
     # Windows are measured segment by segment, the device's count read again after each reset.
     assert {m.method for m in read_measurements(run_dir)} <= {"window", "burst"}
+
+
+def test_answers_whose_windows_froze_with_the_board_are_asked_again_once_it_is_back(fake_rack, tmp_path):
+    # The board stops dead after 5 INFERs, the edges of the last still on their wire: which of the 4 windows that
+    # came is whose of the 5 answers cannot be known. After the reset those 5 are asked again for their windows
+    # only, so the run ends measured, and every answer is journaled once.
+    fake_rack.faults["an386-digits"] = Faults(freezes_after=5)
+    failures, run_dir, rack = stream(tmp_path, request_timeout_s=0.2, retries=1)
+    assert failures == []
+    (recovery,) = rack.recoveries
+    assert (recovery.recovered_by, recovery.index) == ("reset", 5)
+    records = read_records(run_dir)
+    assert len(records) == len({r.key for r in records}) == 3 * SAMPLES
+    measured = read_measurements(run_dir)
+    windows = [(m.testset, m.index) for m in measured if m.method == "window"]
+    assert sorted(windows) == sorted(r.key[1:] for r in records)
+    assert {m.method for m in measured} <= {"window", "burst"}
+    (board,) = rack.boards
+    first, second = [[r.sample for r in f.requests if isinstance(r, protocol.Infer)] for f in board.booted]
+    assert len(first) == 5 and second[:5] == first  # the frozen board's 5 answers, asked again
 
 
 def test_a_dead_board_climbs_the_whole_ladder_then_is_quarantined_and_resume_completes_the_run(fake_rack,
