@@ -222,7 +222,7 @@ def cmd_run(args) -> int:
     started = time.monotonic()
     try:
         outcome = execute(args.lab and Path(args.lab), args.resume and Path(args.resume), progress, args.baseline,
-                          args.wait)
+                          args.wait, args.profile)
     finally:
         progress.stop()
     with recorded_end(outcome.run_dir, outcome.run):  # a crash writing them ends the run in error, as any crash
@@ -590,6 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--wait", type=_duration, default=0.0, metavar="DURATION",
                      help="queue up to this long (30s, 10m, 2h) for boards another run holds; without it, "
                      "a busy board is refused at once (exit 2)")
+    run.add_argument("--profile", action="store_true", help="after streaming, each board times every layer of "
+                     "its model once (PROFILE): a per-layer table on the console, in profile.json and report.html")
     run.set_defaults(run=cmd_run)
 
     sweep = commands.add_parser("sweep", help="sweep the early-exit threshold on the devices")

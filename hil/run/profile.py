@@ -9,6 +9,7 @@ output shape and MACs (hil/model/layers.py), with the image, model and sample th
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from hil.model.card import ModelCard
 from hil.model.layers import STAGES, model_layers
 from hil.model.testsets import TestSet
 from hil.run.rack import BoardFailure, FailureStage, Rack, answered, failure_reason, reserve
+from hil.store import results
 
 MAX_COUNT = 1000  # runs per PROFILE: enough to average a noisy board, short enough to wait for
 # The longest one run of both stages takes on any board we drive (QEMU or an 80 MHz Nucleo: tens of ms).
@@ -120,21 +122,65 @@ class SampleChoice:
         return sets[name]
 
 
+def profile_rack(rack: Rack, choice: SampleChoice, count: int) -> tuple[list[DeviceProfile], list[BoardFailure]]:
+    """Every ready board of an up rack profiles the chosen sample of its model; a board that fails is that
+    board's failure alone."""
+    profiles, failures = [], []
+    for board in rack.ready:
+        model = rack.lab.models[board.spec.model]
+        try:
+            profiles.append(profile_board(board, rack.infos[board.slot], model.card, choice.pick(model), choice.index,
+                                          count, rack.lab.run.retries))
+        except Exception as error:  # noqa: BLE001 - this board's failure alone: the others go on
+            failures.append(BoardFailure(board.slot, FailureStage.STREAM, failure_reason(board.slot, error)))
+    return profiles, failures
+
+
 def profile_lab(lab: Lab, choice: SampleChoice, count: int) -> tuple[list[DeviceProfile], list[BoardFailure]]:
     """Every board of the lab, brought up as `hil firmware verify` does (locked, flashed, identified), profiles
     the chosen sample of its model `count` times; the profiles, in the lab's order, and the boards that failed."""
     if not 1 <= count <= MAX_COUNT:
         raise BadInput(f"--count {count}: give 1..{MAX_COUNT} runs")
-    testsets = {b.slot: choice.pick(lab.models[b.model]) for b in lab.boards}  # bad input before any board starts
+    for board in lab.boards:  # bad input before any board starts
+        choice.pick(lab.models[board.model])
     slots = [b.slot for b in lab.boards]
-    profiles: list[DeviceProfile] = []
     with reserve(lab, slots) as lab, tempfile.TemporaryDirectory(prefix="hil-profile-") as scratch:
         with Rack(lab, slots, decisions.Q15_ONE, Path(scratch)) as rack:
-            failures = list(rack.failures)
-            for board in rack.ready:
-                try:
-                    profiles.append(profile_board(board, rack.infos[board.slot], lab.models[board.spec.model].card,
-                                                  testsets[board.slot], choice.index, count, lab.run.retries))
-                except Exception as error:  # noqa: BLE001 - this board's failure alone: the others go on
-                    failures.append(BoardFailure(board.slot, FailureStage.STREAM, failure_reason(board.slot, error)))
-    return profiles, failures
+            profiles, failures = profile_rack(rack, choice, count)
+            return profiles, rack.failures + failures
+
+
+PROFILE_JSON = "profile.json"
+
+
+@dataclass
+class ProfileFile:
+    """A run's profile.json (`hil run --profile`): each board's profile after it streamed, and why a board has
+    none. A resumed run replaces the profiles of the boards it brought up again."""
+
+    profiles: list[DeviceProfile]
+    failures: list[BoardFailure]
+
+    def merged(self, newer: ProfileFile) -> ProfileFile:
+        slots = {p.slot for p in newer.profiles} | {f.slot for f in newer.failures}
+        return ProfileFile([p for p in self.profiles if p.slot not in slots] + newer.profiles,
+                           [f for f in self.failures if f.slot not in slots] + newer.failures)
+
+    def write(self, run_dir: Path) -> None:
+        results.write_json(run_dir / PROFILE_JSON, {
+            "profiles": [p.to_dict() for p in self.profiles],
+            "failures": [{"slot": f.slot, "reason": f.reason} for f in self.failures]})
+
+    @classmethod
+    def read(cls, run_dir: Path) -> ProfileFile | None:
+        """The run's profile file, None if it has none; BadInput naming the file if it is broken."""
+        path = run_dir / PROFILE_JSON
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls([DeviceProfile.from_dict(p) for p in data["profiles"]],
+                       [BoardFailure(f["slot"], FailureStage.STREAM, f["reason"]) for f in data["failures"]])
+        except (ValueError, KeyError, TypeError) as error:
+            raise BadInput(f"{path}: not a profile file ({type(error).__name__}: {error}); delete it, or run the "
+                           "lab again with `hil run --profile`") from None

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,8 @@ from hil.model import decisions
 from hil.model.card import load_model
 from hil.model.layers import model_layers
 from hil.model.testsets import load_model_testsets
+from hil.run.profile import DeviceProfile, ProfileFile
+from tests.support.labs import PASS, hil, write_lab
 
 needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 # The CMSDK timer of the MPS2 boards and the SysTick of the L4 twin: each HAL's hal_cycles under the hook.
@@ -107,3 +110,20 @@ def test_a_sample_that_is_not_there_is_bad_input(capsys):
     assert main(["firmware", "profile", "--board", "mps2-an386", "--model", "qute-digits", "--sample",
                  "100000"]) == 3
     assert "clean: no sample 100000; give --sample 0.." in capsys.readouterr().err
+
+
+@needs_qemu
+def test_hil_run_profile_keeps_each_boards_profile_with_the_run(tmp_path):
+    lab = write_lab(tmp_path, boards={"an386-digits": ("mps2-an386", "qute-digits")}, samples=3)
+    result = hil("run", lab, "--profile", "--json")
+    assert result.returncode == PASS, result.stderr
+    run_dir = Path(json.loads(result.stdout)["run_dir"])
+    saved = ProfileFile.read(run_dir)
+    (profile,) = saved.profiles
+    assert saved.failures == []
+    assert (profile.slot, profile.board, profile.count, profile.testset) == ("an386-digits", "mps2-an386", 1, "clean")
+    assert profile.image_sha256 == firmware.prebuilt("mps2-an386", "qute-digits").image_sha256
+    assert len(profile.layers) == 15 and profile.stage_cycles("stage1") > 0 < profile.stage_cycles("stage2")
+    assert [DeviceProfile.from_dict(p) for p in json.loads(result.stdout)["profiles"]] == [profile]
+    assert "Per-layer profile: mps2-an386 / qute-digits (an386-digits)" in result.stderr
+    assert "Per-layer profile: mps2-an386 / qute-digits" in (run_dir / "report.html").read_text()
