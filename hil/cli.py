@@ -239,6 +239,7 @@ def cmd_sweep(args) -> int:
 
     from hil.lab.load import load_lab
     from hil.report.console import LiveProgress, recoveries_table, replay_table, sweep_table, verdict_lines
+    from hil.report.profile import stage_split_table
     from hil.report.sweep_plot import SWEEP_PNG, plot
     from hil.report.table import to_rich
     from hil.run.sweep import judge_points, load_points, parse_thresholds, parse_window, replay, run_sweep
@@ -264,12 +265,14 @@ def cmd_sweep(args) -> int:
         progress.stop()
     plot(outcome.points, outcome.sweep_dir / SWEEP_PNG)
     console.print(to_rich(sweep_table(outcome)))
+    console.print(to_rich(stage_split_table(outcome.profiles)))
     if outcome.recoveries:
         console.print(to_rich(recoveries_table(outcome.recoveries)))
     console.print(verdict_lines(outcome.verdict, f"results in {outcome.sweep_dir}"))
     if args.json:
         print(json.dumps({"sweep_dir": str(outcome.sweep_dir), "verdict": asdict(outcome.verdict),
-                          "points": [asdict(p) for p in outcome.points]}, indent=1))
+                          "points": [asdict(p) for p in outcome.points],
+                          "profiles": [p.to_dict() for p in outcome.profiles.profiles]}, indent=1))
     return outcome.verdict.exit_code
 
 

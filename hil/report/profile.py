@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hil.model.layers import STAGES
 from hil.report.table import Table
-from hil.run.profile import DeviceProfile
+from hil.run.profile import DeviceProfile, ProfileFile
 
 
 def _cycles(cycles: float) -> str:
@@ -37,3 +37,18 @@ def profile_table(profile: DeviceProfile) -> Table:
                  f"cycles: ticks of the {profile.clock_hz / 1e6:g} MHz cycle counter; "
                  f"image {profile.image_sha256[:12]}…, model {profile.model_sha256[:12]}…"),
         sections=frozenset({len(profile.layers)}))
+
+
+def stage_split_table(profiles: ProfileFile) -> Table:
+    """Per board, what each stage of a full-path inference costs: an early exit saves stage 2's share."""
+    rows = []
+    for p in profiles.profiles:
+        stage1, stage2 = (p.stage_cycles(stage) for stage in STAGES)
+        rows.append([p.slot, p.model, _cycles(stage1), f"{p.microseconds(stage1):,.1f}", _cycles(stage2),
+                     f"{p.microseconds(stage2):,.1f}", _share(stage2, stage1 + stage2)])
+    rows += [[f.slot, "", "–", "–", "–", "–", "–"] for f in profiles.failures]
+    return Table.of("Stage 1 and stage 2 per board (a profile of the first clean sample, both stages)",
+                    ["board", "model", "stage 1 cycles", "stage 1 µs", "stage 2 cycles", "stage 2 µs",
+                     "stage 2 share"], rows,
+                    caption="An inference that exits early runs stage 1 only; the sweep's exit % is the share of "
+                            "samples that do at each τ. Per-layer tables: profile.json, `hil firmware profile`.")
