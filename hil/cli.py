@@ -702,8 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "cycles, cycles/MAC per layer; every prebuilt image on an emulated board, or a "
                                "lab's boards with --lab")
     fw_profile.add_argument("--lab", help="the lab file whose boards (emulated or physical) run their images")
-    fw_profile.add_argument("--board", action="append", help="board kind, or with --lab a slot's kind "
-                            "(repeatable; default all)")
+    fw_profile.add_argument("--board", action="append", help="board kind (repeatable; default all); with --lab, "
+                            "the lab's boards of these kinds")
     fw_profile.add_argument("--model", action="append", help="model (repeatable; default all)")
     fw_profile.add_argument("--testset", help="the test set the sample comes from (default: the model's first)")
     fw_profile.add_argument("--sample", type=int, default=0, metavar="INDEX",
