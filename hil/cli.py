@@ -109,27 +109,35 @@ def cmd_firmware_build(args) -> int:
     return 0
 
 
-def cmd_firmware_verify(args) -> int:
+def _image_lab(args, command: str):
+    """The boards `hil firmware verify` and `profile` drive: a lab's (--lab), or every prebuilt image of the
+    --board kinds and --model models on an emulated board of its kind."""
     from hil.firmware import build as firmware
     from hil.lab.load import load_lab
-    from hil.report.firmware import size_table, verification_tables
-    from hil.report.table import to_markdown, to_rich
-    from hil.run.verify import exit_code, lab_images, no_twin_reason, prebuilt_lab, verify_lab
+    from hil.run.verify import lab_images, no_twin_reason, prebuilt_lab
 
-    limit = None if args.full else args.samples
     if args.lab:
         lab = lab_images(load_lab(Path(args.lab)), args.board, args.model)
         if not lab.boards:
             raise BadInput(f"{args.lab}: no board of this lab is of the --board kinds and --model models given; "
                            "name kinds and models its boards have")
-    else:
-        kinds = args.board or firmware.BOARDS
-        for reason in filter(None, map(no_twin_reason, kinds)):
-            print(f"hil: {reason}", file=sys.stderr)
-        kinds = [kind for kind in kinds if no_twin_reason(kind) is None]
-        if not kinds:
-            raise BadInput("no --board kind given has an emulated twin; verify physical boards with --lab")
-        lab = prebuilt_lab(kinds, args.model or firmware.MODELS)
+        return lab
+    kinds = args.board or firmware.BOARDS
+    for reason in filter(None, map(no_twin_reason, kinds)):
+        print(f"hil: {reason}", file=sys.stderr)
+    kinds = [kind for kind in kinds if no_twin_reason(kind) is None]
+    if not kinds:
+        raise BadInput(f"no --board kind given has an emulated twin; {command} physical boards with --lab")
+    return prebuilt_lab(kinds, args.model or firmware.MODELS)
+
+
+def cmd_firmware_verify(args) -> int:
+    from hil.report.firmware import size_table, verification_tables
+    from hil.report.table import to_markdown, to_rich
+    from hil.run.verify import exit_code, verify_lab
+
+    limit = None if args.full else args.samples
+    lab = _image_lab(args, "verify")
     results = verify_lab(lab, limit)
     manifests = [lab.firmware[image] for image in dict.fromkeys((b.kind, b.model) for b in lab.boards)]
     tables = verification_tables(results) + [size_table(manifests)]
@@ -142,6 +150,30 @@ def cmd_firmware_verify(args) -> int:
     for failure in (f for r in results for f in r.failures):
         print(f"hil: {failure.slot}: {failure.stage} failed: {failure.reason}", file=sys.stderr)
     return exit_code(results)
+
+
+def cmd_firmware_profile(args) -> int:
+    import json
+
+    from hil.errors import EXIT_INFRASTRUCTURE, EXIT_PASS
+    from hil.report.profile import profile_table
+    from hil.report.table import to_markdown, to_rich
+    from hil.run.profile import SampleChoice, profile_lab
+
+    lab = _image_lab(args, "profile")
+    profiles, failures = profile_lab(lab, SampleChoice(args.testset, args.sample), args.count)
+    tables = [profile_table(p) for p in profiles]
+    if args.markdown:
+        print("\n".join(to_markdown(t) for t in tables), end="", file=sys.stderr if args.json else sys.stdout)
+    else:
+        console = _console(stderr=args.json)
+        for table in tables:
+            console.print(to_rich(table))
+    if args.json:
+        print(json.dumps([p.to_dict() for p in profiles], indent=1))
+    for failure in failures:
+        print(f"hil: {failure.slot}: {failure.stage} failed: {failure.reason}", file=sys.stderr)
+    return EXIT_INFRASTRUCTURE if failures else EXIT_PASS
 
 
 def cmd_init(args) -> int:
@@ -190,7 +222,7 @@ def cmd_run(args) -> int:
     started = time.monotonic()
     try:
         outcome = execute(args.lab and Path(args.lab), args.resume and Path(args.resume), progress, args.baseline,
-                          args.wait)
+                          args.wait, args.profile)
     finally:
         progress.stop()
     with recorded_end(outcome.run_dir, outcome.run):  # a crash writing them ends the run in error, as any crash
@@ -207,6 +239,7 @@ def cmd_sweep(args) -> int:
 
     from hil.lab.load import load_lab
     from hil.report.console import LiveProgress, recoveries_table, replay_table, sweep_table, verdict_lines
+    from hil.report.profile import stage_split_table
     from hil.report.sweep_plot import SWEEP_PNG, plot
     from hil.report.table import to_rich
     from hil.run.sweep import judge_points, load_points, parse_thresholds, parse_window, replay, run_sweep
@@ -232,12 +265,14 @@ def cmd_sweep(args) -> int:
         progress.stop()
     plot(outcome.points, outcome.sweep_dir / SWEEP_PNG)
     console.print(to_rich(sweep_table(outcome)))
+    console.print(to_rich(stage_split_table(outcome.profiles)))
     if outcome.recoveries:
         console.print(to_rich(recoveries_table(outcome.recoveries)))
     console.print(verdict_lines(outcome.verdict, f"results in {outcome.sweep_dir}"))
     if args.json:
         print(json.dumps({"sweep_dir": str(outcome.sweep_dir), "verdict": asdict(outcome.verdict),
-                          "points": [asdict(p) for p in outcome.points]}, indent=1))
+                          "points": [asdict(p) for p in outcome.points],
+                          "profiles": [p.to_dict() for p in outcome.profiles.profiles]}, indent=1))
     return outcome.verdict.exit_code
 
 
@@ -514,6 +549,8 @@ EXAMPLES: dict[str, list[str]] = {
     "firmware generate": ["hil firmware generate", "hil firmware generate qute-digits"],
     "firmware build": ["hil firmware build"],
     "firmware verify": ["hil firmware verify --samples 20", "hil firmware verify --full"],
+    "firmware profile": ["hil firmware profile --board mps2-an386 --model qute-digits",
+                         "hil firmware profile --count 10 --testset shift-s2 --sample 3 --json"],
     "testsets": ["hil testsets generate"],
     "testsets generate": ["hil testsets generate qute-digits --seed 7 --out /tmp/testsets"],
 }
@@ -556,6 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--wait", type=_duration, default=0.0, metavar="DURATION",
                      help="queue up to this long (30s, 10m, 2h) for boards another run holds; without it, "
                      "a busy board is refused at once (exit 2)")
+    run.add_argument("--profile", action="store_true", help="after streaming, each board times every layer of "
+                     "its model once (PROFILE): a per-layer table on the console, in profile.json and report.html")
     run.set_defaults(run=cmd_run)
 
     sweep = commands.add_parser("sweep", help="sweep the early-exit threshold on the devices")
@@ -642,7 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="output directory (default fixtures/models/<model>)")
     train.set_defaults(run=cmd_model_train)
 
-    fw = commands.add_parser("firmware", help="QUTE firmware: generate, build, verify").add_subparsers(
+    fw = commands.add_parser("firmware", help="QUTE firmware: generate, build, verify, profile").add_subparsers(
         dest="action", required=True)
     fw_generate = fw.add_parser("generate", help="generate the C code of models (firmware/generated/)")
     fw_generate.add_argument("models", nargs="*")
@@ -659,6 +698,22 @@ def build_parser() -> argparse.ArgumentParser:
     fw_verify.add_argument("--full", action="store_true", help="every sample of every test set")
     fw_verify.add_argument("--markdown", action="store_true", help="print Markdown tables (as in docs/firmware.md)")
     fw_verify.set_defaults(run=cmd_firmware_verify)
+    fw_profile = fw.add_parser("profile", help="time every layer on boards (PROFILE): op, output shape, MACs, "
+                               "cycles, cycles/MAC per layer; every prebuilt image on an emulated board, or a "
+                               "lab's boards with --lab")
+    fw_profile.add_argument("--lab", help="the lab file whose boards (emulated or physical) run their images")
+    fw_profile.add_argument("--board", action="append", help="board kind (repeatable; default all); with --lab, "
+                            "the lab's boards of these kinds")
+    fw_profile.add_argument("--model", action="append", help="model (repeatable; default all)")
+    fw_profile.add_argument("--testset", help="the test set the sample comes from (default: the model's first)")
+    fw_profile.add_argument("--sample", type=int, default=0, metavar="INDEX",
+                            help="the sample's index in the test set (default 0)")
+    fw_profile.add_argument("--count", type=int, default=1, metavar="N",
+                            help="runs of the sample to average, 1..1000 (default 1)")
+    fw_profile.add_argument("--json", action="store_true", help="print the profiles as JSON on stdout (the "
+                            "tables go to stderr)")
+    fw_profile.add_argument("--markdown", action="store_true", help="print Markdown tables (as in docs/firmware.md)")
+    fw_profile.set_defaults(run=cmd_firmware_profile)
 
     testsets = commands.add_parser("testsets", help="test sets").add_subparsers(dest="action", required=True)
     generate = testsets.add_parser("generate", help="generate the test sets of models from a seed")
@@ -668,7 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, help="the corruptions' random seed (default: the shipped test sets' own)")
     generate.add_argument("--out", help="output directory (default fixtures/testsets)")
     generate.set_defaults(run=cmd_testsets_generate)
-    for board_command in (run, sweep, fw_verify):
+    for board_command in (run, sweep, fw_verify, fw_profile):
         add_logging_options(board_command, argparse.SUPPRESS)
     describe_commands(parser)
     return parser

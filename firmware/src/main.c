@@ -82,6 +82,13 @@ static void answer_burst(uint16_t seq, const proto_request_t *request) {
     send(PROTO_MSG_BURST_RESULT, seq, proto_put_burst_result(out_payload, &reply));
 }
 
+static void answer_profile(uint16_t seq, const proto_request_t *request) {
+    static uint64_t ticks[MODEL_NUM_LAYERS];
+    qute_profile(request->sample, request->count, ticks);
+    send(PROTO_MSG_PROFILE_RESULT, seq,
+         proto_put_profile_result(out_payload, request->count, ticks, (uint8_t)MODEL_NUM_LAYERS));
+}
+
 static void handle_frame(void) {
     proto_request_t request;
     proto_error_t error = proto_parse_request(rx.type, rx.payload, rx.payload_len, MODEL_INPUT_SIZE, &request);
@@ -102,6 +109,9 @@ static void handle_frame(void) {
         break;
     case PROTO_MSG_INFER_BURST:
         answer_burst(rx.seq, &request);
+        break;
+    case PROTO_MSG_PROFILE:
+        answer_profile(rx.seq, &request);
         break;
     default:
         send_error(PROTO_ERR_UNKNOWN_MESSAGE, rx.seq);

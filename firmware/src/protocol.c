@@ -185,6 +185,7 @@ proto_error_t proto_parse_request(uint8_t type, const uint8_t *payload, size_t l
         req->sample = (const int8_t *)payload;
         return PROTO_OK;
     case PROTO_MSG_INFER_BURST: /* the length is checked before the count, as on the host */
+    case PROTO_MSG_PROFILE:     /* the same layout: a count, then the sample */
         if (len != 2 + input_size) return PROTO_ERR_BAD_LENGTH;
         req->count = proto_get_u16(payload);
         req->sample = (const int8_t *)(payload + 2);
@@ -246,6 +247,17 @@ size_t proto_put_burst_result(uint8_t *out, const proto_burst_result_t *burst) {
     out[11] = burst->predicted;
     proto_put_u16(out + 12, burst->confidence_q15);
     return 14;
+}
+
+size_t proto_put_profile_result(uint8_t *out, uint16_t count, const uint64_t *layer_ticks, uint8_t num_layers) {
+    if (3u + 8u * (size_t)num_layers > PROTO_MAX_PAYLOAD) return 0;
+    proto_put_u16(out, count);
+    out[2] = num_layers;
+    for (size_t i = 0; i < num_layers; i++) {
+        proto_put_u32(out + 3 + 8 * i, (uint32_t)layer_ticks[i]);
+        proto_put_u32(out + 7 + 8 * i, (uint32_t)(layer_ticks[i] >> 32));
+    }
+    return 3u + 8u * (size_t)num_layers;
 }
 
 size_t proto_put_edge(uint8_t *out, uint8_t pin, uint8_t level, uint32_t ticks) {

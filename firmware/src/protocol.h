@@ -36,10 +36,12 @@ typedef enum {
     PROTO_MSG_SET_THRESHOLD = 0x02,
     PROTO_MSG_INFER = 0x03,
     PROTO_MSG_INFER_BURST = 0x04,
+    PROTO_MSG_PROFILE = 0x05,
     PROTO_MSG_INFO = 0x81,
     PROTO_MSG_THRESHOLD_SET = 0x82,
     PROTO_MSG_RESULT = 0x83,
     PROTO_MSG_BURST_RESULT = 0x84,
+    PROTO_MSG_PROFILE_RESULT = 0x85,
     PROTO_MSG_EDGE = 0x90,
     PROTO_MSG_ERROR = 0xE0,
 } proto_msg_type_t;
@@ -97,8 +99,8 @@ uint32_t proto_get_u32(const uint8_t *in);
 typedef struct {
     uint8_t type;          /* a PROTO_MSG_* host message */
     uint16_t tau_q15;      /* SET_THRESHOLD */
-    uint16_t count;        /* INFER_BURST: >= 1; INFER: 1 */
-    const int8_t *sample;  /* INFER, INFER_BURST: input_size bytes inside the payload */
+    uint16_t count;        /* INFER_BURST, PROFILE: >= 1; INFER: 1 */
+    const int8_t *sample;  /* INFER, INFER_BURST, PROFILE: input_size bytes inside the payload */
 } proto_request_t;
 
 /* Checks a received frame against the v2 message table for a model taking input_size bytes.
@@ -147,6 +149,8 @@ size_t proto_put_info(uint8_t *out, const proto_info_t *info); /* adds version, 
 size_t proto_put_threshold_set(uint8_t *out, uint16_t tau_q15);
 size_t proto_put_result(uint8_t *out, const proto_result_t *result);
 size_t proto_put_burst_result(uint8_t *out, const proto_burst_result_t *burst);
+/* PROFILE's answer: count, num_layers, then each layer's ticks summed over the count runs (u64). */
+size_t proto_put_profile_result(uint8_t *out, uint16_t count, const uint64_t *layer_ticks, uint8_t num_layers);
 size_t proto_put_edge(uint8_t *out, uint8_t pin, uint8_t level, uint32_t ticks);
 size_t proto_put_error(uint8_t *out, uint8_t code, uint16_t seq);
 

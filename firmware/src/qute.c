@@ -13,12 +13,43 @@ static uint32_t windows;
 
 uint32_t qute_windows(void) { return windows; }
 
-/* Each layer's end (model.h). Nothing is done there yet; it is the one place per-layer timing and
- * tracing read the layers from, so the generated call sequence stays the same for all of them. */
+/* PROFILE (docs/firmware.md, Per-layer profile): while profile_ticks points at the counts, each
+ * layer's end adds the ticks since the last mark to its layer and marks anew. Outside a profile the
+ * hook is one load and a branch, so INFER's cycles stay as they were. */
+static uint64_t *profile_ticks;
+static uint32_t profile_mark;
+
+static void profile_layer_done(uint32_t layer) {
+    if (profile_ticks == 0) {
+        return;
+    }
+    uint32_t now = hal_cycles();
+    profile_ticks[layer] += now - profile_mark;
+    profile_mark = now;
+}
+
+/* Each layer's end (model.h): the one place per-layer timing and tracing read the layers from, so
+ * the generated call sequence stays the same for all of them. */
 void model_layer_done(uint32_t layer, const int8_t *output, uint32_t bytes) {
-    (void)layer;
+    profile_layer_done(layer);
     (void)output;
     (void)bytes;
+}
+
+void qute_profile(const int8_t *input, uint16_t count, uint64_t ticks[MODEL_NUM_LAYERS]) {
+    static int8_t logits[1 + MODEL_NUM_HEADS][MODEL_NUM_CLASSES];
+    for (uint32_t layer = 0; layer < MODEL_NUM_LAYERS; layer++) {
+        ticks[layer] = 0;
+    }
+    profile_ticks = ticks;
+    for (uint16_t i = 0; i < count; i++) {
+        profile_mark = hal_cycles_start();
+        model_stage1(input, logits[0]);
+        /* No exit decision: a profile covers every layer, and the mark restarts at stage 2's start. */
+        profile_mark = hal_cycles();
+        model_stage2(&logits[1][0]);
+    }
+    profile_ticks = 0;
 }
 
 void qute_set_threshold(uint32_t tau_q15) { threshold_q15 = tau_q15 > QD_Q15_ONE ? QD_Q15_ONE : tau_q15; }

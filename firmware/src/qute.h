@@ -27,5 +27,9 @@ void qute_infer(const int8_t *input, int mark_pins, qute_result_t *result);
  * returns the window's ticks and leaves the last result in *last (its cycles: the mean; its
  * window: the burst's). */
 uint32_t qute_infer_burst(const int8_t *input, uint16_t count, qute_result_t *last);
+/* `count` runs of both stages of one sample, whatever the threshold, without the exit decision, the
+ * ensemble or the pins; ticks[layer] gets each layer's cycle-counter ticks summed over the runs
+ * (64 bits: no run count overflows them). */
+void qute_profile(const int8_t *input, uint16_t count, uint64_t ticks[MODEL_NUM_LAYERS]);
 
 #endif

@@ -55,6 +55,7 @@ ANSWERS: dict[type, type] = {
     protocol.SetThreshold: protocol.ThresholdSet,
     protocol.Infer: protocol.Result,
     protocol.InferBurst: protocol.BurstResult,
+    protocol.Profile: protocol.ProfileResult,
 }
 RECOVERABLE = (LinkTimeout, DeviceError, protocol.ProtocolError)  # a resync and another attempt may help
 
@@ -124,8 +125,8 @@ def mismatch(request, reply, info: protocol.Info | None) -> tuple[protocol.Error
         if (len(reply.logits), len(reply.logits[0])) != (rows, info.num_classes):
             return (protocol.ErrorCode.BAD_LENGTH, f"RESULT of {len(reply.logits)}x{len(reply.logits[0])} logits "
                     f"where INFO makes {rows}x{info.num_classes}")
-    if isinstance(reply, protocol.BurstResult) and reply.count != request.count:
-        return protocol.ErrorCode.BAD_VALUE, f"BURST_RESULT of {reply.count} runs for {request.count}"
+    if isinstance(reply, (protocol.BurstResult, protocol.ProfileResult)) and reply.count != request.count:
+        return protocol.ErrorCode.BAD_VALUE, f"{reply.TYPE.name} of {reply.count} runs for {request.count}"
     return None
 
 
@@ -254,3 +255,6 @@ class DeviceLink:
 
     def infer_burst(self, sample: bytes, count: int) -> protocol.BurstResult:
         return self.request(protocol.InferBurst(count, bytes(sample)))
+
+    def profile(self, sample: bytes, count: int, timeout: float | None = None) -> protocol.ProfileResult:
+        return self.request(protocol.Profile(count, bytes(sample)), timeout)

@@ -37,10 +37,12 @@ class MessageType(IntEnum):
     SET_THRESHOLD = 0x02
     INFER = 0x03
     INFER_BURST = 0x04
+    PROFILE = 0x05
     INFO = 0x81
     THRESHOLD_SET = 0x82
     RESULT = 0x83
     BURST_RESULT = 0x84
+    PROFILE_RESULT = 0x85
     EDGE = 0x90
     ERROR = 0xE0
 
@@ -281,6 +283,25 @@ class InferBurst:
 
 
 @dataclass(frozen=True)
+class Profile:
+    """Run both stages of the sample `count` times (whatever the threshold) and time every layer."""
+
+    TYPE: ClassVar[MessageType] = MessageType.PROFILE
+    count: int
+    sample: bytes
+
+    def to_payload(self) -> bytes:
+        return struct.pack("<H", self.count) + bytes(self.sample)
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> Profile:
+        _require(len(payload) >= 3, ErrorCode.BAD_LENGTH, f"PROFILE: {len(payload)} bytes, at least 3")
+        (count,) = struct.unpack("<H", payload[:2])
+        _require(count >= 1, ErrorCode.BAD_VALUE, "PROFILE: count 0")
+        return cls(count, bytes(payload[2:]))
+
+
+@dataclass(frozen=True)
 class Info:
     TYPE: ClassVar[MessageType] = MessageType.INFO
     FIXED: ClassVar[str] = "<BIHHBBHI32s32s"  # everything before the two strings: 81 bytes
@@ -405,6 +426,34 @@ class BurstResult(_FixedLayout):
 
 
 @dataclass(frozen=True)
+class ProfileResult:
+    """Each layer's cycle-counter ticks, in the firmware's layer order, summed over `count` runs
+    (u64 on the wire, so that no count overflows them)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.PROFILE_RESULT
+    FIXED: ClassVar[str] = "<HB"  # count, num_layers; then num_layers x u64
+    count: int
+    layer_ticks: tuple[int, ...]
+
+    def to_payload(self) -> bytes:
+        payload = struct.pack(self.FIXED, self.count, len(self.layer_ticks))
+        payload += struct.pack(f"<{len(self.layer_ticks)}Q", *self.layer_ticks)
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(f"PROFILE_RESULT: {len(payload)} bytes, at most {MAX_PAYLOAD}")
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> ProfileResult:
+        size = struct.calcsize(cls.FIXED)
+        _require(len(payload) >= size, ErrorCode.BAD_LENGTH, f"PROFILE_RESULT: {len(payload)} bytes, at least {size}")
+        count, layers = struct.unpack(cls.FIXED, payload[:size])
+        _require(len(payload) == size + 8 * layers, ErrorCode.BAD_LENGTH,
+                 f"PROFILE_RESULT: {len(payload)} bytes for {layers} layers, expected {size + 8 * layers}")
+        _require(count >= 1, ErrorCode.BAD_VALUE, "PROFILE_RESULT: count 0")
+        return cls(count, struct.unpack(f"<{layers}Q", payload[size:]))
+
+
+@dataclass(frozen=True)
 class Edge(_FixedLayout):
     """A level change on an emulated GPIO pin, sent on the device's second UART."""
 
@@ -434,20 +483,21 @@ class ErrorReply(_FixedLayout):
         return cls(ErrorCode(code), seq)
 
 
-Message = Union[Hello, SetThreshold, Infer, InferBurst, Info, ThresholdSet, Result, BurstResult, Edge, ErrorReply]
+Message = Union[Hello, SetThreshold, Infer, InferBurst, Profile, Info, ThresholdSet, Result, BurstResult,
+                ProfileResult, Edge, ErrorReply]
 MESSAGES: dict[int, type] = {cls.TYPE: cls for cls in Message.__args__}
 
 
 def parse_message(frame: Frame, input_size: int | None = None) -> Message:
     """The message a frame carries; ProtocolError (with the ERROR code to send back) if it is bad.
 
-    With `input_size`, the sample of INFER and INFER_BURST must be exactly that long.
+    With `input_size`, the sample of INFER, INFER_BURST and PROFILE must be exactly that long.
     """
     cls = MESSAGES.get(frame.type)
     _require(cls is not None, ErrorCode.UNKNOWN_MESSAGE, f"type {frame.type:#04x}")
-    if input_size is not None and cls in (Infer, InferBurst):
-        # The length before the values (a burst count of 0), as the firmware checks them.
-        sample = len(frame.payload) - (2 if cls is InferBurst else 0)
+    if input_size is not None and cls in (Infer, InferBurst, Profile):
+        # The length before the values (a count of 0), as the firmware checks them.
+        sample = len(frame.payload) - (0 if cls is Infer else 2)
         _require(sample == input_size, ErrorCode.BAD_LENGTH,
                  f"{cls.TYPE.name}: sample of {sample} bytes, the model takes {input_size}")
     return cls.from_payload(frame.payload)

@@ -23,6 +23,7 @@ from rich.text import Text
 from hil.hw.link import LinkCounts, plural
 from hil.report import run_tables
 from hil.report.changes import board_events_table, changes
+from hil.report.profile import profile_table
 from hil.report.run_tables import percent, recoveries_table
 from hil.report.table import Column, Table, bad, by_board, to_rich
 from hil.run.runner import RunOutcome
@@ -151,6 +152,11 @@ def show(console: Console, outcome: RunOutcome, seconds: float | None) -> None:
         console.print(f"[red]{len(outcome.disagreements)} samples answered differently by boards of one model[/red]")
     if any(c.troubled for c in outcome.link.values()):
         console.print(to_rich(link_table(outcome)))
+    if outcome.profiles is not None:
+        for profile in outcome.profiles.profiles:
+            console.print(to_rich(profile_table(profile)))
+        for failure in outcome.profiles.failures:
+            console.print(f"[yellow]no profile: {escape(failure.reason)}[/yellow]")
 
 
 def json_summary(outcome: RunOutcome) -> str:
@@ -171,6 +177,7 @@ def json_summary(outcome: RunOutcome) -> str:
         "disagreements": [asdict(d) for d in outcome.disagreements],
         "baseline": asdict(outcome.run.baseline) if outcome.run.baseline else None,
         "rules": [{"slot": o.slot, "testset": o.testset, **asdict(o.result)} for o in outcome.rules],
+        "profiles": [p.to_dict() for p in outcome.profiles.profiles] if outcome.profiles else [],
     }, indent=1, default=str)
 
 

@@ -34,8 +34,10 @@ from hil.report.changes import board_events_table, changes
 from hil.report.run_tables import number
 from hil.report.table import Cell, Column, Table, to_html
 from hil.report.nights import Night, Nights, earlier_nights, newest_sweep, path_means, tonight
+from hil.report.profile import profile_table
 from hil.run import records
 from hil.run.assess import BoardSetSummary, PathPerformance
+from hil.run.profile import ProfileFile
 from hil.run.records import MeasurementMethod
 from hil.run.verdict import VerdictStatus
 from hil.store import files, results
@@ -382,6 +384,10 @@ def write_report(run_dir: Path) -> Path:
         tables.append(Raw(to_html(run_tables.rules_table(metrics.rules, baseline), heading="h3")))
     if run.recoveries:
         tables.append(Raw(to_html(run_tables.recoveries_table(run.recoveries), heading="h3")))
+    profiles = ProfileFile.read(run_dir)  # `hil run --profile`
+    if profiles is not None:
+        tables += [Raw(to_html(profile_table(p), heading="h3")) for p in profiles.profiles]
+        tables += [_note(f"No profile: {f.reason}") for f in profiles.failures]
     parts = [
         _section("verdict", _header(run)),
         _changes_section(run, run_dir, metrics),

@@ -25,6 +25,7 @@ from hil.errors import EXIT_INTERRUPTED, BadInput, HilError, Interrupted, Result
 from hil.lab.load import Lab, load_lab
 from hil.hw.link import LinkCounts
 from hil.model.card import sha256_file
+from hil.run.profile import ProfileFile, SampleChoice, profile_rack
 from hil.run.rack import BoardFailure, Rack, reserve
 from hil.run.reconcile import Disagreement, SampleCheck
 from hil.run.session import (Progress, assess, board_identities, host_references, pending_jobs, provenance,
@@ -54,6 +55,7 @@ class RunOutcome:
     verdict: Verdict
     link: dict[str, LinkCounts]  # per board brought up in this session: retries, broken and wrong frames
     rules_seconds: float = 0.0  # how long the rules against the baseline took to evaluate (junit.xml's times)
+    profiles: ProfileFile | None = None  # with `hil run --profile`: the run's profile.json
 
 
 def load_run_lab(lab_path: Path | None, resume: Path | None) -> tuple[Lab, Path | None, RunFile | None]:
@@ -86,11 +88,12 @@ def open_run(lab: Lab) -> tuple[Path, RunFile]:
     return run_dir, run
 
 
-def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
+def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress, profile: bool = False,
                 ) -> tuple[list[BoardFailure], dict[str, LinkCounts]]:
     """Bring up the boards that have work left (samples to answer, or answers to measure), stream to them in
     parallel, measure them; returns the boards' failures and what each link met (also in the session's
-    `link` in run.json)."""
+    `link` in run.json). With `profile`, each board that is still up then profiles its model's first sample
+    once, into profile.json: a board that fails to is named there, and its answers count as they are."""
     kept = {r.key: r for r in records.read_records(run_dir)}
     measured = {(m.slot, m.testset, m.index) for m in records.read_measurements(run_dir)
                 if m.method == records.MeasurementMethod.WINDOW}
@@ -118,12 +121,20 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
         note_quarantined(run, health.record_checks(lab, health.ladder_checks(rack.recoveries, lab, run.id,
                                                                              results.utc_now())))
         failures += check.unconfirmed(records.read_records(run_dir))
+        if profile:
+            _profile_into(rack, run_dir)
     seconds: dict[str, dict[str, float]] = {}
     for (slot, testset), spent in sorted(streamed.items()):
         seconds.setdefault(slot, {})[testset] = round(spent, 6)
     run.sessions.append(Session(started, sorted(jobs), results.utc_now(),
                                 {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}, seconds))
     return failures, rack.link_counts
+
+
+def _profile_into(rack: Rack, run_dir: Path) -> None:
+    profiles, failures = profile_rack(rack, SampleChoice(), 1)
+    earlier = ProfileFile.read(run_dir) or ProfileFile([], [])
+    earlier.merged(ProfileFile(profiles, failures)).write(run_dir)
 
 
 def note_quarantined(run: RunFile, boards: list[QuarantinedBoard]) -> None:
@@ -170,8 +181,9 @@ def recorded_end(run_dir: Path, run: RunFile) -> Iterator[None]:
 
 
 def execute(lab_path: Path | None, resume: Path | None, progress: Progress, baseline: str | None = None,
-            wait_s: float = 0.0) -> RunOutcome:
-    """`wait_s`: how long to queue for boards another run holds (`hil run --wait`); 0 refuses at once."""
+            wait_s: float = 0.0, profile: bool = False) -> RunOutcome:
+    """`wait_s`: how long to queue for boards another run holds (`hil run --wait`); 0 refuses at once.
+    `profile`: each board profiles its model once after streaming (`hil run --profile`, profile.json)."""
     lab, run_dir, run = load_run_lab(lab_path, resume)
     # The baseline is found and read before anything is locked or made: a wrong one is bad input (exit 3).
     baseline_dir = None if baseline is None else resolve_run(baseline, lab.results_dir, lab.name, exclude=run_dir)
@@ -195,12 +207,12 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
         if run_dir is None:
             run_dir, run = open_run(lab)
         with recorded_end(run_dir, run):
-            return _stream_and_judge(lab, run_dir, run, progress, baseline_dir)
+            return _stream_and_judge(lab, run_dir, run, progress, baseline_dir, profile)
 
 
 def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress, baseline_dir: Path | None,
-                      ) -> RunOutcome:
-    failures, link = stream_rack(lab, run_dir, run, progress)
+                      profile: bool = False) -> RunOutcome:
+    failures, link = stream_rack(lab, run_dir, run, progress, profile)
     references = host_references(lab)
     now = assess(lab, run_dir, references)
     rules, rules_seconds = [], 0.0
@@ -222,4 +234,4 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     run.write(run_dir)
     results.catalog_record(run_dir, run.catalog_row(run_dir))
     return RunOutcome(run_dir, run, now.summaries, now.performance, now.mismatches, now.disagreements, failures,
-                      rules, verdict, link, rules_seconds)
+                      rules, verdict, link, rules_seconds, ProfileFile.read(run_dir))

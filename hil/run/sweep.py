@@ -25,6 +25,7 @@ from hil.run import health, records
 from hil.store import files, results
 from hil.errors import BadInput
 from hil.lab.load import Lab
+from hil.run.profile import ProfileFile, SampleChoice, profile_rack
 from hil.run.rack import BoardFailure, Rack, reserve
 from hil.run.session import Progress, assess, board_identities, host_references, pending_jobs, provenance, stream_boards
 from hil.run.assess import Assessment, SweepPoint, device_probabilities, summarize_performance
@@ -109,6 +110,7 @@ class SweepOutcome:
     verdict: Verdict
     max_accuracy_drop: float | None
     recoveries: list[Recovery]
+    profiles: ProfileFile  # each board's per-layer profile at bring-up: its stage-1 and stage-2 cycles
 
 
 def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_drop: float | None,
@@ -128,6 +130,9 @@ def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_dr
         with Rack(lab, list(jobs), decisions.threshold_q15(str(taus[0])), sweep_dir / "traces") as rack:
             failures += rack.failures
             made_by.boards = board_identities(rack)
+            # What each stage costs on each board, from one profile of its first sample (profile.json).
+            profiles = ProfileFile(*profile_rack(rack, SampleChoice(), 1))
+            profiles.write(sweep_dir)
             try:
                 for tau in taus:
                     tau_q15 = decisions.threshold_q15(str(tau))
@@ -147,7 +152,7 @@ def run_sweep(lab: Lab, taus: list[Decimal], progress: Progress, max_accuracy_dr
                      reference=lab.run.reference)
     files.SweepFile(files.SweepProvenance.of(made_by), [str(t) for t in taus], max_accuracy_drop, points, failures,
                     verdict, recoveries, aside).write(sweep_dir)
-    return SweepOutcome(sweep_dir, points, failures, verdict, max_accuracy_drop, recoveries)
+    return SweepOutcome(sweep_dir, points, failures, verdict, max_accuracy_drop, recoveries, profiles)
 
 
 def _replayed(slot: str, label: str, tau_q15: int, exited: np.ndarray, predicted: np.ndarray,

@@ -62,6 +62,19 @@ def test_exit_rate_latency_and_energy_move_monotonically_with_the_threshold(swee
         assert Path(summary["sweep_dir"], f"tau-{tau}", "records.jsonl").stat().st_size > 0
 
 
+def test_the_sweep_shows_each_boards_stage_split_from_a_profile(sweep):
+    _, summary = sweep
+    profiles = {p["slot"]: p for p in summary["profiles"]}
+    assert set(profiles) == set(BOARDS)
+    assert json.loads(Path(summary["sweep_dir"], "profile.json").read_text())["profiles"] == summary["profiles"]
+    for slot, points in by_board(summary["points"]).items():
+        stages = profiles[slot]["stage_cycles"]
+        assert stages["stage1"] > 0 and stages["stage2"] > 0
+        # The busy pin's full-path time at τ = 1 is what the two stages of the profile add up to.
+        full_ms = 1e3 * (stages["stage1"] + stages["stage2"]) / profiles[slot]["clock_hz"]
+        assert points[-1]["latency_ms"] == pytest.approx(full_ms, rel=0.02), slot
+
+
 def test_the_recommended_threshold_keeps_the_accuracy_constraint(sweep):
     _, summary = sweep
     for slot, points in by_board(summary["points"]).items():

@@ -50,6 +50,8 @@ frame("infer_payload_with_zeros", "INFER", 3, 0x0100, {"sample_hex": s8(zs).hex(
 frame("infer_all_zeros", "INFER", 3, 5, {"sample_hex": bytes(16).hex()}, bytes(16))
 frame("infer_burst", "INFER_BURST", 4, 6, {"count": 1000, "sample_hex": s8(sample).hex()},
       struct.pack("<H", 1000) + s8(sample))
+frame("profile", "PROFILE", 5, 8, {"count": 10, "sample_hex": s8(sample).hex()}, struct.pack("<H", 10) + s8(sample),
+      "as INFER_BURST: a count, then the sample")
 
 model_sha = hashlib.sha256(b"qute-digits model").digest()
 fw_sha = hashlib.sha256(b"qute firmware").digest()
@@ -76,6 +78,9 @@ frame("result_not_exited", "RESULT", 0x83, 0x0007, {"exited": False, "predicted"
 frame("burst_result", "BURST_RESULT", 0x84, 6, {"count": 1000, "total_cycles": 0xDEADBEEF, "window": 0x11223344,
       "exited": False, "predicted": 3, "confidence_q15": 32768},
       struct.pack("<HIIBBH", 1000, 0xDEADBEEF, 0x11223344, 0, 3, 32768))
+ticks = [170861, 0, 0x123456789A, 15115]
+frame("profile_result", "PROFILE_RESULT", 0x85, 8, {"count": 10, "layer_ticks": ticks},
+      struct.pack("<HB4Q", 10, 4, *ticks), "each layer's ticks summed over the runs, u64: one above 2**32")
 frame("edge", "EDGE", 0x90, 42, {"pin": 2, "level": 1, "ticks": 0x89ABCDEF}, struct.pack("<BBI", 2, 1, 0x89ABCDEF),
       "on the second UART, with the device's own seq")
 frame("error_bad_crc", "ERROR", 0xE0, 0xFFFF, {"code": 1, "seq": 0xFFFF}, struct.pack("<BH", 1, 0xFFFF),
@@ -195,7 +200,10 @@ me("infer_burst_count_zero", H, 4, bytes(2) + bytes(64), 6, "count 0", 64)
 me("infer_burst_count_zero_wrong_size", H, 4, bytes(2) + bytes(63), 3,
    "both wrong: the length is checked first", 64)
 me("infer_burst_no_sample", H, 4, b"\x01\x00", 3, "a count and no sample", 64)
-me("unknown_type_05", H, 5, b"", 2, "no message 0x05 in v2", 64)
+me("profile_count_zero", H, 5, bytes(2) + bytes(64), 6, "count 0", 64)
+me("profile_count_zero_wrong_size", H, 5, bytes(2) + bytes(63), 3, "both wrong: the length is checked first", 64)
+me("profile_no_sample", H, 5, b"\x01\x00", 3, "a count and no sample", 64)
+me("unknown_type_3f", H, 0x3F, b"", 2, "no message 0x3F in v2", 64)
 me("unknown_type_7f", H, 0x7F, b"\x01", 2, "no message 0x7F in v2", 64)
 me("result_exited_flag_2", D, 0x83, struct.pack("<BBHIIB", 2, 0, 0, 0, 1, 1) + bytes(3), 6, "exited is 0 or 1")
 me("result_exited_two_outputs", D, 0x83, struct.pack("<BBHIIB", 1, 0, 0, 0, 1, 2) + bytes(6), 6,
@@ -206,6 +214,8 @@ me("result_no_logits", D, 0x83, struct.pack("<BBHIIB", 1, 0, 0, 0, 1, 1), 3, "no
 me("burst_result_short", D, 0x84, bytes(13), 3, "14 bytes expected")
 me("burst_result_v1", D, 0x84, struct.pack("<HIBBH", 1000, 5, 0, 3, 32768), 3,
    "a v1 BURST_RESULT (no window ordinal): 10 bytes")
+me("profile_result_ragged", D, 0x85, struct.pack("<HB", 1, 2) + bytes(12), 3, "12 tick bytes for 2 layers of 8")
+me("profile_result_count_zero", D, 0x85, struct.pack("<HBQ", 0, 1, 5), 6, "no runs")
 me("threshold_set_long", D, 0x82, bytes(3), 3, "2 bytes expected")
 me("edge_level_2", D, 0x90, struct.pack("<BBI", 1, 2, 0), 6, "level is 0 or 1")
 me("error_unknown_code", D, 0xE0, struct.pack("<BH", 9, 1), 6, "codes are 1..6")

@@ -22,7 +22,8 @@ VECTORS = json.loads((REPO_ROOT / "docs" / "protocol-vectors.json").read_text())
 FRAMES = {v["name"]: v for v in VECTORS["frames"]}
 RECEIVE = {v["name"]: v for v in VECTORS["receive"]}
 MESSAGE_ERRORS = {v["name"]: v for v in VECTORS["message_errors"]}
-HOST_TYPES = {p.MessageType.HELLO, p.MessageType.SET_THRESHOLD, p.MessageType.INFER, p.MessageType.INFER_BURST}
+HOST_TYPES = {p.MessageType.HELLO, p.MessageType.SET_THRESHOLD, p.MessageType.INFER, p.MessageType.INFER_BURST,
+              p.MessageType.PROFILE}
 
 # --- reading the vectors -------------------------------------------------------------------
 
@@ -35,6 +36,8 @@ def vector_message(vector) -> p.Message:
             kwargs[name[: -len("_hex")]] = bytes.fromhex(value)
         elif name == "logits":
             kwargs[name] = tuple(tuple(row) for row in value)
+        elif name == "layer_ticks":
+            kwargs[name] = tuple(value)
         else:
             kwargs[name] = value
     cls = p.MESSAGES[vector["type"]]
@@ -122,6 +125,7 @@ def load_c(sources, directory):
         "proto_put_threshold_set": (size, [out, u16]),
         "proto_put_result": (size, [out, ctypes.POINTER(ResultC)]),
         "proto_put_burst_result": (size, [out, ctypes.POINTER(BurstResultC)]),
+        "proto_put_profile_result": (size, [out, u16, ctypes.POINTER(ctypes.c_uint64), u8]),
         "proto_put_edge": (size, [out, u8, u8, u32]),
         "proto_put_error": (size, [out, u8, u16]),
         "proto_put_u16": (None, [out, u16]),
@@ -196,6 +200,9 @@ class CSide:
             burst = BurstResultC(message.count, message.total_cycles, message.window, message.exited,
                                  message.predicted, message.confidence_q15)
             n = lib.proto_put_burst_result(out, ctypes.byref(burst))
+        elif isinstance(message, p.ProfileResult):
+            ticks = (ctypes.c_uint64 * len(message.layer_ticks))(*message.layer_ticks)
+            n = lib.proto_put_profile_result(out, message.count, ticks, len(message.layer_ticks))
         elif isinstance(message, p.Edge):
             n = lib.proto_put_edge(out, message.pin, message.level, message.ticks)
         elif isinstance(message, p.ErrorReply):
@@ -360,6 +367,10 @@ def test_too_long_is_refused(c_side):
     assert len(c_side.payload(p.Result(True, 0, 0, 0, 1, ((1,) * 243,)))) == 256
     with pytest.raises(ValueError):
         p.Info(**{**info.__dict__, "board": "b" * 200}).to_payload()
+    assert c_side.payload(p.ProfileResult(1, (7,) * 32)) == b""  # 3 + 32 x 8 > 256
+    assert len(c_side.payload(p.ProfileResult(1, (7,) * 31))) == 251
+    with pytest.raises(ValueError):
+        p.ProfileResult(1, (7,) * 32).to_payload()
 
 
 def test_decoder_keeps_state_across_chunks():
