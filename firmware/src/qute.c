@@ -2,6 +2,7 @@
 
 #include "decisions.h"
 #include "hal.h"
+#include "trace.h"
 
 /* Starts at 1.0: pure QUTE until the host sets a threshold. */
 static uint32_t threshold_q15 = QD_Q15_ONE;
@@ -13,12 +14,10 @@ static uint32_t windows;
 
 uint32_t qute_windows(void) { return windows; }
 
-/* Each layer's end (model.h). Nothing is done there yet; it is the one place per-layer timing and
- * tracing read the layers from, so the generated call sequence stays the same for all of them. */
+/* Each layer's end (model.h): the one place per-layer timing and tracing read the layers from, so
+ * the generated call sequence stays the same for all of them. */
 void model_layer_done(uint32_t layer, const int8_t *output, uint32_t bytes) {
-    (void)layer;
-    (void)output;
-    (void)bytes;
+    trace_layer_done(layer, output, bytes);
 }
 
 void qute_set_threshold(uint32_t tau_q15) { threshold_q15 = tau_q15 > QD_Q15_ONE ? QD_Q15_ONE : tau_q15; }

@@ -50,6 +50,10 @@ frame("infer_payload_with_zeros", "INFER", 3, 0x0100, {"sample_hex": s8(zs).hex(
 frame("infer_all_zeros", "INFER", 3, 5, {"sample_hex": bytes(16).hex()}, bytes(16))
 frame("infer_burst", "INFER_BURST", 4, 6, {"count": 1000, "sample_hex": s8(sample).hex()},
       struct.pack("<H", 1000) + s8(sample))
+frame("trace_digests", "TRACE", 6, 7, {"layer": 0xFF, "offset": 0, "sample_hex": s8(sample).hex()},
+      struct.pack("<BH", 0xFF, 0) + s8(sample), "layer 0xFF: the CRC-32 of every layer's output")
+frame("trace_layer", "TRACE", 6, 8, {"layer": 2, "offset": 480, "sample_hex": s8(sample).hex()},
+      struct.pack("<BH", 2, 480) + s8(sample), "layer 2's output from byte 480")
 
 model_sha = hashlib.sha256(b"qute-digits model").digest()
 fw_sha = hashlib.sha256(b"qute firmware").digest()
@@ -76,6 +80,18 @@ frame("result_not_exited", "RESULT", 0x83, 0x0007, {"exited": False, "predicted"
 frame("burst_result", "BURST_RESULT", 0x84, 6, {"count": 1000, "total_cycles": 0xDEADBEEF, "window": 0x11223344,
       "exited": False, "predicted": 3, "confidence_q15": 32768},
       struct.pack("<HIIBBH", 1000, 0xDEADBEEF, 0x11223344, 0, 3, 32768))
+crcs = [zlib.crc32(bytes([i]) * (i + 1)) for i in range(3)]
+frame("trace_result_digests", "TRACE_RESULT", 0x86, 7, {"layer": 0xFF, "num_layers": 3, "layer_bytes": 0,
+      "offset": 0, "data_hex": struct.pack("<3I", *crcs).hex()},
+      struct.pack("<BBHH3I", 0xFF, 3, 0, 0, *crcs), "three layers' CRC-32s, little-endian")
+chunk = bytes((7 * i + 1) % 256 for i in range(240))
+frame("trace_result_chunk", "TRACE_RESULT", 0x86, 8, {"layer": 2, "num_layers": 15, "layer_bytes": 2048,
+      "offset": 480, "data_hex": chunk.hex()},
+      struct.pack("<BBHH", 2, 15, 2048, 480) + chunk, "a full chunk: 240 bytes of a 2048-byte output")
+tail = bytes(range(1, 9))
+frame("trace_result_last_chunk", "TRACE_RESULT", 0x86, 9, {"layer": 14, "num_layers": 15, "layer_bytes": 10,
+      "offset": 2, "data_hex": tail.hex()},
+      struct.pack("<BBHH", 14, 15, 10, 2) + tail, "the last 8 bytes of a 10-byte output")
 frame("edge", "EDGE", 0x90, 42, {"pin": 2, "level": 1, "ticks": 0x89ABCDEF}, struct.pack("<BBI", 2, 1, 0x89ABCDEF),
       "on the second UART, with the device's own seq")
 frame("error_bad_crc", "ERROR", 0xE0, 0xFFFF, {"code": 1, "seq": 0xFFFF}, struct.pack("<BH", 1, 0xFFFF),
@@ -195,6 +211,8 @@ me("infer_burst_count_zero", H, 4, bytes(2) + bytes(64), 6, "count 0", 64)
 me("infer_burst_count_zero_wrong_size", H, 4, bytes(2) + bytes(63), 3,
    "both wrong: the length is checked first", 64)
 me("infer_burst_no_sample", H, 4, b"\x01\x00", 3, "a count and no sample", 64)
+me("trace_wrong_size", H, 6, struct.pack("<BH", 0xFF, 0) + bytes(63), 3, "63 sample bytes for 64", 64)
+me("trace_no_sample", H, 6, struct.pack("<BH", 2, 0), 3, "a layer and offset, no sample", 64)
 me("unknown_type_05", H, 5, b"", 2, "no message 0x05 in v2", 64)
 me("unknown_type_7f", H, 0x7F, b"\x01", 2, "no message 0x7F in v2", 64)
 me("result_exited_flag_2", D, 0x83, struct.pack("<BBHIIB", 2, 0, 0, 0, 1, 1) + bytes(3), 6, "exited is 0 or 1")
@@ -207,6 +225,17 @@ me("burst_result_short", D, 0x84, bytes(13), 3, "14 bytes expected")
 me("burst_result_v1", D, 0x84, struct.pack("<HIBBH", 1000, 5, 0, 3, 32768), 3,
    "a v1 BURST_RESULT (no window ordinal): 10 bytes")
 me("threshold_set_long", D, 0x82, bytes(3), 3, "2 bytes expected")
+me("trace_result_short", D, 0x86, bytes(5), 3, "6 bytes of header expected")
+me("trace_result_digests_short", D, 0x86, struct.pack("<BBHH", 0xFF, 3, 0, 0) + bytes(8), 3,
+   "two CRC-32s for three layers")
+me("trace_result_chunk_long", D, 0x86, struct.pack("<BBHH", 2, 15, 512, 0) + bytes(241), 3,
+   "241 bytes: a chunk is at most 240")
+me("trace_result_chunk_short", D, 0x86, struct.pack("<BBHH", 14, 15, 10, 2) + bytes(7), 3,
+   "7 bytes where 8 are left of the output")
+me("trace_result_offset_past_output", D, 0x86, struct.pack("<BBHH", 14, 15, 10, 10), 6,
+   "offset 10 of a 10-byte output")
+me("trace_result_layer_past_model", D, 0x86, struct.pack("<BBHH", 15, 15, 10, 0) + bytes(10), 6,
+   "layer 15 of a 15-layer model")
 me("edge_level_2", D, 0x90, struct.pack("<BBI", 1, 2, 0), 6, "level is 0 or 1")
 me("error_unknown_code", D, 0xE0, struct.pack("<BH", 9, 1), 6, "codes are 1..6")
 me("error_short", D, 0xE0, b"\x01\x02", 3, "3 bytes expected")

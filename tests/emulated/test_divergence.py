@@ -1,0 +1,72 @@
+"""A firmware whose depthwise convolution rounds differently: `hil run` fails, and its verdict names the first
+diverging layer (the first depthwise layer), the element and both values, traced on a real QEMU board."""
+
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from hil.firmware import build as firmware
+from hil.model.card import load_model
+from hil.model.layers import model_layers
+from tests.support.labs import REGRESSION, hil, run_dir_of, write_lab
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed"),
+    pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None and not os.environ.get("CI"),
+                       reason="needs the ARM toolchain (CI installs it)"),
+]
+
+KIND, MODEL, SLOT = "mps2-an386", "qute-digits", "an386-digits"
+DEPTHWISE_CALL = "requantize(acc, &per_channel[oc], p->output_offset, p->act_min, p->act_max);\n" \
+                 "                }\n            }\n        }\n    }\n}\n\nvoid k_fully_connected"
+# The mutant rounds the rescaled accumulator down (an arithmetic shift) where TFLite rounds to nearest.
+FLOORING = """
+static int8_t requantize_flooring(int32_t acc, const qmul_t *q, int32_t output_offset, int32_t act_min,
+                                  int32_t act_max)
+{
+    const int32_t left_shift = q->shift > 0 ? q->shift : 0;
+    const int32_t right_shift = q->shift > 0 ? 0 : -q->shift;
+    const int32_t high = saturating_rounding_doubling_high_mul((int32_t)((uint32_t)acc << left_shift), q->multiplier);
+    return (int8_t)clamp((high >> right_shift) + output_offset, act_min, act_max);
+}
+
+static bool inside("""
+
+
+def test_the_verdict_names_the_first_layer_that_rounds_differently(tmp_path):
+    source = tmp_path / "firmware"
+    shutil.copytree(firmware.FIRMWARE_DIR, source, ignore=shutil.ignore_patterns("prebuilt", "build"))
+    kernels = source / "src" / "kernels.c"
+    text = kernels.read_text()
+    assert text.count(DEPTHWISE_CALL) == 1 and text.count("\nstatic bool inside(") == 1
+    text = text.replace(DEPTHWISE_CALL, DEPTHWISE_CALL.replace("requantize(", "requantize_flooring("))
+    kernels.write_text(text.replace("\nstatic bool inside(", FLOORING, 1))
+    (mutant,) = firmware.build(out=tmp_path / "mutant", source_dir=source, images=[(KIND, MODEL)])
+    assert mutant.image_sha256 != firmware.prebuilt(KIND, MODEL).image_sha256
+    lab = write_lab(tmp_path, boards={SLOT: (KIND, MODEL)}, samples=3,
+                    manifests={(KIND, MODEL): mutant.directory / "manifest.json"})
+
+    result = hil("run", lab)
+
+    assert result.returncode == REGRESSION, result.stdout + result.stderr
+    layers = model_layers(load_model(MODEL))
+    depthwise = next(layer for layer in layers if layer.op == "DEPTHWISE_CONV_2D")
+    assert depthwise.index > 0  # layers before it use the untouched kernels: they must agree
+    shown = " ".join(result.stdout.replace("│", " ").split())  # the verdict panel's lines, unwrapped
+    run = json.loads((run_dir_of(tmp_path) / "run.json").read_text())
+    traces = run["layer_traces"]
+    assert traces and all(t.get("failure") is None for t in traces), traces
+    for t in traces:
+        d = t["divergence"]
+        assert (d["layer"], d["stage"], d["op"]) == (depthwise.index, "stage1", "DEPTHWISE_CONV_2D")
+        assert tuple(d["coordinates"]) == tuple(int(c) for c in np.unravel_index(d["element"], depthwise.output_shape))
+        assert d["device"] == d["host"] - 1  # flooring instead of rounding: one step down, never up
+        line = (f"{SLOT}/{t['testset']}#{t['index']}: first diverging layer {depthwise.index} (stage1 "
+                f"DEPTHWISE_CONV_2D), element {d['element']} [{', '.join(map(str, d['coordinates']))}]: "
+                f"device {d['device']}, host {d['host']}")
+        assert line in run["verdict"]["reasons"] and line in shown, result.stdout
+    assert re.search(rf"{SLOT}/\S+: \d+ of \d+ answers differ from the host reference", result.stdout)
