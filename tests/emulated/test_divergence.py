@@ -1,5 +1,6 @@
 """A firmware whose depthwise convolution rounds differently: `hil run` fails, and its verdict names the first
-diverging layer (the first depthwise layer), the element and both values, traced on a real QEMU board."""
+diverging layer (the first depthwise layer), the element and both values, traced on a real QEMU board; and a correct
+image's layer outputs are LiteRT's intermediate tensors."""
 
 import json
 import os
@@ -10,8 +11,14 @@ import numpy as np
 import pytest
 
 from hil.firmware import build as firmware
+from hil.hw import protocol
+from hil.hw.emulated.qemu import QemuBoard
+from hil.hw.kinds import BOARD_KINDS
+from hil.hw.link import DeviceError, DeviceLink
 from hil.model.card import load_model
 from hil.model.layers import model_layers
+from hil.model.testsets import load_model_testsets
+from hil.run import divergence
 from tests.support.labs import REGRESSION, hil, run_dir_of, write_lab
 
 pytestmark = [
@@ -70,3 +77,30 @@ def test_the_verdict_names_the_first_layer_that_rounds_differently(tmp_path):
                 f"device {d['device']}, host {d['host']}")
         assert line in run["verdict"]["reasons"] and line in shown, result.stdout
     assert re.search(rf"{SLOT}/\S+: \d+ of \d+ answers differ from the host reference", result.stdout)
+
+
+@pytest.mark.parametrize("kind, model", [("mps2-an386", "qute-digits"), ("mps2-an500", "qute-mnist1d")])
+def test_a_correct_device_traces_every_layer_as_litert_computes_it(kind, model):
+    """The prebuilt image's layer outputs are LiteRT's intermediate tensors, bit for bit, whatever the threshold;
+    a trace raises no busy window; a layer or offset that does not exist is refused."""
+    card, manifest = load_model(model), firmware.prebuilt(kind, model)
+    layers = model_layers(card)
+    samples = load_model_testsets(card)[0].inputs[:2]
+    with QemuBoard(BOARD_KINDS[kind], manifest.elf) as qemu:
+        link = DeviceLink(qemu.link, name=kind, timeout=10)
+        link.set_threshold(0)  # the early exit always taken: a trace still runs both stages
+        windows = link.hello().windows
+        for sample in samples:
+            host = divergence.host_layer_outputs(card, layers, sample)
+            digests = link.request(protocol.Trace(protocol.TRACE_DIGESTS, 0, sample.tobytes())).digests
+            assert divergence.first_differing_layer(host, digests) is None
+            widest = max(layers, key=lambda layer: layer.output_bytes)  # several chunks
+            assert widest.output_bytes > protocol.TRACE_CHUNK
+            rows = [link.request(protocol.Trace(widest.index, offset, sample.tobytes())).data
+                    for offset in range(0, widest.output_bytes, protocol.TRACE_CHUNK)]
+            assert b"".join(rows) == host[widest.index].tobytes()
+        assert link.hello().windows == windows
+        for layer, offset in ((len(layers), 0), (widest.index, widest.output_bytes), (protocol.TRACE_DIGESTS, 1)):
+            with pytest.raises(DeviceError) as refused:
+                link.request(protocol.Trace(layer, offset, samples[0].tobytes()))
+            assert refused.value.code == protocol.ErrorCode.BAD_VALUE
