@@ -29,6 +29,8 @@ from hil.run.records import Record, read_records
 
 TRACED_PER_BOARD = 3  # differing samples traced per board: the first few say where; more only cost time
 FEATURE = "feature"  # stage 1's signature output that stage 2 takes (hil/model/reference.py)
+# An image built before TRACE answers it with UNKNOWN_MESSAGE, which the retries do not mend.
+FIX = "an image built before TRACE refuses it: reflash `hil firmware build`'s image"
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def device_layer_output(board: Board, sample: bytes, layer: Layer, retries: int)
     runs the sample again: the arena is reused, so the device keeps only the asked bytes)."""
     data = b""
     while len(data) < layer.output_bytes:
-        reply, _ = answered(board, protocol.Trace(layer.index, len(data), sample), retries)
+        reply, _ = answered(board, protocol.Trace(layer.index, len(data), sample), retries, fix=FIX)
         if reply.layer_bytes != layer.output_bytes:
             raise BoardError(f"{board.slot}: layer {layer.index}'s output is {reply.layer_bytes} bytes on the "
                              f"device, {layer.output_bytes} on the host: the firmware is not this model's")
@@ -142,7 +144,7 @@ def trace_sample(board: Board, card: ModelCard, layers: list[Layer], sample: np.
     """The first divergence of one sample on one board (None: every layer agrees), and the layers compared."""
     host = host_layer_outputs(card, layers, sample)
     raw = np.asarray(sample, dtype=np.int8).tobytes()
-    reply, _ = answered(board, protocol.Trace(protocol.TRACE_DIGESTS, 0, raw), retries)
+    reply, _ = answered(board, protocol.Trace(protocol.TRACE_DIGESTS, 0, raw), retries, fix=FIX)
     try:
         differing = first_differing_layer(host, reply.digests)
     except ValueError as error:

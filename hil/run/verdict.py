@@ -1,6 +1,7 @@
 """The verdict of a run, and its exit code.
 
-- fail (1): a device answer differs from the host reference, boards of the same model
+- fail (1): a device answer differs from the host reference (each board's first differing samples are
+  traced to their first diverging layer, hil/run/divergence.py: a line each), boards of the same model
   disagree, a board answered a sample differently when it was asked again to measure it
   (so one of its two answers differs from the host reference), or a regression rule fails
   against the baseline, a baseline the run cannot be compared with included (hil/run/baseline.py).
