@@ -1,6 +1,6 @@
 """A firmware whose depthwise convolution rounds differently: `hil run` fails, and its verdict names the first
-diverging layer (the first depthwise layer), the element and both values, traced on a real QEMU board; and a correct
-image's layer outputs are LiteRT's intermediate tensors."""
+diverging layer (the first depthwise layer), the element and both values, traced on a real QEMU board; one whose
+ensemble is wrong has every layer agree; and a correct image's layer outputs are LiteRT's intermediate tensors."""
 
 import json
 import os
@@ -44,27 +44,34 @@ static int8_t requantize_flooring(int32_t acc, const qmul_t *q, int32_t output_o
 static bool inside("""
 
 
-def test_the_verdict_names_the_first_layer_that_rounds_differently(tmp_path):
+def run_mutant(tmp_path, source_file: str, edits: list[tuple[str, str]]):
+    """`hil run` on one board whose image is built from firmware/ with textual edits to one source file: the
+    run's result and its run.json."""
     source = tmp_path / "firmware"
     shutil.copytree(firmware.FIRMWARE_DIR, source, ignore=shutil.ignore_patterns("prebuilt", "build"))
-    kernels = source / "src" / "kernels.c"
-    text = kernels.read_text()
-    assert text.count(DEPTHWISE_CALL) == 1 and text.count("\nstatic bool inside(") == 1
-    text = text.replace(DEPTHWISE_CALL, DEPTHWISE_CALL.replace("requantize(", "requantize_flooring("))
-    kernels.write_text(text.replace("\nstatic bool inside(", FLOORING, 1))
+    path = source / "src" / source_file
+    text = path.read_text()
+    for original, replacement in edits:
+        assert text.count(original) == 1, f"{original!r} moved in {source_file}: update this test"
+        text = text.replace(original, replacement)
+    path.write_text(text)
     (mutant,) = firmware.build(out=tmp_path / "mutant", source_dir=source, images=[(KIND, MODEL)])
     assert mutant.image_sha256 != firmware.prebuilt(KIND, MODEL).image_sha256
     lab = write_lab(tmp_path, boards={SLOT: (KIND, MODEL)}, samples=3,
                     manifests={(KIND, MODEL): mutant.directory / "manifest.json"})
-
     result = hil("run", lab)
-
     assert result.returncode == REGRESSION, result.stdout + result.stderr
+    return result, json.loads((run_dir_of(tmp_path) / "run.json").read_text())
+
+
+def test_the_verdict_names_the_first_layer_that_rounds_differently(tmp_path):
+    result, run = run_mutant(tmp_path, "kernels.c", [
+        (DEPTHWISE_CALL, DEPTHWISE_CALL.replace("requantize(", "requantize_flooring(")),
+        ("\nstatic bool inside(", FLOORING)])
     layers = model_layers(load_model(MODEL))
     depthwise = next(layer for layer in layers if layer.op == "DEPTHWISE_CONV_2D")
     assert depthwise.index > 0  # layers before it use the untouched kernels: they must agree
     shown = " ".join(result.stdout.replace("│", " ").split())  # the verdict panel's lines, unwrapped
-    run = json.loads((run_dir_of(tmp_path) / "run.json").read_text())
     traces = run["layer_traces"]
     assert traces and all(t.get("failure") is None for t in traces), traces
     for t in traces:
@@ -77,6 +84,23 @@ def test_the_verdict_names_the_first_layer_that_rounds_differently(tmp_path):
                 f"device {d['device']}, host {d['host']}")
         assert line in run["verdict"]["reasons"] and line in shown, result.stdout
     assert re.search(rf"{SLOT}/\S+: \d+ of \d+ answers differ from the host reference", result.stdout)
+
+
+def test_a_wrong_ensemble_is_told_from_a_wrong_layer(tmp_path):
+    """The ensemble's confidence one step low: every output byte is right, so every layer agrees, and the
+    verdict says the difference is in the decisions."""
+    ensemble = "*confidence_q15 = (uint16_t)(summed[best] / (uint32_t)k);"
+    result, run = run_mutant(tmp_path, "decisions.c",
+                             [(ensemble, "*confidence_q15 = (uint16_t)(summed[best] / (uint32_t)k - 1u);")])
+    traces = run["layer_traces"]
+    layers = len(model_layers(load_model(MODEL)))
+    assert traces and all(t["divergence"] is None and t.get("failure") is None for t in traces), traces
+    assert all(t["layers"] == layers for t in traces)
+    shown = " ".join(result.stdout.replace("│", " ").split())
+    for t in traces:
+        line = (f"{SLOT}/{t['testset']}#{t['index']}: every one of its {layers} layers agrees with LiteRT: the "
+                "difference is in the exit decision or the ensemble")
+        assert line in run["verdict"]["reasons"] and line in shown, result.stdout
 
 
 @pytest.mark.parametrize("kind, model", [("mps2-an386", "qute-digits"), ("mps2-an500", "qute-mnist1d")])
