@@ -7,6 +7,7 @@
 #include "protocol.h"
 #include "qute.h"
 #include "sha256.h"
+#include "trace.h"
 
 #define FIRMWARE_ID "qute-fw/2 " MODEL_NAME /* /2: speaks protocol v2 */
 
@@ -89,6 +90,16 @@ static void answer_profile(uint16_t seq, const proto_request_t *request) {
          proto_put_profile_result(out_payload, request->count, ticks, (uint8_t)MODEL_NUM_LAYERS));
 }
 
+/* No busy window: a trace is a diagnosis, not a measured inference. */
+static void answer_trace(uint16_t seq, const proto_request_t *request) {
+    size_t len = trace_run(request->sample, request->trace_layer, request->trace_offset, out_payload);
+    if (len == 0) {
+        send_error(PROTO_ERR_BAD_VALUE, seq); /* no such layer, or an offset past its output */
+        return;
+    }
+    send(PROTO_MSG_TRACE_RESULT, seq, len);
+}
+
 static void handle_frame(void) {
     proto_request_t request;
     proto_error_t error = proto_parse_request(rx.type, rx.payload, rx.payload_len, MODEL_INPUT_SIZE, &request);
@@ -112,6 +123,9 @@ static void handle_frame(void) {
         break;
     case PROTO_MSG_PROFILE:
         answer_profile(rx.seq, &request);
+        break;
+    case PROTO_MSG_TRACE:
+        answer_trace(rx.seq, &request);
         break;
     default:
         send_error(PROTO_ERR_UNKNOWN_MESSAGE, rx.seq);

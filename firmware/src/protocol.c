@@ -190,6 +190,13 @@ proto_error_t proto_parse_request(uint8_t type, const uint8_t *payload, size_t l
         req->count = proto_get_u16(payload);
         req->sample = (const int8_t *)(payload + 2);
         return req->count >= 1 ? PROTO_OK : PROTO_ERR_BAD_VALUE;
+    case PROTO_MSG_TRACE: /* whether the layer and offset exist, the model knows (src/trace.c) */
+        if (len != 3 + input_size) return PROTO_ERR_BAD_LENGTH;
+        req->count = 1;
+        req->trace_layer = payload[0];
+        req->trace_offset = proto_get_u16(payload + 1);
+        req->sample = (const int8_t *)(payload + 3);
+        return PROTO_OK;
     default:
         return PROTO_ERR_UNKNOWN_MESSAGE;
     }
@@ -258,6 +265,16 @@ size_t proto_put_profile_result(uint8_t *out, uint16_t count, const uint64_t *la
         proto_put_u32(out + 7 + 8 * i, (uint32_t)(layer_ticks[i] >> 32));
     }
     return 3u + 8u * (size_t)num_layers;
+}
+
+size_t proto_put_trace_result(uint8_t *out, const proto_trace_result_t *trace) {
+    if (6u + trace->data_len > PROTO_MAX_PAYLOAD) return 0;
+    out[0] = trace->layer;
+    out[1] = trace->num_layers;
+    proto_put_u16(out + 2, trace->layer_bytes);
+    proto_put_u16(out + 4, trace->offset);
+    memcpy(out + 6, trace->data, trace->data_len);
+    return 6u + trace->data_len;
 }
 
 size_t proto_put_edge(uint8_t *out, uint8_t pin, uint8_t level, uint32_t ticks) {

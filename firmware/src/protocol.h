@@ -37,11 +37,13 @@ typedef enum {
     PROTO_MSG_INFER = 0x03,
     PROTO_MSG_INFER_BURST = 0x04,
     PROTO_MSG_PROFILE = 0x05,
+    PROTO_MSG_TRACE = 0x06,
     PROTO_MSG_INFO = 0x81,
     PROTO_MSG_THRESHOLD_SET = 0x82,
     PROTO_MSG_RESULT = 0x83,
     PROTO_MSG_BURST_RESULT = 0x84,
     PROTO_MSG_PROFILE_RESULT = 0x85,
+    PROTO_MSG_TRACE_RESULT = 0x86,
     PROTO_MSG_EDGE = 0x90,
     PROTO_MSG_ERROR = 0xE0,
 } proto_msg_type_t;
@@ -100,8 +102,15 @@ typedef struct {
     uint8_t type;          /* a PROTO_MSG_* host message */
     uint16_t tau_q15;      /* SET_THRESHOLD */
     uint16_t count;        /* INFER_BURST, PROFILE: >= 1; INFER: 1 */
-    const int8_t *sample;  /* INFER, INFER_BURST, PROFILE: input_size bytes inside the payload */
+    const int8_t *sample;  /* INFER, INFER_BURST, PROFILE, TRACE: input_size bytes inside the payload */
+    uint8_t trace_layer;   /* TRACE: a layer, or PROTO_TRACE_DIGESTS */
+    uint16_t trace_offset; /* TRACE: the first byte of that layer's output to send */
 } proto_request_t;
+
+/* TRACE's layer that asks for the CRC-32 of every layer's output instead of one layer's bytes. */
+#define PROTO_TRACE_DIGESTS 0xFFu
+/* The most output bytes one TRACE_RESULT carries: 6 bytes of header, then these. */
+#define PROTO_TRACE_CHUNK 240u
 
 /* Checks a received frame against the v2 message table for a model taking input_size bytes.
  * Returns PROTO_OK and fills req, or the code to answer in an ERROR frame
@@ -145,12 +154,22 @@ typedef struct {
     uint16_t confidence_q15;
 } proto_burst_result_t;
 
+typedef struct {
+    uint8_t layer;        /* as asked: a layer, or PROTO_TRACE_DIGESTS */
+    uint8_t num_layers;   /* the model's layers */
+    uint16_t layer_bytes; /* that layer's output size; 0 for the digests */
+    uint16_t offset;      /* of data in that layer's output */
+    const uint8_t *data;  /* a layer's bytes, or num_layers u32 CRC-32s (little-endian) */
+    size_t data_len;
+} proto_trace_result_t;
+
 size_t proto_put_info(uint8_t *out, const proto_info_t *info); /* adds version, max payload */
 size_t proto_put_threshold_set(uint8_t *out, uint16_t tau_q15);
 size_t proto_put_result(uint8_t *out, const proto_result_t *result);
 size_t proto_put_burst_result(uint8_t *out, const proto_burst_result_t *burst);
 /* PROFILE's answer: count, num_layers, then each layer's ticks summed over the count runs (u64). */
 size_t proto_put_profile_result(uint8_t *out, uint16_t count, const uint64_t *layer_ticks, uint8_t num_layers);
+size_t proto_put_trace_result(uint8_t *out, const proto_trace_result_t *trace);
 size_t proto_put_edge(uint8_t *out, uint8_t pin, uint8_t level, uint32_t ticks);
 size_t proto_put_error(uint8_t *out, uint8_t code, uint16_t seq);
 

@@ -2,6 +2,7 @@
 
 #include "decisions.h"
 #include "hal.h"
+#include "trace.h"
 
 /* Starts at 1.0: pure QUTE until the host sets a threshold. */
 static uint32_t threshold_q15 = QD_Q15_ONE;
@@ -31,9 +32,8 @@ static void profile_layer_done(uint32_t layer) {
 /* Each layer's end (model.h): the one place per-layer timing and tracing read the layers from, so
  * the generated call sequence stays the same for all of them. */
 void model_layer_done(uint32_t layer, const int8_t *output, uint32_t bytes) {
+    trace_layer_done(layer, output, bytes);
     profile_layer_done(layer);
-    (void)output;
-    (void)bytes;
 }
 
 void qute_profile(const int8_t *input, uint16_t count, uint64_t ticks[MODEL_NUM_LAYERS]) {

@@ -56,6 +56,7 @@ ANSWERS: dict[type, type] = {
     protocol.Infer: protocol.Result,
     protocol.InferBurst: protocol.BurstResult,
     protocol.Profile: protocol.ProfileResult,
+    protocol.Trace: protocol.TraceResult,
 }
 RECOVERABLE = (LinkTimeout, DeviceError, protocol.ProtocolError)  # a resync and another attempt may help
 
@@ -127,6 +128,9 @@ def mismatch(request, reply, info: protocol.Info | None) -> tuple[protocol.Error
                     f"where INFO makes {rows}x{info.num_classes}")
     if isinstance(reply, (protocol.BurstResult, protocol.ProfileResult)) and reply.count != request.count:
         return protocol.ErrorCode.BAD_VALUE, f"{reply.TYPE.name} of {reply.count} runs for {request.count}"
+    if isinstance(reply, protocol.TraceResult) and (reply.layer, reply.offset) != (request.layer, request.offset):
+        return (protocol.ErrorCode.BAD_VALUE, f"TRACE_RESULT of layer {reply.layer} at {reply.offset} for layer "
+                f"{request.layer} at {request.offset}")
     return None
 
 

@@ -29,6 +29,8 @@ MAX_ENCODED_FRAME = MAX_RAW_FRAME + -(-MAX_RAW_FRAME // 254) + 1
 # The most bytes a receiver holds between two delimiters before it gives up: 265.
 MAX_ENCODED_BODY = MAX_ENCODED_FRAME - 1
 SEQ_UNKNOWN = 0xFFFF  # the offending seq of an ERROR when the frame could not be read
+TRACE_DIGESTS = 0xFF  # TRACE's layer that asks for the CRC-32 of every layer's output
+TRACE_CHUNK = 240  # the most output bytes of one layer a TRACE_RESULT carries
 DELIMITER = b"\x00"
 
 
@@ -38,11 +40,13 @@ class MessageType(IntEnum):
     INFER = 0x03
     INFER_BURST = 0x04
     PROFILE = 0x05
+    TRACE = 0x06
     INFO = 0x81
     THRESHOLD_SET = 0x82
     RESULT = 0x83
     BURST_RESULT = 0x84
     PROFILE_RESULT = 0x85
+    TRACE_RESULT = 0x86
     EDGE = 0x90
     ERROR = 0xE0
 
@@ -302,6 +306,27 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class Trace:
+    """Run `sample` through the full path and send `layer`'s output from `offset` (at most TRACE_CHUNK
+    bytes), or with layer TRACE_DIGESTS (offset 0) the CRC-32 of every layer's output."""
+
+    TYPE: ClassVar[MessageType] = MessageType.TRACE
+    FIXED: ClassVar[str] = "<BH"
+    layer: int
+    offset: int
+    sample: bytes
+
+    def to_payload(self) -> bytes:
+        return struct.pack(self.FIXED, self.layer, self.offset) + bytes(self.sample)
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> Trace:
+        _require(len(payload) >= 4, ErrorCode.BAD_LENGTH, f"TRACE: {len(payload)} bytes, at least 4")
+        layer, offset = struct.unpack(cls.FIXED, payload[:3])
+        return cls(layer, offset, bytes(payload[3:]))
+
+
+@dataclass(frozen=True)
 class Info:
     TYPE: ClassVar[MessageType] = MessageType.INFO
     FIXED: ClassVar[str] = "<BIHHBBHI32s32s"  # everything before the two strings: 81 bytes
@@ -454,6 +479,49 @@ class ProfileResult:
 
 
 @dataclass(frozen=True)
+class TraceResult:
+    """A TRACE's answer: `data` is `layer`'s output from `offset` (the layer's output is `layer_bytes` long),
+    or, for layer TRACE_DIGESTS, `num_layers` little-endian u32 CRC-32s, one per layer's output."""
+
+    TYPE: ClassVar[MessageType] = MessageType.TRACE_RESULT
+    FIXED: ClassVar[str] = "<BBHH"  # 6 bytes, then the data
+    layer: int
+    num_layers: int
+    layer_bytes: int
+    offset: int
+    data: bytes
+
+    @property
+    def digests(self) -> tuple[int, ...]:
+        """The CRC-32 of every layer's output, in layer order (an answer to layer TRACE_DIGESTS)."""
+        return struct.unpack(f"<{self.num_layers}I", self.data)
+
+    def to_payload(self) -> bytes:
+        payload = struct.pack(self.FIXED, self.layer, self.num_layers, self.layer_bytes, self.offset) + self.data
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(f"TRACE_RESULT: {len(payload)} bytes, at most {MAX_PAYLOAD}")
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> TraceResult:
+        size = struct.calcsize(cls.FIXED)
+        _require(len(payload) >= size, ErrorCode.BAD_LENGTH, f"TRACE_RESULT: {len(payload)} bytes, at least {size}")
+        layer, layers, layer_bytes, offset = struct.unpack(cls.FIXED, payload[:size])
+        data = bytes(payload[size:])
+        if layer == TRACE_DIGESTS:
+            _require(layer_bytes == 0 and offset == 0, ErrorCode.BAD_VALUE,
+                     f"TRACE_RESULT: digests with layer_bytes {layer_bytes}, offset {offset}")
+            expected = 4 * layers
+        else:
+            _require(layer < layers and offset < layer_bytes, ErrorCode.BAD_VALUE,
+                     f"TRACE_RESULT: layer {layer} of {layers}, offset {offset} of {layer_bytes} bytes")
+            expected = min(TRACE_CHUNK, layer_bytes - offset)
+        _require(len(data) == expected, ErrorCode.BAD_LENGTH,
+                 f"TRACE_RESULT: {len(data)} data bytes, expected {expected}")
+        return cls(layer, layers, layer_bytes, offset, data)
+
+
+@dataclass(frozen=True)
 class Edge(_FixedLayout):
     """A level change on an emulated GPIO pin, sent on the device's second UART."""
 
@@ -483,21 +551,22 @@ class ErrorReply(_FixedLayout):
         return cls(ErrorCode(code), seq)
 
 
-Message = Union[Hello, SetThreshold, Infer, InferBurst, Profile, Info, ThresholdSet, Result, BurstResult,
-                ProfileResult, Edge, ErrorReply]
+Message = Union[Hello, SetThreshold, Infer, InferBurst, Profile, Trace, Info, ThresholdSet, Result,
+                BurstResult, ProfileResult, TraceResult, Edge, ErrorReply]
 MESSAGES: dict[int, type] = {cls.TYPE: cls for cls in Message.__args__}
+SAMPLE_AT: dict[type, int] = {Infer: 0, InferBurst: 2, Profile: 2, Trace: 3}  # where the sample starts in the payload
 
 
 def parse_message(frame: Frame, input_size: int | None = None) -> Message:
     """The message a frame carries; ProtocolError (with the ERROR code to send back) if it is bad.
 
-    With `input_size`, the sample of INFER, INFER_BURST and PROFILE must be exactly that long.
+    With `input_size`, the sample of INFER, INFER_BURST, PROFILE and TRACE must be exactly that long.
     """
     cls = MESSAGES.get(frame.type)
     _require(cls is not None, ErrorCode.UNKNOWN_MESSAGE, f"type {frame.type:#04x}")
-    if input_size is not None and cls in (Infer, InferBurst, Profile):
+    if input_size is not None and cls in SAMPLE_AT:
         # The length before the values (a count of 0), as the firmware checks them.
-        sample = len(frame.payload) - (0 if cls is Infer else 2)
+        sample = len(frame.payload) - SAMPLE_AT[cls]
         _require(sample == input_size, ErrorCode.BAD_LENGTH,
                  f"{cls.TYPE.name}: sample of {sample} bytes, the model takes {input_size}")
     return cls.from_payload(frame.payload)

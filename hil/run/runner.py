@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hil.run import health, records
+from hil.run import divergence, health, records
 from hil.store import files, results
 from hil.store.files import BaselineRef, MetricsFile, QuarantinedBoard, RunFile, RunStatus, Session
 from hil.run.baseline import RuleOutcome, RunInputs, compare, resolve_run
@@ -31,6 +31,7 @@ from hil.run.reconcile import Disagreement, SampleCheck
 from hil.run.session import (Progress, assess, board_identities, host_references, pending_jobs, provenance,
                              run_inputs, stream_boards)
 from hil.run.assess import BoardSetSummary, PathPerformance
+from hil.model.reference import ReferenceOutputs
 from hil.run.verdict import Verdict, VerdictStatus, decide
 
 
@@ -88,10 +89,12 @@ def open_run(lab: Lab) -> tuple[Path, RunFile]:
     return run_dir, run
 
 
-def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress, profile: bool = False,
+def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
+                references: dict[tuple[str, str], ReferenceOutputs], profile: bool = False,
                 ) -> tuple[list[BoardFailure], dict[str, LinkCounts]]:
     """Bring up the boards that have work left (samples to answer, or answers to measure), stream to them in
-    parallel, measure them; returns the boards' failures and what each link met (also in the session's
+    parallel, measure them, trace their first answers that differ from the `references` layer by layer
+    (run.json `layer_traces`); returns the boards' failures and what each link met (also in the session's
     `link` in run.json). With `profile`, each board that is still up then profiles its model's first sample
     once, into profile.json: a board that fails to is named there, and its answers count as they are."""
     kept = {r.key: r for r in records.read_records(run_dir)}
@@ -118,6 +121,7 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress, profi
             failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress, streamed=streamed)
         finally:  # what the ladder did is kept, however the session ends
             run.recoveries += rack.recoveries
+        run.layer_traces += divergence.trace_rack(rack, run_dir, references, run.layer_traces)
         note_quarantined(run, health.record_checks(lab, health.ladder_checks(rack.recoveries, lab, run.id,
                                                                              results.utc_now())))
         failures += check.unconfirmed(records.read_records(run_dir))
@@ -212,8 +216,8 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
 
 def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress, baseline_dir: Path | None,
                       profile: bool = False) -> RunOutcome:
-    failures, link = stream_rack(lab, run_dir, run, progress, profile)
     references = host_references(lab)
+    failures, link = stream_rack(lab, run_dir, run, progress, references, profile)
     now = assess(lab, run_dir, references)
     rules, rules_seconds = [], 0.0
     if baseline_dir is not None:
@@ -225,7 +229,7 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
         rules_seconds = time.monotonic() - began
         run.baseline = BaselineRef(baseline_dir.name, str(baseline_dir.resolve()), baseline_run.git)
     verdict = decide(now.summaries, now.disagreements, failures, rules,
-                     health.quarantine_notes(run.quarantined, run.lab.file), lab.run.reference)
+                     health.quarantine_notes(run.quarantined, run.lab.file), lab.run.reference, run.layer_traces)
     records.write_parquet(now.records, run_dir)
     records.write_parquet(now.measurements, run_dir, records.MEASUREMENTS_PARQUET, records.Measurement)
     MetricsFile(now.summaries, now.performance, rules).write(run_dir)

@@ -1,6 +1,7 @@
 """The verdict of a run, and its exit code.
 
-- fail (1): a device answer differs from the host reference, boards of the same model
+- fail (1): a device answer differs from the host reference (each board's first differing samples are
+  traced to their first diverging layer, hil/run/divergence.py: a line each), boards of the same model
   disagree, a board answered a sample differently when it was asked again to measure it
   (so one of its two answers differs from the host reference), or a regression rule fails
   against the baseline, a baseline the run cannot be compared with included (hil/run/baseline.py).
@@ -28,6 +29,7 @@ from hil.stats.regression import RuleStatus
 from hil.run.reconcile import Disagreement
 from hil.run.assess import BoardSetSummary
 from hil.model.reference import DEFAULT_REFERENCE, Reference
+from hil.run.divergence import TraceFinding
 
 REASONS_SHOWN = 2  # why samples are unmeasured: the commonest reasons, in a verdict line
 
@@ -60,12 +62,15 @@ class Verdict:
 
 def decide(summaries: list[BoardSetSummary], disagreements: list[Disagreement],
            failures: list[BoardFailure], rules: list[RuleOutcome] = (),
-           quarantined: list[QuarantineNote] = (), reference: Reference = DEFAULT_REFERENCE) -> Verdict:
-    regressions = [
-        f"{s.slot}/{s.testset}: {s.mismatched} of {s.samples} answers differ from the host reference ({reference}) "
-        f"(up to {s.max_steps} quantization steps)"
-        for s in summaries if s.mismatched
-    ]
+           quarantined: list[QuarantineNote] = (), reference: Reference = DEFAULT_REFERENCE,
+           layer_traces: list[TraceFinding] = ()) -> Verdict:
+    regressions = []
+    for s in summaries:
+        if s.mismatched:
+            regressions.append(f"{s.slot}/{s.testset}: {s.mismatched} of {s.samples} answers differ from the host "
+                               f"reference ({reference}) (up to {s.max_steps} quantization steps)")
+            # Where the first differing samples went wrong, each traced layer by layer (hil/run/divergence.py).
+            regressions += [t.line() for t in layer_traces if (t.slot, t.testset) == (s.slot, s.testset)]
     if disagreements:
         regressions.append(f"{len(disagreements)} samples answered differently by boards of the same model")
     regressions += failed_rule_lines(rules)

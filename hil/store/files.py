@@ -27,6 +27,7 @@ from hil.run.baseline import RuleOutcome
 from hil.run.rack import BoardFailure, FailureStage
 from hil.run.records import MeasurementMethod
 from hil.run.recovery import Recovery, RecoveryStep, StepOutcome
+from hil.run.divergence import Divergence, TraceFinding
 from hil.run.verdict import Verdict, VerdictStatus
 from hil.stats.metrics import UncertaintyReport
 from hil.stats.regression import RuleResult, RuleStatus
@@ -385,6 +386,18 @@ class QuarantinedBoard:
         return cls(f.text("slot"), f.text("reason"), f.text("since"), f.text("by"), f.boolean("brought_up"))
 
 
+def read_layer_trace(f: Fields) -> TraceFinding:
+    """One of run.json's `layer_traces` (hil/run/divergence.py)."""
+    d = f.optional_obj("divergence")
+    divergence = None if d is None else Divergence(
+        d.integer("layer"), d.text("stage"), d.text("op"), d.integer("element"),
+        tuple(d._get("coordinates", lambda v: isinstance(v, list) and all(map(_is_int, v)), "a list of whole numbers",
+                     False)),
+        d.integer("device"), d.integer("host"))
+    return TraceFinding(f.text("slot"), f.text("testset"), f.integer("index"), f.integer("layers"), divergence,
+                        f.optional_text("failure"))
+
+
 @dataclass(frozen=True)
 class BaselineRef:
     id: str
@@ -434,6 +447,7 @@ class RunFile:
     quarantined: list[QuarantinedBoard] = field(default_factory=list)  # absent from runs made before quarantine
     # The host reference the answers were reconciled against; runs made before the choice used LiteRT.
     reference: Reference = DEFAULT_REFERENCE
+    layer_traces: list[TraceFinding] = field(default_factory=list)  # differing samples traced layer by layer
 
     def to_json(self) -> dict:
         data = {"id": self.id, "status": self.status, "started": self.started, "lab": asdict(self.lab),
@@ -449,7 +463,8 @@ class RunFile:
                 "recoveries": [r.to_json() for r in self.recoveries] or None, "verdict": asdict(self.verdict),
                 "baseline": None if self.baseline is None else asdict(self.baseline),
                 "finished": self.finished, "samples": self.samples,
-                "quarantined": [asdict(q) for q in self.quarantined]}
+                "quarantined": [asdict(q) for q in self.quarantined],
+                "layer_traces": [asdict(t) for t in self.layer_traces] or None}
         return _without_none(data)
 
     def write(self, run_dir: Path) -> None:
@@ -476,7 +491,8 @@ class RunFile:
             finished=f.optional_text("finished"), samples=f.optional_integer("samples"),
             quarantined=[QuarantinedBoard.from_json(q) for q in f.items("quarantined")]
             if "quarantined" in f.value else [],
-            reference=f.choice("reference", Reference) if "reference" in f.value else DEFAULT_REFERENCE)
+            reference=f.choice("reference", Reference) if "reference" in f.value else DEFAULT_REFERENCE,
+            layer_traces=[read_layer_trace(t) for t in f.items("layer_traces")] if "layer_traces" in f.value else [])
 
     def catalog_row(self, run_dir: Path) -> results.CatalogRow:
         return results.CatalogRow(self.id, self.lab.name, self.started, self.finished, self.verdict.status,

@@ -1,7 +1,8 @@
 """A board faked at its lowest level, for tests that must not wait for QEMU: protocol v2 bytes on a serial port.
 
 `FakeFirmware` is the device side of the wire. It takes the bytes the host writes, cut anywhere,
-and answers HELLO, SET_THRESHOLD, INFER and INFER_BURST as firmware/src/main.c does: the same
+and answers HELLO, SET_THRESHOLD, INFER and INFER_BURST as firmware/src/main.c does (TRACE it refuses, as
+an image built before TRACE does: tests/emulated/test_divergence.py traces real images): the same
 ERROR replies for broken or wrong frames, the threshold clamped to 1.0, window ordinals counted
 from boot. Its outputs are the host reference's (LiteRT's reference kernels on the model's
 stages, hil.model.reference). Its decisions come from the integer spec (hil.model.decisions).

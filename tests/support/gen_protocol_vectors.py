@@ -52,6 +52,10 @@ frame("infer_burst", "INFER_BURST", 4, 6, {"count": 1000, "sample_hex": s8(sampl
       struct.pack("<H", 1000) + s8(sample))
 frame("profile", "PROFILE", 5, 8, {"count": 10, "sample_hex": s8(sample).hex()}, struct.pack("<H", 10) + s8(sample),
       "as INFER_BURST: a count, then the sample")
+frame("trace_digests", "TRACE", 6, 7, {"layer": 0xFF, "offset": 0, "sample_hex": s8(sample).hex()},
+      struct.pack("<BH", 0xFF, 0) + s8(sample), "layer 0xFF: the CRC-32 of every layer's output")
+frame("trace_layer", "TRACE", 6, 8, {"layer": 2, "offset": 480, "sample_hex": s8(sample).hex()},
+      struct.pack("<BH", 2, 480) + s8(sample), "layer 2's output from byte 480")
 
 model_sha = hashlib.sha256(b"qute-digits model").digest()
 fw_sha = hashlib.sha256(b"qute firmware").digest()
@@ -81,6 +85,18 @@ frame("burst_result", "BURST_RESULT", 0x84, 6, {"count": 1000, "total_cycles": 0
 ticks = [170861, 0, 0x123456789A, 15115]
 frame("profile_result", "PROFILE_RESULT", 0x85, 8, {"count": 10, "layer_ticks": ticks},
       struct.pack("<HB4Q", 10, 4, *ticks), "each layer's ticks summed over the runs, u64: one above 2**32")
+crcs = [zlib.crc32(bytes([i]) * (i + 1)) for i in range(3)]
+frame("trace_result_digests", "TRACE_RESULT", 0x86, 7, {"layer": 0xFF, "num_layers": 3, "layer_bytes": 0,
+      "offset": 0, "data_hex": struct.pack("<3I", *crcs).hex()},
+      struct.pack("<BBHH3I", 0xFF, 3, 0, 0, *crcs), "three layers' CRC-32s, little-endian")
+chunk = bytes((7 * i + 1) % 256 for i in range(240))
+frame("trace_result_chunk", "TRACE_RESULT", 0x86, 8, {"layer": 2, "num_layers": 15, "layer_bytes": 2048,
+      "offset": 480, "data_hex": chunk.hex()},
+      struct.pack("<BBHH", 2, 15, 2048, 480) + chunk, "a full chunk: 240 bytes of a 2048-byte output")
+tail = bytes(range(1, 9))
+frame("trace_result_last_chunk", "TRACE_RESULT", 0x86, 9, {"layer": 14, "num_layers": 15, "layer_bytes": 10,
+      "offset": 2, "data_hex": tail.hex()},
+      struct.pack("<BBHH", 14, 15, 10, 2) + tail, "the last 8 bytes of a 10-byte output")
 frame("edge", "EDGE", 0x90, 42, {"pin": 2, "level": 1, "ticks": 0x89ABCDEF}, struct.pack("<BBI", 2, 1, 0x89ABCDEF),
       "on the second UART, with the device's own seq")
 frame("error_bad_crc", "ERROR", 0xE0, 0xFFFF, {"code": 1, "seq": 0xFFFF}, struct.pack("<BH", 1, 0xFFFF),
@@ -204,6 +220,8 @@ me("profile_count_zero", H, 5, bytes(2) + bytes(64), 6, "count 0", 64)
 me("profile_count_zero_wrong_size", H, 5, bytes(2) + bytes(63), 3, "both wrong: the length is checked first", 64)
 me("profile_no_sample", H, 5, b"\x01\x00", 3, "a count and no sample", 64)
 me("unknown_type_3f", H, 0x3F, b"", 2, "no message 0x3F in v2", 64)
+me("trace_wrong_size", H, 6, struct.pack("<BH", 0xFF, 0) + bytes(63), 3, "63 sample bytes for 64", 64)
+me("trace_no_sample", H, 6, struct.pack("<BH", 2, 0), 3, "a layer and offset, no sample", 64)
 me("unknown_type_7f", H, 0x7F, b"\x01", 2, "no message 0x7F in v2", 64)
 me("result_exited_flag_2", D, 0x83, struct.pack("<BBHIIB", 2, 0, 0, 0, 1, 1) + bytes(3), 6, "exited is 0 or 1")
 me("result_exited_two_outputs", D, 0x83, struct.pack("<BBHIIB", 1, 0, 0, 0, 1, 2) + bytes(6), 6,
@@ -217,6 +235,17 @@ me("burst_result_v1", D, 0x84, struct.pack("<HIBBH", 1000, 5, 0, 3, 32768), 3,
 me("profile_result_ragged", D, 0x85, struct.pack("<HB", 1, 2) + bytes(12), 3, "12 tick bytes for 2 layers of 8")
 me("profile_result_count_zero", D, 0x85, struct.pack("<HBQ", 0, 1, 5), 6, "no runs")
 me("threshold_set_long", D, 0x82, bytes(3), 3, "2 bytes expected")
+me("trace_result_short", D, 0x86, bytes(5), 3, "6 bytes of header expected")
+me("trace_result_digests_short", D, 0x86, struct.pack("<BBHH", 0xFF, 3, 0, 0) + bytes(8), 3,
+   "two CRC-32s for three layers")
+me("trace_result_chunk_long", D, 0x86, struct.pack("<BBHH", 2, 15, 512, 0) + bytes(241), 3,
+   "241 bytes: a chunk is at most 240")
+me("trace_result_chunk_short", D, 0x86, struct.pack("<BBHH", 14, 15, 10, 2) + bytes(7), 3,
+   "7 bytes where 8 are left of the output")
+me("trace_result_offset_past_output", D, 0x86, struct.pack("<BBHH", 14, 15, 10, 10), 6,
+   "offset 10 of a 10-byte output")
+me("trace_result_layer_past_model", D, 0x86, struct.pack("<BBHH", 15, 15, 10, 0) + bytes(10), 6,
+   "layer 15 of a 15-layer model")
 me("edge_level_2", D, 0x90, struct.pack("<BBI", 1, 2, 0), 6, "level is 0 or 1")
 me("error_unknown_code", D, 0xE0, struct.pack("<BH", 9, 1), 6, "codes are 1..6")
 me("error_short", D, 0xE0, b"\x01\x02", 3, "3 bytes expected")

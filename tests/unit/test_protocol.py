@@ -23,7 +23,7 @@ FRAMES = {v["name"]: v for v in VECTORS["frames"]}
 RECEIVE = {v["name"]: v for v in VECTORS["receive"]}
 MESSAGE_ERRORS = {v["name"]: v for v in VECTORS["message_errors"]}
 HOST_TYPES = {p.MessageType.HELLO, p.MessageType.SET_THRESHOLD, p.MessageType.INFER, p.MessageType.INFER_BURST,
-              p.MessageType.PROFILE}
+              p.MessageType.PROFILE, p.MessageType.TRACE}
 
 # --- reading the vectors -------------------------------------------------------------------
 
@@ -84,7 +84,8 @@ class RxState(ctypes.Structure):
 
 class Request(ctypes.Structure):
     _fields_ = [("type", ctypes.c_uint8), ("tau_q15", ctypes.c_uint16), ("count", ctypes.c_uint16),
-                ("sample", ctypes.POINTER(ctypes.c_int8))]
+                ("sample", ctypes.POINTER(ctypes.c_int8)), ("trace_layer", ctypes.c_uint8),
+                ("trace_offset", ctypes.c_uint16)]
 
 
 class InfoC(ctypes.Structure):
@@ -99,6 +100,11 @@ class ResultC(ctypes.Structure):
                 ("cycles", ctypes.c_uint32), ("window", ctypes.c_uint32), ("num_outputs", ctypes.c_uint8),
                 ("num_classes", ctypes.c_uint8),
                 ("logits", ctypes.c_char_p)]
+
+
+class TraceResultC(ctypes.Structure):
+    _fields_ = [("layer", ctypes.c_uint8), ("num_layers", ctypes.c_uint8), ("layer_bytes", ctypes.c_uint16),
+                ("offset", ctypes.c_uint16), ("data", ctypes.c_char_p), ("data_len", ctypes.c_size_t)]
 
 
 class BurstResultC(ctypes.Structure):
@@ -126,6 +132,7 @@ def load_c(sources, directory):
         "proto_put_result": (size, [out, ctypes.POINTER(ResultC)]),
         "proto_put_burst_result": (size, [out, ctypes.POINTER(BurstResultC)]),
         "proto_put_profile_result": (size, [out, u16, ctypes.POINTER(ctypes.c_uint64), u8]),
+        "proto_put_trace_result": (size, [out, ctypes.POINTER(TraceResultC)]),
         "proto_put_edge": (size, [out, u8, u8, u32]),
         "proto_put_error": (size, [out, u8, u16]),
         "proto_put_u16": (None, [out, u16]),
@@ -203,6 +210,10 @@ class CSide:
         elif isinstance(message, p.ProfileResult):
             ticks = (ctypes.c_uint64 * len(message.layer_ticks))(*message.layer_ticks)
             n = lib.proto_put_profile_result(out, message.count, ticks, len(message.layer_ticks))
+        elif isinstance(message, p.TraceResult):
+            trace = TraceResultC(message.layer, message.num_layers, message.layer_bytes, message.offset, message.data,
+                                 len(message.data))
+            n = lib.proto_put_trace_result(out, ctypes.byref(trace))
         elif isinstance(message, p.Edge):
             n = lib.proto_put_edge(out, message.pin, message.level, message.ticks)
         elif isinstance(message, p.ErrorReply):
@@ -257,6 +268,7 @@ def check_c_message(c_side, vector) -> None:
     assert (code, request.type) == (0, vector["type"])
     assert request.tau_q15 == getattr(message, "tau_q15", 0)
     assert request.count == getattr(message, "count", 1 if sample else 0)
+    assert (request.trace_layer, request.trace_offset) == (getattr(message, "layer", 0), getattr(message, "offset", 0))
     assert ctypes.string_at(request.sample, len(sample)) == sample if sample else not request.sample
 
 
