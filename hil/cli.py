@@ -104,24 +104,32 @@ def cmd_firmware_build(args) -> int:
 
     assets.checkout("hil firmware build", "with the firmware sources (firmware/)", "run it in a checkout")
     for manifest in firmware.build(Path(args.out) if args.out else None):
-        print(f"{manifest.board}/{manifest.model}: flash {manifest.flash_bytes} B, RAM {manifest.ram_bytes} B, "
+        print(f"{manifest.board}/{manifest.model} ({manifest.rounding} rounding): flash {manifest.flash_bytes} B, RAM {manifest.ram_bytes} B, "
               f"image sha256 {manifest.image_sha256[:16]}")
     return 0
 
 
 def cmd_firmware_verify(args) -> int:
+    from dataclasses import replace
+
     from hil.firmware import build as firmware
     from hil.lab.load import load_lab
     from hil.report.firmware import size_table, verification_tables
     from hil.report.table import to_markdown, to_rich
+    from hil.model.reference import DEFAULT_REFERENCE, Reference
     from hil.run.verify import exit_code, lab_images, no_twin_reason, prebuilt_lab, verify_lab
 
     limit = None if args.full else args.samples
+    reference = Reference(args.reference) if args.reference else None  # None: the one each image's rounding matches
     if args.lab:
+        if args.rounding:
+            raise BadInput(f"{args.lab}: --rounding picks prebuilt images, and a lab names its own; leave it out "
+                           "(its images' rounding is its run.reference)")
         lab = lab_images(load_lab(Path(args.lab)), args.board, args.model)
         if not lab.boards:
             raise BadInput(f"{args.lab}: no board of this lab is of the --board kinds and --model models given; "
                            "name kinds and models its boards have")
+        labs = [replace(lab, run=replace(lab.run, reference=reference)) if reference else lab]
     else:
         kinds = args.board or firmware.BOARDS
         for reason in filter(None, map(no_twin_reason, kinds)):
@@ -129,9 +137,10 @@ def cmd_firmware_verify(args) -> int:
         kinds = [kind for kind in kinds if no_twin_reason(kind) is None]
         if not kinds:
             raise BadInput("no --board kind given has an emulated twin; verify physical boards with --lab")
-        lab = prebuilt_lab(kinds, args.model or firmware.MODELS)
-    results = verify_lab(lab, limit)
-    manifests = [lab.firmware[image] for image in dict.fromkeys((b.kind, b.model) for b in lab.boards)]
+        roundings = dict.fromkeys(Reference(r) for r in args.rounding or [DEFAULT_REFERENCE])
+        labs = [prebuilt_lab(kinds, args.model or firmware.MODELS, rounding, reference) for rounding in roundings]
+    results = [result for lab in labs for result in verify_lab(lab, limit)]  # one rack per rounding mode
+    manifests = [lab.firmware[image] for lab in labs for image in dict.fromkeys((b.kind, b.model) for b in lab.boards)]
     tables = verification_tables(results) + [size_table(manifests)]
     if args.markdown:
         print("\n".join(to_markdown(t) for t in tables), end="")
@@ -513,7 +522,8 @@ EXAMPLES: dict[str, list[str]] = {
     "firmware": ["hil firmware build", "hil firmware verify --samples 20"],
     "firmware generate": ["hil firmware generate", "hil firmware generate qute-digits"],
     "firmware build": ["hil firmware build"],
-    "firmware verify": ["hil firmware verify --samples 20", "hil firmware verify --full"],
+    "firmware verify": ["hil firmware verify --samples 20", "hil firmware verify --full",
+                        "hil firmware verify --rounding tflm --full"],
     "testsets": ["hil testsets generate"],
     "testsets generate": ["hil testsets generate qute-digits --seed 7 --out /tmp/testsets"],
 }
@@ -657,6 +667,12 @@ def build_parser() -> argparse.ArgumentParser:
     fw_verify.add_argument("--model", action="append", help="model (repeatable; default all)")
     fw_verify.add_argument("--samples", type=int, default=20, help="samples per test set (default 20)")
     fw_verify.add_argument("--full", action="store_true", help="every sample of every test set")
+    fw_verify.add_argument("--rounding", action="append", choices=["litert", "tflm"],
+                           help="the prebuilt images of this kernel rounding mode (repeatable; default litert; "
+                                "not with --lab)")
+    fw_verify.add_argument("--reference", choices=["litert", "tflm"],
+                           help="the host reference to check against (default: the one the images' rounding "
+                                "mode matches, docs/firmware.md)")
     fw_verify.add_argument("--markdown", action="store_true", help="print Markdown tables (as in docs/firmware.md)")
     fw_verify.set_defaults(run=cmd_firmware_verify)
 
