@@ -644,8 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--testsets", help="directory of the test sets (default fixtures/testsets/<model>)")
     evaluate.add_argument("--markdown", action="store_true", help="print Markdown tables (as in docs/models.md)")
     evaluate.add_argument("--reference", choices=["litert", "tflm"], default="litert",
-                          help="the host interpreter: LiteRT's reference kernels (default) or TFLM's, what the "
-                               "firmware runs (docs/decisions.md, Which reference)")
+                          help="the host interpreter: LiteRT's reference kernels (default) or TFLM's; the "
+                               "firmware matches either (docs/decisions.md, Which reference)")
     evaluate.set_defaults(run=cmd_model_eval)
     train = model.add_parser("train", help="train and export a model (needs the train extra)")
     train.add_argument("model", choices=MODEL_NAMES)

@@ -479,7 +479,7 @@ def _reference(reader: _Reader, entry: dict) -> Reference:
         return Reference(name)
     except ValueError:
         raise reader.fail(entry["reference"], "run.reference", f"is {_cut(name)!r}; give litert (LiteRT's reference "
-                          "kernels) or tflm (TFLM's, what the firmware runs): docs/decisions.md") from None
+                          "kernels) or tflm (TFLM's), with images of that rounding mode: docs/decisions.md") from None
 
 
 def _optional(reader: _Reader, entry: dict, field: str, kind: type, default, minimum=None, maximum=None):
