@@ -104,8 +104,8 @@ def cmd_firmware_build(args) -> int:
 
     assets.checkout("hil firmware build", "with the firmware sources (firmware/)", "run it in a checkout")
     for manifest in firmware.build(Path(args.out) if args.out else None):
-        print(f"{manifest.board}/{manifest.model} ({manifest.rounding} rounding): flash {manifest.flash_bytes} B, RAM {manifest.ram_bytes} B, "
-              f"image sha256 {manifest.image_sha256[:16]}")
+        print(f"{manifest.board}/{manifest.model} ({manifest.rounding} rounding): flash {manifest.flash_bytes} B, "
+              f"RAM {manifest.ram_bytes} B, image sha256 {manifest.image_sha256[:16]}")
     return 0
 
 

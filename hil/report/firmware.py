@@ -48,10 +48,10 @@ def _group_tables(results: list[ImageVerification], rounding: str, reference: st
 def size_table(manifests: list[FirmwareManifest]) -> Table:
     """Flash and RAM per image, as arm-none-eabi-size counted them at build time."""
     small = smallest_kind()
-    rows = [[m.board, m.model, str(m.rounding), f"{m.flash_bytes:,}", f"{100 * m.flash_bytes / small.flash.size:.0f} %",
-             f"{m.ram_bytes:,}", f"{100 * m.ram_bytes / small.ram.size:.0f} %", f"{m.arena_bytes:,}"]
-            for m in manifests]
+    rows = [[m.board, m.model, str(m.rounding), f"{m.flash_bytes:,}",
+             f"{100 * m.flash_bytes / small.flash.size:.0f} %", f"{m.ram_bytes:,}",
+             f"{100 * m.ram_bytes / small.ram.size:.0f} %", f"{m.arena_bytes:,}"] for m in manifests]
     flash_kib, ram_kib = small.flash.size // 1024, small.ram.size // 1024
     return Table.of(f"Image sizes (arm-none-eabi-size; share of the {small.mcu}'s {flash_kib} KiB flash and "
-                    f"{ram_kib} KiB SRAM)", ["board", "model", "rounding", "flash B", f"of {flash_kib} KiB", "RAM B (static)",
-                                             f"of {ram_kib} KiB", "arena B"], rows)
+                    f"{ram_kib} KiB SRAM)", ["board", "model", "rounding", "flash B", f"of {flash_kib} KiB",
+                                             "RAM B (static)", f"of {ram_kib} KiB", "arena B"], rows)

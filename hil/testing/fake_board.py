@@ -4,8 +4,9 @@
 and answers HELLO, SET_THRESHOLD, INFER and INFER_BURST as firmware/src/main.c does: the same
 ERROR replies for broken or wrong frames, the threshold clamped to 1.0, window ordinals counted
 from boot. Its outputs are the host reference's on the model's stages (hil.model.reference): the one
-its manifest's rounding mode matches, LiteRT's or TFLM's, as the firmware's would be. Its decisions come from the integer spec (hil.model.decisions).
-So a correct host pipeline sees an exact board. Its cycle counts are deterministic (`Timing`).
+its manifest's rounding mode matches, LiteRT's or TFLM's, as the firmware's would be. Its decisions come
+from the integer spec (hil.model.decisions). So a correct host pipeline sees an exact board. Its cycle
+counts are deterministic (`Timing`).
 Each busy window raises edges on a wire, in the firmware's order (busy pin, then exit pin).
 `InProcessPort` is the host's end: a pyserial port (serial.SerialBase) whose far end is Python.
 `FakeBoard` is the one Board subclass: bring-up opens that port instead of starting QEMU.

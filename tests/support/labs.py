@@ -57,8 +57,8 @@ def write_lab(tmp_path: Path, boards=BOARDS, samples: int = 12, manifests: dict 
     }
     rounding = Reference(run.get("reference", DEFAULT_REFERENCE))  # by default the images that match the reference
     for kind, model in boards.values():
-        manifest = (manifests or {}).get((kind, model), firmware.PREBUILT_DIR / firmware.image_dir(kind, model, rounding)
-                                         / firmware.MANIFEST)
+        default = firmware.PREBUILT_DIR / firmware.image_dir(kind, model, rounding) / firmware.MANIFEST
+        manifest = (manifests or {}).get((kind, model), default)
         lab["firmware"].setdefault(kind, {})[model] = str(manifest)
     path = tmp_path / "labs.yaml"
     path.write_text(yaml.safe_dump(lab, sort_keys=False))

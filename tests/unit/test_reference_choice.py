@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 
+from hil.cli import main
 from hil.firmware import build as firmware
 from hil.lab.load import LabError, load_lab
 from hil.model.reference import Reference, run_reference
@@ -18,7 +19,7 @@ from hil.model.testsets import write_npz
 from hil.run.health import known_answers
 from hil.run.runner import execute
 from hil.store import health
-from tests.support.labs import BAD_INPUT, BOARDS, PASS, hil, write_lab
+from tests.support.labs import BAD_INPUT, BOARDS, PASS, REGRESSION, hil, write_lab
 from tests.unit.test_pipeline import Quiet
 
 SLOT = "an500-mnist1d"  # the model where the references differ most often (2.4% of exits)
@@ -112,3 +113,32 @@ def test_the_health_checks_known_answer_is_the_runs_reference(fake_rack, tmp_pat
     assert outcome.verdict.exit_code == PASS, outcome.verdict.reasons
     (check,) = health.history(lab.results_dir, lab.name, SLOT)
     assert check.ok, check.reason
+
+
+def test_verify_checks_images_against_their_rounding_modes_reference_or_the_one_given(fake_rack, capsys):
+    """`hil firmware verify --rounding tflm`: the tflm images, by default against TFLM (their manifests' mode),
+    exact; with `--reference litert`, the samples where the references differ come out as differing bytes (exit 1).
+    The fake boards answer as their manifest's rounding mode, as the images do (tests/emulated/test_rounding.py)."""
+    args = ["firmware", "verify", "--rounding", "tflm", "--board", KIND, "--model", MODEL, "--samples", "40",
+            "--markdown"]
+    assert main(args) == PASS
+    exact = capsys.readouterr().out
+    assert "**Device (tflm rounding) against the tflm host reference" in exact
+    assert _differing_bytes(exact) == [0] * 5
+    assert main(args + ["--reference", "litert"]) == REGRESSION
+    against_litert = capsys.readouterr().out
+    assert "**Device (tflm rounding) against the litert host reference" in against_litert
+    assert sum(_differing_bytes(against_litert)) > 0
+
+
+def test_verify_refuses_rounding_with_a_lab(tmp_path, capsys):
+    path = write_lab(tmp_path, boards={SLOT: BOARDS[SLOT]})
+    assert main(["firmware", "verify", "--lab", str(path), "--rounding", "tflm"]) == BAD_INPUT
+    assert capsys.readouterr().err == (f"hil: error: {path}: --rounding picks prebuilt images, and a lab names its "
+                                       "own; leave it out (its images' rounding is its run.reference)\n")
+
+
+def _differing_bytes(markdown: str) -> list[int]:
+    """The exactness table's 'differing output bytes' column."""
+    table = markdown.split("\n\n")[1]
+    return [int(line.strip("|").split("|")[5]) for line in table.splitlines()[2:]]
