@@ -19,7 +19,7 @@ from hil.model.testsets import write_npz
 from hil.run.health import known_answers
 from hil.run.runner import execute
 from hil.store import health
-from tests.support.labs import BAD_INPUT, BOARDS, PASS, REGRESSION, hil, write_lab
+from tests.support.labs import BAD_INPUT, BOARDS, PASS, REGRESSION, write_lab
 from tests.unit.test_pipeline import Quiet
 
 SLOT = "an500-mnist1d"  # the model where the references differ most often (2.4% of exits)
@@ -53,7 +53,7 @@ def test_the_lab_names_its_reference_and_litert_is_the_default(tmp_path):
 
 @pytest.mark.parametrize("reference, rounding", [(Reference.TFLM, Reference.LITERT),
                                                  (Reference.LITERT, Reference.TFLM)])
-def test_an_image_whose_rounding_is_another_references_is_refused_at_load(tmp_path, reference, rounding):
+def test_an_image_whose_rounding_is_another_references_is_refused_at_load(tmp_path, capsys, reference, rounding):
     path = write_lab(tmp_path, boards={SLOT: BOARDS[SLOT]}, reference=str(reference),
                      manifests={(KIND, MODEL): _manifest(rounding)})
     line = (rf"^{path}:\d+: firmware\.{KIND}\.{MODEL}: board {SLOT}'s image {_manifest(rounding)} has {rounding} "
@@ -61,9 +61,8 @@ def test_an_image_whose_rounding_is_another_references_is_refused_at_load(tmp_pa
             rf"or set run\.reference: {rounding} \(docs/labs\.md\)$")
     with pytest.raises(LabError, match=line) as refused:
         load_lab(path)
-    result = hil("run", path)  # as a user sees it: that one line, exit 3, and no board was brought up
-    assert result.returncode == BAD_INPUT
-    assert result.stderr.splitlines() == [f"hil: error: {refused.value}"]
+    assert main(["run", str(path)]) == BAD_INPUT  # as a user sees it: that one line, and no board was brought up
+    assert capsys.readouterr().err == f"hil: error: {refused.value}\n"
     assert not (tmp_path / "results").exists()
 
 
