@@ -104,42 +104,52 @@ def cmd_firmware_build(args) -> int:
 
     assets.checkout("hil firmware build", "with the firmware sources (firmware/)", "run it in a checkout")
     for manifest in firmware.build(Path(args.out) if args.out else None):
-        print(f"{manifest.board}/{manifest.model}: flash {manifest.flash_bytes} B, RAM {manifest.ram_bytes} B, "
-              f"image sha256 {manifest.image_sha256[:16]}")
+        print(f"{manifest.board}/{manifest.model} ({manifest.rounding} rounding): flash {manifest.flash_bytes} B, "
+              f"RAM {manifest.ram_bytes} B, image sha256 {manifest.image_sha256[:16]}")
     return 0
 
 
-def _image_lab(args, command: str):
-    """The boards `hil firmware verify` and `profile` drive: a lab's (--lab), or every prebuilt image of the
-    --board kinds and --model models on an emulated board of its kind."""
+def _image_labs(args, command: str, roundings: list | None = None, reference=None) -> list:
+    """The labs `hil firmware verify` and `profile` drive: a lab's boards (--lab; `reference` in place of its
+    run.reference, if given), or every prebuilt image of the --board kinds and --model models on an emulated board
+    of its kind, one lab per kernel rounding mode in `roundings` (default litert)."""
+    from dataclasses import replace
+
     from hil.firmware import build as firmware
     from hil.lab.load import load_lab
+    from hil.model.reference import DEFAULT_REFERENCE
     from hil.run.verify import lab_images, no_twin_reason, prebuilt_lab
 
     if args.lab:
+        if roundings:
+            raise BadInput(f"{args.lab}: --rounding picks prebuilt images, and a lab names its own; leave it out "
+                           "(its images' rounding is its run.reference)")
         lab = lab_images(load_lab(Path(args.lab)), args.board, args.model)
         if not lab.boards:
             raise BadInput(f"{args.lab}: no board of this lab is of the --board kinds and --model models given; "
                            "name kinds and models its boards have")
-        return lab
+        return [replace(lab, run=replace(lab.run, reference=reference)) if reference else lab]
     kinds = args.board or firmware.BOARDS
     for reason in filter(None, map(no_twin_reason, kinds)):
         print(f"hil: {reason}", file=sys.stderr)
     kinds = [kind for kind in kinds if no_twin_reason(kind) is None]
     if not kinds:
         raise BadInput(f"no --board kind given has an emulated twin; {command} physical boards with --lab")
-    return prebuilt_lab(kinds, args.model or firmware.MODELS)
+    return [prebuilt_lab(kinds, args.model or firmware.MODELS, rounding, reference)
+            for rounding in dict.fromkeys(roundings or [DEFAULT_REFERENCE])]
 
 
 def cmd_firmware_verify(args) -> int:
+    from hil.model.reference import Reference
     from hil.report.firmware import size_table, verification_tables
     from hil.report.table import to_markdown, to_rich
     from hil.run.verify import exit_code, verify_lab
 
     limit = None if args.full else args.samples
-    lab = _image_lab(args, "verify")
-    results = verify_lab(lab, limit)
-    manifests = [lab.firmware[image] for image in dict.fromkeys((b.kind, b.model) for b in lab.boards)]
+    reference = Reference(args.reference) if args.reference else None  # None: the one each image's rounding matches
+    labs = _image_labs(args, "verify", [Reference(r) for r in args.rounding or []], reference)
+    results = [result for lab in labs for result in verify_lab(lab, limit)]  # one rack per rounding mode
+    manifests = [lab.firmware[image] for lab in labs for image in dict.fromkeys((b.kind, b.model) for b in lab.boards)]
     tables = verification_tables(results) + [size_table(manifests)]
     if args.markdown:
         print("\n".join(to_markdown(t) for t in tables), end="")
@@ -160,7 +170,7 @@ def cmd_firmware_profile(args) -> int:
     from hil.report.table import to_markdown, to_rich
     from hil.run.profile import SampleChoice, profile_lab
 
-    lab = _image_lab(args, "profile")
+    (lab,) = _image_labs(args, "profile")
     profiles, failures = profile_lab(lab, SampleChoice(args.testset, args.sample), args.count)
     tables = [profile_table(p) for p in profiles]
     if args.markdown:
@@ -548,7 +558,8 @@ EXAMPLES: dict[str, list[str]] = {
     "firmware": ["hil firmware build", "hil firmware verify --samples 20"],
     "firmware generate": ["hil firmware generate", "hil firmware generate qute-digits"],
     "firmware build": ["hil firmware build"],
-    "firmware verify": ["hil firmware verify --samples 20", "hil firmware verify --full"],
+    "firmware verify": ["hil firmware verify --samples 20", "hil firmware verify --full",
+                        "hil firmware verify --rounding tflm --full"],
     "firmware profile": ["hil firmware profile --board mps2-an386 --model qute-digits",
                          "hil firmware profile --count 10 --testset shift-s2 --sample 3 --json"],
     "testsets": ["hil testsets generate"],
@@ -673,8 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--testsets", help="directory of the test sets (default fixtures/testsets/<model>)")
     evaluate.add_argument("--markdown", action="store_true", help="print Markdown tables (as in docs/models.md)")
     evaluate.add_argument("--reference", choices=["litert", "tflm"], default="litert",
-                          help="the host interpreter: LiteRT's reference kernels (default) or TFLM's, what the "
-                               "firmware runs (docs/decisions.md, Which reference)")
+                          help="the host interpreter: LiteRT's reference kernels (default) or TFLM's; the "
+                               "firmware matches either (docs/decisions.md, Which reference)")
     evaluate.set_defaults(run=cmd_model_eval)
     train = model.add_parser("train", help="train and export a model (needs the train extra)")
     train.add_argument("model", choices=MODEL_NAMES)
@@ -696,6 +707,12 @@ def build_parser() -> argparse.ArgumentParser:
     fw_verify.add_argument("--model", action="append", help="model (repeatable; default all)")
     fw_verify.add_argument("--samples", type=int, default=20, help="samples per test set (default 20)")
     fw_verify.add_argument("--full", action="store_true", help="every sample of every test set")
+    fw_verify.add_argument("--rounding", action="append", choices=["litert", "tflm"],
+                           help="the prebuilt images of this kernel rounding mode (repeatable; default litert; "
+                                "not with --lab)")
+    fw_verify.add_argument("--reference", choices=["litert", "tflm"],
+                           help="the host reference to check against (default: the one the images' rounding "
+                                "mode matches, docs/firmware.md)")
     fw_verify.add_argument("--markdown", action="store_true", help="print Markdown tables (as in docs/firmware.md)")
     fw_verify.set_defaults(run=cmd_firmware_verify)
     fw_profile = fw.add_parser("profile", help="time every layer on boards (PROFILE): op, output shape, MACs, "

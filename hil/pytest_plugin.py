@@ -99,7 +99,7 @@ class HilBoard:
                       result.cycles)
 
     def reference(self, sample) -> Answer:
-        """What the device must answer: the host reference (hil.model.reference, LiteRT's reference kernels) and the
+        """What the device must answer: the lab's host reference (hil.model.reference, run.reference) and the
         integer decision spec (hil.model.decisions) at the board's threshold."""
         import numpy as np
 
@@ -107,7 +107,7 @@ class HilBoard:
         from hil.model.reference import run_reference
 
         inputs = np.frombuffer(self._raw(sample), dtype=np.int8).reshape((1,) + self.card.input.shape[1:])
-        outputs = run_reference(self.card, inputs)
+        outputs = run_reference(self.card, inputs, reference=self.lab.run.reference)
         ensemble = decisions.ensemble(list(outputs.heads), self.card.head_luts)
         decided = decisions.cascade(outputs.exit, self.card.exit_lut, ensemble, self.tau_q15)
         exited = bool(decided.exited[0])

@@ -203,8 +203,18 @@ void k_depthwise_conv2d(const conv_params_t *p, const int8_t *input, const int8_
     }
 }
 
+/* The FULLY_CONNECTED rescale of the image's rounding mode (kernels.h, fc_rescale_t). */
+static int32_t fc_rescale(int32_t acc, const fc_rescale_t *scale)
+{
+#ifdef KERNEL_ROUNDING_TFLM
+    return k_multiply_by_quantized_multiplier(acc, scale->multiplier, scale->shift);
+#else
+    return k_fc_rescale(acc, scale);
+#endif
+}
+
 void k_fully_connected(const fc_params_t *p, const int8_t *input, const int8_t *weights,
-                       const int32_t *bias, const fc_scale_t *scale, int per_channel,
+                       const int32_t *bias, const fc_rescale_t *scale, int per_channel,
                        int8_t *output)
 {
     for (int32_t o = 0; o < p->out_features; o++) {
@@ -216,7 +226,7 @@ void k_fully_connected(const fc_params_t *p, const int8_t *input, const int8_t *
         if (bias != NULL) {
             acc += bias[o];
         }
-        const int32_t scaled = k_fc_rescale(acc, &scale[per_channel ? o : 0]);
+        const int32_t scaled = fc_rescale(acc, &scale[per_channel ? o : 0]);
         /* Saturating add: a saturated rescale must stay saturated, not wrap. */
         const int64_t shifted = (int64_t)scaled + p->output_offset;
         output[o] = (int8_t)(shifted < p->act_min ? p->act_min : shifted > p->act_max ? p->act_max : shifted);

@@ -15,6 +15,8 @@
  *  - FULLY_CONNECTED: round(double(acc) * scale), ties away from zero, where scale is the
  *    double input_scale * filter_scale / output_scale. The kernel carries that double
  *    exactly (fc_scale_t) and reproduces the double product with integer arithmetic.
+ * TFLM rescales FULLY_CONNECTED as the convolutions are; an image built with
+ * -DKERNEL_ROUNDING_TFLM does the same (fc_rescale_t below, docs/firmware.md "Rounding mode").
  */
 #ifndef KERNELS_H
 #define KERNELS_H
@@ -36,6 +38,17 @@ typedef struct {
     uint64_t mantissa;
     int32_t exponent;
 } fc_scale_t;
+
+/* The FULLY_CONNECTED rounding mode, fixed when the image is built (docs/decisions.md, Which
+ * reference): LiteRT's by default, one rounding of the double product (fc_scale_t,
+ * k_fc_rescale); with KERNEL_ROUNDING_TFLM defined, TFLM's, QuantizeMultiplier of the same
+ * double and k_multiply_by_quantized_multiplier (qmul_t). The generated model code emits the
+ * scales in the form of the mode it is compiled in. */
+#ifdef KERNEL_ROUNDING_TFLM
+typedef qmul_t fc_rescale_t;
+#else
+typedef fc_scale_t fc_rescale_t;
+#endif
 
 /* CONV_2D and DEPTHWISE_CONV_2D. */
 typedef struct {
@@ -74,10 +87,10 @@ void k_conv2d(const conv_params_t *p, const int8_t *input, const int8_t *filter,
 void k_depthwise_conv2d(const conv_params_t *p, const int8_t *input, const int8_t *filter,
                         const int32_t *bias, const qmul_t *per_channel, int8_t *output);
 
-/* scale: one entry, or out_features entries if per_channel. bias may be NULL.
- * (Changed from the first draft's `const qmul_t *q`: see fc_scale_t.) */
+/* scale: one entry, or out_features entries if per_channel, in the rounding mode's form
+ * (fc_rescale_t). bias may be NULL. */
 void k_fully_connected(const fc_params_t *p, const int8_t *input, const int8_t *weights,
-                       const int32_t *bias, const fc_scale_t *scale, int per_channel,
+                       const int32_t *bias, const fc_rescale_t *scale, int per_channel,
                        int8_t *output);
 
 void k_avg_pool2d(const pool_params_t *p, const int8_t *input, int8_t *output);

@@ -171,13 +171,18 @@ class StageTranslator:
     def _fully_connected(self, name, op) -> str:
         weights = self.constant(op.inputs[1], np.int8)
         filter_scales, filter_zp = self.quant(op.inputs[1])
+        quant = self._quantization(op)
         fields, scales, per_channel = quantization.fc_params(
             int(weights.shape[1]), int(weights.shape[0]), filter_scales=filter_scales,
-            filter_zero_point=filter_zp, **self._quantization(op))
-        entries = ", ".join(f"{{{mantissa}u, {exponent}}}" for mantissa, exponent in scales)
+            filter_zero_point=filter_zp, **quant)
+        # The scales in both rounding modes' forms; the image's mode, a define, picks one (kernels.h).
+        multipliers = quantization.per_channel_multipliers(quant["input_scale"], filter_scales,
+                                                           quant["output_scale"], len(scales))
+        doubles = ", ".join(f"{{{mantissa}u, {exponent}}}" for mantissa, exponent in scales)
         self.plan.constants += [
             c_array("int8_t", f"{name}_weights", weights),
-            f"static const fc_scale_t {name}_scale[{len(scales)}] = {{{entries}}};\n",
+            "#ifdef KERNEL_ROUNDING_TFLM\n" + c_multipliers(f"{name}_scale", multipliers) + "#else\n"
+            f"static const fc_scale_t {name}_scale[{len(scales)}] = {{{doubles}}};\n#endif\n",
             c_struct("fc_params_t", f"{name}_params", fields),
         ]
         bias = self._bias(name, op)

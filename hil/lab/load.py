@@ -28,9 +28,10 @@ import serial
 import yaml
 from serial.tools import list_ports
 
+from hil import assets
 from hil.model import decisions
 from hil.errors import BadInput
-from hil.firmware.build import FirmwareManifest, load_manifest
+from hil.firmware.build import MANIFEST, FirmwareManifest, image_dir, load_manifest
 from hil.hw.kinds import BOARD_KINDS
 from hil.lab.bounded_yaml import LIMITS, LimitExceeded, compose
 from hil.model.card import ModelCard, load_model
@@ -365,7 +366,7 @@ def load_lab(path: Path) -> Lab:
     run = _run_settings(reader, top["run"]) if "run" in top else RunSettings()
     boards = _boards(reader, top["boards"], models)
     labgrid = _labgrid(reader, top.get("labgrid"), top["boards"], boards)
-    firmware = _firmware(reader, top["firmware"], models, boards)
+    firmware = _firmware(reader, top["firmware"], models, boards, run.reference)
     results_dir = reader.path(top["results"], "results") if "results" in top else file.parent / "results"
     reader.checked(top.get("results", root), "results", _check_results_dir, results_dir)
     policy = _regression_policy(reader, top["regression"]) if "regression" in top else RegressionPolicy()
@@ -478,7 +479,7 @@ def _reference(reader: _Reader, entry: dict) -> Reference:
         return Reference(name)
     except ValueError:
         raise reader.fail(entry["reference"], "run.reference", f"is {_cut(name)!r}; give litert (LiteRT's reference "
-                          "kernels) or tflm (TFLM's, what the firmware runs): docs/decisions.md") from None
+                          "kernels) or tflm (TFLM's), with images of that rounding mode: docs/decisions.md") from None
 
 
 def _optional(reader: _Reader, entry: dict, field: str, kind: type, default, minimum=None, maximum=None):
@@ -750,9 +751,9 @@ def check_port_free(device: str, slot: str) -> None:
         os.close(fd)
 
 
-def _firmware(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec],
-              boards: tuple[BoardSpec, ...]) -> dict[tuple[str, str], FirmwareManifest]:
-    firmware = {}
+def _firmware(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec], boards: tuple[BoardSpec, ...],
+              reference: Reference) -> dict[tuple[str, str], FirmwareManifest]:
+    firmware, nodes = {}, {}
     for kind, kind_node in reader.mapping(node, "firmware", optional=None).items():
         if kind not in BOARD_KINDS:
             raise reader.fail(kind_node, f"firmware.{kind}", f"unknown board kind; known: {', '.join(BOARD_KINDS)}")
@@ -771,9 +772,18 @@ def _firmware(reader: _Reader, node: yaml.Node, models: dict[str, ModelSpec],
             if manifest.model_sha256 != models[model].card.sha256:
                 raise reader.fail(path_node, field, f"the image was built for model sha256 {manifest.model_sha256[:12]}…, "
                                   f"but {model} is {models[model].card.sha256[:12]}…; rebuild with `hil firmware build`")
-            firmware[(kind, model)] = manifest
+            firmware[(kind, model)], nodes[(kind, model)] = manifest, path_node
     for board in boards:
-        if (board.kind, board.model) not in firmware:
+        image = (board.kind, board.model)
+        if image not in firmware:
             raise reader.fail(node, "firmware", f"no image for board {board.slot} ({board.kind}, {board.model}); "
                               f"add firmware.{board.kind}.{board.model}: <manifest.json>")
+        if firmware[image].rounding != reference:
+            # Its answers would differ from the reference by a step on some samples: refused before any flashing.
+            rounding = firmware[image].rounding
+            raise reader.fail(nodes[image], f"firmware.{board.kind}.{board.model}", (
+                f"board {board.slot}'s image {firmware[image].directory / MANIFEST} has {rounding} rounding, "
+                f"but run.reference is {reference}; name its {reference} image "
+                f"({assets.PREBUILT_DIR / image_dir(board.kind, board.model, reference) / MANIFEST}) or set "
+                f"run.reference: {rounding} (docs/labs.md)"))
     return firmware

@@ -18,6 +18,15 @@ def _cycles(values: list[int]) -> str:
 
 
 def verification_tables(results: list[ImageVerification]) -> list[Table]:
+    """The exactness and cycle tables, a pair per (rounding mode, reference) of the images verified."""
+    groups: dict[tuple[str, str], list[ImageVerification]] = {}
+    for image in results:
+        groups.setdefault((image.rounding, image.reference), []).append(image)
+    return [table for (rounding, reference), images in groups.items()
+            for table in _group_tables(images, f"{rounding} rounding", f"the {reference} host reference")]
+
+
+def _group_tables(results: list[ImageVerification], rounding: str, reference: str) -> list[Table]:
     exactness, cycles = [], []
     for image in results:
         for s in image.sets:
@@ -28,10 +37,10 @@ def verification_tables(results: list[ImageVerification]) -> list[Table]:
             ])
             cycles.append([image.board, image.model, s.testset, _cycles(s.exit_cycles), _cycles(s.full_cycles)])
     return [
-        Table.of("Device against host reference (decisions at every threshold 0.5, 0.55, …, 0.95, 1.0)",
+        Table.of(f"Device ({rounding}) against {reference} (decisions at every threshold 0.5, 0.55, …, 0.95, 1.0)",
                   ["board", "model", "test set", "samples", "identity", "differing output bytes",
                    "decision mismatches"], exactness),
-        Table.of("Cycles per inference (25 MHz timer ticks of QEMU's icount time)",
+        Table.of(f"Cycles per inference ({rounding}; 25 MHz timer ticks of QEMU's icount time)",
                   ["board", "model", "test set", "early exit", "full path (τ = 1)"], cycles),
     ]
 
@@ -39,10 +48,10 @@ def verification_tables(results: list[ImageVerification]) -> list[Table]:
 def size_table(manifests: list[FirmwareManifest]) -> Table:
     """Flash and RAM per image, as arm-none-eabi-size counted them at build time."""
     small = smallest_kind()
-    rows = [[m.board, m.model, f"{m.flash_bytes:,}", f"{100 * m.flash_bytes / small.flash.size:.0f} %",
-             f"{m.ram_bytes:,}", f"{100 * m.ram_bytes / small.ram.size:.0f} %", f"{m.arena_bytes:,}"]
-            for m in manifests]
+    rows = [[m.board, m.model, str(m.rounding), f"{m.flash_bytes:,}",
+             f"{100 * m.flash_bytes / small.flash.size:.0f} %", f"{m.ram_bytes:,}",
+             f"{100 * m.ram_bytes / small.ram.size:.0f} %", f"{m.arena_bytes:,}"] for m in manifests]
     flash_kib, ram_kib = small.flash.size // 1024, small.ram.size // 1024
     return Table.of(f"Image sizes (arm-none-eabi-size; share of the {small.mcu}'s {flash_kib} KiB flash and "
-                    f"{ram_kib} KiB SRAM)", ["board", "model", "flash B", f"of {flash_kib} KiB", "RAM B (static)",
-                                             f"of {ram_kib} KiB", "arena B"], rows)
+                    f"{ram_kib} KiB SRAM)", ["board", "model", "rounding", "flash B", f"of {flash_kib} KiB",
+                                             "RAM B (static)", f"of {ram_kib} KiB", "arena B"], rows)

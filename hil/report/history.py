@@ -39,8 +39,9 @@ def baseline_table(results_dir: Path, lab: str) -> Table:
             ["samples", f"{run.samples or 0}" + ("" if expected is None else f" of {expected}")],
             ["git revision", git], ["started", run.started], ["finished", run.finished or "–"]]
     rows += [[f"model {name}", f"sha256 {model.sha256}"] for name, model in sorted(run.models.items())]
-    rows += [[f"board {slot}", f"{board.kind}/{board.model}: firmware sha256 {board.image_sha256}, "
-              f"model sha256 {board.model_sha256}"] for slot, board in sorted(run.boards.items())]
+    rows += [[f"board {slot}", f"{board.kind}/{board.model}: firmware sha256 {board.image_sha256} "
+              f"({board.rounding or 'unrecorded'} rounding), model sha256 {board.model_sha256}"]
+             for slot, board in sorted(run.boards.items())]
     return Table.of(f"Baseline of lab {lab}", [Column("what"), Column("value")], rows)
 
 

@@ -304,12 +304,12 @@ def _short(sha256: str | None) -> Cell:
 
 def provenance_tables(run: RunFile) -> list[Table]:
     """The boards a run used and the test sets it streamed; hashes short, whole on hover."""
-    boards = [[slot, b.kind, b.model, _where(b), _short(b.image_sha256), _short(b.model_sha256),
+    boards = [[slot, b.kind, b.model, _where(b), _short(b.image_sha256), b.rounding or "–", _short(b.model_sha256),
                number(b.reported.clock_hz, ".1f", 1e-6) + " MHz"] for slot, b in run.boards.items()]
     sets = [[model, name, str(t.samples), _short(t.sha256)]
             for model, named in run.testsets.items() for name, t in named.items()]
     return [Table.of("Boards", [Column(n) for n in ("board", "kind", "model", "connection", "firmware image",
-                                                   "model sha256", "clock")], boards),
+                                                   "rounding", "model sha256", "clock")], boards),
             Table.of("Test sets", [Column("model"), Column("test set"), Column("samples", numeric=True),
                                    Column("sha256")], sets)]
 

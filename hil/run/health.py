@@ -2,9 +2,10 @@
 
 Every board a run brings up is checked before it streams: it came up (flashed, started), its HELLO names its
 manifest's image and model (rack.check_identity), and it answers one known question exactly: the first sample
-of its model's first test set, compared bit for bit with the host reference at the run's threshold. That answer
-is not journaled (it is no record of the run), and its busy window is taken from the board's unit and dropped
-before the metering reads the device's window count, so neither the records nor the metering see it.
+of its model's first test set, compared bit for bit with the run's host reference (run.reference) at the
+run's threshold. That answer is not journaled (it is no record of the run), and its busy window is taken from
+the board's unit and dropped before the metering reads the device's window count, so neither the records nor
+the metering see it.
 
 A board that fails is set aside for this run (stage `health`, or `bring-up` / `identity` where it failed
 earlier); the others go on. A wrong answer is held against the board only when another board with the same
@@ -54,11 +55,12 @@ class KnownAnswer:
 
 
 def known_answers(lab: Lab) -> dict[str, KnownAnswer]:
-    """Per model of the lab, its known question and the host reference's answer."""
+    """Per model of the lab, its known question and the answer of the run's host reference (run.reference)."""
     answers = {}
     for name, model in lab.models.items():
         testset = model.testsets[0]
-        answers[name] = KnownAnswer(model.card, testset, run_reference(model.card, testset.inputs[:KNOWN_INDEX + 1]))
+        answers[name] = KnownAnswer(model.card, testset, run_reference(model.card, testset.inputs[:KNOWN_INDEX + 1],
+                                                                       reference=lab.run.reference))
     return answers
 
 

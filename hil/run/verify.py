@@ -5,7 +5,10 @@ A verification is a run of the images on a rack, through the same path as `hil r
 are locked, brought up by `make_board` (an emulated board or a physical one of a lab), identified
 by HELLO, streamed to at each threshold in turn (set over the link, as `hil sweep` does), and
 every answer is reconciled by `reconcile.check_samples`. Without a lab, every prebuilt image runs
-on an emulated board of its kind. Nothing is measured (the units come up, as in a run, but are not
+on an emulated board of its kind, the images of one kernel rounding mode at a time (prebuilt_lab). Each
+board's answers are checked against the lab's run.reference: a lab refuses images whose rounding mode is
+another reference's, and a verification of prebuilt images takes the reference their mode matches unless
+told another (`--reference`). Nothing is measured (the units come up, as in a run, but are not
 read), and the journals go to a scratch folder that is removed afterwards: a verification leaves
 no run behind.
 """
@@ -22,7 +25,7 @@ from hil.hw.kinds import BOARD_KINDS
 from hil.lab.load import BoardSpec, Lab, ModelSpec, RunSettings
 from hil.model import decisions
 from hil.model.card import load_model
-from hil.model.reference import run_reference
+from hil.model.reference import DEFAULT_REFERENCE, Reference, run_reference
 from hil.model.testsets import load_model_testsets
 from hil.run import records
 from hil.hw import protocol
@@ -48,6 +51,8 @@ class SetVerification:
 class ImageVerification:
     board: str  # the board kind
     model: str
+    rounding: Reference  # the image's kernel rounding mode (its manifest's)
+    reference: Reference  # the host reference its answers were checked against
     identity_ok: bool
     sets: list[SetVerification]
     slot: str = ""
@@ -79,21 +84,24 @@ def no_twin_reason(kind: str) -> str | None:
     return None
 
 
-def prebuilt_lab(kinds: list[str], models: list[str]) -> Lab:
-    """Every prebuilt image of these board kinds and models on an emulated board of its kind: what
-    `hil firmware verify` runs when no lab is given. Like every board, each is driven under its lock,
-    named after the prebuilt folder and its slot (hw/factory.lock_name). Kinds without an emulated
-    twin must be left out first (no_twin_reason)."""
+def prebuilt_lab(kinds: list[str], models: list[str], rounding: Reference = DEFAULT_REFERENCE,
+                 reference: Reference | None = None) -> Lab:
+    """Every prebuilt image of these board kinds and models in one rounding mode on an emulated board of its
+    kind: what `hil firmware verify` runs when no lab is given, checked against `reference` (default: the one
+    the rounding mode matches). Like every board, each is driven under its lock, named after the prebuilt
+    folder and its slot (hw/factory.lock_name). Kinds without an emulated twin must be left out first
+    (no_twin_reason)."""
     cards = {name: load_model(name) for name in models}
-    images = {(kind, name): firmware.prebuilt(kind, name) for kind in kinds for name in models}
+    images = {(kind, name): firmware.prebuilt(kind, name, rounding) for kind in kinds for name in models}
+    suffix = "" if rounding is DEFAULT_REFERENCE else f"-{rounding}"
     return Lab(
         name="prebuilt",
         file=firmware.PREBUILT_DIR,
         results_dir=firmware.PREBUILT_DIR,  # nothing is written there: a verification keeps no results
         models={name: ModelSpec(card, tuple(load_model_testsets(card))) for name, card in cards.items()},
         firmware=images,
-        boards=tuple(BoardSpec(f"{kind}-{name}", kind, name, None) for kind, name in images),
-        run=RunSettings(),
+        boards=tuple(BoardSpec(f"{kind}-{name}{suffix}", kind, name, None) for kind, name in images),
+        run=RunSettings(reference=reference or rounding),
     )
 
 
@@ -171,5 +179,7 @@ def verify_lab(lab: Lab, limit: int | None = None, thresholds=THRESHOLDS) -> lis
         identified = not any(f.stage in ("bring-up", "identity") for f in mine)
         sets = [_set_figures(t.name, len(t.inputs[:limit]), checks.get((board.slot, t.name), {}))
                 for t in lab.models[board.model].testsets]
-        verifications.append(ImageVerification(board.kind, board.model, identified, sets, board.slot, mine))
+        rounding = lab.firmware[(board.kind, board.model)].rounding
+        verifications.append(ImageVerification(board.kind, board.model, rounding, lab.run.reference, identified,
+                                               sets, board.slot, mine))
     return verifications

@@ -334,6 +334,11 @@ class BoardProvenance:
     def model_sha256(self) -> str | None:
         return self.firmware.get("model_sha256")
 
+    @property
+    def rounding(self) -> str | None:
+        """The image's kernel rounding mode (litert, tflm); None in runs from before the manifests named it."""
+        return self.firmware.get("rounding")
+
     def to_json(self) -> dict:
         return {"slot": self.slot, "kind": self.kind, "model": self.model, "emulated": self.emulated, **self.details,
                 "firmware": self.firmware, "manifest": self.manifest, "reported": asdict(self.reported)}

@@ -4,9 +4,10 @@
 and answers HELLO, SET_THRESHOLD, INFER and INFER_BURST as firmware/src/main.c does (TRACE it refuses, as
 an image built before TRACE does: tests/emulated/test_divergence.py traces real images): the same
 ERROR replies for broken or wrong frames, the threshold clamped to 1.0, window ordinals counted
-from boot. Its outputs are the host reference's (LiteRT's reference kernels on the model's
-stages, hil.model.reference). Its decisions come from the integer spec (hil.model.decisions).
-So a correct host pipeline sees an exact board. Its cycle counts are deterministic (`Timing`).
+from boot. Its outputs are the host reference's on the model's stages (hil.model.reference): the one
+its manifest's rounding mode matches, LiteRT's or TFLM's, as the firmware's would be. Its decisions come
+from the integer spec (hil.model.decisions). So a correct host pipeline sees an exact board. Its cycle
+counts are deterministic (`Timing`).
 Each busy window raises edges on a wire, in the firmware's order (busy pin, then exit pin).
 `InProcessPort` is the host's end: a pyserial port (serial.SerialBase) whose far end is Python.
 `FakeBoard` is the one Board subclass: bring-up opens that port instead of starting QEMU.
@@ -45,7 +46,7 @@ from hil.hw.monitor import Monitor, ProtocolMonitor
 from hil.lab.load import BoardSpec, RunSettings
 from hil.model import decisions
 from hil.model.card import ModelCard, load_model
-from hil.model.reference import StageRunner
+from hil.model.reference import Reference, StageRunner
 
 CLOCK_HZ = 25_000_000  # what the emulated boards' timers count at (docs/firmware.md)
 IDLE_S = 0.01  # device time between two requests: several INA219 conversions, as on a real bench
@@ -84,12 +85,13 @@ class Faults:
 
 
 class HostOutputs:
-    """The host reference's int8 outputs for one sample at a time, cached per input."""
+    """The host reference's int8 outputs for one sample at a time, cached per input: the reference an image's
+    rounding mode matches (the manifest's `rounding`), as the firmware's kernels compute it."""
 
-    def __init__(self, card: ModelCard):
+    def __init__(self, card: ModelCard, rounding: Reference):
         self.card = card
-        self._stage1 = StageRunner(card, "stage1")
-        self._stage2 = StageRunner(card, "stage2")
+        self._stage1 = StageRunner(card, "stage1", rounding)
+        self._stage2 = StageRunner(card, "stage2", rounding)
         self._cache: dict[bytes, tuple[np.ndarray, list[np.ndarray]]] = {}
 
     def __call__(self, sample: bytes) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -112,7 +114,7 @@ class FakeFirmware:
         self.timing = timing or Timing.of(card)
         self.clock_hz = clock_hz
         self.board = board
-        self.outputs = HostOutputs(card)
+        self.outputs = HostOutputs(card, manifest.rounding)
         self.input_size = int(np.prod(card.input.shape[1:]))
         self.send: Callable[[bytes], None] = lambda data: None  # to the host: set by whoever opens the port
         self.hang_up: Callable[[], None] = lambda: None  # what the board going away does to its port

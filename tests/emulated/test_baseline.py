@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from hil.firmware import build as firmware
+from hil.model.reference import Reference
 from hil.model.testsets import write_npz
 
 from tests.support.labs import BOARDS, USAGE, hil, write_lab
@@ -108,8 +109,9 @@ def build_variant(tmp_path: Path, edit) -> firmware.FirmwareManifest:
     shutil.copytree(firmware.FIRMWARE_DIR, source, ignore=shutil.ignore_patterns("prebuilt", "build"))
     kernels = source / "src" / "kernels.c"
     kernels.write_text(edit(kernels.read_text()))
-    built = {(m.board, m.model): m for m in firmware.build(out=tmp_path / "built", source_dir=source)}
-    return built[BOARDS["an500-mnist1d"]]
+    (built,) = firmware.build(out=tmp_path / "built", source_dir=source, images=[BOARDS["an500-mnist1d"]],
+                              roundings=(Reference.LITERT,))
+    return built
 
 
 def with_image(manifest: firmware.FirmwareManifest):

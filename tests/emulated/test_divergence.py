@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from hil.firmware import build as firmware
+from hil.model.reference import Reference
 from hil.hw import protocol
 from hil.hw.emulated.qemu import QemuBoard
 from hil.hw.kinds import BOARD_KINDS
@@ -55,7 +56,8 @@ def run_mutant(tmp_path, source_file: str, edits: list[tuple[str, str]]):
         assert text.count(original) == 1, f"{original!r} moved in {source_file}: update this test"
         text = text.replace(original, replacement)
     path.write_text(text)
-    (mutant,) = firmware.build(out=tmp_path / "mutant", source_dir=source, images=[(KIND, MODEL)])
+    (mutant,) = firmware.build(out=tmp_path / "mutant", source_dir=source, images=[(KIND, MODEL)],
+                               roundings=(Reference.LITERT,))
     assert mutant.image_sha256 != firmware.prebuilt(KIND, MODEL).image_sha256
     lab = write_lab(tmp_path, boards={SLOT: (KIND, MODEL)}, samples=3,
                     manifests={(KIND, MODEL): mutant.directory / "manifest.json"})

@@ -41,9 +41,10 @@ def test_rebuild_is_byte_identical(tmp_path):
         pytest.skip(f"installed toolchain {installed!r} is not the manifests' {sorted(committed_toolchains)!r}: "
                     "the bytes may differ")
     built = firmware.build(out=tmp_path)
-    assert sorted((m.board, m.model) for m in built) == sorted(PAIRS)
+    assert sorted((m.board, m.model, m.rounding) for m in built) == sorted(
+        (board, model, rounding) for board, model in PAIRS for rounding in firmware.ROUNDINGS)
     for manifest in built:
-        committed = firmware.prebuilt(manifest.board, manifest.model)
+        committed = firmware.prebuilt(manifest.board, manifest.model, manifest.rounding)
         assert manifest.elf.read_bytes() == committed.elf.read_bytes(), (manifest.board, manifest.model)
         assert manifest.bin.read_bytes() == committed.bin.read_bytes()
         assert manifest.to_json() == committed.to_json()

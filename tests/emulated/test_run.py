@@ -15,6 +15,7 @@ import pytest
 
 from hil import REPO_ROOT
 from hil.firmware import build as firmware
+from hil.model.reference import Reference
 from hil.hw.factory import lock_name
 from hil.hw.kinds import BOARD_KINDS
 from hil.lab.load import load_lab
@@ -67,8 +68,8 @@ def test_a_firmware_with_changed_rounding_is_caught(tmp_path):
     text = kernels.read_text()
     assert "(remainder > threshold ? 1 : 0)" in text
     kernels.write_text(text.replace("(remainder > threshold ? 1 : 0)", "(remainder >= threshold ? 1 : 0)"))
-    built = {(m.board, m.model): m for m in firmware.build(out=tmp_path / "broken", source_dir=source)}
-    broken = built[("mps2-an500", "qute-mnist1d")]
+    (broken,) = firmware.build(out=tmp_path / "broken", source_dir=source, images=[("mps2-an500", "qute-mnist1d")],
+                               roundings=(Reference.LITERT,))
     assert broken.image_sha256 != firmware.prebuilt("mps2-an500", "qute-mnist1d").image_sha256
     lab = write_lab(tmp_path, samples=40, manifests={("mps2-an500", "qute-mnist1d"): broken.directory / "manifest.json"})
     result = hil("run", lab)

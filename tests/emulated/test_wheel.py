@@ -48,7 +48,7 @@ def test_the_wheel_holds_the_code_and_the_assets_a_run_needs(wheel):
     code = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "hil").rglob("*.py")}
     assert code <= names
     for folder, packaged, pattern in ((assets.MODELS_DIR, "models", "*/*"), (assets.TESTSETS_DIR, "testsets", "*/*"),
-                                      (assets.PREBUILT_DIR, "prebuilt", "*/*/*")):
+                                      (assets.PREBUILT_DIR, "prebuilt", "*/*/**/*")):
         files = {f"hil/assets/{packaged}/{p.relative_to(folder).as_posix()}" for p in folder.glob(pattern)
                  if p.is_file()}
         assert files and files <= names, sorted(files - names)

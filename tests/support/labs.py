@@ -13,6 +13,7 @@ import yaml
 
 from hil import REPO_ROOT
 from hil.firmware import build as firmware
+from hil.model.reference import DEFAULT_REFERENCE, Reference
 from hil.model.testsets import write_npz
 
 PASS, REGRESSION, INFRASTRUCTURE, BAD_INPUT = 0, 1, 2, 3
@@ -54,8 +55,10 @@ def write_lab(tmp_path: Path, boards=BOARDS, samples: int = 12, manifests: dict 
                    for slot, (kind, model) in boards.items()],
         "run": {"threshold": 0.9, "request_timeout_s": 5, "retries": 1, **run},
     }
+    rounding = Reference(run.get("reference", DEFAULT_REFERENCE))  # by default the images that match the reference
     for kind, model in boards.values():
-        manifest = (manifests or {}).get((kind, model), firmware.PREBUILT_DIR / kind / model / "manifest.json")
+        default = firmware.PREBUILT_DIR / firmware.image_dir(kind, model, rounding) / firmware.MANIFEST
+        manifest = (manifests or {}).get((kind, model), default)
         lab["firmware"].setdefault(kind, {})[model] = str(manifest)
     path = tmp_path / "labs.yaml"
     path.write_text(yaml.safe_dump(lab, sort_keys=False))

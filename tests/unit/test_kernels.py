@@ -387,7 +387,7 @@ def make_fc_case(spec: dict, seed: int):
     acc = (weights.astype(np.int64) + fields["filter_offset"]) @ (x[0].astype(np.int64) + fields["input_offset"])
     rescaled = (acc + (0 if bias is None else bias)) * (case["in_scale"] * np.asarray(f_scales, np.float64) / out_scale)
     return dict(x=x, weights=weights, bias=bias, model=model, fields=fields, scales=scales, per_channel=per_channel,
-                in_int32=bool(np.all(np.abs(rescaled) < 2**31)))
+                in_int32=bool(np.all(np.abs(rescaled) < 2**31)), quant=quant)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
