@@ -30,7 +30,7 @@ pytestmark = [
 
 KIND, MODEL, SLOT = "mps2-an386", "qute-digits", "an386-digits"
 DEPTHWISE_CALL = "requantize(acc, &per_channel[oc], p->output_offset, p->act_min, p->act_max);\n" \
-                 "                }\n            }\n        }\n    }\n}\n\nvoid k_fully_connected"
+                 "                }\n            }\n        }\n    }\n}\n\n/* The FULLY_CONNECTED rescale"
 # The mutant rounds the rescaled accumulator down (an arithmetic shift) where TFLite rounds to nearest.
 FLOORING = """
 static int8_t requantize_flooring(int32_t acc, const qmul_t *q, int32_t output_offset, int32_t act_min,
