@@ -36,10 +36,12 @@ typedef enum {
     PROTO_MSG_SET_THRESHOLD = 0x02,
     PROTO_MSG_INFER = 0x03,
     PROTO_MSG_INFER_BURST = 0x04,
+    PROTO_MSG_CONFORMANCE = 0x07, /* one kernel conformance vector (conformance.h) */
     PROTO_MSG_INFO = 0x81,
     PROTO_MSG_THRESHOLD_SET = 0x82,
     PROTO_MSG_RESULT = 0x83,
     PROTO_MSG_BURST_RESULT = 0x84,
+    PROTO_MSG_CONFORMANCE_RESULT = 0x87,
     PROTO_MSG_EDGE = 0x90,
     PROTO_MSG_ERROR = 0xE0,
 } proto_msg_type_t;
@@ -99,6 +101,8 @@ typedef struct {
     uint16_t tau_q15;      /* SET_THRESHOLD */
     uint16_t count;        /* INFER_BURST: >= 1; INFER: 1 */
     const int8_t *sample;  /* INFER, INFER_BURST: input_size bytes inside the payload */
+    const uint8_t *vector; /* CONFORMANCE: the vector, vector_len bytes inside the payload */
+    size_t vector_len;
 } proto_request_t;
 
 /* Checks a received frame against the v2 message table for a model taking input_size bytes.

@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from hil.firmware.conformance import read_suite
 from hil.run import health, records
 from hil.store import files, results
-from hil.store.files import BaselineRef, MetricsFile, QuarantinedBoard, RunFile, RunStatus, Session
+from hil.store.files import BaselineRef, ConformanceRef, MetricsFile, QuarantinedBoard, RunFile, RunStatus, Session
 from hil.run.baseline import RuleOutcome, RunInputs, compare, resolve_run
 from hil.errors import EXIT_INTERRUPTED, BadInput, HilError, Interrupted, ResultsUnwritable
 from hil.lab.load import Lab, load_lab
@@ -104,15 +105,18 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
         return [], {}
     results.check_writable(run_dir)
     tau = lab.run.threshold_q15
-    check = health.KnownAnswerCheck(health.known_answers(lab), tau, lab.run.retries)
+    suite = read_suite()
+    check = health.KnownAnswerCheck(health.known_answers(lab), tau, lab.run.retries, suite)
     with Rack(lab, list(jobs), tau, run_dir / TRACES, check) as rack:
         note_quarantined(run, health.record_checks(lab, health.checks_of(rack, check, lab, run.id,
                                                                          results.utc_now())))
         run.boards.update(board_identities(rack))
+        note_conformance(run, suite.sha256, len(suite.vectors), {s: c.line for s, c in check.conformance.items()})
         run.write(run_dir)
         streamed: dict[tuple[str, str], float] = {}
         try:
-            failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress, streamed=streamed)
+            failures = rack.failures + check.findings() + stream_boards(rack, jobs, run_dir, tau, progress,
+                                                                         streamed=streamed)
         finally:  # what the ladder did is kept, however the session ends
             run.recoveries += rack.recoveries
         note_quarantined(run, health.record_checks(lab, health.ladder_checks(rack.recoveries, lab, run.id,
@@ -124,6 +128,12 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     run.sessions.append(Session(started, sorted(jobs), results.utc_now(),
                                 {slot: counts.to_dict() for slot, counts in rack.link_counts.items()}, seconds))
     return failures, rack.link_counts
+
+
+def note_conformance(run: RunFile, suite_sha256: str, vectors: int, boards: dict[str, str]) -> None:
+    """run.json's `conformance`: the suite's digest, and per board this session checked, how it ran."""
+    earlier = {} if run.conformance is None or run.conformance.suite_sha256 != suite_sha256 else run.conformance.boards
+    run.conformance = ConformanceRef(suite_sha256, vectors, dict(sorted((earlier | boards).items())))
 
 
 def note_quarantined(run: RunFile, boards: list[QuarantinedBoard]) -> None:

@@ -386,6 +386,21 @@ class QuarantinedBoard:
 
 
 @dataclass(frozen=True)
+class ConformanceRef:
+    """The kernel conformance suite the boards ran in their health check (hil/run/conformance.py), and per board
+    that ran it, `conforms` or the line naming its first differing vector."""
+
+    suite_sha256: str
+    vectors: int
+    boards: dict[str, str]
+
+    @classmethod
+    def from_json(cls, f: Fields) -> ConformanceRef:
+        boards = f.obj("boards")
+        return cls(f.text("suite_sha256"), f.integer("vectors"), {slot: boards.text(slot) for slot in boards.value})
+
+
+@dataclass(frozen=True)
 class BaselineRef:
     id: str
     path: str
@@ -434,6 +449,7 @@ class RunFile:
     quarantined: list[QuarantinedBoard] = field(default_factory=list)  # absent from runs made before quarantine
     # The host reference the answers were reconciled against; runs made before the choice used LiteRT.
     reference: Reference = DEFAULT_REFERENCE
+    conformance: ConformanceRef | None = None  # absent from runs made before the health check ran the suite
 
     def to_json(self) -> dict:
         data = {"id": self.id, "status": self.status, "started": self.started, "lab": asdict(self.lab),
@@ -449,7 +465,8 @@ class RunFile:
                 "recoveries": [r.to_json() for r in self.recoveries] or None, "verdict": asdict(self.verdict),
                 "baseline": None if self.baseline is None else asdict(self.baseline),
                 "finished": self.finished, "samples": self.samples,
-                "quarantined": [asdict(q) for q in self.quarantined]}
+                "quarantined": [asdict(q) for q in self.quarantined],
+                "conformance": None if self.conformance is None else asdict(self.conformance)}
         return _without_none(data)
 
     def write(self, run_dir: Path) -> None:
@@ -476,7 +493,9 @@ class RunFile:
             finished=f.optional_text("finished"), samples=f.optional_integer("samples"),
             quarantined=[QuarantinedBoard.from_json(q) for q in f.items("quarantined")]
             if "quarantined" in f.value else [],
-            reference=f.choice("reference", Reference) if "reference" in f.value else DEFAULT_REFERENCE)
+            reference=f.choice("reference", Reference) if "reference" in f.value else DEFAULT_REFERENCE,
+            conformance=None if f.optional_obj("conformance") is None else ConformanceRef.from_json(
+                f.obj("conformance")))
 
     def catalog_row(self, run_dir: Path) -> results.CatalogRow:
         return results.CatalogRow(self.id, self.lab.name, self.started, self.finished, self.verdict.status,

@@ -78,6 +78,11 @@ frame("burst_result", "BURST_RESULT", 0x84, 6, {"count": 1000, "total_cycles": 0
       struct.pack("<HIIBBH", 1000, 0xDEADBEEF, 0x11223344, 0, 3, 32768))
 frame("edge", "EDGE", 0x90, 42, {"pin": 2, "level": 1, "ticks": 0x89ABCDEF}, struct.pack("<BBI", 2, 1, 0x89ABCDEF),
       "on the second UART, with the device's own seq")
+reshape_input = [5, -1, 0, 127, -128, 3]
+frame("conformance", "CONFORMANCE", 7, 0x0707, {"vector_hex": (bytes([5]) + s8(reshape_input)).hex()},
+      bytes([5]) + s8(reshape_input), "a RESHAPE vector (kernel 5): its input follows the kernel id")
+frame("conformance_result", "CONFORMANCE_RESULT", 0x87, 0x0707, {"kernel": 5, "output_hex": s8(reshape_input).hex()},
+      bytes([5]) + s8(reshape_input), "the answer to that vector: the kernel id, then its output")
 frame("error_bad_crc", "ERROR", 0xE0, 0xFFFF, {"code": 1, "seq": 0xFFFF}, struct.pack("<BH", 1, 0xFFFF),
       "a framing error: the offending seq is unknown")
 frame("error_bad_value", "ERROR", 0xE0, 0x0203, {"code": 6, "seq": 0x0203}, struct.pack("<BH", 6, 0x0203))
@@ -196,6 +201,7 @@ me("infer_burst_count_zero_wrong_size", H, 4, bytes(2) + bytes(63), 3,
    "both wrong: the length is checked first", 64)
 me("infer_burst_no_sample", H, 4, b"\x01\x00", 3, "a count and no sample", 64)
 me("unknown_type_05", H, 5, b"", 2, "no message 0x05 in v2", 64)
+me("conformance_empty", H, 7, b"", 3, "a CONFORMANCE without even a kernel id", 64)
 me("unknown_type_7f", H, 0x7F, b"\x01", 2, "no message 0x7F in v2", 64)
 me("result_exited_flag_2", D, 0x83, struct.pack("<BBHIIB", 2, 0, 0, 0, 1, 1) + bytes(3), 6, "exited is 0 or 1")
 me("result_exited_two_outputs", D, 0x83, struct.pack("<BBHIIB", 1, 0, 0, 0, 1, 2) + bytes(6), 6,
