@@ -128,40 +128,43 @@ def generate(models=MODELS) -> list[Path]:
     return [path for model in models for path in codegen.write_sources(load_model(model))]
 
 
-def build(out: Path | None = None, make_jobs: int = 2, source_dir: Path = FIRMWARE_DIR) -> list[FirmwareManifest]:
-    """Build every image with make; copy each with its manifest to `out` (default prebuilt/).
+def build(out: Path | None = None, make_jobs: int = 2, source_dir: Path = FIRMWARE_DIR,
+          images: list[tuple[str, str]] | None = None) -> list[FirmwareManifest]:
+    """Build every image (or only `images`, as (board, model) pairs) with make; copy each with its manifest to
+    `out` (default prebuilt/).
 
     `source_dir` is a firmware tree (default this checkout's); tests build altered copies.
     """
+    wanted = images if images is not None else [(board, model) for board in BOARDS for model in MODELS]
     if shutil.which("arm-none-eabi-gcc") is None:
         raise HilError("arm-none-eabi-gcc not found: run setup.sh (it installs gcc-arm-none-eabi)")
     out = Path(out) if out else PREBUILT_DIR
     build_dir = out / "build"
     write_make_tables(source_dir)
-    result = subprocess.run(["make", "-s", "-C", str(source_dir), f"-j{make_jobs}", f"BUILD={build_dir}"],
+    targets = [] if images is None else [f"{build_dir}/{board}/{model}/firmware.bin" for board, model in images]
+    result = subprocess.run(["make", "-s", "-C", str(source_dir), f"-j{make_jobs}", f"BUILD={build_dir}", *targets],
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise HilError(f"firmware build failed:\n{result.stderr.strip()}")
     toolchain = toolchain_version()
     manifests = []
-    for board in BOARDS:
-        for model in MODELS:
-            card = load_model(model)
-            target = out / board / model
-            target.mkdir(parents=True, exist_ok=True)
-            for name in ("firmware.elf", "firmware.bin"):
-                shutil.copyfile(build_dir / board / model / name, target / name)
-            flash, ram = image_sizes(target / "firmware.elf")
-            check_fits(board, model, flash, ram)
-            manifest = FirmwareManifest(
-                board=board, model=model, model_sha256=card.sha256,
-                image_sha256=sha256_file(target / "firmware.bin"), elf_sha256=sha256_file(target / "firmware.elf"),
-                source_sha256=source_sha256(board, model, source_dir), toolchain=toolchain, flash_bytes=flash, ram_bytes=ram,
-                arena_bytes=codegen.arena_size(codegen.plan_model(card)),
-                load_address=BOARD_KINDS[board].load_address, directory=target,
-            )
-            (target / MANIFEST).write_text(manifest.to_json())
-            manifests.append(manifest)
+    for board, model in wanted:
+        card = load_model(model)
+        target = out / board / model
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("firmware.elf", "firmware.bin"):
+            shutil.copyfile(build_dir / board / model / name, target / name)
+        flash, ram = image_sizes(target / "firmware.elf")
+        check_fits(board, model, flash, ram)
+        manifest = FirmwareManifest(
+            board=board, model=model, model_sha256=card.sha256,
+            image_sha256=sha256_file(target / "firmware.bin"), elf_sha256=sha256_file(target / "firmware.elf"),
+            source_sha256=source_sha256(board, model, source_dir), toolchain=toolchain, flash_bytes=flash, ram_bytes=ram,
+            arena_bytes=codegen.arena_size(codegen.plan_model(card)),
+            load_address=BOARD_KINDS[board].load_address, directory=target,
+        )
+        (target / MANIFEST).write_text(manifest.to_json())
+        manifests.append(manifest)
     shutil.rmtree(build_dir)
     return manifests
 

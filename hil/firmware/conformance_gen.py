@@ -173,6 +173,8 @@ def conv_cases(rng: np.random.Generator) -> list[ConvCase]:
                  ramp[:, :8], one, np.array([1 << 20], np.int32), [2.0 ** -40], output_zero_point=5),
         ConvCase("conv/shift-left", "scale 2^12 (shift 13): left shift, saturating at both ends", ramp, one, None,
                  [2.0 ** 12], input_scale=1.0),
+        ConvCase("conv/shift-left-small", "scale 2 (shift 2): a left shift that neither wraps nor saturates", ramp,
+                 one, None, [2.0]),
         ConvCase("conv/shift-left-max", "scale 2^29 (shift 30): the largest left shift; x * 2^30 wraps in int32",
                  _ramp(-4, 4)[None, :, None], one, None, [2.0 ** 29]),
         ConvCase("conv/act-exact", "RELU6: outputs at act_min and act_max exactly, one past each, and between",
