@@ -229,6 +229,29 @@ def conv_cases(rng: np.random.Generator) -> list[ConvCase]:
     return cases
 
 
+def rounding_53_accumulators(real_scale: float, count: int) -> list[int]:
+    """Accumulators, both signs, whose exact product with `real_scale` rounds to 53 bits on an exact tie (half an
+    ulp dropped) with an odd and with an even significand, and with more and less than half dropped: found by
+    the exact integer arithmetic the kernel does (kernels.c k_fc_rescale, step 2)."""
+    mantissa, _ = qp.fc_scale(real_scale)
+    found: dict[str, list[int]] = {"tie-odd": [], "tie-even": [], "above": [], "below": []}
+    # A tie needs the product's lowest set bit to be the top dropped bit: magnitudes of few odd bits times a power
+    # of two reach it, from the largest down (so that the 128-bit product also carries).
+    candidates = sorted({odd << k for odd in range(1, 2048, 2) for k in range(12) if (odd << k) < 1 << 20},
+                        reverse=True)
+    for magnitude in candidates:
+        product = magnitude * mantissa
+        excess = product.bit_length() - 53
+        dropped, half = product & ((1 << excess) - 1), 1 << (excess - 1)
+        odd = (product >> excess) & 1
+        kind = ("tie-odd" if odd else "tie-even") if dropped == half else "above" if dropped > half else "below"
+        if len(found[kind]) < count:
+            found[kind].append(magnitude)
+        if all(len(values) == count for values in found.values()):
+            break
+    return [sign * m for values in found.values() for m in values for sign in (1, -1)]
+
+
 def fc_cases(rng: np.random.Generator) -> list[FcCase]:
     """in_features 1 and weight 1 make each output's accumulator its bias plus the input: each rounding
     corner of the double rescale (round to 53 bits ties to even, round() ties away) by name. No vector
@@ -238,14 +261,23 @@ def fc_cases(rng: np.random.Generator) -> list[FcCase]:
     x_one = np.array([0], np.int8)
     col = np.ones((32, 1), np.int8)
     ramp_bias = np.arange(-16, 16, dtype=np.int32)
-    tie_even = [(3 << k) for k in range(1, 17)]  # with mantissa 2^52 + 1: dropped bits exactly half
+    fc_tie_scale = qp.fc_effective_scale(0.01, 0.003, 0.7)
     return [
         FcCase("fc/ties-half", "scale 1/2: round() ties away from zero, both signs", x_one, col, ramp_bias, [0.5]),
         FcCase("fc/ties-quarter-zp", "scale 1/4, output zero point -128: ties and saturation at -128", x_one, col,
                ramp_bias * 3, [0.25], output_zero_point=-120),
-        FcCase("fc/round-53-ties", "scale (1 + 2^-52) * 2^-k: the exact product drops exactly half an ulp "
-               "(ties to even, odd and even) and more and less than half", x_one, col[:32],
-               np.array(tie_even + [-t for t in tie_even], np.int32), [float(1 + 2**-52) * 2.0 ** -17]),
+        FcCase("fc/round-53-exact-ties", "scale 0.01 * 0.003 / 0.7 in double and accumulators up to 2^20: the "
+               "53-bit rounding of the product drops exactly half an ulp (odd and even significand), more and less, "
+               "and the 128-bit product carries", x_one, col[:16],
+               np.array(rounding_53_accumulators(fc_tie_scale, 2), np.int32), [0.003], input_scale=0.01,
+               output_scale=0.7),
+        FcCase("fc/wide-accumulator", "accumulators near +-2^31 on a scale near 2^-27: the 128-bit product's low "
+               "word carries into its high word", x_one, col[:12],
+               rng.integers(1 << 29, (1 << 31) - 1, 12) * np.array([1, -1] * 6), [1e-4], input_scale=1e-4,
+               output_scale=0.9),
+        FcCase("fc/zero-scale-channel", "per-channel, one channel's filter scale 0: its scale's mantissa is 0",
+               x_one + 3, np.ones((4, 1), np.int8), np.array([5, -7, 9, 11], np.int32), [0.5, 0.0, 0.25, 1.0],
+               input_zero_point=1, output_zero_point=-4),
         FcCase("fc/unit-accumulator", "accumulators of +-1 and 0: no bits dropped, and the zero shortcut", x_one,
                col[:6], np.array([1, -1, 0, 1, -1, 0], np.int32), [0.75]),
         FcCase("fc/scale-tiny", "scale 2^-80: the value is below 1/2 for every accumulator", x_one, col[:4],
@@ -281,6 +313,8 @@ def pool_cases(rng: np.random.Generator) -> list[PoolCase]:
         PoolCase("pool/relu6", "RELU6: averages at act_min and act_max exactly and past them",
                  _ramp(-40, 90)[::2].reshape(1, -1, 1), filter_size=(1, 1), stride=(1, 1), scale=0.1,
                  zero_point=-10, activation="RELU6"),
+        PoolCase("pool/same-3x3-stride-1", "SAME padding on every side: windows of 9, 6 and 4 taps",
+                 rng.integers(-128, 128, (4, 4, 1)), filter_size=(3, 3), stride=(1, 1), padding="SAME"),
         PoolCase("pool/3x3-stride-2", "3x3 windows of 9 taps, stride 2, SAME on 6x7",
                  rng.integers(-128, 128, (6, 7, 1)), filter_size=(3, 3), stride=(2, 2), padding="SAME"),
     ]

@@ -39,7 +39,8 @@ def test_a_changed_corner_passes_the_test_sets_and_fails_conformance(tmp_path, m
     kernels.write_text(text.replace(original, mutation))
     (manifest,) = firmware.build(out=tmp_path / "built", source_dir=source, images=[IMAGE])
 
-    lab = write_lab(tmp_path, boards={SLOT: IMAGE}, samples=SAMPLES, manifests={IMAGE: manifest.directory / "manifest.json"})
+    lab = write_lab(tmp_path, boards={SLOT: IMAGE}, samples=SAMPLES,
+                    manifests={IMAGE: manifest.directory / "manifest.json"})
     result = hil("run", lab, "--json")
     assert result.returncode == REGRESSION, result.stderr[-3000:]
     summary = json.loads(result.stdout)
