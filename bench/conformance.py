@@ -65,7 +65,7 @@ def main() -> None:
     without, with_suite = statistics.median(walls["without"]), statistics.median(walls["with"])
     print(f"\nsuite {suite.sha256[:12]}…, {len(suite.vectors)} vectors; {len(slots)} boards, {args.rounds} rounds")
     print(f"rack bring-up, median: {without:.2f} s without the suite, {with_suite:.2f} s with it "
-          f"(+{with_suite - without:.2f} s)\n")
+          f"({with_suite - without:+.2f} s)\n")
     print("| board | kind | suite s (median) | max |")
     print("|---|---|---|---|")
     kinds = {spec.slot: spec.kind for spec in lab.boards}

@@ -43,7 +43,7 @@ UNREACHABLE = {
     "if (input == output) {": "a CONFORMANCE reply is never the request's buffer",
     "if (count > 0) {": "TFLite padding never leaves a window empty",
     "if (exponent >= 0) {": "a value of exponent >= 0 is at least 2^52: as below, no reference exists",
-    "rounded = too_big ? (uint64_t)1 << 32 : significand << exponent;": "as below",
+    "rounded = too_big ? (uint64_t)1 << 32 : significand << exponent;": "as above",
     "const bool too_big = exponent >= 32 || (significand >> (32 - exponent)) != 0;":
         "|acc * scale| >= 2^31: LiteRT's double-to-int32 cast is undefined there, so no reference exists",
     "return rounded >= (uint64_t)1 << 31 ? INT32_MIN : -(int32_t)rounded;": "as above, the negative side",

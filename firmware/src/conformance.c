@@ -7,9 +7,12 @@
 #define FC_HEADER 13u
 #define POOL_HEADER 14u
 
-/* The words a kernel reads aligned; the payload holds them packed. */
-static qmul_t channel_multipliers[CONF_MAX_CHANNELS];
-static fc_scale_t fc_scales[CONF_MAX_CHANNELS];
+/* The words a kernel reads aligned; the payload holds them packed. A vector is a convolution's or an FC's,
+ * never both, so their scales share one buffer. */
+static union {
+    qmul_t channel_multipliers[CONF_MAX_CHANNELS];
+    fc_scale_t fc_scales[CONF_MAX_CHANNELS];
+} scales;
 static int32_t biases[CONF_MAX_CHANNELS];
 
 static int32_t get_i16(const uint8_t *in) { return (int16_t)proto_get_u16(in); }
@@ -45,8 +48,8 @@ static proto_error_t run_conv(const uint8_t *payload, size_t len, bool depthwise
 
     const uint8_t *at = payload + CONV_HEADER;
     for (size_t c = 0; c < channels; c++, at += 5) {
-        channel_multipliers[c].multiplier = (int32_t)proto_get_u32(at);
-        channel_multipliers[c].shift = get_i8(at + 4);
+        scales.channel_multipliers[c].multiplier = (int32_t)proto_get_u32(at);
+        scales.channel_multipliers[c].shift = get_i8(at + 4);
     }
     if (has_bias) {
         unpack_biases(at, channels);
@@ -56,9 +59,9 @@ static proto_error_t run_conv(const uint8_t *payload, size_t len, bool depthwise
     const int8_t *filter = (const int8_t *)(at + input_size);
     const int32_t *bias = has_bias ? biases : NULL;
     if (depthwise) {
-        k_depthwise_conv2d(&p, input, filter, bias, channel_multipliers, output);
+        k_depthwise_conv2d(&p, input, filter, bias, scales.channel_multipliers, output);
     } else {
-        k_conv2d(&p, input, filter, bias, channel_multipliers, output);
+        k_conv2d(&p, input, filter, bias, scales.channel_multipliers, output);
     }
     return PROTO_OK;
 }
@@ -72,23 +75,23 @@ static proto_error_t run_fc(const uint8_t *payload, size_t len, int8_t *output, 
     };
     const bool per_channel = payload[3] != 0, has_bias = payload[4] != 0;
     const size_t outputs = (size_t)p.out_features, inputs = (size_t)p.in_features;
-    const size_t scales = per_channel ? outputs : 1u;
+    const size_t count = per_channel ? outputs : 1u;
     if (outputs > CONF_MAX_CHANNELS) return PROTO_ERR_BAD_VALUE;
     *out_size = outputs;
-    if (len != FC_HEADER + 10u * scales + (has_bias ? 4u * outputs : 0u) + inputs + outputs * inputs) {
+    if (len != FC_HEADER + 10u * count + (has_bias ? 4u * outputs : 0u) + inputs + outputs * inputs) {
         return PROTO_ERR_BAD_LENGTH;
     }
     const uint8_t *at = payload + FC_HEADER;
-    for (size_t s = 0; s < scales; s++, at += 10) {
-        fc_scales[s].mantissa = proto_get_u32(at) | ((uint64_t)proto_get_u32(at + 4) << 32);
-        fc_scales[s].exponent = get_i16(at + 8);
+    for (size_t s = 0; s < count; s++, at += 10) {
+        scales.fc_scales[s].mantissa = proto_get_u32(at) | ((uint64_t)proto_get_u32(at + 4) << 32);
+        scales.fc_scales[s].exponent = get_i16(at + 8);
     }
     if (has_bias) {
         unpack_biases(at, outputs);
         at += 4u * outputs;
     }
-    k_fully_connected(&p, (const int8_t *)at, (const int8_t *)(at + inputs), has_bias ? biases : NULL, fc_scales,
-                      per_channel, output);
+    k_fully_connected(&p, (const int8_t *)at, (const int8_t *)(at + inputs), has_bias ? biases : NULL,
+                      scales.fc_scales, per_channel, output);
     return PROTO_OK;
 }
 

@@ -26,7 +26,7 @@ from hil.errors import EXIT_INTERRUPTED, BadInput, HilError, Interrupted, Result
 from hil.lab.load import Lab, load_lab
 from hil.hw.link import LinkCounts
 from hil.model.card import sha256_file
-from hil.run.rack import BoardFailure, Rack, reserve
+from hil.run.rack import BoardFailure, FailureStage, Rack, reserve
 from hil.run.reconcile import Disagreement, SampleCheck
 from hil.run.session import (Progress, assess, board_identities, host_references, pending_jobs, provenance,
                              run_inputs, stream_boards)
@@ -219,7 +219,8 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
         then = assess(lab, baseline_dir, references)
         began = time.monotonic()
         rules = compare(now, then, lab.regression, RunInputs.of(run.models, run.testsets),
-                        RunInputs.of(baseline_run.models, baseline_run.testsets))
+                        RunInputs.of(baseline_run.models, baseline_run.testsets),
+                        {f.slot: f.reason for f in failures if f.stage == FailureStage.CONFORMANCE})
         rules_seconds = time.monotonic() - began
         run.baseline = BaselineRef(baseline_dir.name, str(baseline_dir.resolve()), baseline_run.git)
     verdict = decide(now.summaries, now.disagreements, failures, rules,

@@ -114,3 +114,18 @@ def test_a_conformance_mismatch_fails_the_run_though_every_test_set_answer_agree
     assert all(run.conformance.boards[other].endswith(f"conforms on all {len(suite.vectors)} kernel conformance vectors")
                for other in BOARDS if other != slot)
     assert [f.stage for f in run.failures] == ["conformance"]
+
+
+def test_against_a_baseline_a_conformance_mismatch_fails_the_boards_numerics_rule(fake_rack, tmp_path):
+    lab = write_lab(tmp_path, samples=2)
+    first = execute(lab, None, Quiet())
+    assert first.verdict.exit_code == 0, first.verdict.reasons
+    slot = "an500-mnist1d"
+    fake_rack.faults[slot] = Faults(wrong_conformance=frozenset({"fc/ties-half"}))
+    outcome = execute(lab, None, Quiet(), baseline=str(first.run_dir))
+    assert outcome.verdict.exit_code == REGRESSION
+    numerics = {(o.slot, o.result.status) for o in outcome.rules if o.result.rule == "numerics"}
+    assert numerics == {(s.slot, "fail" if s.slot == slot else "pass") for s in outcome.summaries}
+    failed = [o.result.message for o in outcome.rules if o.result.rule == "numerics" and o.slot == slot]
+    assert all("kernel FULLY_CONNECTED differs from the host reference on conformance vector fc/ties-half"
+               in message and message.startswith("numerics: 0 of 2 device answers differ") for message in failed)
