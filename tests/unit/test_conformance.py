@@ -11,6 +11,7 @@ import pytest
 from hil.errors import BadInput
 from hil.firmware import conformance, conformance_gen
 from hil.firmware.conformance import Kernel, read_suite
+from hil.report import junit
 from hil.run.conformance import first_difference
 from hil.run.runner import execute
 from hil.store.files import read_run
@@ -114,6 +115,9 @@ def test_a_conformance_mismatch_fails_the_run_though_every_test_set_answer_agree
     assert all(run.conformance.boards[other].endswith(f"conforms on all {len(suite.vectors)} kernel conformance vectors")
                for other in BOARDS if other != slot)
     assert [f.stage for f in run.failures] == ["conformance"]
+    # junit.xml: a failure, as a regression is, not an error of the board
+    cases = junit.cases(run, outcome.summaries, outcome.failures, outcome.rules)
+    assert [(c.outcome, c.message) for c in cases if c.name == "conformance"] == [("failure", line)]
 
 
 def test_against_a_baseline_a_conformance_mismatch_fails_the_boards_numerics_rule(fake_rack, tmp_path):
