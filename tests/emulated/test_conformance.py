@@ -25,6 +25,12 @@ MUTANTS = {
     # An exact tie in the FC's double rescale needs acc * scale to end in exactly .5: the models' scales never do.
     "fc-ties-toward-zero": ("(fraction >= (uint64_t)1 << (drop - 1) ? 1u : 0u)",
                             "(fraction > (uint64_t)1 << (drop - 1) ? 1u : 0u)", "FULLY_CONNECTED", "fc/ties-half"),
+    # The models pool VALID (no window reaches the padding): dividing by the padded taps too goes unseen.
+    "pool-counts-padding": ("const int32_t in_x = in_x0 + kx;\n                        if (!inside(in_y, in_x, p->in_h, "
+                            "p->in_w)) {\n",
+                            "const int32_t in_x = in_x0 + kx;\n                        if (!inside(in_y, in_x, p->in_h, "
+                            "p->in_w)) {\n                            count++;\n",
+                            "AVERAGE_POOL_2D", "pool/same-partial"),
 }
 
 
