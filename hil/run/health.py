@@ -92,7 +92,7 @@ class KnownAnswerCheck:
 
     def __init__(self, answers: dict[str, KnownAnswer], tau_q15: int, retries: int, suite: Suite | None = None):
         self.answers, self.tau_q15, self.retries, self.suite = answers, tau_q15, retries, suite
-        self.conformance: dict[str, Conformance] = {}  # slot: its run of the suite (None: not asked)
+        self.conformance: dict[str, Conformance] = {}  # slot: its run of the suite, for each board that ran it
         self.suspect: dict[str, str] = {}  # slot: why its wrong answer is not held against it
         self.suspect_answers: dict[str, tuple[Record, str]] = {}  # slot: that answer and how it differs
 
@@ -161,12 +161,6 @@ class KnownAnswerCheck:
                 failures += (BoardFailure(board.slot, FailureStage.HEALTH,
                                           f"{board.slot}: health check: kernel conformance: {reason}"),)
         return _Asked(differs, failures, record)
-
-    def findings(self) -> list[BoardFailure]:
-        """Each board whose kernels differ from the host reference on a conformance vector: a regression
-        (stage `conformance`) naming the kernel, the vector and the first differing element."""
-        return [BoardFailure(slot, FailureStage.CONFORMANCE, c.line) for slot, c in sorted(self.conformance.items())
-                if c.mismatch is not None]
 
     @staticmethod
     def _forget_window(board: Board) -> tuple[BoardFailure, ...]:

@@ -20,7 +20,8 @@ from pathlib import Path
 from hil.firmware.conformance import read_suite
 from hil.run import health, records
 from hil.store import files, results
-from hil.store.files import BaselineRef, ConformanceRef, MetricsFile, QuarantinedBoard, RunFile, RunStatus, Session
+from hil.store.files import (BaselineRef, BoardConformance, ConformanceRef, MetricsFile, QuarantinedBoard, RunFile,
+                             RunStatus, Session)
 from hil.run.baseline import RuleOutcome, RunInputs, compare, resolve_run
 from hil.errors import EXIT_INTERRUPTED, BadInput, HilError, Interrupted, ResultsUnwritable
 from hil.lab.load import Lab, load_lab
@@ -111,12 +112,12 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
         note_quarantined(run, health.record_checks(lab, health.checks_of(rack, check, lab, run.id,
                                                                          results.utc_now())))
         run.boards.update(board_identities(rack))
-        note_conformance(run, suite.sha256, len(suite.vectors), {s: c.line for s, c in check.conformance.items()})
+        note_conformance(run, suite.sha256, len(suite.vectors),
+                         {s: BoardConformance(c.mismatch is None, c.line) for s, c in check.conformance.items()})
         run.write(run_dir)
         streamed: dict[tuple[str, str], float] = {}
         try:
-            failures = rack.failures + check.findings() + stream_boards(rack, jobs, run_dir, tau, progress,
-                                                                         streamed=streamed)
+            failures = rack.failures + stream_boards(rack, jobs, run_dir, tau, progress, streamed=streamed)
         finally:  # what the ladder did is kept, however the session ends
             run.recoveries += rack.recoveries
         note_quarantined(run, health.record_checks(lab, health.ladder_checks(rack.recoveries, lab, run.id,
@@ -130,10 +131,18 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     return failures, rack.link_counts
 
 
-def note_conformance(run: RunFile, suite_sha256: str, vectors: int, boards: dict[str, str]) -> None:
-    """run.json's `conformance`: the suite's digest, and per board this session checked, how it ran."""
+def note_conformance(run: RunFile, suite_sha256: str, vectors: int, boards: dict[str, BoardConformance]) -> None:
+    """run.json's `conformance`: the suite's digest, and per board how it ran the suite, this session's word on
+    the boards it checked and an earlier session's on the rest (if that ran the same suite)."""
     earlier = {} if run.conformance is None or run.conformance.suite_sha256 != suite_sha256 else run.conformance.boards
     run.conformance = ConformanceRef(suite_sha256, vectors, dict(sorted((earlier | boards).items())))
+
+
+def conformance_findings(run: RunFile) -> list[BoardFailure]:
+    """Each board whose kernels differ from the host reference on a conformance vector, in this session or an
+    earlier one of the run: a regression (stage `conformance`) naming the kernel, the vector and the element."""
+    boards = {} if run.conformance is None else run.conformance.boards
+    return [BoardFailure(slot, FailureStage.CONFORMANCE, b.line) for slot, b in boards.items() if not b.conforms]
 
 
 def note_quarantined(run: RunFile, boards: list[QuarantinedBoard]) -> None:
@@ -211,6 +220,7 @@ def execute(lab_path: Path | None, resume: Path | None, progress: Progress, base
 def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress, baseline_dir: Path | None,
                       ) -> RunOutcome:
     failures, link = stream_rack(lab, run_dir, run, progress)
+    failures = conformance_findings(run) + failures
     references = host_references(lab)
     now = assess(lab, run_dir, references)
     rules, rules_seconds = [], 0.0

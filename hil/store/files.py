@@ -386,18 +386,24 @@ class QuarantinedBoard:
 
 
 @dataclass(frozen=True)
+class BoardConformance:
+    conforms: bool
+    line: str  # `conforms on all N …`, or the kernel, vector and element that differ
+
+
+@dataclass(frozen=True)
 class ConformanceRef:
-    """The kernel conformance suite the boards ran in their health check (hil/run/conformance.py), and per board
-    that ran it, `conforms` or the line naming its first differing vector."""
+    """The kernel conformance suite the boards ran in their health check (hil/run/conformance.py), and how each
+    board that ran it did: kept across sessions, so that a resumed run still judges a board checked before."""
 
     suite_sha256: str
     vectors: int
-    boards: dict[str, str]
+    boards: dict[str, BoardConformance]
 
     @classmethod
     def from_json(cls, f: Fields) -> ConformanceRef:
-        boards = f.obj("boards")
-        return cls(f.text("suite_sha256"), f.integer("vectors"), {slot: boards.text(slot) for slot in boards.value})
+        boards = {slot: BoardConformance(b.boolean("conforms"), b.text("line")) for slot, b in f.objects("boards").items()}
+        return cls(f.text("suite_sha256"), f.integer("vectors"), boards)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from hil.firmware.conformance import Kernel, read_suite
 from hil.report import junit
 from hil.run.conformance import first_difference
 from hil.run.runner import execute
-from hil.store.files import read_run
+from hil.store.files import BoardConformance, read_run
 from hil.testing.fake_board import Faults
 from tests.support.labs import BOARDS, REGRESSION, write_lab
 from tests.support.native import FIRMWARE_SRC, build_shared_library
@@ -111,8 +111,9 @@ def test_a_conformance_mismatch_fails_the_run_though_every_test_set_answer_agree
     run = read_run(outcome.run_dir)
     suite = read_suite()
     assert run.conformance.suite_sha256 == suite.sha256 and run.conformance.vectors == len(suite.vectors)
-    assert run.conformance.boards[slot] == line
-    assert all(run.conformance.boards[other].endswith(f"conforms on all {len(suite.vectors)} kernel conformance vectors")
+    assert run.conformance.boards[slot] == BoardConformance(False, line)
+    conforms = f"conforms on all {len(suite.vectors)} kernel conformance vectors"
+    assert all(run.conformance.boards[other].conforms and run.conformance.boards[other].line.endswith(conforms)
                for other in BOARDS if other != slot)
     assert [f.stage for f in run.failures] == ["conformance"]
     # junit.xml: a failure, as a regression is, not an error of the board
