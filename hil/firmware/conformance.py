@@ -22,7 +22,7 @@ from hil.hw.protocol import MAX_PAYLOAD
 
 SUITE_FILE = Path(__file__).resolve().parent / "conformance_suite.json"
 DIGEST_FILE = SUITE_FILE.with_suffix(".sha256")
-SUITE_FORMAT = 1
+SUITE_FORMAT = 2  # 2: with TFLM's expected outputs
 MAX_CHANNELS = 32  # CONF_MAX_CHANNELS in firmware/src/conformance.h
 MAX_OUTPUT = MAX_PAYLOAD - 1  # the reply carries the kernel id first
 
@@ -51,7 +51,12 @@ class Vector:
     kernel: Kernel
     corner: str  # what it is built to reach
     payload: bytes  # the CONFORMANCE request's payload
-    expected: bytes  # the host reference's output (LiteRT BUILTIN_REF), int8 as bytes
+    expected: bytes  # LiteRT's output (BUILTIN_REF, `run.reference: litert`), int8 as bytes
+    expected_tflm: bytes  # TFLM's (`run.reference: tflm`): it differs only on the FC's rescale corners
+
+    def expected_by(self, reference: str) -> bytes:
+        """The expected output against the host reference a lab names (hil/model/reference.py Reference)."""
+        return self.expected_tflm if reference == "tflm" else self.expected
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,8 @@ def reshape_payload(input_bytes) -> bytes:
 def suite_bytes(vectors: list[Vector]) -> bytes:
     """The suite file: one vector per line, so that a diff names the vectors that changed."""
     lines = [json.dumps({"name": v.name, "kernel": v.kernel.name, "corner": v.corner, "vector": v.payload.hex(),
-                         "expected": v.expected.hex()}, separators=(",", ":")) for v in vectors]
+                         "expected": v.expected.hex(), "expected_tflm": v.expected_tflm.hex()},
+                        separators=(",", ":")) for v in vectors]
     return (f'{{"format":{SUITE_FORMAT},"vectors":[\n' + ",\n".join(lines) + "\n]}\n").encode()
 
 
@@ -142,7 +148,8 @@ def read_suite(path: Path = SUITE_FILE, digest_path: Path = DIGEST_FILE) -> Suit
         if document["format"] != SUITE_FORMAT:
             raise ValueError(f"format {document['format']}, this hil reads {SUITE_FORMAT}")
         vectors = tuple(Vector(v["name"], Kernel[v["kernel"]], v["corner"], bytes.fromhex(v["vector"]),
-                               bytes.fromhex(v["expected"])) for v in document["vectors"])
+                               bytes.fromhex(v["expected"]), bytes.fromhex(v["expected_tflm"]))
+                        for v in document["vectors"])
     except (ValueError, KeyError, TypeError) as error:
         raise BadInput(f"{path}: malformed conformance suite ({error}); {fix}") from None
     return Suite(vectors, digest)

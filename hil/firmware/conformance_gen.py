@@ -3,8 +3,9 @@
 Each vector is built to reach one rounding or saturation corner of one kernel the models use: ties of both
 signs in each rounding step, extreme zero points, multipliers near 2^31, shifts at both ends, outputs at
 act_min and act_max exactly and beyond them, odd shapes, strides, dilation and padding. Its parameters are
-the ones the code generator computes (hil/firmware/quantization.py) and its expected output is what LiteRT's
-reference kernels compute for a one-operator model of the same tensors (hil/firmware/single_op.py). Operands
+the ones the code generator computes (hil/firmware/quantization.py) and its expected outputs are what LiteRT's
+reference kernels and TFLM's interpreter compute for a one-operator model of the same tensors
+(hil/firmware/single_op.py), one per host reference a lab may name. Operands
 are fixed or drawn from one seeded generator, so a regeneration gives the same bytes
 (tests/unit/test_conformance.py); bench/conformance_coverage.py measures which branches of kernels.c the suite
 reaches. `hil firmware conformance` writes the suite and its digest.
@@ -33,6 +34,22 @@ def run_litert(model: bytes, x: np.ndarray) -> np.ndarray:
     interpreter.set_tensor(inp["index"], np.ascontiguousarray(x, dtype=np.int8).reshape(inp["shape"]))
     interpreter.invoke()
     return interpreter.get_tensor(out["index"]).copy()
+
+
+def run_tflm(model: bytes, x: np.ndarray) -> np.ndarray:
+    """The same under TFLM's interpreter and reference kernels (the `tflite-micro` package)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    interpreter = runtime.Interpreter.from_bytes(model)
+    interpreter.set_input(np.ascontiguousarray(x, dtype=np.int8).reshape(interpreter.get_input_details(0)["shape"]), 0)
+    interpreter.invoke()
+    return interpreter.get_output(0).copy()
+
+
+def _vector(name: str, kernel: Kernel, corner: str, payload: bytes, model: bytes, x: np.ndarray) -> Vector:
+    """A vector with both references' outputs for the model it was built with."""
+    expected = [run(model, x).astype(np.int8).tobytes() for run in (run_litert, run_tflm)]
+    return Vector(name, kernel, corner, payload, *expected)
 
 
 @dataclass
@@ -72,10 +89,9 @@ class ConvCase:
         else:
             fields, multipliers = qp.conv_params(shape, weights.shape, **quant)
             model = single_op.conv2d_model(shape, weights, bias, **quant)
-        expected = run_litert(model, x[None])
         payload = conv_payload(fields, multipliers, self.bias, x.ravel(), weights.ravel(), self.depthwise)
         kernel = Kernel.DEPTHWISE_CONV_2D if self.depthwise else Kernel.CONV_2D
-        return Vector(self.name, kernel, self.corner, payload, expected.astype(np.int8).tobytes())
+        return _vector(self.name, kernel, self.corner, payload, model, x[None])
 
 
 @dataclass
@@ -103,9 +119,8 @@ class FcCase:
         scales = self.filter_scales if len(self.filter_scales) > 1 else self.filter_scales[0]
         fields, fc_scales, per_channel = qp.fc_params(in_features, out_features, filter_scales=scales, **quant)
         model = single_op.fully_connected_model(in_features, weights, self.bias, filter_scales=scales, **quant)
-        expected = run_litert(model, x[None])
         payload = fc_payload(fields, fc_scales, per_channel, self.bias, x, weights.ravel())
-        return Vector(self.name, Kernel.FULLY_CONNECTED, self.corner, payload, expected.astype(np.int8).tobytes())
+        return _vector(self.name, Kernel.FULLY_CONNECTED, self.corner, payload, model, x[None])
 
 
 @dataclass
@@ -126,9 +141,8 @@ class PoolCase:
         quant = dict(filter_size=self.filter_size, stride=self.stride, padding=self.padding, activation=self.activation)
         fields = qp.pool_params(shape, output_scale=self.scale, output_zero_point=self.zero_point, **quant)
         model = single_op.average_pool2d_model(shape, scale=self.scale, zero_point=self.zero_point, **quant)
-        expected = run_litert(model, x[None])
-        return Vector(self.name, Kernel.AVERAGE_POOL_2D, self.corner, pool_payload(fields, x.ravel()),
-                      expected.astype(np.int8).tobytes())
+        return _vector(self.name, Kernel.AVERAGE_POOL_2D, self.corner, pool_payload(fields, x.ravel()), model,
+                       x[None])
 
 
 @dataclass
@@ -141,9 +155,7 @@ class ReshapeCase:
     def vector(self) -> Vector:
         x = np.asarray(self.x, np.int8)
         model = single_op.reshape_model(x.shape, self.output_shape, scale=0.5, zero_point=3)
-        expected = run_litert(model, x)
-        return Vector(self.name, Kernel.RESHAPE, self.corner, reshape_payload(x.ravel()),
-                      expected.astype(np.int8).tobytes())
+        return _vector(self.name, Kernel.RESHAPE, self.corner, reshape_payload(x.ravel()), model, x)
 
 
 def _ramp(low: int, high: int) -> np.ndarray:

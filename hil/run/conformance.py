@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from hil.firmware.conformance import Suite, Vector
 from hil.hw import protocol
 from hil.hw.board import Board
+from hil.model.reference import DEFAULT_REFERENCE, Reference
 from hil.run.rack import answered
 
 
@@ -40,6 +41,7 @@ class Conformance:
     slot: str
     suite_sha256: str
     vectors: int
+    reference: Reference  # whose expected outputs it was held to
     mismatch: Mismatch | None
     seconds: float
 
@@ -49,9 +51,9 @@ class Conformance:
         m = self.mismatch
         if m is None:
             return f"{self.slot}: conforms on all {self.vectors} kernel conformance vectors"
-        return (f"{self.slot}: kernel {m.vector.kernel.name} differs from the host reference on conformance vector "
-                f"{m.vector.name} ({m.vector.corner}): element {m.index} is {_shown(m.device)} on the device, "
-                f"{_shown(m.expected)} expected; {m.differing_vectors} of {self.vectors} vectors differ "
+        return (f"{self.slot}: kernel {m.vector.kernel.name} differs from the host reference ({self.reference}) on "
+                f"conformance vector {m.vector.name} ({m.vector.corner}): element {m.index} is {_shown(m.device)} "
+                f"on the device, {_shown(m.expected)} expected; {m.differing_vectors} of {self.vectors} vectors differ "
                 f"(suite {self.suite_sha256[:12]}…)")
 
 
@@ -75,8 +77,9 @@ def first_difference(device: bytes, expected: bytes) -> tuple[int, int | None, i
     return None
 
 
-def run_suite(board: Board, suite: Suite, retries: int) -> Conformance:
-    """Every vector of `suite` on `board`, retried like every request; BoardError when one goes unanswered."""
+def run_suite(board: Board, suite: Suite, retries: int, reference: Reference = DEFAULT_REFERENCE) -> Conformance:
+    """Every vector of `suite` on `board`, retried like every request, against `reference`'s expected outputs;
+    BoardError when one goes unanswered."""
     began = time.monotonic()
     first: tuple[Vector, tuple] | None = None
     differing = 0
@@ -84,9 +87,9 @@ def run_suite(board: Board, suite: Suite, retries: int) -> Conformance:
         reply, _ = answered(board, protocol.Conformance(vector.payload), retries,
                             fix=f"conformance vector {vector.name}: check that the image speaks CONFORMANCE "
                             "(rebuild it with `hil firmware build`)")
-        difference = first_difference(reply.output, vector.expected)
+        difference = first_difference(reply.output, vector.expected_by(reference))
         if difference is not None:
             differing += 1
             first = first or (vector, difference)
     mismatch = None if first is None else Mismatch(first[0], *first[1], differing_vectors=differing)
-    return Conformance(board.slot, suite.sha256, len(suite.vectors), mismatch, time.monotonic() - began)
+    return Conformance(board.slot, suite.sha256, len(suite.vectors), reference, mismatch, time.monotonic() - began)

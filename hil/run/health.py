@@ -34,7 +34,7 @@ from hil.hw.board import Board
 from hil.hw.monitor import MonitorError
 from hil.lab.load import Lab
 from hil.model.card import ModelCard
-from hil.model.reference import ReferenceOutputs, run_reference
+from hil.model.reference import DEFAULT_REFERENCE, Reference, ReferenceOutputs, run_reference
 from hil.model.testsets import TestSet
 from hil.run.conformance import Conformance, run_suite
 from hil.run.rack import BoardFailure, FailureStage, Rack, answered, failure_reason
@@ -90,8 +90,10 @@ class KnownAnswerCheck:
     be what is wrong, a regression this run must judge in full, so the board streams and reconciliation counts
     its answers (exit 1); its check is kept as failed but not held against it (`suspect`)."""
 
-    def __init__(self, answers: dict[str, KnownAnswer], tau_q15: int, retries: int, suite: Suite | None = None):
-        self.answers, self.tau_q15, self.retries, self.suite = answers, tau_q15, retries, suite
+    def __init__(self, answers: dict[str, KnownAnswer], tau_q15: int, retries: int, suite: Suite | None = None,
+                 reference: Reference = DEFAULT_REFERENCE):
+        self.answers, self.tau_q15, self.retries = answers, tau_q15, retries
+        self.suite, self.reference = suite, reference  # the conformance suite, and whose outputs it expects
         self.conformance: dict[str, Conformance] = {}  # slot: its run of the suite, for each board that ran it
         self.suspect: dict[str, str] = {}  # slot: why its wrong answer is not held against it
         self.suspect_answers: dict[str, tuple[Record, str]] = {}  # slot: that answer and how it differs
@@ -155,7 +157,7 @@ class KnownAnswerCheck:
         failures = self._forget_window(board)
         if self.suite is not None:
             try:
-                self.conformance[board.slot] = run_suite(board, self.suite, self.retries)
+                self.conformance[board.slot] = run_suite(board, self.suite, self.retries, self.reference)
             except Exception as error:  # noqa: BLE001 - as for the known answer: this board failed alone
                 reason = failure_reason(board.slot, error).removeprefix(f"{board.slot}: ")
                 failures += (BoardFailure(board.slot, FailureStage.HEALTH,

@@ -107,7 +107,7 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
     results.check_writable(run_dir)
     tau = lab.run.threshold_q15
     suite = read_suite()
-    check = health.KnownAnswerCheck(health.known_answers(lab), tau, lab.run.retries, suite)
+    check = health.KnownAnswerCheck(health.known_answers(lab), tau, lab.run.retries, suite, lab.run.reference)
     with Rack(lab, list(jobs), tau, run_dir / TRACES, check) as rack:
         note_quarantined(run, health.record_checks(lab, health.checks_of(rack, check, lab, run.id,
                                                                          results.utc_now())))

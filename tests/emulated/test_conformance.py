@@ -53,7 +53,7 @@ def test_a_changed_corner_passes_the_test_sets_and_fails_conformance(tmp_path, m
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["summaries"] and all(s["exact"] == s["samples"] == SAMPLES for s in metrics["summaries"])
     (reason,) = summary["verdict"]["reasons"]
-    assert reason.startswith(f"{SLOT}: kernel {kernel} differs from the host reference on conformance vector "
+    assert reason.startswith(f"{SLOT}: kernel {kernel} differs from the host reference (litert) on conformance vector "
                              f"{vector} ("), reason
     assert " on the device, " in reason and " expected; " in reason
     run = json.loads((run_dir / "run.json").read_text())

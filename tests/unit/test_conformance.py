@@ -106,7 +106,7 @@ def test_a_conformance_mismatch_fails_the_run_though_every_test_set_answer_agree
     assert outcome.verdict.exit_code == REGRESSION, outcome.verdict.reasons
     assert all(s.mismatched == 0 for s in outcome.summaries)  # the test sets never see it
     (line,) = outcome.verdict.reasons
-    assert line.startswith(f"{slot}: kernel CONV_2D differs from the host reference on conformance vector "
+    assert line.startswith(f"{slot}: kernel CONV_2D differs from the host reference (litert) on conformance vector "
                            "conv/ties-quarter") and "element 0 is -5 on the device, -6 expected" in line
     run = read_run(outcome.run_dir)
     suite = read_suite()
@@ -132,5 +132,5 @@ def test_against_a_baseline_a_conformance_mismatch_fails_the_boards_numerics_rul
     numerics = {(o.slot, o.result.status) for o in outcome.rules if o.result.rule == "numerics"}
     assert numerics == {(s.slot, "fail" if s.slot == slot else "pass") for s in outcome.summaries}
     failed = [o.result.message for o in outcome.rules if o.result.rule == "numerics" and o.slot == slot]
-    assert all("kernel FULLY_CONNECTED differs from the host reference on conformance vector fc/ties-half"
+    assert all("kernel FULLY_CONNECTED differs from the host reference (litert) on conformance vector fc/ties-half"
                in message and message.startswith("numerics: 0 of 2 device answers differ") for message in failed)
