@@ -3,12 +3,18 @@ set, which never reaches that corner, still reconciles exactly, and the health c
 the run (exit 1) naming the kernel and the vector. One QEMU board per mutant."""
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
+from hil import REPO_ROOT
 from hil.firmware import build as firmware
+from tests.emulated.test_pytest_plugin import outcomes_of, plugin_args
 from tests.support.labs import REGRESSION, hil, write_lab
+
+pytest_plugins = ["pytester"]
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
                                 reason="needs qemu-system-arm and arm-none-eabi-gcc")
@@ -33,9 +39,9 @@ MUTANTS = {
 }
 
 
-@pytest.mark.parametrize("mutant", MUTANTS)
-def test_a_changed_corner_passes_the_test_sets_and_fails_conformance(tmp_path, mutant):
-    original, mutation, kernel, vector = MUTANTS[mutant]
+def mutant_lab(tmp_path: Path, mutant: str) -> Path:
+    """A lab of one board whose image is built from a copy of firmware/ with the mutant's line of kernels.c."""
+    original, mutation, _kernel, _vector = MUTANTS[mutant]
     source = tmp_path / "firmware"
     shutil.copytree(firmware.FIRMWARE_DIR, source, ignore=shutil.ignore_patterns("prebuilt", "build"))
     kernels = source / "src" / "kernels.c"
@@ -43,9 +49,14 @@ def test_a_changed_corner_passes_the_test_sets_and_fails_conformance(tmp_path, m
     assert text.count(original) == 1, "the mutated line moved: update MUTANTS"
     kernels.write_text(text.replace(original, mutation))
     (manifest,) = firmware.build(out=tmp_path / "built", source_dir=source, images=[IMAGE])
+    return write_lab(tmp_path, boards={SLOT: IMAGE}, samples=SAMPLES,
+                     manifests={IMAGE: manifest.directory / "manifest.json"})
 
-    lab = write_lab(tmp_path, boards={SLOT: IMAGE}, samples=SAMPLES,
-                    manifests={IMAGE: manifest.directory / "manifest.json"})
+
+@pytest.mark.parametrize("mutant", MUTANTS)
+def test_a_changed_corner_passes_the_test_sets_and_fails_conformance(tmp_path, mutant):
+    _original, _mutation, kernel, vector = MUTANTS[mutant]
+    lab = mutant_lab(tmp_path, mutant)
     result = hil("run", lab, "--json")
     assert result.returncode == REGRESSION, result.stderr[-3000:]
     summary = json.loads(result.stdout)
@@ -59,3 +70,15 @@ def test_a_changed_corner_passes_the_test_sets_and_fails_conformance(tmp_path, m
     run = json.loads((run_dir / "run.json").read_text())
     assert run["conformance"]["boards"][SLOT] == {"conforms": False, "line": reason}
     assert [f["stage"] for f in run["failures"]] == ["conformance"]
+
+
+def test_the_pytest_plugin_fails_a_board_whose_kernels_differ(pytester, monkeypatch, tmp_path):
+    """A team's tests on the rack (docs/pytest.md): the board's health check names the differing kernel."""
+    lab = mutant_lab(tmp_path, "left-shift-off-by-one")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    pytester.makepyfile(test_team="def test_the_board_is_up(hil_board):\n    assert hil_board.info.board\n")
+    result = pytester.runpytest_subprocess(*plugin_args(), "--hil-lab", str(lab), "-v", timeout=300)
+    # failed in the fixture, as a board that did not come up is: an error of the test
+    assert outcomes_of(result) == {f"test_team.py::test_the_board_is_up[{SLOT}]": "ERROR"}, result.stdout.str()
+    result.stdout.fnmatch_lines([f"*{SLOT}: kernel CONV_2D differs from the host reference (litert) on "
+                                 "conformance vector conv/shift-left-small*"])
