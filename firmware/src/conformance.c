@@ -50,6 +50,10 @@ static proto_error_t run_conv(const uint8_t *payload, size_t len, bool depthwise
     for (size_t c = 0; c < channels; c++, at += 5) {
         scales.channel_multipliers[c].multiplier = (int32_t)proto_get_u32(at);
         scales.channel_multipliers[c].shift = get_i8(at + 4);
+        /* What QuantizeMultiplier gives (kernels.h); a shift beyond would shift past the word. */
+        if (scales.channel_multipliers[c].shift < -31 || scales.channel_multipliers[c].shift > 30) {
+            return PROTO_ERR_BAD_VALUE;
+        }
     }
     if (has_bias) {
         unpack_biases(at, channels);
@@ -83,7 +87,10 @@ static proto_error_t run_fc(const uint8_t *payload, size_t len, int8_t *output, 
     }
     const uint8_t *at = payload + FC_HEADER;
     for (size_t s = 0; s < count; s++, at += 10) {
-        scales.fc_scales[s].mantissa = proto_get_u32(at) | ((uint64_t)proto_get_u32(at + 4) << 32);
+        const uint64_t mantissa = proto_get_u32(at) | ((uint64_t)proto_get_u32(at + 4) << 32);
+        /* A double's significand (kernels.h fc_scale_t), or 0: what k_fc_rescale's arithmetic is sized for. */
+        if (mantissa != 0 && (mantissa >> 52) != 1u) return PROTO_ERR_BAD_VALUE;
+        scales.fc_scales[s].mantissa = mantissa;
         scales.fc_scales[s].exponent = get_i16(at + 8);
     }
     if (has_bias) {

@@ -73,6 +73,11 @@ def test_malformed_vectors_are_refused(device):
         assert device(payload[:5])[0] == BAD_LENGTH
     assert device(conv[:6] + bytes([33]) + conv[7:])[0] == BAD_VALUE  # out_c beyond the static buffers
     assert device(bytes([Kernel.RESHAPE]) + bytes(256))[0] == BAD_VALUE  # an output that no reply holds
+    shift_at = 23 + 4  # the first channel's shift, after the header and its multiplier
+    for shift in (31, -32):
+        assert device(conv[:shift_at] + bytes([shift & 0xFF]) + conv[shift_at + 1:])[0] == BAD_VALUE
+    mantissa_at = 13 + 6  # the top bytes of the first FC scale's mantissa
+    assert device(fc[:mantissa_at] + b"\x40" + fc[mantissa_at + 1:])[0] == BAD_VALUE  # not a 53-bit significand
 
 
 def test_a_changed_suite_file_is_bad_input(tmp_path):
