@@ -109,6 +109,17 @@ def cmd_firmware_build(args) -> int:
     return 0
 
 
+def cmd_firmware_conformance(args) -> int:
+    from hil import assets
+    from hil.firmware import conformance, conformance_gen
+
+    assets.checkout("hil firmware conformance", "to write the suite into", "run it in a checkout")
+    vectors = conformance_gen.generate()
+    digest = conformance.write_suite(vectors)
+    print(f"wrote {conformance.SUITE_FILE}: {len(vectors)} vectors, sha256 {digest}")
+    return 0
+
+
 def _image_labs(args, command: str, roundings: list | None = None, reference=None) -> list:
     """The labs `hil firmware verify` and `profile` drive: a lab's boards (--lab; `reference` in place of its
     run.reference, if given), or every prebuilt image of the --board kinds and --model models on an emulated board
@@ -558,8 +569,8 @@ EXAMPLES: dict[str, list[str]] = {
     "firmware": ["hil firmware build", "hil firmware verify --samples 20"],
     "firmware generate": ["hil firmware generate", "hil firmware generate qute-digits"],
     "firmware build": ["hil firmware build"],
-    "firmware verify": ["hil firmware verify --samples 20", "hil firmware verify --full",
-                        "hil firmware verify --rounding tflm --full"],
+    "firmware conformance": ["hil firmware conformance"],
+    "firmware verify": ["hil firmware verify --samples 20", "hil firmware verify --full"],
     "firmware profile": ["hil firmware profile --board mps2-an386 --model qute-digits",
                          "hil firmware profile --count 10 --testset shift-s2 --sample 3 --json"],
     "testsets": ["hil testsets generate"],
@@ -700,6 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
     fw_build = fw.add_parser("build", help="build every image and write the manifests (firmware/prebuilt/)")
     fw_build.add_argument("--out", help="output directory (default firmware/prebuilt)")
     fw_build.set_defaults(run=cmd_firmware_build)
+    fw_conformance = fw.add_parser("conformance", help="generate the kernel conformance suite from the host reference "
+                                   "(hil/firmware/conformance_suite.json and its sha256)")
+    fw_conformance.set_defaults(run=cmd_firmware_conformance)
     fw_verify = fw.add_parser("verify", help="run images on boards against the host reference: every prebuilt "
                               "image on an emulated board, or a lab's boards (physical ones too) with --lab")
     fw_verify.add_argument("--lab", help="the lab file whose boards (emulated or physical) run their images")

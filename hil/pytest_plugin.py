@@ -5,8 +5,9 @@ before anything is locked). Tests then ask for:
 
 - `hil_lab`: the validated Lab;
 - `hil_rack`: the session's Rack (hil.run.rack): the boards the selected tests need, locked all or none
-  (`reserve`), flashed with their verified images, identified by HELLO and health-checked (one known answer, the
-  run's KnownAnswerCheck); held for the whole session, since bring-up is slow, and shut down and unlocked at its end;
+  (`reserve`), flashed with their verified images, identified by HELLO and health-checked (one known answer and
+  the kernel conformance suite, the run's KnownAnswerCheck); held for the whole session, since bring-up is slow,
+  and shut down and unlocked at its end;
 - `hil_board`: one of those boards, a test per board of the lab (`@pytest.mark.hil_kind(...)` keeps the boards of
   those kinds), as a HilBoard: `infer(sample)` asks the device, `reference(sample)` gives the host reference's
   answer at the same threshold, to compare with `==`.
@@ -33,11 +34,13 @@ if TYPE_CHECKING:
     from hil.hw import protocol
     from hil.hw.board import Board
     from hil.lab.load import BoardSpec, Lab
+    from hil.run.health import KnownAnswerCheck
     from hil.run.rack import Rack
 
 KIND_MARKER = "hil_kind"
 LAB_KEY = pytest.StashKey["Lab"]()
 SLOTS_KEY = pytest.StashKey[list[str]]()  # the boards the selected tests use, the ones the rack brings up
+CHECK_KEY = pytest.StashKey["KnownAnswerCheck"]()  # the rack's health check: each board's kernel conformance
 NO_LAB = "no lab given: run pytest with --hil-lab labs.yaml to test on a rack (docs/pytest.md)"
 
 
@@ -203,6 +206,7 @@ def hil_rack(hil_lab: Lab, pytestconfig: pytest.Config, tmp_path_factory: pytest
     """The session's rack: its boards locked, flashed, identified and health-checked as `hil run` does them; the
     locks are held until the session ends. Another run of the lab meanwhile is refused (exit 2)."""
     from hil.errors import HilError
+    from hil.firmware.conformance import read_suite
     from hil.run import health
     from hil.run.rack import Rack, reserve
 
@@ -213,7 +217,9 @@ def hil_rack(hil_lab: Lab, pytestconfig: pytest.Config, tmp_path_factory: pytest
         try:
             # The lab as reserved: boards on labgrid places come back resolved to the places acquired.
             lab = held.enter_context(reserve(hil_lab, slots))
-            check = health.KnownAnswerCheck(health.known_answers(lab), tau, lab.run.retries)
+            check = health.KnownAnswerCheck(health.known_answers(lab), tau, lab.run.retries, read_suite(),
+                                            lab.run.reference)
+            pytestconfig.stash[CHECK_KEY] = check
             rack = held.enter_context(Rack(lab, slots, tau, tmp_path_factory.mktemp("hil-traces"), check))
         except HilError as error:  # the rack busy, the lock folder unsafe: hil's one line, on every test that needs it
             pytest.fail(str(error), pytrace=False)
@@ -236,4 +242,7 @@ def hil_board(request: pytest.FixtureRequest, hil_lab: Lab) -> HilBoard:
     if slot not in ready:
         reasons = "; ".join(f"{f.stage}: {f.reason}" for f in rack.failures if f.slot == slot)
         pytest.fail(f"{slot}: not brought up ({reasons or 'not in the rack'})", pytrace=False)
+    conformance = request.config.stash[CHECK_KEY].conformance.get(slot)
+    if conformance is not None and conformance.mismatch is not None:  # its numerics are the image's: never exact
+        pytest.fail(conformance.line, pytrace=False)
     return HilBoard(ready[slot], hil_lab, rack.infos[slot])

@@ -5,7 +5,7 @@
  * Filters are in TFLite's order: conv [out_c][kh][kw][in_c], depthwise [1][kh][kw][out_c],
  * fully connected [out][in].
  *
- * Every quantization parameter arrives precomputed as an integer (tests/tflite_builder.py
+ * Every quantization parameter arrives precomputed as an integer (hil/firmware/single_op.py
  * shows how TFLite's Prepare derives them): no floating point, no heap, no libc at run
  * time; the only division is one per average-pool output.
  *

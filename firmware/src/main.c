@@ -1,6 +1,7 @@
 /* QUTE firmware: answers protocol v2 frames on the host link, one at a time. */
 #include <stdint.h>
 
+#include "conformance.h"
 #include "decisions.h"
 #include "hal.h"
 #include "model.h"
@@ -100,6 +101,17 @@ static void answer_trace(uint16_t seq, const proto_request_t *request) {
     send(PROTO_MSG_TRACE_RESULT, seq, len);
 }
 
+/* Not an inference: no busy window, so neither the metering nor the window count sees it. */
+static void answer_conformance(uint16_t seq, const proto_request_t *request) {
+    size_t len = 0;
+    proto_error_t error = conformance_run(request->vector, request->vector_len, out_payload, &len);
+    if (error != PROTO_OK) {
+        send_error(error, seq);
+        return;
+    }
+    send(PROTO_MSG_CONFORMANCE_RESULT, seq, len);
+}
+
 static void handle_frame(void) {
     proto_request_t request;
     proto_error_t error = proto_parse_request(rx.type, rx.payload, rx.payload_len, MODEL_INPUT_SIZE, &request);
@@ -126,6 +138,9 @@ static void handle_frame(void) {
         break;
     case PROTO_MSG_TRACE:
         answer_trace(rx.seq, &request);
+        break;
+    case PROTO_MSG_CONFORMANCE:
+        answer_conformance(rx.seq, &request);
         break;
     default:
         send_error(PROTO_ERR_UNKNOWN_MESSAGE, rx.seq);

@@ -197,6 +197,11 @@ proto_error_t proto_parse_request(uint8_t type, const uint8_t *payload, size_t l
         req->trace_offset = proto_get_u16(payload + 1);
         req->sample = (const int8_t *)(payload + 3);
         return PROTO_OK;
+    case PROTO_MSG_CONFORMANCE: /* its own layout is checked where it runs (conformance.c) */
+        if (len < 1) return PROTO_ERR_BAD_LENGTH;
+        req->vector = payload;
+        req->vector_len = len;
+        return PROTO_OK;
     default:
         return PROTO_ERR_UNKNOWN_MESSAGE;
     }

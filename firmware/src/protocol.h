@@ -38,12 +38,14 @@ typedef enum {
     PROTO_MSG_INFER_BURST = 0x04,
     PROTO_MSG_PROFILE = 0x05,
     PROTO_MSG_TRACE = 0x06,
+    PROTO_MSG_CONFORMANCE = 0x07, /* one kernel conformance vector (conformance.h) */
     PROTO_MSG_INFO = 0x81,
     PROTO_MSG_THRESHOLD_SET = 0x82,
     PROTO_MSG_RESULT = 0x83,
     PROTO_MSG_BURST_RESULT = 0x84,
     PROTO_MSG_PROFILE_RESULT = 0x85,
     PROTO_MSG_TRACE_RESULT = 0x86,
+    PROTO_MSG_CONFORMANCE_RESULT = 0x87,
     PROTO_MSG_EDGE = 0x90,
     PROTO_MSG_ERROR = 0xE0,
 } proto_msg_type_t;
@@ -105,6 +107,8 @@ typedef struct {
     const int8_t *sample;  /* INFER, INFER_BURST, PROFILE, TRACE: input_size bytes inside the payload */
     uint8_t trace_layer;   /* TRACE: a layer, or PROTO_TRACE_DIGESTS */
     uint16_t trace_offset; /* TRACE: the first byte of that layer's output to send */
+    const uint8_t *vector; /* CONFORMANCE: the vector, vector_len bytes inside the payload */
+    size_t vector_len;
 } proto_request_t;
 
 /* TRACE's layer that asks for the CRC-32 of every layer's output instead of one layer's bytes. */

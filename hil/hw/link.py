@@ -57,6 +57,7 @@ ANSWERS: dict[type, type] = {
     protocol.InferBurst: protocol.BurstResult,
     protocol.Profile: protocol.ProfileResult,
     protocol.Trace: protocol.TraceResult,
+    protocol.Conformance: protocol.ConformanceResult,
 }
 RECOVERABLE = (LinkTimeout, DeviceError, protocol.ProtocolError)  # a resync and another attempt may help
 
@@ -126,6 +127,8 @@ def mismatch(request, reply, info: protocol.Info | None) -> tuple[protocol.Error
         if (len(reply.logits), len(reply.logits[0])) != (rows, info.num_classes):
             return (protocol.ErrorCode.BAD_LENGTH, f"RESULT of {len(reply.logits)}x{len(reply.logits[0])} logits "
                     f"where INFO makes {rows}x{info.num_classes}")
+    if isinstance(reply, protocol.ConformanceResult) and reply.kernel != request.vector[0]:
+        return protocol.ErrorCode.BAD_VALUE, f"CONFORMANCE_RESULT of kernel {reply.kernel} for {request.vector[0]}"
     if isinstance(reply, (protocol.BurstResult, protocol.ProfileResult)) and reply.count != request.count:
         return protocol.ErrorCode.BAD_VALUE, f"{reply.TYPE.name} of {reply.count} runs for {request.count}"
     if isinstance(reply, protocol.TraceResult) and (reply.layer, reply.offset) != (request.layer, request.offset):

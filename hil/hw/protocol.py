@@ -41,12 +41,14 @@ class MessageType(IntEnum):
     INFER_BURST = 0x04
     PROFILE = 0x05
     TRACE = 0x06
+    CONFORMANCE = 0x07  # one kernel conformance vector (hil/firmware/conformance.py)
     INFO = 0x81
     THRESHOLD_SET = 0x82
     RESULT = 0x83
     BURST_RESULT = 0x84
     PROFILE_RESULT = 0x85
     TRACE_RESULT = 0x86
+    CONFORMANCE_RESULT = 0x87
     EDGE = 0x90
     ERROR = 0xE0
 
@@ -327,6 +329,39 @@ class Trace:
 
 
 @dataclass(frozen=True)
+class Conformance:
+    """One kernel conformance vector: a kernel id, its parameters and its tensors (docs/protocol.md)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CONFORMANCE
+    vector: bytes
+
+    def to_payload(self) -> bytes:
+        return bytes(self.vector)
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> Conformance:
+        _require(len(payload) >= 1, ErrorCode.BAD_LENGTH, "CONFORMANCE: empty vector")
+        return cls(bytes(payload))
+
+
+@dataclass(frozen=True)
+class ConformanceResult:
+    """The kernel a vector ran through and the int8 output it computed."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CONFORMANCE_RESULT
+    kernel: int
+    output: bytes
+
+    def to_payload(self) -> bytes:
+        return bytes([self.kernel]) + bytes(self.output)
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> ConformanceResult:
+        _require(len(payload) >= 1, ErrorCode.BAD_LENGTH, "CONFORMANCE_RESULT: empty")
+        return cls(payload[0], bytes(payload[1:]))
+
+
+@dataclass(frozen=True)
 class Info:
     TYPE: ClassVar[MessageType] = MessageType.INFO
     FIXED: ClassVar[str] = "<BIHHBBHI32s32s"  # everything before the two strings: 81 bytes
@@ -551,8 +586,8 @@ class ErrorReply(_FixedLayout):
         return cls(ErrorCode(code), seq)
 
 
-Message = Union[Hello, SetThreshold, Infer, InferBurst, Profile, Trace, Info, ThresholdSet, Result,
-                BurstResult, ProfileResult, TraceResult, Edge, ErrorReply]
+Message = Union[Hello, SetThreshold, Infer, InferBurst, Profile, Trace, Conformance, Info, ThresholdSet, Result,
+                BurstResult, ProfileResult, TraceResult, ConformanceResult, Edge, ErrorReply]
 MESSAGES: dict[int, type] = {cls.TYPE: cls for cls in Message.__args__}
 SAMPLE_AT: dict[type, int] = {Infer: 0, InferBurst: 2, Profile: 2, Trace: 3}  # where the sample starts in the payload
 

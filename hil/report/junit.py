@@ -108,7 +108,7 @@ def properties(run: RunFile) -> dict[str, str]:
 
 def cases(run: RunFile, summaries: list[BoardSetSummary], failures: list[BoardFailure], rules: list[RuleOutcome],
           rules_seconds: float = 0.0) -> list[Case]:
-    from hil.run.rack import FailureStage
+    from hil.run.rack import REGRESSION_STAGES, FailureStage
     from hil.run.verdict import reasons_text  # its module imports hil.run.baseline, and so scipy.stats
     from hil.stats.regression import RuleStatus
 
@@ -154,9 +154,10 @@ def cases(run: RunFile, summaries: list[BoardSetSummary], failures: list[BoardFa
                           "" if outcome == Outcome.PASS else o.result.message))
     for f in failures:
         seconds = sum(t for (slot, _), t in streamed.items() if slot == f.slot) if f.stage in while_streaming else 0.0
-        # A rerun that answered differently is a regression (the verdict's exit 1), the rest the board's error.
+        # A rerun that answered differently and a conformance mismatch are regressions (the verdict's exit 1),
+        # the rest the board's error.
         found.append(Case(f.slot, str(f.stage), seconds,
-                          Outcome.FAILURE if f.stage == FailureStage.RERUN else Outcome.ERROR, str(f.stage), f.reason))
+                          Outcome.FAILURE if f.stage in REGRESSION_STAGES else Outcome.ERROR, str(f.stage), f.reason))
     return found
 
 

@@ -140,16 +140,18 @@ def _comparisons(summary: BoardSetSummary, before: BoardSetSummary | None, pairs
 
 
 def compare(now: Assessment, then: Assessment, policy: regression.RegressionPolicy, inputs_now: RunInputs,
-            inputs_then: RunInputs) -> list[RuleOutcome]:
+            inputs_then: RunInputs, conformance: dict[str, str] | None = None) -> list[RuleOutcome]:
     """Every rule for every board and test set of `now`, against the baseline run `then`: numerics, then
-    COMPARED_RULES, each pass, fail or skipped with why."""
+    COMPARED_RULES, each pass, fail or skipped with why. `conformance`: per board whose kernels differ on a
+    conformance vector, the line naming it; its numerics rules fail with it."""
+    conformance = conformance or {}
     records_now, records_then = _by_board_set(now.records), _by_board_set(then.records)
     measured_now, measured_then = _by_board_set(now.measurements), _by_board_set(then.measurements)
     baseline_by = {(s.slot, s.testset): s for s in then.summaries}
     outcomes = []
     for summary in now.summaries:
         key = (summary.slot, summary.testset)
-        rules = [regression.numerics_rule(summary.mismatched, summary.samples)]
+        rules = [regression.numerics_rule(summary.mismatched, summary.samples, conformance.get(summary.slot))]
         before = baseline_by.get(key)
         pairs = _paired({r.index: r for r in records_now.get(key, [])},
                         {r.index: r for r in records_then.get(key, [])})

@@ -3,9 +3,11 @@
 Every board a run brings up is checked before it streams: it came up (flashed, started), its HELLO names its
 manifest's image and model (rack.check_identity), and it answers one known question exactly: the first sample
 of its model's first test set, compared bit for bit with the run's host reference (run.reference) at the
-run's threshold. That answer is not journaled (it is no record of the run), and its busy window is taken from
-the board's unit and dropped before the metering reads the device's window count, so neither the records nor
-the metering see it.
+run's threshold, and then the kernel conformance suite (hil/run/conformance.py): every vector through its kernel,
+against the same reference. A conformance mismatch is the image's, not the board's: the board streams, the run
+fails (stage `conformance`, exit 1) and its health row is kept as failed but not counted towards quarantine. That
+answer is not journaled (it is no record of the run), and its busy window is taken from the board's unit and
+dropped before the metering reads the device's window count, so neither the records nor the metering see it.
 
 A board that fails is set aside for this run (stage `health`, or `bring-up` / `identity` where it failed
 earlier); the others go on. A wrong answer is held against the board only when another board with the same
@@ -26,13 +28,15 @@ from pathlib import Path
 
 from joblib import Parallel, delayed
 
+from hil.firmware.conformance import Suite
 from hil.hw import protocol
 from hil.hw.board import Board
 from hil.hw.monitor import MonitorError
 from hil.lab.load import Lab
 from hil.model.card import ModelCard
-from hil.model.reference import ReferenceOutputs, run_reference
+from hil.model.reference import DEFAULT_REFERENCE, Reference, ReferenceOutputs, run_reference
 from hil.model.testsets import TestSet
+from hil.run.conformance import Conformance, run_suite
 from hil.run.rack import BoardFailure, FailureStage, Rack, answered, failure_reason
 from hil.run.reconcile import check_samples
 from hil.run.records import Record
@@ -87,8 +91,11 @@ class KnownAnswerCheck:
     be what is wrong, a regression this run must judge in full, so the board streams and reconciliation counts
     its answers (exit 1); its check is kept as failed but not held against it (`suspect`)."""
 
-    def __init__(self, answers: dict[str, KnownAnswer], tau_q15: int, retries: int):
+    def __init__(self, answers: dict[str, KnownAnswer], tau_q15: int, retries: int, suite: Suite | None = None,
+                 reference: Reference = DEFAULT_REFERENCE):
         self.answers, self.tau_q15, self.retries = answers, tau_q15, retries
+        self.suite, self.reference = suite, reference  # the conformance suite, and whose outputs it expects
+        self.conformance: dict[str, Conformance] = {}  # slot: its run of the suite, for each board that ran it
         self.suspect: dict[str, str] = {}  # slot: why its wrong answer is not held against it
         self.suspect_answers: dict[str, tuple[Record, str]] = {}  # slot: that answer and how it differs
 
@@ -148,7 +155,15 @@ class KnownAnswerCheck:
             differs = (f"{board.slot}: health check: its answer to {testset.name}#{KNOWN_INDEX} differs from the host "
                        f"reference ({check.differing_bytes} output bytes, up to {check.max_steps} steps"
                        f"{'; ' + ', '.join(wrong) + ' differ' if wrong else ''})")
-        return _Asked(differs, self._forget_window(board), record)
+        failures = self._forget_window(board)
+        if self.suite is not None:
+            try:
+                self.conformance[board.slot] = run_suite(board, self.suite, self.retries, self.reference)
+            except Exception as error:  # noqa: BLE001 - as for the known answer: this board failed alone
+                reason = failure_reason(board.slot, error).removeprefix(f"{board.slot}: ")
+                failures += (BoardFailure(board.slot, FailureStage.HEALTH,
+                                          f"{board.slot}: health check: kernel conformance: {reason}"),)
+        return _Asked(differs, failures, record)
 
     @staticmethod
     def _forget_window(board: Board) -> tuple[BoardFailure, ...]:
@@ -168,16 +183,20 @@ class KnownAnswerCheck:
 
 def checks_of(rack: Rack, check: KnownAnswerCheck, lab: Lab, run_id: str, time: str) -> list[health.HealthCheck]:
     """One health row per board the rack tried to bring up: ok when it came up, identified and answered exactly;
-    a wrong answer that may be its image's (`check.suspect`) is kept as failed, not counted towards quarantine."""
+    a wrong answer or a conformance mismatch that may be its image's (`check.suspect`, `check.conformance`) is kept
+    as failed, not counted towards quarantine."""
     failed = {f.slot: f.reason for f in rack.failures if f.stage in CHECKED_STAGES}
     specs = {spec.slot: spec for spec in lab.boards}
     checks = []
     for board in rack.boards:
         spec = specs[board.slot]
-        reason = failed.get(board.slot, check.suspect.get(board.slot))
+        conformance = check.conformance.get(board.slot)
+        differs = None if conformance is None or conformance.mismatch is None else conformance.line
+        reason = failed.get(board.slot, check.suspect.get(board.slot, differs))
+        not_its_own = board.slot in check.suspect or (board.slot not in failed and differs is not None)
         checks.append(health.HealthCheck(run_id, time, lab.name, board.slot, spec.kind,
                                          None if spec.physical is None else spec.physical.probe,
-                                         reason is None, reason, counts=board.slot not in check.suspect))
+                                         reason is None, reason, counts=not not_its_own))
     return checks
 
 

@@ -43,6 +43,9 @@ class FailureStage(StrEnum):
     # A board that answered a sample differently when it was asked again to measure it: one of
     # its two answers differs from the host reference, so this is a regression.
     RERUN = "rerun"
+    # Its kernels differ from the host reference on a conformance vector (hil/run/conformance.py): a finding
+    # about the image, its sources or its toolchain, so a regression too; the board streams all the same.
+    CONFORMANCE = "conformance"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class BoardFailure:
 
 
 RERUN = FailureStage.RERUN
+REGRESSION_STAGES = (FailureStage.RERUN, FailureStage.CONFORMANCE)  # failures that are findings, exit 1
 
 
 def failure_reason(slot: str, error: Exception) -> str:

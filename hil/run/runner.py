@@ -17,16 +17,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from hil.firmware.conformance import read_suite
 from hil.run import divergence, health, records
 from hil.store import files, results
-from hil.store.files import BaselineRef, MetricsFile, QuarantinedBoard, RunFile, RunStatus, Session
+from hil.store.files import (BaselineRef, BoardConformance, ConformanceRef, MetricsFile, QuarantinedBoard, RunFile,
+                             RunStatus, Session)
 from hil.run.baseline import RuleOutcome, RunInputs, compare, resolve_run
 from hil.errors import EXIT_INTERRUPTED, BadInput, HilError, Interrupted, ResultsUnwritable
 from hil.lab.load import Lab, load_lab
 from hil.hw.link import LinkCounts
 from hil.model.card import sha256_file
 from hil.run.profile import ProfileFile, SampleChoice, profile_rack
-from hil.run.rack import BoardFailure, Rack, reserve
+from hil.run.rack import BoardFailure, FailureStage, Rack, reserve
 from hil.run.reconcile import Disagreement, SampleCheck
 from hil.run.session import (Progress, assess, board_identities, host_references, pending_jobs, provenance,
                              run_inputs, stream_boards)
@@ -110,11 +112,14 @@ def stream_rack(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
         return [], {}
     results.check_writable(run_dir)
     tau = lab.run.threshold_q15
-    check = health.KnownAnswerCheck(health.known_answers(lab), tau, lab.run.retries)
+    suite = read_suite()
+    check = health.KnownAnswerCheck(health.known_answers(lab), tau, lab.run.retries, suite, lab.run.reference)
     with Rack(lab, list(jobs), tau, run_dir / TRACES, check) as rack:
         note_quarantined(run, health.record_checks(lab, health.checks_of(rack, check, lab, run.id,
                                                                          results.utc_now())))
         run.boards.update(board_identities(rack))
+        note_conformance(run, suite.sha256, len(suite.vectors),
+                         {s: BoardConformance(c.mismatch is None, c.line) for s, c in check.conformance.items()})
         run.write(run_dir)
         streamed: dict[tuple[str, str], float] = {}
         try:
@@ -139,6 +144,20 @@ def _profile_into(rack: Rack, run_dir: Path) -> None:
     profiles, failures = profile_rack(rack, SampleChoice(), 1)
     earlier = ProfileFile.read(run_dir) or ProfileFile([], [])
     earlier.merged(ProfileFile(profiles, failures)).write(run_dir)
+
+
+def note_conformance(run: RunFile, suite_sha256: str, vectors: int, boards: dict[str, BoardConformance]) -> None:
+    """run.json's `conformance`: the suite's digest, and per board how it ran the suite, this session's word on
+    the boards it checked and an earlier session's on the rest (if that ran the same suite)."""
+    earlier = {} if run.conformance is None or run.conformance.suite_sha256 != suite_sha256 else run.conformance.boards
+    run.conformance = ConformanceRef(suite_sha256, vectors, dict(sorted((earlier | boards).items())))
+
+
+def conformance_findings(run: RunFile) -> list[BoardFailure]:
+    """Each board whose kernels differ from the host reference on a conformance vector, in this session or an
+    earlier one of the run: a regression (stage `conformance`) naming the kernel, the vector and the element."""
+    boards = {} if run.conformance is None else run.conformance.boards
+    return [BoardFailure(slot, FailureStage.CONFORMANCE, b.line) for slot, b in boards.items() if not b.conforms]
 
 
 def note_quarantined(run: RunFile, boards: list[QuarantinedBoard]) -> None:
@@ -218,6 +237,7 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
                       profile: bool = False) -> RunOutcome:
     references = host_references(lab)
     failures, link = stream_rack(lab, run_dir, run, progress, references, profile)
+    failures = conformance_findings(run) + failures
     now = assess(lab, run_dir, references)
     rules, rules_seconds = [], 0.0
     if baseline_dir is not None:
@@ -225,7 +245,8 @@ def _stream_and_judge(lab: Lab, run_dir: Path, run: RunFile, progress: Progress,
         then = assess(lab, baseline_dir, references)
         began = time.monotonic()
         rules = compare(now, then, lab.regression, RunInputs.of(run.models, run.testsets),
-                        RunInputs.of(baseline_run.models, baseline_run.testsets))
+                        RunInputs.of(baseline_run.models, baseline_run.testsets),
+                        {f.slot: f.reason for f in failures if f.stage == FailureStage.CONFORMANCE})
         rules_seconds = time.monotonic() - began
         run.baseline = BaselineRef(baseline_dir.name, str(baseline_dir.resolve()), baseline_run.git)
     verdict = decide(now.summaries, now.disagreements, failures, rules,

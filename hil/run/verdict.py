@@ -1,8 +1,10 @@
 """The verdict of a run, and its exit code.
 
 - fail (1): a device answer differs from the host reference (each board's first differing samples are
-  traced to their first diverging layer, hil/run/divergence.py: a line each), boards of the same model
-  disagree, a board answered a sample differently when it was asked again to measure it
+  traced to their first diverging layer, hil/run/divergence.py: a line each), a board's kernels differ from it
+  on a conformance vector (hil/run/conformance.py: a finding about the image or its toolchain, even when every
+  test-set answer agrees), boards of the same model disagree, a board answered a sample differently when it
+  was asked again to measure it
   (so one of its two answers differs from the host reference), or a regression rule fails
   against the baseline, a baseline the run cannot be compared with included (hil/run/baseline.py).
   A regression outranks an infrastructure problem: it is what the lab is for.
@@ -24,7 +26,7 @@ from enum import StrEnum
 
 from hil.run.baseline import RuleOutcome
 from hil.errors import EXIT_INFRASTRUCTURE, EXIT_PASS, EXIT_REGRESSION
-from hil.run.rack import RERUN, BoardFailure
+from hil.run.rack import REGRESSION_STAGES, BoardFailure, FailureStage
 from hil.stats.regression import RuleStatus
 from hil.run.reconcile import Disagreement
 from hil.run.assess import BoardSetSummary
@@ -74,11 +76,12 @@ def decide(summaries: list[BoardSetSummary], disagreements: list[Disagreement],
     if disagreements:
         regressions.append(f"{len(disagreements)} samples answered differently by boards of the same model")
     regressions += failed_rule_lines(rules)
-    regressions += [f.reason for f in failures if f.stage == RERUN]
-    problems = [f"{f.slot}: {f.stage} failed: {f.reason}" for f in failures if f.stage != RERUN]
+    regressions += [f.reason for f in failures if f.stage in REGRESSION_STAGES]
+    problems = [f"{f.slot}: {f.stage} failed: {f.reason}" for f in failures if f.stage not in REGRESSION_STAGES]
     # A board set aside by its quarantine is reported, not judged: what is missing of it is no failure of the run.
     set_aside = {q.slot for q in quarantined if not q.judged}
-    failed_slots = {f.slot for f in failures} | set_aside
+    # A board whose kernels differ streams all the same: what it left unanswered is still a problem of its own.
+    failed_slots = {f.slot for f in failures if f.stage != FailureStage.CONFORMANCE} | set_aside
     problems += [f"{s.slot}/{s.testset}: {s.expected - s.samples} of {s.expected} samples not answered"
                  for s in summaries if not s.complete and s.slot not in failed_slots]
     problems += unmeasured_lines([s for s in summaries if s.slot not in set_aside])

@@ -99,11 +99,17 @@ def not_comparable(rule: str, why: str) -> RuleResult:
     return _result(rule, RuleStatus.FAIL, f"cannot compare: {why}")
 
 
-def numerics_rule(differing_samples: int, samples: int) -> RuleResult:
-    """Fail if any device answer differs from the host reference: the lab's exactness check."""
+def numerics_rule(differing_samples: int, samples: int, conformance: str | None = None) -> RuleResult:
+    """Fail if any device answer differs from the host reference: the lab's exactness check. `conformance`: the
+    line naming the board's first kernel conformance vector that differs (hil/run/conformance.py), which fails
+    the rule even when every answer agrees."""
     differing, total = operator.index(differing_samples), operator.index(samples)
     if not 0 <= differing <= total:
         raise ValueError(f"need 0 <= differing_samples <= samples, got {differing} of {total}")
+    if conformance is not None:
+        return _result("numerics", RuleStatus.FAIL, f"{differing} of {total} device answers differ from the host "
+                       f"reference, and its kernels differ on a conformance vector: {conformance}",
+                       differing=differing, samples=total)
     if total == 0:
         return _result("numerics", RuleStatus.SKIP, "skipped: no samples answered to compare", differing=0, samples=0)
     status = RuleStatus.FAIL if differing else RuleStatus.PASS

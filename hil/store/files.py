@@ -404,6 +404,27 @@ def read_layer_trace(f: Fields) -> TraceFinding:
 
 
 @dataclass(frozen=True)
+class BoardConformance:
+    conforms: bool
+    line: str  # `conforms on all N …`, or the kernel, vector and element that differ
+
+
+@dataclass(frozen=True)
+class ConformanceRef:
+    """The kernel conformance suite the boards ran in their health check (hil/run/conformance.py), and how each
+    board that ran it did: kept across sessions, so that a resumed run still judges a board checked before."""
+
+    suite_sha256: str
+    vectors: int
+    boards: dict[str, BoardConformance]
+
+    @classmethod
+    def from_json(cls, f: Fields) -> ConformanceRef:
+        boards = {slot: BoardConformance(b.boolean("conforms"), b.text("line")) for slot, b in f.objects("boards").items()}
+        return cls(f.text("suite_sha256"), f.integer("vectors"), boards)
+
+
+@dataclass(frozen=True)
 class BaselineRef:
     id: str
     path: str
@@ -453,6 +474,7 @@ class RunFile:
     # The host reference the answers were reconciled against; runs made before the choice used LiteRT.
     reference: Reference = DEFAULT_REFERENCE
     layer_traces: list[TraceFinding] = field(default_factory=list)  # differing samples traced layer by layer
+    conformance: ConformanceRef | None = None  # absent from runs made before the health check ran the suite
 
     def to_json(self) -> dict:
         data = {"id": self.id, "status": self.status, "started": self.started, "lab": asdict(self.lab),
@@ -469,7 +491,8 @@ class RunFile:
                 "baseline": None if self.baseline is None else asdict(self.baseline),
                 "finished": self.finished, "samples": self.samples,
                 "quarantined": [asdict(q) for q in self.quarantined],
-                "layer_traces": [asdict(t) for t in self.layer_traces] or None}
+                "layer_traces": [asdict(t) for t in self.layer_traces] or None,
+                "conformance": None if self.conformance is None else asdict(self.conformance)}
         return _without_none(data)
 
     def write(self, run_dir: Path) -> None:
@@ -497,7 +520,9 @@ class RunFile:
             quarantined=[QuarantinedBoard.from_json(q) for q in f.items("quarantined")]
             if "quarantined" in f.value else [],
             reference=f.choice("reference", Reference) if "reference" in f.value else DEFAULT_REFERENCE,
-            layer_traces=[read_layer_trace(t) for t in f.items("layer_traces")] if "layer_traces" in f.value else [])
+            layer_traces=[read_layer_trace(t) for t in f.items("layer_traces")] if "layer_traces" in f.value else [],
+            conformance=None if f.optional_obj("conformance") is None else ConformanceRef.from_json(
+                f.obj("conformance")))
 
     def catalog_row(self, run_dir: Path) -> results.CatalogRow:
         return results.CatalogRow(self.id, self.lab.name, self.started, self.finished, self.verdict.status,

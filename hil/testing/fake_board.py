@@ -1,13 +1,14 @@
 """A board faked at its lowest level, for tests that must not wait for QEMU: protocol v2 bytes on a serial port.
 
 `FakeFirmware` is the device side of the wire. It takes the bytes the host writes, cut anywhere,
-and answers HELLO, SET_THRESHOLD, INFER and INFER_BURST as firmware/src/main.c does (TRACE it refuses, as
-an image built before TRACE does: tests/emulated/test_divergence.py traces real images): the same
-ERROR replies for broken or wrong frames, the threshold clamped to 1.0, window ordinals counted
+and answers HELLO, SET_THRESHOLD, INFER, INFER_BURST and CONFORMANCE as firmware/src/main.c does (TRACE and
+PROFILE it refuses, as an image built before them does: tests/emulated/test_divergence.py traces real images):
+the same ERROR replies for broken or wrong frames, the threshold clamped to 1.0, window ordinals counted
 from boot. Its outputs are the host reference's on the model's stages (hil.model.reference): the one
 its manifest's rounding mode matches, LiteRT's or TFLM's, as the firmware's would be. Its decisions come
-from the integer spec (hil.model.decisions). So a correct host pipeline sees an exact board. Its cycle
-counts are deterministic (`Timing`).
+from the integer spec (hil.model.decisions). It has no kernels: a CONFORMANCE vector of the committed suite is
+answered with that vector's expected output, any other with BAD_VALUE. So a correct host pipeline sees an
+exact board. Its cycle counts are deterministic (`Timing`).
 Each busy window raises edges on a wire, in the firmware's order (busy pin, then exit pin).
 `InProcessPort` is the host's end: a pyserial port (serial.SerialBase) whose far end is Python.
 `FakeBoard` is the one Board subclass: bring-up opens that port instead of starting QEMU.
@@ -34,6 +35,7 @@ import numpy as np
 import serial
 
 from hil.firmware.build import FirmwareManifest
+from hil.firmware.conformance import read_suite
 from hil.hw import monitor_protocol as mp
 from hil.hw import protocol
 from hil.hw.board import Board, BoardError
@@ -50,7 +52,7 @@ from hil.model.reference import Reference, StageRunner
 
 CLOCK_HZ = 25_000_000  # what the emulated boards' timers count at (docs/firmware.md)
 IDLE_S = 0.01  # device time between two requests: several INA219 conversions, as on a real bench
-REQUESTS = (protocol.Hello, protocol.SetThreshold, protocol.Infer, protocol.InferBurst)
+REQUESTS = (protocol.Hello, protocol.SetThreshold, protocol.Infer, protocol.InferBurst, protocol.Conformance)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Faults:
     gone_after: int | None = None  # after this many INFERs the board is gone (its port and process die)
     stays_gone: bool = False  # once gone, no reset, reflash or power cycle brings it back (a dead board)
     firmware_sha256: bytes | None = None  # what HELLO reports instead of the manifest's image hash
+    wrong_conformance: frozenset[str] = frozenset()  # conformance vectors (by name) answered one step off at [0]
 
 
 class HostOutputs:
@@ -174,6 +177,8 @@ class FakeFirmware:
             return protocol.encode_message(protocol.ThresholdSet(self.tau_q15), seq)
         if isinstance(request, protocol.InferBurst):
             return protocol.encode_message(self._burst(request), seq)
+        if isinstance(request, protocol.Conformance):
+            return self._conformance(request, seq)
         if self.ran + 1 in self.faults.restart_before - self.restarted:
             self.restarted.add(self.ran + 1)  # the request is lost in the reboot: the host hears nothing
             self._boot()
@@ -217,6 +222,16 @@ class FakeFirmware:
             logits[0] = (first + 1 if first < 127 else first - 1,) + logits[0][1:]
         return protocol.Result(exited, predicted, confidence, self.now - start, self.windows, tuple(logits))
 
+    def _conformance(self, request: protocol.Conformance, seq: int) -> bytes:
+        """The suite's expected output (no busy window: as in main.c, conformance is not an inference)."""
+        vector = _suite_answers().get(request.vector)
+        if vector is None:
+            return protocol.encode_message(protocol.ErrorReply(protocol.ErrorCode.BAD_VALUE, seq), seq)
+        output = bytearray(vector.expected_by(self.manifest.rounding))  # its image's rounding mode, as the firmware
+        if vector.name in self.faults.wrong_conformance and output:
+            output[0] = (output[0] + 1) & 0xFF  # one step off, the way a rounding bug shows
+        return protocol.encode_message(protocol.ConformanceResult(vector.kernel, bytes(output)), seq)
+
     def _burst(self, request: protocol.InferBurst) -> protocol.BurstResult:
         exited, predicted, confidence, _rows = self._decide(request.sample)
         self.now += round(IDLE_S * self.clock_hz)
@@ -227,6 +242,16 @@ class FakeFirmware:
         self._edge(PIN_BUSY, 0)
         self.windows += 1
         return protocol.BurstResult(request.count, self.now - start, self.windows, exited, predicted, confidence)
+
+
+_SUITE: dict = {}
+
+
+def _suite_answers() -> dict:
+    """The committed suite's vectors by payload, read once."""
+    if not _SUITE:
+        _SUITE.update({vector.payload: vector for vector in read_suite().vectors})
+    return _SUITE
 
 
 class InProcessPort(serial.SerialBase):

@@ -99,6 +99,11 @@ frame("trace_result_last_chunk", "TRACE_RESULT", 0x86, 9, {"layer": 14, "num_lay
       struct.pack("<BBHH", 14, 15, 10, 2) + tail, "the last 8 bytes of a 10-byte output")
 frame("edge", "EDGE", 0x90, 42, {"pin": 2, "level": 1, "ticks": 0x89ABCDEF}, struct.pack("<BBI", 2, 1, 0x89ABCDEF),
       "on the second UART, with the device's own seq")
+reshape_input = [5, -1, 0, 127, -128, 3]
+frame("conformance", "CONFORMANCE", 7, 0x0707, {"vector_hex": (bytes([5]) + s8(reshape_input)).hex()},
+      bytes([5]) + s8(reshape_input), "a RESHAPE vector (kernel 5): its input follows the kernel id")
+frame("conformance_result", "CONFORMANCE_RESULT", 0x87, 0x0707, {"kernel": 5, "output_hex": s8(reshape_input).hex()},
+      bytes([5]) + s8(reshape_input), "the answer to that vector: the kernel id, then its output")
 frame("error_bad_crc", "ERROR", 0xE0, 0xFFFF, {"code": 1, "seq": 0xFFFF}, struct.pack("<BH", 1, 0xFFFF),
       "a framing error: the offending seq is unknown")
 frame("error_bad_value", "ERROR", 0xE0, 0x0203, {"code": 6, "seq": 0x0203}, struct.pack("<BH", 6, 0x0203))
@@ -222,6 +227,7 @@ me("profile_no_sample", H, 5, b"\x01\x00", 3, "a count and no sample", 64)
 me("unknown_type_3f", H, 0x3F, b"", 2, "no message 0x3F in v2", 64)
 me("trace_wrong_size", H, 6, struct.pack("<BH", 0xFF, 0) + bytes(63), 3, "63 sample bytes for 64", 64)
 me("trace_no_sample", H, 6, struct.pack("<BH", 2, 0), 3, "a layer and offset, no sample", 64)
+me("conformance_empty", H, 7, b"", 3, "a CONFORMANCE without even a kernel id", 64)
 me("unknown_type_7f", H, 0x7F, b"\x01", 2, "no message 0x7F in v2", 64)
 me("result_exited_flag_2", D, 0x83, struct.pack("<BBHIIB", 2, 0, 0, 0, 1, 1) + bytes(3), 6, "exited is 0 or 1")
 me("result_exited_two_outputs", D, 0x83, struct.pack("<BBHIIB", 1, 0, 0, 0, 1, 2) + bytes(6), 6,

@@ -1,6 +1,6 @@
 """The firmware's int8 kernels (firmware/src/kernels.c) against LiteRT's reference kernels.
 
-Every case builds a one-operator int8 model (tests/support/tflite_builder.py), runs it with
+Every case builds a one-operator int8 model (hil/firmware/single_op.py), runs it with
 OpResolverType.BUILTIN_REF, runs the C kernel on the same bytes with the parameters the
 builder's Prepare transcription computes, and requires every output byte to be equal.
 
@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.support import tflite_builder as tb
+from hil.firmware import single_op as tb
 from hil.firmware import quantization as qp
 from hil.model.litert import reference_interpreter
 from tests.support.native import FIRMWARE_SRC, HOST_FLAGS, build_shared_library

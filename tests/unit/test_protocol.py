@@ -23,7 +23,7 @@ FRAMES = {v["name"]: v for v in VECTORS["frames"]}
 RECEIVE = {v["name"]: v for v in VECTORS["receive"]}
 MESSAGE_ERRORS = {v["name"]: v for v in VECTORS["message_errors"]}
 HOST_TYPES = {p.MessageType.HELLO, p.MessageType.SET_THRESHOLD, p.MessageType.INFER, p.MessageType.INFER_BURST,
-              p.MessageType.PROFILE, p.MessageType.TRACE}
+              p.MessageType.PROFILE, p.MessageType.TRACE, p.MessageType.CONFORMANCE}
 
 # --- reading the vectors -------------------------------------------------------------------
 
@@ -85,7 +85,8 @@ class RxState(ctypes.Structure):
 class Request(ctypes.Structure):
     _fields_ = [("type", ctypes.c_uint8), ("tau_q15", ctypes.c_uint16), ("count", ctypes.c_uint16),
                 ("sample", ctypes.POINTER(ctypes.c_int8)), ("trace_layer", ctypes.c_uint8),
-                ("trace_offset", ctypes.c_uint16)]
+                ("trace_offset", ctypes.c_uint16), ("vector", ctypes.c_void_p),
+                ("vector_len", ctypes.c_size_t)]
 
 
 class InfoC(ctypes.Structure):
@@ -139,6 +140,7 @@ def load_c(sources, directory):
         "proto_put_u32": (None, [out, u32]),
         "proto_get_u16": (u16, [data]),
         "proto_get_u32": (u32, [data]),
+        "conformance_run": (ctypes.c_int, [data, size, out, ctypes.POINTER(size)]),
     }
     for name, (restype, argtypes) in signatures.items():
         getattr(lib, name).restype = restype
@@ -218,6 +220,13 @@ class CSide:
             n = lib.proto_put_edge(out, message.pin, message.level, message.ticks)
         elif isinstance(message, p.ErrorReply):
             n = lib.proto_put_error(out, message.code, message.seq)
+        elif isinstance(message, p.ConformanceResult):
+            # The firmware writes this reply where it runs the vector: the answer to a RESHAPE of that output.
+            assert message.kernel == 5, "the frame vectors' CONFORMANCE_RESULT answers a RESHAPE vector"
+            n = ctypes.c_size_t()
+            vector = bytes([message.kernel]) + message.output
+            assert lib.conformance_run(vector, len(vector), out, ctypes.byref(n)) == 0
+            n = n.value
         else:
             raise TypeError(message)
         return unguarded(out, p.MAX_PAYLOAD, n)
@@ -225,7 +234,8 @@ class CSide:
 
 @pytest.fixture(scope="module")
 def c_side(tmp_path_factory):
-    return CSide(load_c([FIRMWARE_SRC / "protocol.c"], tmp_path_factory.mktemp("protocol")))
+    sources = [FIRMWARE_SRC / name for name in ("protocol.c", "conformance.c", "kernels.c")]
+    return CSide(load_c(sources, tmp_path_factory.mktemp("protocol")))
 
 
 @pytest.fixture(scope="module", params=["python", "c"])
@@ -270,6 +280,8 @@ def check_c_message(c_side, vector) -> None:
     assert request.count == getattr(message, "count", 1 if sample else 0)
     assert (request.trace_layer, request.trace_offset) == (getattr(message, "layer", 0), getattr(message, "offset", 0))
     assert ctypes.string_at(request.sample, len(sample)) == sample if sample else not request.sample
+    vector = getattr(message, "vector", b"")
+    assert ctypes.string_at(request.vector, request.vector_len) == vector if vector else not request.vector
 
 
 # --- (a), (b): every vector, both sides ----------------------------------------------------
@@ -513,7 +525,8 @@ def test_c_mutants_fail_the_vectors(tmp_path, mutant):
     source = (FIRMWARE_SRC / "protocol.c").read_text()
     assert source.count(original) == 1, "the mutated line moved: update C_MUTANTS"
     (tmp_path / "protocol.c").write_text(source.replace(original, replacement))
-    mutated = CSide(load_c([tmp_path / "protocol.c"], tmp_path))
+    mutated = CSide(load_c([tmp_path / "protocol.c", FIRMWARE_SRC / "conformance.c", FIRMWARE_SRC / "kernels.c"],
+                           tmp_path))
     check = check_frame_vector if kind == "frame" else check_receive_vector
     with pytest.raises(AssertionError):
         check(mutated, (FRAMES if kind == "frame" else RECEIVE)[vector])

@@ -162,7 +162,7 @@ def line_of(text: str, fragment: str) -> int:
 @pytest.mark.parametrize("name, change, key, message", [
     ("a failure's stage", lambda run: run["failures"][0].update(stage="lunch"), '"stage": "lunch"',
      "failures.0.stage: must be one of bring-up, identity, health, monitor, stream, clock, "
-     "rerun, not \"lunch\""),
+     "rerun, conformance, not \"lunch\""),
     ("the status", lambda run: run.update(status="done"), '"status": "done"',
      "status: must be one of running, finished, interrupted"),
     ("the clock a string", lambda run: run["boards"]["an386-digits"]["reported"].update(clock_hz="25 MHz"),

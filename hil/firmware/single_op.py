@@ -1,8 +1,11 @@
 """Single-op int8 TFLite models built in memory, to run through LiteRT's reference kernels.
 
+The host reference of the kernel conformance suite (hil/firmware/conformance_gen.py) and of the kernel
+tests (tests/unit/test_kernels.py).
+
 The kernel parameters the firmware needs for such a model come from hil/firmware/quantization.py,
 the same functions the code generator uses; this module only builds the models (with the
-schema's object API) that the tests take as ground truth.
+schema's object API) taken as ground truth.
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ def single_op_model(op: str, inputs: list[Tensor | None], outputs: list[Tensor],
 
     model = schema.ModelT()
     model.version = 3
-    model.description = b"hil tests/support/tflite_builder.py"
+    model.description = b"hil hil/firmware/single_op.py"
     model.operatorCodes = [code]
     model.subgraphs = [subgraph]
     model.buffers = buffers
