@@ -1,13 +1,14 @@
 """The health check before a run, and the quarantine it leads to.
 
 Every board a run brings up is checked before it streams: it came up (flashed, started), its HELLO names its
-manifest's image and model (rack.check_identity), and it answers one known question exactly: the first sample
-of its model's first test set, compared bit for bit with the run's host reference (run.reference) at the
-run's threshold, and then the kernel conformance suite (hil/run/conformance.py): every vector through its kernel,
-against the same reference. A conformance mismatch is the image's, not the board's: the board streams, the run
-fails (stage `conformance`, exit 1) and its health row is kept as failed but not counted towards quarantine. That
-answer is not journaled (it is no record of the run), and its busy window is taken from the board's unit and
-dropped before the metering reads the device's window count, so neither the records nor the metering see it.
+manifest's image and model (rack.check_identity), it runs the kernel conformance suite (hil/run/conformance.py:
+every vector through its kernel, against the run's host reference, run.reference), and it answers one known
+question exactly: the first sample of its model's first test set, compared bit for bit with that reference at
+the run's threshold. A conformance mismatch is the image's, not the board's: the board streams, the run fails
+(stage `conformance`, exit 1) and its health row is kept as failed but not counted towards quarantine. The
+known answer is not journaled (it is no record of the run), and its busy window is taken from the board's unit
+and dropped before the metering reads the device's window count, so neither the records nor the metering see
+it; the suite runs first, so that the unit's samples of its time go with that window.
 
 A board that fails is set aside for this run (stage `health`, or `bring-up` / `identity` where it failed
 earlier); the others go on. A wrong answer is held against the board only when another board with the same
@@ -133,6 +134,7 @@ class KnownAnswerCheck:
         return failures
 
     def _ask(self, board: Board) -> _Asked:
+        conformance = self._run_suite(board)
         known = self.answers[board.spec.model]
         testset = known.testset
         try:
@@ -140,8 +142,8 @@ class KnownAnswerCheck:
                                         tau_q15=self.tau_q15, fix="check the board, then run again")
         except Exception as error:  # noqa: BLE001 - whatever it is, this board failed its check alone
             reason = failure_reason(board.slot, error).removeprefix(f"{board.slot}: ")
-            return _Asked(failures=(BoardFailure(board.slot, FailureStage.HEALTH, f"{board.slot}: health check: "
-                                                 f"no answer to {testset.name}#{KNOWN_INDEX}: {reason}"),))
+            return _Asked(failures=conformance + (BoardFailure(board.slot, FailureStage.HEALTH, f"{board.slot}: "
+                                                 f"health check: no answer to {testset.name}#{KNOWN_INDEX}: {reason}"),))
         record = Record(slot=board.slot, model=board.spec.model, testset=testset.name, index=KNOWN_INDEX,
                         label=int(testset.labels[KNOWN_INDEX]), tau_q15=self.tau_q15, exited=result.exited,
                         predicted=result.predicted, confidence_q15=result.confidence_q15, cycles=result.cycles,
@@ -155,15 +157,20 @@ class KnownAnswerCheck:
             differs = (f"{board.slot}: health check: its answer to {testset.name}#{KNOWN_INDEX} differs from the host "
                        f"reference ({check.differing_bytes} output bytes, up to {check.max_steps} steps"
                        f"{'; ' + ', '.join(wrong) + ' differ' if wrong else ''})")
-        failures = self._forget_window(board)
-        if self.suite is not None:
-            try:
-                self.conformance[board.slot] = run_suite(board, self.suite, self.retries, self.reference)
-            except Exception as error:  # noqa: BLE001 - as for the known answer: this board failed alone
-                reason = failure_reason(board.slot, error).removeprefix(f"{board.slot}: ")
-                failures += (BoardFailure(board.slot, FailureStage.HEALTH,
-                                          f"{board.slot}: health check: kernel conformance: {reason}"),)
-        return _Asked(differs, failures, record)
+        return _Asked(differs, conformance + self._forget_window(board), record)
+
+    def _run_suite(self, board: Board) -> tuple[BoardFailure, ...]:
+        """The conformance suite on the board, before its known answer: the time it takes is then inside what the
+        check's flush drops, and the metering's first samples start after it."""
+        if self.suite is None:
+            return ()
+        try:
+            self.conformance[board.slot] = run_suite(board, self.suite, self.retries, self.reference)
+        except Exception as error:  # noqa: BLE001 - as for the known answer: this board failed alone
+            reason = failure_reason(board.slot, error).removeprefix(f"{board.slot}: ")
+            return (BoardFailure(board.slot, FailureStage.HEALTH, f"{board.slot}: health check: kernel conformance: "
+                                 f"{reason}"),)
+        return ()
 
     @staticmethod
     def _forget_window(board: Board) -> tuple[BoardFailure, ...]:
