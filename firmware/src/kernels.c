@@ -285,8 +285,8 @@ static __attribute__((noinline)) void portable_avg_pool2d(const pool_params_t *p
  *    2 columns per inner loop, 4 taps a step: a word of 4 int8 weights is expanded by SXTB16
  *    into (w0, w2) and (w1, w3), so the column is stored in that order too (each group of 4
  *    as x0, x2, x1, x3: `widen_reordered`), and SMLAD does two multiply-accumulates.
- *  - AVERAGE_POOL_2D (not a DSP instruction in it, but it costs): the window clipped to the
- *    image once per output pixel instead of a test per tap.
+ *  - AVERAGE_POOL_2D: the window clipped to the image once per output pixel instead of a
+ *    test per tap, 4 channels summed at a time (SXTAB16).
  *  - FULLY_CONNECTED: the input widened once into the same reordered int16 form, then two
  *    rows at a time, 4 SMLAD per row per 8 inputs.
  *  - DEPTHWISE_CONV_2D (depth multiplier 1, no dilation): per output row, the kernel_h input
@@ -399,36 +399,54 @@ static void im2col(const conv_params_t *p, const int8_t *input, int32_t out_y, i
     }
 }
 
-/* Dot products of two filter rows (w0, w1) with two reordered columns (c0, c1) of length n:
- * acc[row][column]. The last n % 4 taps one by one. Not inlined, for its registers (as
- * depthwise_4_channels below). */
-static __attribute__((noinline)) void dot_2x2(const int8_t *w0, const int8_t *w1, const int16_t *c0, const int16_t *c1, int32_t n,
-                    int32_t acc[2][2])
+/* Dot products of two filter rows with two reordered columns, n taps each: the second row and
+ * the second column follow the first (w + n, c + n), so one register n reaches both (LDR's
+ * register offset, shifted by 1 for the int16 column). acc[row][column]. The last n % 4 taps
+ * one by one. The loop is written in assembly: 13 values are live in it, and gcc, scheduling
+ * the loads early, spilled (27 instructions per 16 multiply-accumulates; here 21). */
+static void dot_2x2(const int8_t *w, const int16_t *c, int32_t n, int32_t acc[2][2])
 {
     int32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0;
-    int32_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const int32_t word0 = read_word(w0 + i);
-        const int32_t word1 = read_word(w1 + i);
-        const int32_t w0_02 = __sxtb16(word0), w0_13 = sxtb16_ror8(word0);
-        const int32_t w1_02 = __sxtb16(word1), w1_13 = sxtb16_ror8(word1);
-        const int32_t x0_02 = read_word(c0 + i), x0_13 = read_word(c0 + i + 2);
-        const int32_t x1_02 = read_word(c1 + i), x1_13 = read_word(c1 + i + 2);
-        a00 = __smlad(w0_02, x0_02, a00);
-        a00 = __smlad(w0_13, x0_13, a00);
-        a01 = __smlad(w0_02, x1_02, a01);
-        a01 = __smlad(w0_13, x1_13, a01);
-        a10 = __smlad(w1_02, x0_02, a10);
-        a10 = __smlad(w1_13, x0_13, a10);
-        a11 = __smlad(w1_02, x1_02, a11);
-        a11 = __smlad(w1_13, x1_13, a11);
+    const int32_t whole = n & ~3;
+    if (whole > 0) {
+        const int8_t *end = w + whole;
+        int32_t word0, word1, half, x0, x1;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[word1], [%[w], %[n]]\n\t"
+            "ldr %[word0], [%[w]], #4\n\t"
+            "ldr %[x0], [%[c]]\n\t"
+            "ldr %[x1], [%[c], %[n], lsl #1]\n\t"
+            "sxtb16 %[half], %[word0]\n\t"
+            "smlad %[a00], %[half], %[x0], %[a00]\n\t"
+            "smlad %[a01], %[half], %[x1], %[a01]\n\t"
+            "sxtb16 %[half], %[word1]\n\t"
+            "smlad %[a10], %[half], %[x0], %[a10]\n\t"
+            "smlad %[a11], %[half], %[x1], %[a11]\n\t"
+            "adds %[c], %[c], #4\n\t"
+            "ldr %[x0], [%[c]]\n\t"
+            "ldr %[x1], [%[c], %[n], lsl #1]\n\t"
+            "sxtb16 %[half], %[word0], ror #8\n\t"
+            "smlad %[a00], %[half], %[x0], %[a00]\n\t"
+            "smlad %[a01], %[half], %[x1], %[a01]\n\t"
+            "sxtb16 %[half], %[word1], ror #8\n\t"
+            "smlad %[a10], %[half], %[x0], %[a10]\n\t"
+            "smlad %[a11], %[half], %[x1], %[a11]\n\t"
+            "adds %[c], %[c], #4\n\t"
+            "cmp %[w], %[end]\n\t"
+            "bne 1b"
+            : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [w] "+r"(w), [c] "+r"(c),
+              [word0] "=&r"(word0), [word1] "=&r"(word1), [half] "=&r"(half), [x0] "=&r"(x0), [x1] "=&r"(x1)
+            : [n] "r"(n), [end] "r"(end)
+            : "cc", "memory");
     }
-    /* Wrapping int32 sums, as in the portable loop (unsigned: no signed-overflow UB). */
-    for (; i < n; i++) {
-        a00 = (int32_t)((uint32_t)a00 + (uint32_t)(w0[i] * c0[i]));
-        a01 = (int32_t)((uint32_t)a01 + (uint32_t)(w0[i] * c1[i]));
-        a10 = (int32_t)((uint32_t)a10 + (uint32_t)(w1[i] * c0[i]));
-        a11 = (int32_t)((uint32_t)a11 + (uint32_t)(w1[i] * c1[i]));
+    /* The last n % 4 taps; w and c have moved past the whole groups. Wrapping int32 sums, as
+     * in the portable loop (unsigned: no signed-overflow UB). */
+    for (int32_t i = 0; i < n - whole; i++) {
+        a00 = (int32_t)((uint32_t)a00 + (uint32_t)(w[i] * c[i]));
+        a01 = (int32_t)((uint32_t)a01 + (uint32_t)(w[i] * c[n + i]));
+        a10 = (int32_t)((uint32_t)a10 + (uint32_t)(w[n + i] * c[i]));
+        a11 = (int32_t)((uint32_t)a11 + (uint32_t)(w[n + i] * c[n + i]));
     }
     acc[0][0] = a00;
     acc[0][1] = a01;
@@ -478,11 +496,13 @@ typedef struct {
     const int32_t *bias;
     const qmul_t *per_channel;
     int32_t offset, act_min, act_max;
+    bool narrowed; /* an activation range inside int8's (else SSAT's saturation to int8 is the clamp) */
 } conv_output_t;
 
 static conv_output_t conv_output_of(const conv_params_t *p, const int32_t *bias, const qmul_t *per_channel)
 {
-    const conv_output_t o = {bias, per_channel, p->output_offset, p->act_min, p->act_max};
+    const conv_output_t o = {bias, per_channel, p->output_offset, p->act_min, p->act_max,
+                             p->act_min > INT8_MIN || p->act_max < INT8_MAX};
     return o;
 }
 
@@ -495,7 +515,10 @@ static inline int8_t conv_output(int32_t acc, int32_t oc, conv_output_t o)
     const int32_t scaled = dsp_multiply_by_quantized_multiplier(acc, o.per_channel[oc].multiplier,
                                                                 o.per_channel[oc].shift);
     const int32_t shifted = (int32_t)((uint32_t)scaled + (uint32_t)o.offset);
-    return (int8_t)clamp(shifted, o.act_min, o.act_max);
+    /* clamp(shifted, act_min, act_max) for act_min <= -128 and act_max >= 127 is the int8
+     * saturation, one SSAT; a narrower range clamps after it. */
+    const int32_t saturated = __ssat(shifted, 8);
+    return (int8_t)(o.narrowed ? clamp(saturated, o.act_min, o.act_max) : saturated);
 }
 
 /* Output channels of one or two pixels (out0, and out1 unless it is NULL) from their columns. */
@@ -507,7 +530,7 @@ static void conv_pixels(int32_t taps, int32_t out_c, const int8_t *filter, conv_
         const int8_t *w0 = filter + oc * taps;
         int32_t acc[2][2];
         if (out1 != NULL) {
-            dot_2x2(w0, w0 + taps, col0, col1, taps, acc);
+            dot_2x2(w0, col0, taps, acc); /* col1 = col0 + taps */
             out1[oc] = conv_output(acc[0][1], oc, o);
             out1[oc + 1] = conv_output(acc[1][1], oc + 1, o);
         } else {
@@ -721,39 +744,72 @@ static bool dsp_fully_connected(const fc_params_t *p, const int8_t *input, const
     return true;
 }
 
+/* The portable kernel's rounded average of `count` taps summing to `sum`, clamped. */
+static inline int8_t pool_output(int32_t sum, int32_t count, int32_t act_min, int32_t act_max)
+{
+    int32_t average = 0;
+    if (count > 0) {
+        average = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
+    }
+    return (int8_t)clamp(average, act_min, act_max);
+}
+
 /* AVERAGE_POOL_2D with the window clipped to the image once per output pixel (taps_inside)
- * rather than a test per tap; the sum, count and rounded division are the portable kernel's. */
+ * rather than a test per tap, and 4 channels summed at a time: SXTAB16 adds bytes 0 and 2 of
+ * a word to two int16 sums, its ROR #8 form bytes 1 and 3. An int16 sum holds 255 taps of
+ * int8 exactly (|sum| <= 255 * 128 < 2^15); larger windows, or channels not a multiple of 4,
+ * are summed one channel at a time. The sums, counts and rounded division are the portable
+ * kernel's. */
 static void dsp_avg_pool2d(const pool_params_t *p, const int8_t *input, int8_t *output)
 {
     const int32_t channels = p->channels;
     const int32_t row = p->in_w * channels;
+    const int32_t act_min = p->act_min, act_max = p->act_max;
+    const bool by_fours = (channels & 3) == 0 && p->filter_h * p->filter_w <= 255;
     for (int32_t out_y = 0; out_y < p->out_h; out_y++) {
         const int32_t in_y0 = out_y * p->stride_h - p->pad_h;
         int32_t ky_first, ky_last;
         taps_inside(in_y0, p->filter_h, p->in_h, &ky_first, &ky_last);
+        const int32_t rows = ky_last - ky_first;
         for (int32_t out_x = 0; out_x < p->out_w; out_x++) {
             const int32_t in_x0 = out_x * p->stride_w - p->pad_w;
             int32_t kx_first, kx_last;
             taps_inside(in_x0, p->filter_w, p->in_w, &kx_first, &kx_last);
-            const int32_t count = (ky_last - ky_first) * (kx_last - kx_first);
+            const int32_t cols = kx_last - kx_first;
+            const int32_t count = rows * cols;
             const int8_t *window = input + (in_y0 + ky_first) * row + (in_x0 + kx_first) * channels;
             int8_t *out = output + (out_y * p->out_w + out_x) * channels;
-            for (int32_t c = 0; c < channels; c++) {
+            int32_t c = 0;
+            for (; by_fours && c < channels; c += 4) {
+                int32_t sums02 = 0, sums13 = 0;
+                const int8_t *in_row = window + c;
+                for (int32_t ky = 0; ky < rows; ky++) {
+                    const int8_t *in = in_row;
+                    for (int32_t kx = 0; kx < cols; kx++) {
+                        const int32_t word = read_word(in);
+                        sums02 = __sxtab16(sums02, word);
+                        sums13 = sxtab16_ror8(sums13, word);
+                        in += channels;
+                    }
+                    in_row += row;
+                }
+                out[c] = pool_output((int16_t)sums02, count, act_min, act_max);
+                out[c + 1] = pool_output((int16_t)sums13, count, act_min, act_max);
+                out[c + 2] = pool_output(sums02 >> 16, count, act_min, act_max);
+                out[c + 3] = pool_output(sums13 >> 16, count, act_min, act_max);
+            }
+            for (; c < channels; c++) {
                 int32_t sum = 0;
                 const int8_t *in_row = window + c;
-                for (int32_t ky = ky_first; ky < ky_last; ky++) {
+                for (int32_t ky = 0; ky < rows; ky++) {
                     const int8_t *in = in_row;
-                    for (int32_t kx = kx_first; kx < kx_last; kx++) {
+                    for (int32_t kx = 0; kx < cols; kx++) {
                         sum += *in;
                         in += channels;
                     }
                     in_row += row;
                 }
-                int32_t average = 0;
-                if (count > 0) {
-                    average = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
-                }
-                out[c] = (int8_t)clamp(average, p->act_min, p->act_max);
+                out[c] = pool_output(sum, count, act_min, act_max);
             }
         }
     }

@@ -201,9 +201,11 @@ def test_fully_connected_is_bit_exact(clib, arm):  # noqa: F811
 
 def test_average_pool_is_bit_exact(clib, arm):  # noqa: F811
     """Windows clipped by padding on every side (the divisor is the taps inside), sums of both signs
-    with ties in the rounded division, activation ranges; the models' own 2 x 2 and 1 x 2 pools."""
+    with ties in the rounded division, activation ranges; the models' own 2 x 2 and 1 x 2 pools, and
+    a 16 x 16 window, summed one channel at a time."""
     rng = np.random.default_rng(13)
-    shapes = [((8, 8), 32, (2, 2), (2, 2), (0, 0)), ((1, 20), 32, (1, 2), (1, 2), (0, 0))]
+    shapes = [((8, 8), 32, (2, 2), (2, 2), (0, 0)), ((1, 20), 32, (1, 2), (1, 2), (0, 0)),
+              ((16, 17), 4, (16, 16), (1, 1), (0, 0))]  # 256 taps: past what int16 sums hold
     for _ in range(60):
         filter_hw = tuple(int(v) for v in rng.integers(1, 5, 2))
         shapes.append((tuple(int(v) for v in rng.integers(1, 9, 2)), int(rng.integers(1, 9)), filter_hw,
