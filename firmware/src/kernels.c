@@ -294,11 +294,13 @@ static __attribute__((noinline)) void portable_avg_pool2d(const pool_params_t *p
  *    4 channels at a time: weight words expanded by SXTB16 into channel pairs, SMLABB/SMLATT
  *    one channel each, over the taps inside the image (worked out once per pixel: no test in
  *    the loop).
- * Shapes outside what a fast path handles (a column larger than the scratch, a depthwise
+ * Shapes outside what a fast path handles (a column larger than the scratch, more output
+ * channels than K_DSP_MAX_CHANNELS, a depthwise
  * layer whose channels are not a multiple of 4, whose depth multiplier is not 1 or that is
  * dilated) fall back
  * to the portable kernel; the generator refuses models whose layers would not fit the scratch
- * (hil/firmware/codegen.py, K_DSP_SCRATCH_Q15), so a model never silently takes the slow path. */
+ * or have too many channels (hil/firmware/codegen.py), so a model never silently takes the
+ * slow path. */
 #if KERNELS_DSP
 
 /* Both im2col columns of CONV_2D, or FULLY_CONNECTED's widened input. */
@@ -370,32 +372,45 @@ static void reorder_groups(int16_t *column, int32_t n)
  * filter's [ky][kx][ic] order, input plus offset, 0 where a tap falls in the padding. */
 static void im2col(const conv_params_t *p, const int8_t *input, int32_t out_y, int32_t out_x, int16_t *column)
 {
+    /* Locals, not p->: the int16 stores below may alias the int16 fields of *p, so gcc would
+     * reload each after every store. */
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, kernel_h = p->kernel_h, kernel_w = p->kernel_w;
+    const int32_t dilation_h = p->dilation_h, dilation_w = p->dilation_w, offset = p->input_offset;
     const int32_t in_y0 = out_y * p->stride_h - p->pad_h;
     const int32_t in_x0 = out_x * p->stride_w - p->pad_w;
-    const int32_t in_c = p->in_c;
     const bool whole_groups = (in_c & 3) == 0; /* each tap's channels are whole groups of 4 */
     int16_t *target = column;
-    for (int32_t ky = 0; ky < p->kernel_h; ky++) {
-        const int32_t in_y = in_y0 + ky * p->dilation_h;
-        for (int32_t kx = 0; kx < p->kernel_w; kx++) {
-            const int32_t in_x = in_x0 + kx * p->dilation_w;
-            if (!inside(in_y, in_x, p->in_h, p->in_w)) {
+    for (int32_t ky = 0; ky < kernel_h; ky++) {
+        const int32_t in_y = in_y0 + ky * dilation_h;
+        if (in_y < 0 || in_y >= in_h) { /* a row of padding */
+            for (int32_t i = 0; i < kernel_w * in_c; i++) {
+                target[i] = 0;
+            }
+            target += kernel_w * in_c;
+            continue;
+        }
+        const int8_t *in_row = input + in_y * in_w * in_c;
+        for (int32_t kx = 0; kx < kernel_w; kx++) {
+            const int32_t in_x = in_x0 + kx * dilation_w;
+            const int8_t *in = in_row + in_x * in_c;
+            if (in_x < 0 || in_x >= in_w) {
                 for (int32_t ic = 0; ic < in_c; ic++) {
                     target[ic] = 0;
                 }
             } else if (whole_groups) {
-                widen_reordered(input + (in_y * p->in_w + in_x) * in_c, in_c, p->input_offset, target);
+                widen_reordered(in, in_c, offset, target);
+            } else if (in_c == 1) {
+                target[0] = (int16_t)(in[0] + offset);
             } else {
-                const int8_t *in = input + (in_y * p->in_w + in_x) * in_c;
                 for (int32_t ic = 0; ic < in_c; ic++) {
-                    target[ic] = (int16_t)(in[ic] + p->input_offset);
+                    target[ic] = (int16_t)(in[ic] + offset);
                 }
             }
             target += in_c;
         }
     }
     if (!whole_groups) {
-        reorder_groups(column, p->kernel_h * p->kernel_w * in_c);
+        reorder_groups(column, kernel_h * kernel_w * in_c);
     }
 }
 
@@ -470,82 +485,112 @@ static int32_t dot_1x1(const int8_t *w, const int16_t *c, int32_t n)
     return acc;
 }
 
-/* k_multiply_by_quantized_multiplier in fewer instructions, bit-identical for every input
- * except a multiplier of INT32_MIN, which QuantizeMultiplier never gives (0 or [2^30, 2^31)):
+/* The rescale of k_multiply_by_quantized_multiplier in fewer instructions, bit-identical for
+ * every input except a multiplier of INT32_MIN, which QuantizeMultiplier never gives (0 or
+ * [2^30, 2^31)):
  *  - SaturatingRoundingDoublingHighMul: gemmlowp adds 2^30 to the product ab (1 - 2^30 when
  *    ab < 0) and truncates the division by 2^31 toward zero. For ab < 0 that truncation is
  *    ceil((ab + 1 - 2^30) / 2^31) = floor((ab + 2^30) / 2^31), the same floor as for ab >= 0:
  *    one SMLAL and a shift. Only INT32_MIN * INT32_MIN saturates, excluded above.
  *  - RoundingDivideByPOT: gemmlowp's own form (a mask, a threshold, a compare), which cannot
- *    overflow where adding the rounding term first would. */
-static inline int32_t dsp_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift)
-{
-    const int32_t left_shift = shift & ~(shift >> 31); /* max(shift, 0), without a branch */
-    const int32_t right_shift = left_shift - shift;    /* max(-shift, 0) */
-    const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
-    const int32_t high = (int32_t)(((int64_t)shifted * multiplier + ((int64_t)1 << 30)) >> 31);
-    const int32_t mask = (int32_t)(((uint32_t)1 << right_shift) - 1u);
-    const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)high >> 31);
-    return (high >> right_shift) + ((high & mask) > threshold ? 1 : 0);
-}
+ *    overflow where adding the rounding term first would.
+ * What depends on the channel only (its bias, the shifts, the mask) is worked out once per
+ * kernel call into `rescales`, so an output costs its multiply, rounding and store. */
+typedef struct {
+    int32_t bias, multiplier, left_shift, right_shift, mask, half_mask;
+} channel_rescale_t;
+
+static channel_rescale_t rescales[K_DSP_MAX_CHANNELS];
 
 /* What turns a conv accumulator into its output byte, read once per kernel call: the outputs
  * are int8 stores, which may alias the parameters, so the compiler would reload them all after
  * every output. */
 typedef struct {
-    const int32_t *bias;
-    const qmul_t *per_channel;
+    const channel_rescale_t *channel;
     int32_t offset, act_min, act_max;
     bool narrowed; /* an activation range inside int8's (else SSAT's saturation to int8 is the clamp) */
 } conv_output_t;
 
 static conv_output_t conv_output_of(const conv_params_t *p, const int32_t *bias, const qmul_t *per_channel)
 {
-    const conv_output_t o = {bias, per_channel, p->output_offset, p->act_min, p->act_max,
+    for (int32_t oc = 0; oc < p->out_c; oc++) {
+        const int32_t shift = per_channel[oc].shift;
+        const int32_t left_shift = shift > 0 ? shift : 0;
+        const int32_t right_shift = shift > 0 ? 0 : -shift;
+        const int32_t mask = (int32_t)(((uint32_t)1 << right_shift) - 1u);
+        const channel_rescale_t channel = {bias != NULL ? bias[oc] : 0, per_channel[oc].multiplier, left_shift,
+                                           right_shift, mask, mask >> 1};
+        rescales[oc] = channel;
+    }
+    const conv_output_t o = {rescales, p->output_offset, p->act_min, p->act_max,
                              p->act_min > INT8_MIN || p->act_max < INT8_MAX};
     return o;
 }
 
-/* requantize() of the portable kernels, with the bias added first as they add it. */
-static inline int8_t conv_output(int32_t acc, int32_t oc, conv_output_t o)
+/* requantize() of the portable kernels, with the bias added first as they add it, up to the
+ * clamp. */
+static inline int32_t conv_rescale(int32_t acc, const channel_rescale_t *r, int32_t offset)
 {
-    if (o.bias != NULL) {
-        acc = (int32_t)((uint32_t)acc + (uint32_t)o.bias[oc]);
+    const int32_t biased = (int32_t)((uint32_t)acc + (uint32_t)r->bias);
+    const int32_t shifted = (int32_t)((uint32_t)biased << r->left_shift);
+    const int32_t high = (int32_t)(((int64_t)shifted * r->multiplier + ((int64_t)1 << 30)) >> 31);
+    const int32_t threshold = r->half_mask + (int32_t)((uint32_t)high >> 31);
+    const int32_t scaled = (high >> r->right_shift) + ((high & r->mask) > threshold ? 1 : 0);
+    return (int32_t)((uint32_t)scaled + (uint32_t)offset);
+}
+
+/* out[c] for the sums acc[c] of the channels c < count of one output pixel. The clamp to
+ * act_min .. act_max is the int8 saturation, one SSAT, unless the range is narrower; the test
+ * is made once, outside the loops. */
+static __attribute__((noinline)) void conv_outputs(const int32_t *acc, int32_t count, const conv_output_t *o,
+                                                   int8_t *out)
+{
+    const channel_rescale_t *r = o->channel;
+    const int32_t offset = o->offset;
+    if (o->narrowed) {
+        const int32_t act_min = o->act_min, act_max = o->act_max;
+        for (int32_t i = 0; i < count; i++) {
+            out[i] = (int8_t)clamp(conv_rescale(acc[i], &r[i], offset), act_min, act_max);
+        }
+    } else {
+        for (int32_t i = 0; i < count; i++) {
+            out[i] = (int8_t)__ssat(conv_rescale(acc[i], &r[i], offset), 8);
+        }
     }
-    const int32_t scaled = dsp_multiply_by_quantized_multiplier(acc, o.per_channel[oc].multiplier,
-                                                                o.per_channel[oc].shift);
-    const int32_t shifted = (int32_t)((uint32_t)scaled + (uint32_t)o.offset);
-    /* clamp(shifted, act_min, act_max) for act_min <= -128 and act_max >= 127 is the int8
-     * saturation, one SSAT; a narrower range clamps after it. */
-    const int32_t saturated = __ssat(shifted, 8);
-    return (int8_t)(o.narrowed ? clamp(saturated, o.act_min, o.act_max) : saturated);
 }
 
 /* Output channels of one or two pixels (out0, and out1 unless it is NULL) from their columns. */
 static void conv_pixels(int32_t taps, int32_t out_c, const int8_t *filter, conv_output_t o,
                         const int16_t *col0, const int16_t *col1, int8_t *out0, int8_t *out1)
 {
+    /* All the sums first, then all the rescales: each loop on its own keeps its values in
+     * registers (together, gcc spills). acc[column][oc]. */
+    int32_t acc[2][K_DSP_MAX_CHANNELS];
     int32_t oc = 0;
     for (; oc + 2 <= out_c; oc += 2) {
         const int8_t *w0 = filter + oc * taps;
-        int32_t acc[2][2];
         if (out1 != NULL) {
-            dot_2x2(w0, col0, taps, acc); /* col1 = col0 + taps */
-            out1[oc] = conv_output(acc[0][1], oc, o);
-            out1[oc + 1] = conv_output(acc[1][1], oc + 1, o);
+            int32_t block[2][2];
+            dot_2x2(w0, col0, taps, block); /* col1 = col0 + taps */
+            acc[0][oc] = block[0][0];
+            acc[0][oc + 1] = block[1][0];
+            acc[1][oc] = block[0][1];
+            acc[1][oc + 1] = block[1][1];
         } else {
-            acc[0][0] = dot_1x1(w0, col0, taps);
-            acc[1][0] = dot_1x1(w0 + taps, col0, taps);
+            acc[0][oc] = dot_1x1(w0, col0, taps);
+            acc[0][oc + 1] = dot_1x1(w0 + taps, col0, taps);
         }
-        out0[oc] = conv_output(acc[0][0], oc, o);
-        out0[oc + 1] = conv_output(acc[1][0], oc + 1, o);
     }
     if (oc < out_c) {
         const int8_t *w = filter + oc * taps;
-        out0[oc] = conv_output(dot_1x1(w, col0, taps), oc, o);
+        acc[0][oc] = dot_1x1(w, col0, taps);
         if (out1 != NULL) {
-            out1[oc] = conv_output(dot_1x1(w, col1, taps), oc, o);
+            acc[1][oc] = dot_1x1(w, col1, taps);
         }
+    }
+    conv_outputs(acc[0], out_c, &o, out0);
+    if (out1 != NULL) {
+        conv_outputs(acc[1], out_c, &o, out1);
     }
 }
 
@@ -553,7 +598,7 @@ static bool dsp_conv2d(const conv_params_t *p, const int8_t *input, const int8_t
                        const int32_t *bias, const qmul_t *per_channel, int8_t *output)
 {
     const int32_t taps = p->kernel_h * p->kernel_w * p->in_c;
-    if (2 * taps > K_DSP_SCRATCH_Q15) {
+    if (2 * taps > K_DSP_SCRATCH_Q15 || p->out_c > K_DSP_MAX_CHANNELS) {
         return false;
     }
     const conv_output_t o = conv_output_of(p, bias, per_channel);
@@ -595,36 +640,41 @@ static void taps_inside(int32_t origin, int32_t kernel, int32_t size, int32_t *f
     *last = k;
 }
 
-/* Four channels' sums over rows x cols taps: x the widened input rows (x_row_step int16
- * apart, each 4 channels as (c0, c2), (c1, c3)), w the filter (w_row_step bytes a row), the
- * taps of a row `channels` apart in both. acc[i] is channel i's. Not inlined: on its own the
- * loop keeps everything in registers; inlined in the loop nest, gcc spills. */
-static __attribute__((noinline)) void depthwise_4_channels(const int16_t *x, const int8_t *w, int32_t rows,
-                                                           int32_t cols, int32_t channels, int32_t x_row_step,
-                                                           int32_t w_row_step, int32_t acc[4])
+/* One output pixel's sums, every channel, over rows x cols taps: x the widened input rows
+ * (x_row_step int16 apart, each 4 channels as (c0, c2), (c1, c3)), w the filter (w_row_step
+ * bytes a row), the taps of a row `channels` apart in both; acc[c] is channel c's. Four
+ * channels at a time. Not inlined: on its own the loop keeps everything in registers; inlined
+ * in the loop nest, gcc spills. */
+static __attribute__((noinline)) void depthwise_pixel(const int16_t *x, const int8_t *w, int32_t rows, int32_t cols,
+                                                      int32_t channels, int32_t x_row_step, int32_t w_row_step,
+                                                      int32_t *acc)
 {
-    int32_t acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
-    for (; rows > 0; rows--) {
-        const int16_t *xt = x;
-        const int8_t *wt = w;
-        for (int32_t t = cols; t > 0; t--) {
-            const int32_t w_word = read_word(wt);
-            const int32_t w02 = __sxtb16(w_word), w13 = sxtb16_ror8(w_word);
-            const int32_t x02 = read_word(xt), x13 = read_word(xt + 2);
-            acc0 = __smlabb(x02, w02, acc0);
-            acc2 = __smlatt(x02, w02, acc2);
-            acc1 = __smlabb(x13, w13, acc1);
-            acc3 = __smlatt(x13, w13, acc3);
-            xt += channels;
-            wt += channels;
+    for (int32_t c = 0; c < channels; c += 4) {
+        int32_t acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
+        const int16_t *x_row = x + c;
+        const int8_t *w_row = w + c;
+        for (int32_t r = rows; r > 0; r--) {
+            const int16_t *xt = x_row;
+            const int8_t *wt = w_row;
+            for (int32_t t = cols; t > 0; t--) {
+                const int32_t w_word = read_word(wt);
+                const int32_t w02 = __sxtb16(w_word), w13 = sxtb16_ror8(w_word);
+                const int32_t x02 = read_word(xt), x13 = read_word(xt + 2);
+                acc0 = __smlabb(x02, w02, acc0);
+                acc2 = __smlatt(x02, w02, acc2);
+                acc1 = __smlabb(x13, w13, acc1);
+                acc3 = __smlatt(x13, w13, acc3);
+                xt += channels;
+                wt += channels;
+            }
+            x_row += x_row_step;
+            w_row += w_row_step;
         }
-        x += x_row_step;
-        w += w_row_step;
+        acc[c] = acc0;
+        acc[c + 1] = acc1;
+        acc[c + 2] = acc2;
+        acc[c + 3] = acc3;
     }
-    acc[0] = acc0;
-    acc[1] = acc1;
-    acc[2] = acc2;
-    acc[3] = acc3;
 }
 
 static bool dsp_depthwise_conv2d(const conv_params_t *p, const int8_t *input, const int8_t *filter,
@@ -633,7 +683,7 @@ static bool dsp_depthwise_conv2d(const conv_params_t *p, const int8_t *input, co
     const int32_t channels = p->in_c;
     const int32_t row = p->in_w * channels; /* one input row, widened */
     if (p->depth_multiplier != 1 || (channels & 3) != 0 || p->dilation_h != 1 || p->dilation_w != 1 ||
-        p->kernel_h * row > K_DSP_SCRATCH_Q15) {
+        p->kernel_h * row > K_DSP_SCRATCH_Q15 || channels > K_DSP_MAX_CHANNELS) {
         return false;
     }
     const conv_output_t o = conv_output_of(p, bias, per_channel);
@@ -652,15 +702,10 @@ static bool dsp_depthwise_conv2d(const conv_params_t *p, const int8_t *input, co
             const int16_t *x = scratch + ky_first * row + (in_x0 + kx_first) * channels;
             const int8_t *w = filter + (ky_first * p->kernel_w + kx_first) * channels;
             int8_t *out = output + (out_y * p->out_w + out_x) * channels;
-            for (int32_t c = 0; c < channels; c += 4) {
-                int32_t acc[4];
-                depthwise_4_channels(x + c, w + c, ky_last - ky_first, kx_last - kx_first, channels, row,
-                                     p->kernel_w * channels, acc);
-                out[c] = conv_output(acc[0], c, o);
-                out[c + 1] = conv_output(acc[1], c + 1, o);
-                out[c + 2] = conv_output(acc[2], c + 2, o);
-                out[c + 3] = conv_output(acc[3], c + 3, o);
-            }
+            int32_t acc[K_DSP_MAX_CHANNELS];
+            depthwise_pixel(x, w, ky_last - ky_first, kx_last - kx_first, channels, row, p->kernel_w * channels,
+                            acc);
+            conv_outputs(acc, channels, &o, out);
         }
     }
     return true;

@@ -30,6 +30,7 @@ ALIGN = 4
 # (tests/unit/test_kernels_dsp.py holds the two equal): a layer that would not fit would run the
 # portable kernel on a DSP core, so the generator refuses it instead.
 K_DSP_SCRATCH_Q15 = 1152
+K_DSP_MAX_CHANNELS = 64  # and its per-channel rescale table, K_DSP_MAX_CHANNELS there
 
 OP_NAMES = {
     schema.BuiltinOperator.CONV_2D: "CONV_2D",
@@ -144,6 +145,12 @@ class StageTranslator:
             needed = int(shape[1])  # [out, in]
         else:
             return
+        if op_name != "FULLY_CONNECTED":
+            channels = int(shape[0] if op_name == "CONV_2D" else shape[3])
+            if channels > K_DSP_MAX_CHANNELS:
+                raise BadInput(f"{name}: {op_name} has {channels} output channels, more than the DSP kernels' "
+                               f"K_DSP_MAX_CHANNELS = {K_DSP_MAX_CHANNELS}: raise it in firmware/src/kernels.h "
+                               "and hil/firmware/codegen.py")
         if needed > K_DSP_SCRATCH_Q15:
             raise BadInput(f"{name}: {op_name} needs {needed} int16 of DSP kernel scratch, more than "
                            f"K_DSP_SCRATCH_Q15 = {K_DSP_SCRATCH_Q15}: raise it in firmware/src/kernels.h "

@@ -131,6 +131,14 @@ def test_columns_past_the_scratch_fall_back_and_stay_exact(clib, arm):  # noqa: 
     assert_conv_equal(clib, arm, fields, random_conv_case(np.random.default_rng(7), fields, False), False)
 
 
+def test_more_channels_than_the_rescale_table_fall_back_and_stay_exact(clib, arm):  # noqa: F811
+    rng = np.random.default_rng(8)
+    for depthwise, channels in ((False, codegen.K_DSP_MAX_CHANNELS + 1), (True, codegen.K_DSP_MAX_CHANNELS + 4)):
+        fields = conv_fields((3, 3), channels if depthwise else 4, channels, (3, 3), (1, 1), (1, 1), (1, 1),
+                             1 if depthwise else 0, 128, 3, (-128, 127))
+        assert_conv_equal(clib, arm, fields, random_conv_case(rng, fields, depthwise), depthwise)
+
+
 def test_extreme_offsets_are_bit_exact(clib, arm):  # noqa: F811
     """Inputs plus offset span -255..255 (int16 in the columns), weights -128..127."""
     rng = np.random.default_rng(11)
@@ -161,12 +169,22 @@ def test_the_rescale_is_bit_exact_on_any_accumulator(clib, arm):  # noqa: F811
         qmul.append((multiplier, shift))
     accs += [0, 0]
     qmul += [(0, -5), (1 << 30, 0)]
-    fields = conv_fields((1, 1), 1, len(accs), (1, 1), (1, 1), (1, 1), (0, 0), 0, 0, 0, (-128, 127))
-    x = np.zeros((1, 1, 1, 1), dtype=np.int8)
-    weights = np.zeros((len(accs), 1, 1, 1), dtype=np.int8)
-    assert_conv_equal(clib, arm, fields, (x, weights, np.array(accs, dtype=np.int32), qmul), False)
-    outputs = c_conv(clib, fields, qmul, x, weights, np.array(accs, dtype=np.int32)).ravel()
-    assert len(set(outputs.tolist())) > 150  # the cases land inside the int8 range, not on its clamps
+    # Every tie of both roundings in plain sight: multiplier 2^30 halves exactly (the high-mul ties
+    # on every odd accumulator), and a right shift of e ties wherever the half's low e bits are 10...0.
+    for shift in range(0, -6, -1):
+        for acc in range(-255 << -shift, 255 << -shift, 1 + (3 << -shift) // 4):
+            accs.append(acc)
+            qmul.append((1 << 30, shift))
+    distinct = set()
+    for start in range(0, len(accs), codegen.K_DSP_MAX_CHANNELS):  # a call's channels fit the rescale table
+        chunk_accs = np.array(accs[start:start + codegen.K_DSP_MAX_CHANNELS], dtype=np.int32)
+        chunk_qmul = qmul[start:start + codegen.K_DSP_MAX_CHANNELS]
+        fields = conv_fields((1, 1), 1, len(chunk_qmul), (1, 1), (1, 1), (1, 1), (0, 0), 0, 0, 0, (-128, 127))
+        x = np.zeros((1, 1, 1, 1), dtype=np.int8)
+        weights = np.zeros((len(chunk_qmul), 1, 1, 1), dtype=np.int8)
+        assert_conv_equal(clib, arm, fields, (x, weights, chunk_accs, chunk_qmul), False)
+        distinct.update(c_conv(clib, fields, chunk_qmul, x, weights, chunk_accs).ravel().tolist())
+    assert len(distinct) > 150  # the cases land inside the int8 range, not on its clamps
 
 
 def fc_case(rng: np.random.Generator, n_in: int, n_out: int, per_channel: bool, filter_offset: int):
@@ -234,17 +252,24 @@ def test_the_arm_build_takes_the_dsp_path(kernels_dir):  # noqa: F811
         assert f"\t{mnemonic}\t" not in portable, mnemonic
 
 
-def test_the_generator_knows_the_scratch_size():
+def test_the_generator_knows_the_dsp_limits():
     header = (FIRMWARE_SRC / "kernels.h").read_text()
     assert re.search(r"#define K_DSP_SCRATCH_Q15 (\d+)", header).group(1) == str(codegen.K_DSP_SCRATCH_Q15)
+    assert re.search(r"#define K_DSP_MAX_CHANNELS (\d+)", header).group(1) == str(codegen.K_DSP_MAX_CHANNELS)
 
 
-def test_the_generator_refuses_a_layer_past_the_scratch():
-    weights = np.ones((2, 3, 3, 72), dtype=np.int8)  # two columns of 648 taps
-    model_bytes = tb.conv2d_model((1, 4, 4, 72), weights, np.zeros(2, dtype=np.int32), input_scale=0.1,
-                                  input_zero_point=0, filter_scales=[0.01, 0.01], output_scale=0.5,
+def translate_conv(in_c: int, out_c: int):
+    weights = np.ones((out_c, 3, 3, in_c), dtype=np.int8)
+    model_bytes = tb.conv2d_model((1, 4, 4, in_c), weights, np.zeros(out_c, dtype=np.int32), input_scale=0.1,
+                                  input_zero_point=0, filter_scales=[0.01] * out_c, output_scale=0.5,
                                   output_zero_point=0)
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
-    translator = codegen.StageTranslator(codegen.Plan(), "stage1", model, {})
+    codegen.StageTranslator(codegen.Plan(), "stage1", model, {}).translate()
+
+
+def test_the_generator_refuses_a_layer_past_the_dsp_limits():
+    translate_conv(64, codegen.K_DSP_MAX_CHANNELS)  # two columns of 576 taps: exactly the scratch
     with pytest.raises(BadInput, match=r"stage1_op0: CONV_2D needs 1296 int16 of DSP kernel scratch.*kernels\.h"):
-        translator.translate()
+        translate_conv(72, 2)  # two columns of 648 taps
+    with pytest.raises(BadInput, match=r"stage1_op0: CONV_2D has 65 output channels.*K_DSP_MAX_CHANNELS = 64"):
+        translate_conv(4, 65)
