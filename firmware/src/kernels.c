@@ -277,7 +277,8 @@ static __attribute__((noinline)) void portable_avg_pool2d(const pool_params_t *p
  * values (an input plus its offset, and a weight, both fit in 16 bits) and the int32 sums wrap
  * the same way (SMLAD and SMLABB wrap; they only set the Q flag, which nothing reads), so only
  * the order of the additions changes, and modular addition does not care: every output is
- * bit-identical. The rescale is the portable one (requantize, k_fc_rescale).
+ * bit-identical. The convolutions' rescale is the portable arithmetic in fewer instructions
+ * (conv_rescale, which says why it is the same); FULLY_CONNECTED's is k_fc_rescale itself.
  *
  * Techniques as in CMSIS-NN, written here from the instruction set:
  *  - CONV_2D: im2col. Two output pixels at a time, the taps of each are gathered (input plus
@@ -294,16 +295,16 @@ static __attribute__((noinline)) void portable_avg_pool2d(const pool_params_t *p
  *    4 channels at a time: weight words expanded by SXTB16 into channel pairs, SMLABB/SMLATT
  *    one channel each, over the taps inside the image (worked out once per pixel: no test in
  *    the loop).
+ *  - The rescale: conv_rescale, with each channel's constants worked out once per call.
  * Shapes outside what a fast path handles (a column larger than the scratch, more output
- * channels than K_DSP_MAX_CHANNELS, a depthwise
- * layer whose channels are not a multiple of 4, whose depth multiplier is not 1 or that is
- * dilated) fall back
- * to the portable kernel; the generator refuses models whose layers would not fit the scratch
- * or have too many channels (hil/firmware/codegen.py), so a model never silently takes the
- * slow path. */
+ * channels than K_DSP_MAX_CHANNELS, a depthwise layer whose channels are not a multiple of 4,
+ * whose depth multiplier is not 1 or that is dilated) fall back to the portable kernel; the
+ * generator refuses models whose layers would not fit the scratch or have too many channels
+ * (hil/firmware/codegen.py), so a model never silently takes the slow path. */
 #if KERNELS_DSP
 
-/* Both im2col columns of CONV_2D, or FULLY_CONNECTED's widened input. */
+/* CONV_2D's two im2col columns, DEPTHWISE_CONV_2D's widened input rows, or FULLY_CONNECTED's
+ * widened input. */
 static int16_t scratch[K_DSP_SCRATCH_Q15] __attribute__((aligned(4)));
 
 /* Unaligned word loads and stores are allowed on Armv7-M for normal memory; __builtin_memcpy
@@ -392,16 +393,16 @@ static void im2col(const conv_params_t *p, const int8_t *input, int32_t out_y, i
         const int8_t *in_row = input + in_y * in_w * in_c;
         for (int32_t kx = 0; kx < kernel_w; kx++) {
             const int32_t in_x = in_x0 + kx * dilation_w;
-            const int8_t *in = in_row + in_x * in_c;
             if (in_x < 0 || in_x >= in_w) {
                 for (int32_t ic = 0; ic < in_c; ic++) {
                     target[ic] = 0;
                 }
             } else if (whole_groups) {
-                widen_reordered(in, in_c, offset, target);
+                widen_reordered(in_row + in_x * in_c, in_c, offset, target);
             } else if (in_c == 1) {
-                target[0] = (int16_t)(in[0] + offset);
+                target[0] = (int16_t)(in_row[in_x] + offset);
             } else {
+                const int8_t *in = in_row + in_x * in_c;
                 for (int32_t ic = 0; ic < in_c; ic++) {
                     target[ic] = (int16_t)(in[ic] + offset);
                 }
@@ -418,7 +419,7 @@ static void im2col(const conv_params_t *p, const int8_t *input, int32_t out_y, i
  * the second column follow the first (w + n, c + n), so one register n reaches both (LDR's
  * register offset, shifted by 1 for the int16 column). acc[row][column]. The last n % 4 taps
  * one by one. The loop is written in assembly: 13 values are live in it, and gcc, scheduling
- * the loads early, spilled (27 instructions per 16 multiply-accumulates; here 21). */
+ * the loads early, spilled (27 instructions per 16 multiply-accumulates; here 22). */
 static void dot_2x2(const int8_t *w, const int16_t *c, int32_t n, int32_t acc[2][2])
 {
     int32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0;
@@ -603,23 +604,21 @@ static bool dsp_conv2d(const conv_params_t *p, const int8_t *input, const int8_t
     }
     const conv_output_t o = conv_output_of(p, bias, per_channel);
     int16_t *col0 = scratch, *col1 = scratch + taps;
-    int16_t *pending = NULL; /* the column gathered, waiting for its pair */
-    int8_t *pending_out = NULL;
+    int8_t *pending_out = NULL; /* the pixel whose column is in col0, waiting for its pair */
     for (int32_t out_y = 0; out_y < p->out_h; out_y++) {
         for (int32_t out_x = 0; out_x < p->out_w; out_x++) {
             int8_t *out = output + (out_y * p->out_w + out_x) * p->out_c;
-            if (pending == NULL) {
+            if (pending_out == NULL) {
                 im2col(p, input, out_y, out_x, col0);
-                pending = col0;
                 pending_out = out;
             } else {
                 im2col(p, input, out_y, out_x, col1);
                 conv_pixels(taps, p->out_c, filter, o, col0, col1, pending_out, out);
-                pending = NULL;
+                pending_out = NULL;
             }
         }
     }
-    if (pending != NULL) {
+    if (pending_out != NULL) {
         conv_pixels(taps, p->out_c, filter, o, col0, NULL, pending_out, NULL);
     }
     return true;

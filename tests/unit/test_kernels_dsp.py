@@ -11,7 +11,9 @@ padding, strides, dilation, accumulators that wrap, and the shapes that fall bac
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -26,6 +28,8 @@ from tests.support.native import FIRMWARE_SRC
 from tests.unit.test_kernels import (INT32_MAX, INT32_MIN, ConvParams, FcParams, FcScale, PoolParams, QMul,
                                      c_avg_pool, c_conv, c_fully_connected, clib, kernels_dir)  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None and not os.environ.get("CI"),
+                                reason="arm-none-eabi-gcc not installed (CI installs it)")
 CORES = ("cortex-m4", "cortex-m7")
 SCRATCH_Q15 = codegen.K_DSP_SCRATCH_Q15
 
