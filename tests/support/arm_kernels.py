@@ -44,7 +44,7 @@ SECTIONS {{
 
 # The firmware's compile flags (firmware/Makefile) for the kernels alone.
 ARM_FLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-mthumb", "-mfloat-abi=soft", "-ffreestanding",
-             "-fno-common", "-fno-tree-loop-distribute-patterns"]
+             "-ffunction-sections", "-fdata-sections", "-fno-common", "-fno-tree-loop-distribute-patterns"]
 KERNELS = ("k_conv2d", "k_depthwise_conv2d", "k_fully_connected", "k_avg_pool2d")
 
 
@@ -71,8 +71,8 @@ class ArmKernels:
         subprocess.run(command, check=True, capture_output=True, text=True)
         with elf.open("rb") as stream:
             elf_file = ELFFile(stream)
-            symbols = {symbol.name: symbol["st_value"] for symbol in elf_file.get_section_by_name(".symtab").iter_symbols()
-                       if symbol.name}
+            symbol_table = elf_file.get_section_by_name(".symtab")
+            symbols = {symbol.name: symbol["st_value"] for symbol in symbol_table.iter_symbols() if symbol.name}
             image = bytearray()
             for segment in elf_file.iter_segments():
                 if segment["p_type"] == "PT_LOAD" and segment["p_filesz"]:

@@ -168,7 +168,10 @@ def test_the_rescale_is_bit_exact_on_any_accumulator(clib, arm):  # noqa: F811
                               int(rng.integers(INT32_MIN, INT32_MAX, endpoint=True))]))
         multiplier = int(rng.choice([1 << 30, (1 << 31) - 1, int(rng.integers(1 << 30, 1 << 31))]))
         magnitude = max(abs(acc), 1).bit_length()  # acc * multiplier / 2^31 ~ 2^(magnitude - 1 + shift)
-        shift = int(np.clip(rng.integers(1, 9) - magnitude, -31, 30)) if rng.random() < 0.9 else int(rng.integers(0, 31))
+        if rng.random() < 0.9:
+            shift = int(np.clip(rng.integers(1, 9) - magnitude, -31, 30))
+        else:  # left shifts, wrapping
+            shift = int(rng.integers(0, 31))
         accs.append(acc)
         qmul.append((multiplier, shift))
     accs += [0, 0]
