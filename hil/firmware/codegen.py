@@ -26,11 +26,11 @@ GENERATED_DIR = REPO_ROOT / "firmware" / "generated"  # a checkout's only (hil.a
 ACTIVATION_NAMES = {code: name for name, code in quantization.ACTIVATIONS.items()}
 PADDING_NAMES = {code: name for name, code in quantization.PADDINGS.items()}
 ALIGN = 4
-# The DSP kernels' static scratch in int16 entries, K_DSP_SCRATCH_Q15 of firmware/src/kernels.h
-# (tests/unit/test_kernels_dsp.py holds the two equal): a layer that would not fit would run the
-# portable kernel on a DSP core, so the generator refuses it instead.
+# The DSP kernels' static scratch in int16 entries and their rescale table's channels, the defines
+# of firmware/src/kernels.h (tests/unit/test_kernels_dsp.py holds them equal): a layer past them
+# would run the portable kernel on a DSP core, so the generator refuses it instead.
 K_DSP_SCRATCH_Q15 = 1152
-K_DSP_MAX_CHANNELS = 64  # and its per-channel rescale table, K_DSP_MAX_CHANNELS there
+K_DSP_MAX_CHANNELS = 64
 
 OP_NAMES = {
     schema.BuiltinOperator.CONV_2D: "CONV_2D",
@@ -126,15 +126,16 @@ class StageTranslator:
             if any(self.tensor(i).type != schema.TensorType.INT8 for i in (op.inputs[0], op.outputs[0])):
                 raise BadInput(f"{self.stage}: operator {number} is not int8")
             name = f"{self.stage}_op{number}"
-            self._check_dsp_scratch(name, OP_NAMES[builtin], op)
+            self._check_dsp_limits(name, OP_NAMES[builtin], op)
             emit = getattr(self, "_" + OP_NAMES[builtin].lower())
             call = emit(name, op)
             reads, writes = self.activation_key(op.inputs[0]), self.activation_key(op.outputs[0])
             self.plan.calls[self.stage].append((call, reads, writes))
 
-    def _check_dsp_scratch(self, name: str, op_name: str, op) -> None:
-        """CONV_2D gathers two im2col columns into the scratch, DEPTHWISE_CONV_2D kernel_h widened
-        input rows, FULLY_CONNECTED its widened input."""
+    def _check_dsp_limits(self, name: str, op_name: str, op) -> None:
+        """CONV_2D gathers two im2col columns into the DSP kernels' scratch, DEPTHWISE_CONV_2D kernel_h
+        widened input rows, FULLY_CONNECTED its widened input; the convolutions rescale from a table of
+        at most K_DSP_MAX_CHANNELS channels."""
         shape = self.tensor(op.inputs[1]).shape if len(op.inputs) > 1 else None
         if op_name == "CONV_2D":
             needed = 2 * int(np.prod(shape[1:]))  # [out_c, kh, kw, in_c]: two columns of kh * kw * in_c
