@@ -146,8 +146,8 @@ static bool inside(int32_t y, int32_t x, int32_t height, int32_t width)
  * loops worse (15-40% more instructions on the Cortex-M4), and bench/firmware.py compares the
  * DSP kernels with these as they always ran. */
 
-static __attribute__((noinline)) void portable_conv2d(const conv_params_t *p, const int8_t *input, const int8_t *filter,
-              const int32_t *bias, const qmul_t *per_channel, int8_t *output)
+static __attribute__((noinline)) void portable_conv2d(const conv_params_t *p, const int8_t *input,
+    const int8_t *filter, const int32_t *bias, const qmul_t *per_channel, int8_t *output)
 {
     for (int32_t out_y = 0; out_y < p->out_h; out_y++) {
         const int32_t in_y0 = out_y * p->stride_h - p->pad_h;
@@ -180,8 +180,8 @@ static __attribute__((noinline)) void portable_conv2d(const conv_params_t *p, co
     }
 }
 
-static __attribute__((noinline)) void portable_depthwise_conv2d(const conv_params_t *p, const int8_t *input, const int8_t *filter,
-                        const int32_t *bias, const qmul_t *per_channel, int8_t *output)
+static __attribute__((noinline)) void portable_depthwise_conv2d(const conv_params_t *p, const int8_t *input,
+    const int8_t *filter, const int32_t *bias, const qmul_t *per_channel, int8_t *output)
 {
     for (int32_t out_y = 0; out_y < p->out_h; out_y++) {
         const int32_t in_y0 = out_y * p->stride_h - p->pad_h;
@@ -215,9 +215,9 @@ static __attribute__((noinline)) void portable_depthwise_conv2d(const conv_param
     }
 }
 
-static __attribute__((noinline)) void portable_fully_connected(const fc_params_t *p, const int8_t *input, const int8_t *weights,
-                       const int32_t *bias, const fc_scale_t *scale, int per_channel,
-                       int8_t *output)
+static __attribute__((noinline)) void portable_fully_connected(const fc_params_t *p, const int8_t *input,
+    const int8_t *weights, const int32_t *bias, const fc_scale_t *scale, int per_channel,
+    int8_t *output)
 {
     for (int32_t o = 0; o < p->out_features; o++) {
         const int8_t *row = weights + o * p->in_features;
