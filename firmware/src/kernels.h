@@ -74,6 +74,15 @@ typedef struct {
     int32_t act_min, act_max;
 } pool_params_t;
 
+/* The DSP kernels' static scratch (kernels.c), in int16 entries: CONV_2D's two im2col columns
+ * (2 * kernel_h * kernel_w * in_c), DEPTHWISE_CONV_2D's widened input rows (kernel_h * in_w *
+ * in_c) or FULLY_CONNECTED's widened input (in_features) must fit. hil/firmware/codegen.py
+ * refuses a model whose layers do not (its K_DSP_SCRATCH_Q15). */
+#define K_DSP_SCRATCH_Q15 1152
+/* The most output channels a DSP CONV_2D or DEPTHWISE_CONV_2D rescales from its per-call table
+ * (24 bytes a channel, kernels.c); codegen.py's K_DSP_MAX_CHANNELS too. */
+#define K_DSP_MAX_CHANNELS 64
+
 /* TFLite MultiplyByQuantizedMultiplier (double rounding): round(x * multiplier * 2^(shift - 31)). */
 int32_t k_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
 

@@ -26,6 +26,11 @@ GENERATED_DIR = REPO_ROOT / "firmware" / "generated"  # a checkout's only (hil.a
 ACTIVATION_NAMES = {code: name for name, code in quantization.ACTIVATIONS.items()}
 PADDING_NAMES = {code: name for name, code in quantization.PADDINGS.items()}
 ALIGN = 4
+# The DSP kernels' static scratch in int16 entries and their rescale table's channels, the defines
+# of firmware/src/kernels.h (tests/unit/test_kernels_dsp.py holds them equal): a layer past them
+# would run the portable kernel on a DSP core, so the generator refuses it instead.
+K_DSP_SCRATCH_Q15 = 1152
+K_DSP_MAX_CHANNELS = 64
 
 OP_NAMES = {
     schema.BuiltinOperator.CONV_2D: "CONV_2D",
@@ -121,10 +126,36 @@ class StageTranslator:
             if any(self.tensor(i).type != schema.TensorType.INT8 for i in (op.inputs[0], op.outputs[0])):
                 raise BadInput(f"{self.stage}: operator {number} is not int8")
             name = f"{self.stage}_op{number}"
+            self._check_dsp_limits(name, OP_NAMES[builtin], op)
             emit = getattr(self, "_" + OP_NAMES[builtin].lower())
             call = emit(name, op)
             reads, writes = self.activation_key(op.inputs[0]), self.activation_key(op.outputs[0])
             self.plan.calls[self.stage].append((call, reads, writes))
+
+    def _check_dsp_limits(self, name: str, op_name: str, op) -> None:
+        """CONV_2D gathers two im2col columns into the DSP kernels' scratch, DEPTHWISE_CONV_2D kernel_h
+        widened input rows, FULLY_CONNECTED its widened input; the convolutions rescale from a table of
+        at most K_DSP_MAX_CHANNELS channels."""
+        shape = self.tensor(op.inputs[1]).shape if len(op.inputs) > 1 else None
+        if op_name == "CONV_2D":
+            needed = 2 * int(np.prod(shape[1:]))  # [out_c, kh, kw, in_c]: two columns of kh * kw * in_c
+        elif op_name == "DEPTHWISE_CONV_2D":
+            in_w = int(self.tensor(op.inputs[0]).shape[2])  # input [1, h, w, c], filter [1, kh, kw, out_c]
+            needed = int(shape[1]) * in_w * int(shape[3])
+        elif op_name == "FULLY_CONNECTED":
+            needed = int(shape[1])  # [out, in]
+        else:
+            return
+        if op_name != "FULLY_CONNECTED":
+            channels = int(shape[0] if op_name == "CONV_2D" else shape[3])
+            if channels > K_DSP_MAX_CHANNELS:
+                raise BadInput(f"{name}: {op_name} has {channels} output channels, more than the DSP kernels' "
+                               f"K_DSP_MAX_CHANNELS = {K_DSP_MAX_CHANNELS}: raise it in firmware/src/kernels.h "
+                               "and hil/firmware/codegen.py")
+        if needed > K_DSP_SCRATCH_Q15:
+            raise BadInput(f"{name}: {op_name} needs {needed} int16 of DSP kernel scratch, more than "
+                           f"K_DSP_SCRATCH_Q15 = {K_DSP_SCRATCH_Q15}: raise it in firmware/src/kernels.h "
+                           "and hil/firmware/codegen.py")
 
     def _quantization(self, op) -> dict:
         in_scales, in_zp = self.quant(op.inputs[0])

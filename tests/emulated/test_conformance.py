@@ -23,32 +23,38 @@ IMAGE = ("mps2-an386", "qute-mnist1d")
 SLOT = "an386-mnist1d"
 SAMPLES = 2  # per test set: the corner is one no model reaches, so more samples would only take longer
 
-POOL_TAP = ("const int32_t in_x = in_x0 + kx;\n"
-            "                        if (!inside(in_y, in_x, p->in_h, p->in_w)) {\n")  # the pool's padding test
-# name: (the line of kernels.c, its mutation, the kernel the check must name, the vector that shows it first)
+# The conv rescale's left shift, in the portable requantization and in the DSP kernels' per-channel table.
+LEFT_SHIFT = "const int32_t left_shift = shift > 0 ? shift : 0;"
+DSP_LEFT_SHIFT = LEFT_SHIFT + "\n        const int32_t right_shift = shift > 0 ? 0 : -shift;\n        const int32_t mask"
+PORTABLE_LEFT_SHIFT = LEFT_SHIFT + "\n    const int32_t right_shift = shift > 0 ? 0 : -shift;\n    /* TFLite computes"
+SHIFTED_LESS = "const int32_t left_shift = shift > 1 ? shift - 1 : 0;"
+# name: (the edits to kernels.c, the kernel the check must name, the vector that shows it first)
 MUTANTS = {
     # The models' multipliers all shift right: no test set ever takes the left shift.
-    "left-shift-off-by-one": ("const int32_t left_shift = shift > 0 ? shift : 0;",
-                              "const int32_t left_shift = shift > 1 ? shift - 1 : 0;", "CONV_2D",
-                              "conv/shift-left-small"),
+    "left-shift-off-by-one": ([(DSP_LEFT_SHIFT, DSP_LEFT_SHIFT.replace(LEFT_SHIFT, SHIFTED_LESS)),
+                               (PORTABLE_LEFT_SHIFT, PORTABLE_LEFT_SHIFT.replace(LEFT_SHIFT, SHIFTED_LESS))],
+                              "CONV_2D", "conv/shift-left-small"),
     # An exact tie in the FC's double rescale needs acc * scale to end in exactly .5: the models' scales never do.
-    "fc-ties-toward-zero": ("(fraction >= (uint64_t)1 << (drop - 1) ? 1u : 0u)",
-                            "(fraction > (uint64_t)1 << (drop - 1) ? 1u : 0u)", "FULLY_CONNECTED", "fc/ties-half"),
-    # The models pool VALID (no window reaches the padding): dividing by the padded taps too goes unseen.
-    "pool-counts-padding": (POOL_TAP, POOL_TAP + "                            count++;\n", "AVERAGE_POOL_2D",
-                            "pool/same-partial"),
+    "fc-ties-toward-zero": ([("(fraction >= (uint64_t)1 << (drop - 1) ? 1u : 0u)",
+                              "(fraction > (uint64_t)1 << (drop - 1) ? 1u : 0u)")], "FULLY_CONNECTED", "fc/ties-half"),
+    # The models pool VALID (no window reaches the padding): dividing by the padded taps too goes unseen. Every
+    # board kind is a Cortex-M4 or M7, whose pool is the DSP one.
+    "pool-counts-padding": ([("const int32_t count = rows * cols;", "const int32_t count = p->filter_h * p->filter_w;")],
+                            "AVERAGE_POOL_2D", "pool/same-partial"),
 }
 
 
 def mutant_lab(tmp_path: Path, mutant: str) -> Path:
     """A lab of one board whose image is built from a copy of firmware/ with the mutant's line of kernels.c."""
-    original, mutation, _kernel, _vector = MUTANTS[mutant]
+    edits, _kernel, _vector = MUTANTS[mutant]
     source = tmp_path / "firmware"
     shutil.copytree(firmware.FIRMWARE_DIR, source, ignore=shutil.ignore_patterns("prebuilt", "build"))
     kernels = source / "src" / "kernels.c"
     text = kernels.read_text()
-    assert text.count(original) == 1, "the mutated line moved: update MUTANTS"
-    kernels.write_text(text.replace(original, mutation))
+    for original, mutation in edits:
+        assert text.count(original) == 1, f"{original!r} moved: update MUTANTS"
+        text = text.replace(original, mutation)
+    kernels.write_text(text)
     (manifest,) = firmware.build(out=tmp_path / "built", source_dir=source, images=[IMAGE], roundings=(Reference.LITERT,))
     return write_lab(tmp_path, boards={SLOT: IMAGE}, samples=SAMPLES,
                      manifests={IMAGE: manifest.directory / "manifest.json"})
@@ -56,7 +62,7 @@ def mutant_lab(tmp_path: Path, mutant: str) -> Path:
 
 @pytest.mark.parametrize("mutant", MUTANTS)
 def test_a_changed_corner_passes_the_test_sets_and_fails_conformance(tmp_path, mutant):
-    _original, _mutation, kernel, vector = MUTANTS[mutant]
+    _edits, kernel, vector = MUTANTS[mutant]
     lab = mutant_lab(tmp_path, mutant)
     result = hil("run", lab, "--json")
     assert result.returncode == REGRESSION, result.stderr[-3000:]

@@ -29,20 +29,21 @@ pytestmark = [
 ]
 
 KIND, MODEL, SLOT = "mps2-an386", "qute-digits", "an386-digits"
-DEPTHWISE_CALL = "requantize(acc, &per_channel[oc], p->output_offset, p->act_min, p->act_max);\n" \
-                 "                }\n            }\n        }\n    }\n}\n\n/* The FULLY_CONNECTED rescale"
+DEPTHWISE_CALL = "conv_outputs(acc, channels, &o, out);"  # the depthwise kernel's rescale (the DSP path all boards run)
 # The mutant rounds the rescaled accumulator down (an arithmetic shift) where TFLite rounds to nearest.
 FLOORING = """
-static int8_t requantize_flooring(int32_t acc, const qmul_t *q, int32_t output_offset, int32_t act_min,
-                                  int32_t act_max)
+static void conv_outputs_flooring(const int32_t *acc, int32_t count, const conv_output_t *o, int8_t *out)
 {
-    const int32_t left_shift = q->shift > 0 ? q->shift : 0;
-    const int32_t right_shift = q->shift > 0 ? 0 : -q->shift;
-    const int32_t high = saturating_rounding_doubling_high_mul((int32_t)((uint32_t)acc << left_shift), q->multiplier);
-    return (int8_t)clamp((high >> right_shift) + output_offset, act_min, act_max);
+    for (int32_t i = 0; i < count; i++) {
+        const channel_rescale_t *r = &o->channel[i];
+        const int32_t biased = (int32_t)((uint32_t)acc[i] + (uint32_t)r->bias);
+        const int32_t shifted = (int32_t)((uint32_t)biased << r->left_shift);
+        const int32_t high = (int32_t)(((int64_t)shifted * r->multiplier + ((int64_t)1 << 30)) >> 31);
+        out[i] = (int8_t)clamp((high >> r->right_shift) + o->offset, o->act_min, o->act_max);
+    }
 }
 
-static bool inside("""
+static bool dsp_depthwise_conv2d("""
 
 
 def run_mutant(tmp_path, source_file: str, edits: list[tuple[str, str]]):
@@ -68,8 +69,8 @@ def run_mutant(tmp_path, source_file: str, edits: list[tuple[str, str]]):
 
 def test_the_verdict_names_the_first_layer_that_rounds_differently(tmp_path):
     result, run = run_mutant(tmp_path, "kernels.c", [
-        (DEPTHWISE_CALL, DEPTHWISE_CALL.replace("requantize(", "requantize_flooring(")),
-        ("\nstatic bool inside(", FLOORING)])
+        (DEPTHWISE_CALL, DEPTHWISE_CALL.replace("conv_outputs(", "conv_outputs_flooring(")),
+        ("\nstatic bool dsp_depthwise_conv2d(", FLOORING)])
     layers = model_layers(load_model(MODEL))
     depthwise = next(layer for layer in layers if layer.op == "DEPTHWISE_CONV_2D")
     assert depthwise.index > 0  # layers before it use the untouched kernels: they must agree

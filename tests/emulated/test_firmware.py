@@ -23,6 +23,7 @@ L4 = "nucleo-l432kc"
 TOOLCHAIN = shutil.which("arm-none-eabi-gcc") is not None
 QEMU = shutil.which("qemu-system-arm") is not None
 SUBSET = 12  # samples per test set on every image here; `hil firmware verify --full` runs all
+ANSWER_INSTRUCTIONS = 400  # an early exit's answer after stage 1: argmax, result, the pins (120-150 measured)
 THRESHOLDS = ["0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95", "1.0"]
 
 needs_toolchain = pytest.mark.skipif(not TOOLCHAIN and not os.environ.get("CI"),
@@ -128,7 +129,11 @@ def test_early_exit_is_cheaper_and_marked_on_the_exit_pin(board):
     assert [(e.pin, e.level) for e in early_edges] == [(0, 1), (1, 1), (1, 0), (0, 0)]
     assert early_edges[2].ticks == early_edges[3].ticks
     stage1 = full_edges[1].ticks - full_edges[0].ticks
-    assert stage1 < early.cycles <= stage1 * 1.001  # an exit costs stage 1 and its answer, nothing more
+    # An exit costs stage 1 and its answer, nothing more: a few hundred instructions (QEMU's icount:
+    # 2^shift ns each; a tick is 1/timer_hz), not a share of stage 1, which the DSP kernels made 4x shorter.
+    kind = BOARD_KINDS[qemu.kind.name]
+    answer_instructions = (early.cycles - stage1) * (1e9 / kind.timer_hz) / 2 ** kind.qemu.icount_shift
+    assert stage1 < early.cycles and answer_instructions <= ANSWER_INSTRUCTIONS, answer_instructions
 
 
 @needs_qemu

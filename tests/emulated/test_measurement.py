@@ -115,7 +115,8 @@ class LossyLine:
     """A relay between a board's own pty (QEMU's UART) and a pty that the host link opens
     instead, that drops chosen RESULT frames on their way to the host: the device ran the
     request, the host never hears of it and asks again. It notes the input of every INFER
-    that crossed to the device, in order: the samples the device ran, window after window."""
+    that crossed to the device, in order: the samples the device ran, window after window; and
+    counts the INFER_BURSTs (energy bursts, one window each, after the stream)."""
 
     def __init__(self, device: serial.Serial, drop: set[int]):
         self.device, self.drop = device, drop  # drop: which RESULT frames, counted from 0 as the device sends them
@@ -123,7 +124,7 @@ class LossyLine:
         tty.setraw(self.peer)
         self.path = os.ttyname(self.peer)
         self.ran: list[bytes] = []
-        self.results = self.dropped = 0
+        self.results = self.dropped = self.bursts = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._relay, daemon=True)
         self._thread.start()
@@ -141,8 +142,9 @@ class LossyLine:
             if self.controller in readable:
                 data = os.read(self.controller, 4096)
                 self._write(device, data)  # the host's bytes pass at once, as they came
-                self.ran += [f.payload for f in to_device.feed(data)
-                             if isinstance(f, protocol.Frame) and f.type == protocol.MessageType.INFER]
+                frames = [f for f in to_device.feed(data) if isinstance(f, protocol.Frame)]
+                self.ran += [f.payload for f in frames if f.type == protocol.MessageType.INFER]
+                self.bursts += sum(f.type == protocol.MessageType.INFER_BURST for f in frames)
             if device in readable:
                 to_host += os.read(device, 4096)
                 while protocol.DELIMITER in to_host:
@@ -208,10 +210,12 @@ def test_every_measurement_stays_on_its_own_sample_when_replies_are_lost(tmp_pat
     assert len(ran) == line.results >= 3 * samples + len(drop) and set(ran) == set(inputs.values())
     assert sum(r.attempts - 1 for r in records.values()) == len(ran) - 3 * samples
     truth = [json.loads(line_) for line_ in (run_dir / "traces" / f"{slot}.truth.jsonl").read_text().splitlines()]
-    assert len(truth) == len(ran)  # the unit saw every window, those of lost answers too
+    # The unit saw every window, those of lost answers too, and then those of the energy bursts
+    # (inferences too short to meter one by one get one each per test set and exit path).
+    assert len(truth) == len(ran) + line.bursts
     ran_at = {window["rise"]: sample for window, sample in zip(truth, ran)}
-    measured = read_measurements(run_dir)
-    assert all(m.method == "window" for m in measured)
+    measured = [m for m in read_measurements(run_dir) if m.method == "window"]
+    assert len(read_measurements(run_dir)) - len(measured) == line.bursts
     assert sorted((m.testset, m.index) for m in measured) == sorted((t, i) for _s, t, i in records)
     for m in measured:
         assert ran_at[m.rise] == inputs[(m.testset, m.index)], f"{m.testset}#{m.index} got another sample's window"

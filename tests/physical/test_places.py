@@ -75,8 +75,9 @@ def test_a_run_over_four_places_on_two_exporters_is_bit_exact_and_gives_them_bac
     assert summary["mismatches"] == [] and summary["failures"] == []
     # a2's answers are measured by its unit, over the network: each its own busy window.
     measured = [json.loads(line) for line in (run_dir_of(tmp_path) / "measurements.jsonl").read_text().splitlines()]
-    assert {m["method"] for m in measured if m["slot"] == "a2"} == {"window"}
-    assert sum(m["slot"] == "a2" for m in measured) == 3 * SAMPLES
+    # (Its inferences are short enough that each test set's exit path also gets an energy burst.)
+    a2 = [m for m in measured if m["slot"] == "a2"]
+    assert sum(m["method"] == "window" for m in a2) == 3 * SAMPLES and {m["method"] for m in a2} <= {"window", "burst"}
     assert all(m["method"] == "unmeasured" for m in measured if m["slot"] != "a2")
     assert acquired(rack) == {}
 
