@@ -152,7 +152,6 @@ def build(out: Path | None = None, make_jobs: int = 2, source_dir: Path = FIRMWA
     `source_dir` is a firmware tree (default this checkout's); tests build altered copies, and with
     `images` only those (board, model) pairs, and with `roundings` only those modes, to spare the time of the others.
     """
-    wanted = images if images is not None else [(board, model) for board in BOARDS for model in MODELS]
     if shutil.which("arm-none-eabi-gcc") is None:
         raise HilError("arm-none-eabi-gcc not found: run setup.sh (it installs gcc-arm-none-eabi)")
     out = Path(out) if out else PREBUILT_DIR

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from hil.firmware import single_op as tb
 from hil.firmware import quantization as qp
+from hil.firmware.conformance_gen import run_litert
 from hil.model.litert import reference_interpreter
 from tests.support.native import FIRMWARE_SRC, HOST_FLAGS, build_shared_library
 
@@ -131,16 +132,6 @@ def c_avg_pool(lib, fields, x) -> np.ndarray:
 
 def c_fc_rescale(lib, acc: int, real_scale: float) -> int:
     return lib.k_fc_rescale(acc, ctypes.byref(FcScale(*qp.fc_scale(real_scale))))
-
-
-def run_litert(model: bytes, x: np.ndarray) -> np.ndarray:
-    interpreter = reference_interpreter(model)
-    interpreter.allocate_tensors()
-    (inp,) = interpreter.get_input_details()
-    (out,) = interpreter.get_output_details()
-    interpreter.set_tensor(inp["index"], np.ascontiguousarray(x, dtype=np.int8).reshape(inp["shape"]))
-    interpreter.invoke()
-    return interpreter.get_tensor(out["index"]).copy()
 
 
 def assert_same(c_out: np.ndarray, ref: np.ndarray, what: str = ""):
