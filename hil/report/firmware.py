@@ -40,7 +40,8 @@ def _group_tables(results: list[ImageVerification], rounding: str, reference: st
         Table.of(f"Device ({rounding}) against {reference} (decisions at every threshold 0.5, 0.55, …, 0.95, 1.0)",
                   ["board", "model", "test set", "samples", "identity", "differing output bytes",
                    "decision mismatches"], exactness),
-        Table.of(f"Cycles per inference ({rounding}; 25 MHz timer ticks of QEMU's icount time)",
+        Table.of(f"Cycles per inference ({rounding}; ticks of each board's cycle counter in QEMU's icount time: "
+                 "25 MHz on the MPS2 boards, 80 MHz SysTick on nucleo-l432kc)",
                   ["board", "model", "test set", "early exit", "full path (τ = 1)"], cycles),
     ]
 
