@@ -16,8 +16,11 @@ def die_with_parent() -> None:
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     # Ctrl-C in a terminal signals the whole process group. The child is ours to stop: we shut every
-    # board down in order (and a Python child would print a KeyboardInterrupt traceback). An ignored
-    # signal stays ignored across exec, and Python then installs no handler of its own for it.
+    # board down in order, measuring what was answered first (and a Python child would print a
+    # KeyboardInterrupt traceback). So it leaves our group: QEMU installs its own SIGINT handler and
+    # would die with its last busy window still unsent. Ignoring SIGINT as well covers a signal sent
+    # to it directly; an ignored signal stays ignored across exec.
+    os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -195,6 +195,8 @@ def stream_board(board: Board, jobs: list[Job], context: BoardContext, advance: 
                 advance(board.slot, 1)
                 position += 1
                 context.streamed[key] = before + time.monotonic() - began  # up to its latest answer
+    except KeyboardInterrupt:  # the run is stopping and refused this board a recovery step: measure, ask no more
+        broke_off = True
     except Exception as error:  # noqa: BLE001 - a dead board, a full disk or a bug: this board's failure alone
         failures.append(BoardFailure(board.slot, FailureStage.STREAM, failure_reason(board.slot, error)))
         broke_off = True
