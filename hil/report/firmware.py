@@ -41,7 +41,7 @@ def _group_tables(results: list[ImageVerification], rounding: str, reference: st
                   ["board", "model", "test set", "samples", "identity", "differing output bytes",
                    "decision mismatches"], exactness),
         Table.of(f"Cycles per inference ({rounding}; ticks of each board's cycle counter in QEMU's icount time: "
-                 "25 MHz on the MPS2 boards, 80 MHz SysTick on nucleo-l432kc)",
+                 "its clock is its kind's, docs/firmware.md Boards and clocks)",
                   ["board", "model", "test set", "early exit", "full path (τ = 1)"], cycles),
     ]
 
