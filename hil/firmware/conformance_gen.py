@@ -339,9 +339,75 @@ def reshape_cases(rng: np.random.Generator) -> list[ReshapeCase]:
             ReshapeCase("reshape/odd", "an odd shape", rng.integers(-128, 128, (1, 3, 1, 7)), (1, 21))]
 
 
+def dsp_path_cases(rng: np.random.Generator) -> list[ConvCase | PoolCase]:
+    """The Armv7E-M kernels' own paths (kernels.c, KERNELS_DSP), which the boards run and the vectors above
+    mostly leave to the portable fallback: whole groups of 4 input channels in CONV_2D's im2col, depthwise with
+    4 or 8 channels (depth multiplier 1, no dilation), pools of 4 channels summed by SXTAB16, and the SSAT that
+    clamps to int8 when the activation range is int8's. bench/conformance_coverage.py found them unreached."""
+    lanes = np.arange(-20, 20).astype(np.int8).reshape(1, 10, 4)  # accumulators -20..19, every channel
+    ones4 = np.ones((1, 1, 1, 4), np.int8)
+    pairs = np.array([[v, v + d] for v in range(-6, 6) for d in (0, 1)], np.int8)  # both parities and signs
+    pool_lanes = np.stack([pairs.ravel(), -pairs.ravel(), pairs.ravel()[::-1], -pairs.ravel()[::-1]], axis=-1)
+    return [
+        ConvCase("conv/in-4-same-odd", "4 input channels (im2col's whole groups), SAME on a 3x3 image, 3 output "
+                 "channels and an odd pixel count", rng.integers(-128, 128, (3, 3, 4)),
+                 rng.integers(-127, 128, (3, 3, 3, 4)), rng.integers(-3000, 3000, 3), [0.004, 0.01, 0.002],
+                 input_scale=0.05, input_zero_point=-5, output_scale=0.08, output_zero_point=6, padding="SAME"),
+        ConvCase("conv/in-8-relu6-zp-128", "8 input channels, RELU6 with output zero point -128: act_min is "
+                 "int8's, act_max below it (the clamp, not SSAT)", rng.integers(-128, 128, (1, 6, 8)),
+                 rng.integers(-127, 128, (2, 1, 1, 8)), None, [0.02, 0.03], input_scale=0.05, output_scale=0.03,
+                 output_zero_point=-128, activation="RELU6"),
+        ConvCase("dw/4-ties-quarter", "4 channels on the DSP path, scale 1/4: ties of both signs", lanes, ones4,
+                 None, [0.25] * 4, depthwise=True),
+        ConvCase("dw/4-shift-left-ssat", "4 channels, scale 2^9: left shift, SSAT's saturation at both ends", lanes,
+                 ones4, None, [2.0 ** 9] * 4, depthwise=True),
+        ConvCase("dw/4-multiplier-near-2^31", "4 channels, multiplier 2^31 - 128 on negative accumulators",
+                 lanes * 6, ones4, None, [float(np.float32(1 - 2**-24))] * 4, depthwise=True),
+        ConvCase("dw/4-shift-min-bias", "4 channels, shift -31 with biases near both ends of int32",
+                 np.zeros((1, 3, 4), np.int8), ones4, np.array([2**31 - 1, -(2**31) + 1, 2**30, -(2**30)], np.int32),
+                 [2.0 ** -32] * 4, output_zero_point=-3, depthwise=True),
+        ConvCase("dw/4-act-exact-zp-128", "4 channels, RELU6 with output zero point -128: act_min is int8's, "
+                 "act_max below 127 (the clamp, not SSAT), outputs at both exactly and past them",
+                 np.arange(-10, 70, 2).astype(np.int8).reshape(1, 10, 4), ones4, None, [1.0] * 4, output_scale=0.1,
+                 output_zero_point=-128, activation="RELU6", depthwise=True),
+        ConvCase("dw/4-same-stride-2-relu", "4 channels, SAME, stride 2 on an odd 5x5 image: taps clipped on "
+                 "every side; RELU above int8's act_min", rng.integers(-128, 128, (5, 5, 4)),
+                 rng.integers(-127, 128, (1, 3, 3, 4)), rng.integers(-2000, 2000, 4), [0.02, 0.01, 0.03, 0.005],
+                 input_scale=0.05, input_zero_point=3, output_scale=0.05, output_zero_point=-2, stride=(2, 2),
+                 padding="SAME", activation="RELU", depthwise=True),
+        ConvCase("dw/8-valid", "8 channels (two groups of 4), a 2x3 kernel, VALID, input zero point -128",
+                 rng.integers(-128, 128, (3, 3, 8)), rng.integers(-127, 128, (1, 2, 3, 8)),
+                 rng.integers(-2000, 2000, 8), [0.01, 0.02, 0.015, 0.03, 0.004, 0.05, 0.02, 0.01], input_scale=0.05,
+                 input_zero_point=-128, output_scale=0.4, output_zero_point=7, depthwise=True),
+        ConvCase("dw/4-dilation-2x1", "4 channels, dilation 2 down the rows: the portable fallback",
+                 rng.integers(-128, 128, (5, 3, 4)), rng.integers(-127, 128, (1, 2, 2, 4)), None, [0.02] * 4,
+                 input_scale=0.05, output_scale=0.1, dilation=(2, 1), depthwise=True),
+        ConvCase("dw/4-dilation-1x2", "4 channels, dilation 2 along the rows only: the portable fallback",
+                 rng.integers(-128, 128, (3, 5, 4)), rng.integers(-127, 128, (1, 2, 2, 4)), None, [0.02] * 4,
+                 input_scale=0.05, output_scale=0.1, dilation=(1, 2), padding="SAME", depthwise=True),
+        ConvCase("dw/4-kernel-taller-than-scratch", "4 channels, a 25x1 kernel, SAME on a 1x12 image: 25 widened "
+                 "rows exceed the scratch, the portable fallback", rng.integers(-128, 128, (1, 12, 4)),
+                 rng.integers(-127, 128, (1, 25, 1, 4)), rng.integers(-500, 500, 4), [0.01, 0.02, 0.03, 0.04],
+                 input_scale=0.05, output_scale=0.1, padding="SAME", depthwise=True),
+        PoolCase("pool/4-ties", "4 channels (SXTAB16's two int16 sums a word), 2-tap windows: odd sums of both "
+                 "signs in every lane", pool_lanes.reshape(1, -1, 4), filter_size=(1, 2), stride=(1, 2)),
+        PoolCase("pool/4-extremes", "4 channels of -128s and 127s: both int16 halves at the int8 ends",
+                 np.array([-128, 127, -128, 127] * 2 + [127, -128, 127, -128] * 2, np.int8).reshape(2, 2, 4),
+                 filter_size=(1, 2), stride=(1, 2)),
+        PoolCase("pool/4-same-3x3", "4 channels, SAME on every side: windows of 9, 6 and 4 taps",
+                 rng.integers(-128, 128, (4, 4, 4)), filter_size=(3, 3), stride=(1, 1), padding="SAME"),
+        PoolCase("pool/4-relu6", "4 channels, RELU6: averages at act_min and act_max exactly",
+                 np.arange(-40, 88, 2).astype(np.int8).reshape(1, 16, 4), filter_size=(1, 1), stride=(1, 1),
+                 scale=0.1, zero_point=-10, activation="RELU6"),
+        PoolCase("pool/4-window-over-255-taps", "4 channels, a 16x16 window (256 taps: past an int16 sum's 255) on "
+                 "a 2x2 image, SAME: summed one channel at a time", rng.integers(-128, 128, (2, 2, 4)),
+                 filter_size=(16, 16), stride=(1, 1), padding="SAME"),
+    ]
+
+
 def generate() -> list[Vector]:
     """Every vector of the suite, in order; one seeded generator draws the random operands."""
     rng = np.random.default_rng(SEED)
-    cases = [*conv_cases(rng), *fc_cases(rng), *pool_cases(rng), *reshape_cases(rng)]
+    cases = [*conv_cases(rng), *fc_cases(rng), *pool_cases(rng), *reshape_cases(rng), *dsp_path_cases(rng)]
     return [case.vector() for case in cases]
 

@@ -41,6 +41,10 @@ MUTANTS = {
     # board kind is a Cortex-M4 or M7, whose pool is the DSP one.
     "pool-counts-padding": ([("const int32_t count = rows * cols;", "const int32_t count = p->filter_h * p->filter_w;")],
                             "AVERAGE_POOL_2D", "pool/same-partial"),
+    # The DSP path's choice of clamp over SSAT when only act_max is inside int8's range: no model's activation range
+    # is so (RELU, RELU6 or none, zero point -128); only the vectors added for the DSP path reach it.
+    "narrowing-ignores-act-max": ([("p->act_min > INT8_MIN || p->act_max < INT8_MAX};", "p->act_min > INT8_MIN};")],
+                                  "CONV_2D", "conv/in-8-relu6-zp-128"),
 }
 
 

@@ -38,6 +38,7 @@ SECTIONS {{
     . = {CODE_BASE:#x};
     .text : {{ *(.text*) *(.rodata*) }}
     .data : {{ *(.data*) }}
+    .gcov_info : {{ __gcov_info_start = .; KEEP(*(.gcov_info)) __gcov_info_end = .; }}
     .bss (NOLOAD) : ALIGN(8) {{ *(.bss*) *(COMMON) }}
 }}
 """
@@ -59,27 +60,9 @@ class ArmKernels:
 
     @classmethod
     def build(cls, directory: Path, cpu: str, extra_flags: tuple[str, ...] = ()) -> ArmKernels:
-        directory = Path(directory)
-        script = directory / "kernels.ld"
-        script.write_text(LINKER_SCRIPT)
-        elf = directory / f"kernels-{cpu}{''.join(extra_flags)}.elf"
-        include = subprocess.run(["arm-none-eabi-gcc", "-print-file-name=include"], check=True, capture_output=True,
-                                 text=True).stdout.strip()
-        command = ["arm-none-eabi-gcc", *ARM_FLAGS, *extra_flags, f"-mcpu={cpu}", "-nostdinc", "-isystem", include,
-                   "-nostdlib", f"-T{script}", *(f"-Wl,--undefined={name}" for name in KERNELS),
-                   "-o", str(elf), str(FIRMWARE_SRC / "kernels.c"), "-lgcc"]
-        subprocess.run(command, check=True, capture_output=True, text=True)
-        with elf.open("rb") as stream:
-            elf_file = ELFFile(stream)
-            symbol_table = elf_file.get_section_by_name(".symtab")
-            symbols = {symbol.name: symbol["st_value"] for symbol in symbol_table.iter_symbols() if symbol.name}
-            image = bytearray()
-            for segment in elf_file.iter_segments():
-                if segment["p_type"] == "PT_LOAD" and segment["p_filesz"]:
-                    offset = segment["p_paddr"] - CODE_BASE
-                    image[len(image):offset] = bytes(max(0, offset - len(image)))
-                    image[offset:offset + segment["p_filesz"]] = segment.data()
-        return cls(elf, cpu, bytes(image), symbols)
+        elf = Path(directory) / f"kernels-{cpu}{''.join(extra_flags)}.elf"
+        link_for_core(elf, cpu, [*ARM_FLAGS, *extra_flags], [FIRMWARE_SRC / "kernels.c"], KERNELS)
+        return cls(elf, cpu, *load_elf(elf))
 
     def disassembly(self) -> str:
         return subprocess.run(["arm-none-eabi-objdump", "-d", str(self.elf)], check=True, capture_output=True,
@@ -112,6 +95,37 @@ class ArmKernels:
         output = call.put(bytes([0x55]) * out_size)
         call.run("k_avg_pool2d", arguments + [output])
         return np.frombuffer(call.read(output, out_size), dtype=np.int8)
+
+
+def link_for_core(elf: Path, cpu: str, flags: list[str], inputs: list[Path], keep: tuple[str, ...],
+                  libraries: tuple[str, ...] = ("-lgcc",)) -> None:
+    """Compiles and links C sources (or objects) for `cpu` at CODE_BASE, with nothing else (no startup, no libc),
+    keeping the functions in `keep` that no code calls."""
+    script = elf.parent / "kernels.ld"
+    script.write_text(LINKER_SCRIPT)
+    include = subprocess.run(["arm-none-eabi-gcc", "-print-file-name=include"], check=True, capture_output=True,
+                             text=True).stdout.strip()
+    command = ["arm-none-eabi-gcc", *flags, f"-mcpu={cpu}", "-nostdinc", "-isystem", include, f"-I{FIRMWARE_SRC}",
+               "-nostdlib", f"-T{script}", *(f"-Wl,--undefined={name}" for name in keep), "-o", str(elf),
+               *map(str, inputs), *libraries]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"Cortex-M build failed: {' '.join(command)}\n{result.stderr}")
+
+
+def load_elf(elf: Path) -> tuple[bytes, dict[str, int]]:
+    """The image from CODE_BASE (its loaded segments, zeros between) and the symbols' addresses."""
+    with elf.open("rb") as stream:
+        elf_file = ELFFile(stream)
+        symbol_table = elf_file.get_section_by_name(".symtab")
+        symbols = {symbol.name: symbol["st_value"] for symbol in symbol_table.iter_symbols() if symbol.name}
+        image = bytearray()
+        for segment in elf_file.iter_segments():
+            if segment["p_type"] == "PT_LOAD" and segment["p_filesz"]:
+                offset = segment["p_paddr"] - CODE_BASE
+                image[len(image):offset] = bytes(max(0, offset - len(image)))
+                image[offset:offset + segment["p_filesz"]] = segment.data()
+    return bytes(image), symbols
 
 
 def _int8(array) -> bytes:
