@@ -103,14 +103,19 @@ def link_for_core(elf: Path, cpu: str, flags: list[str], inputs: list[Path], kee
     keeping the functions in `keep` that no code calls."""
     script = elf.parent / "kernels.ld"
     script.write_text(LINKER_SCRIPT)
-    include = subprocess.run(["arm-none-eabi-gcc", "-print-file-name=include"], check=True, capture_output=True,
-                             text=True).stdout.strip()
-    command = ["arm-none-eabi-gcc", *flags, f"-mcpu={cpu}", "-nostdinc", "-isystem", include, f"-I{FIRMWARE_SRC}",
+    command = ["arm-none-eabi-gcc", *flags, f"-mcpu={cpu}", "-nostdinc", "-isystem", compiler_include(),
+               f"-I{FIRMWARE_SRC}",
                "-nostdlib", f"-T{script}", *(f"-Wl,--undefined={name}" for name in keep), "-o", str(elf),
                *map(str, inputs), *libraries]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"Cortex-M build failed: {' '.join(command)}\n{result.stderr}")
+
+
+def compiler_include() -> str:
+    """arm-none-eabi-gcc's own headers (stdint.h, arm_acle.h, gcov.h), the only ones with -nostdinc."""
+    return subprocess.run(["arm-none-eabi-gcc", "-print-file-name=include"], check=True, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def load_elf(elf: Path) -> tuple[bytes, dict[str, int]]:

@@ -3,8 +3,8 @@
 Two builds of the same sources, each instrumented by gcc's --coverage at -O0 -fno-inline (so that every branch of
 the C source is one of the object's), run every vector of the suite through conformance_run() and check its
 output against the vector's expected one for the build's rounding mode:
-- HOST: the host gcc, the portable kernels (what the host tests and the Cortex-M0+/M3 cores run), called via
-  ctypes in a child process, whose exit writes the counters;
+- HOST: the host gcc, the portable kernels (what the host tests run, and a core without the DSP extension
+  would), called via ctypes in a child process, whose exit writes the counters;
 - CORTEX_M4: arm-none-eabi-gcc for the Cortex-M4, the DSP kernels the boards run (the M7's are the same C
   source), on unicorn; gcov_dump.c serializes the counters in the core's RAM (GCC's freestanding scheme).
 Then `gcov -b` (the build's own) counts, per kernel, the branch outcomes that exist and those the vectors took in
@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from hil.firmware.conformance import Kernel, Suite, Vector, read_suite
-from hil.model.reference import Reference
 from unicorn import UC_HOOK_CODE, arm_const
 
-from tests.support.arm_kernels import Call, link_for_core, load_elf
+from hil.firmware.conformance import Kernel, Suite, Vector, read_suite
+from hil.model.reference import Reference
+from tests.support.arm_kernels import Call, compiler_include, link_for_core, load_elf
 from tests.support.native import FIRMWARE_SRC
 
 SOURCES = ("kernels.c", "conformance.c", "protocol.c")
@@ -181,8 +181,7 @@ class _ArmRun:
 
     def __init__(self, work: Path, defines: list[str]):
         self.work = work
-        include = subprocess.run(["arm-none-eabi-gcc", "-print-file-name=include"], check=True, capture_output=True,
-                                 text=True).stdout.strip()
+        include = compiler_include()
         # The measured sources instrumented; the firmware's own memset/memcpy (mem.c: no libc) and the dump not.
         sources = [*((FIRMWARE_SRC / name, True) for name in SOURCES), (FIRMWARE_SRC / "mem.c", False),
                    (GCOV_DUMP, False)]
