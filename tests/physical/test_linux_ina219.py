@@ -65,11 +65,21 @@ def test_a_linux_ina219_unit_meters_the_board_as_the_emulated_truth_says(tmp_pat
     # 8 of 36 seen here with the rest of the suite beside it), leaves its windows without energy, by design:
     # some may go unmetered, none may be wrong.
     assert len(metered) >= len(truth) // 2 and any(m["method"] == "burst" for m in metered), metered
-    # Within 2 %, as tests/emulated/test_measurement.py holds the same chip on a serial unit: the DSP kernels' windows
-    # are 4 times shorter, so the partial conversions at a window's edges weigh more (1.2 % seen once).
+    # What the run reports for an inference shorter than MIN_WINDOW_CONVERSIONS conversions is its burst's energy
+    # per inference: within 1 % (0.1 % seen). This bench's inferences are all that short (the DSP kernels' early
+    # exit takes 6 ms, a conversion 8.51 ms), so its single windows share their samples with their neighbours, and
+    # where a sample's end is stamped (within half a poll and an I2C read) moves energy between them: 5 % of one
+    # window seen, which is why the report takes the burst. Nothing is lost or made up, so over the run the
+    # windows' energies sum to the truth's (0.13 % seen); 2 % leaves room for the windows left unmetered beside them.
+    windows_measured = windows_true = 0.0
     for m in metered:  # a burst's energy is per inference
         true = truth[m["window"] - 1]["excess_energy_j"]
-        assert abs(m["energy_j"] * m["count"] - true) <= 0.02 * true, (m, true)
+        if m["method"] == "burst":
+            assert abs(m["energy_j"] * m["count"] - true) <= 0.01 * true, (m, true)
+        else:
+            windows_measured, windows_true = windows_measured + m["energy_j"], windows_true + true
+    assert windows_true > 0 and abs(windows_measured - windows_true) <= 0.02 * windows_true, (windows_measured,
+                                                                                             windows_true)
 
 
 def test_a_linux_ina219_unit_that_stops_mid_run_is_one_board_error_and_every_record_is_kept(tmp_path, nucleo):
