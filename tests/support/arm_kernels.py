@@ -22,7 +22,7 @@ from elftools.elf.elffile import ELFFile
 from unicorn import UC_ARCH_ARM, UC_MODE_MCLASS, UC_MODE_THUMB, UC_PROT_ALL, Uc
 from unicorn import arm_const as arm
 
-from tests.support.native import FIRMWARE_SRC
+from tests.support.native import FIRMWARE_SRC, compile_c
 
 CODE_BASE = 0x0001_0000  # the kernels' .text, .rodata, .data and .bss (the static scratch)
 CODE_SIZE = 0x0010_0000
@@ -107,9 +107,7 @@ def link_for_core(elf: Path, cpu: str, flags: list[str], inputs: list[Path], kee
                f"-I{FIRMWARE_SRC}",
                "-nostdlib", f"-T{script}", *(f"-Wl,--undefined={name}" for name in keep), "-o", str(elf),
                *map(str, inputs), *libraries]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"Cortex-M build failed: {' '.join(command)}\n{result.stderr}")
+    compile_c(command)
 
 
 def compiler_include() -> str:

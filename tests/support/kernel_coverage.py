@@ -29,16 +29,13 @@ from unicorn import UC_HOOK_CODE, arm_const
 from hil.firmware.conformance import Kernel, Suite, Vector, read_suite
 from hil.model.reference import Reference
 from tests.support.arm_kernels import Call, compiler_include, link_for_core, load_elf
-from tests.support.native import FIRMWARE_SRC
+from tests.support.native import FIRMWARE_SRC, KERNEL_FUNCTIONS, REPLY_SIZE, compile_c, conformance_runner
 
 SOURCES = ("kernels.c", "conformance.c", "protocol.c")
 GCOV_DUMP = Path(__file__).with_name("gcov_dump.c")
 COVERAGE_FLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-O0", "-fno-inline", "-g", "--coverage",
                   "-fcallgraph-info"]
 ARM_FLAGS = ["-mthumb", "-mfloat-abi=soft", "-ffreestanding", "-fno-common", "-fprofile-info-section"]
-ENTRY = {Kernel.CONV_2D: "k_conv2d", Kernel.DEPTHWISE_CONV_2D: "k_depthwise_conv2d",
-         Kernel.FULLY_CONNECTED: "k_fully_connected", Kernel.AVERAGE_POOL_2D: "k_avg_pool2d", Kernel.RESHAPE: "k_copy"}
-REPLY_SIZE = 256  # PROTO_MAX_PAYLOAD
 
 # Branch outcomes no vector can take, and why: (the kernel, or None for any, the function, the source line as it
 # stands in kernels.c). A line is excused whole: keep each to the one outcome its reason covers.
@@ -137,7 +134,7 @@ def measure(build: Build, rounding: Reference, work: Path, suite: Suite | None =
     results = []
     for kernel in kernels:
         vectors = suite.by_kernel()[kernel]
-        functions = reachable(graph, ENTRY[kernel], set(FALLBACKS) if build is Build.CORTEX_M4 else set())
+        functions = reachable(graph, KERNEL_FUNCTIONS[kernel.name], set(FALLBACKS) if build is Build.CORTEX_M4 else set())
         coverage = KernelCoverage(build, rounding, kernel, len(vectors), functions)
         saturations = run.run(vectors, rounding)
         count_branches(run.gcov(), functions, coverage)
@@ -160,9 +157,9 @@ class _HostRun:
         objects = []
         for name in SOURCES:
             objects.append(work / f"{Path(name).stem}.o")
-            _compile(["gcc", *COVERAGE_FLAGS, *defines, "-fPIC", f"-I{FIRMWARE_SRC}", "-c", "-o", str(objects[-1]),
+            compile_c(["gcc", *COVERAGE_FLAGS, *defines, "-fPIC", f"-I{FIRMWARE_SRC}", "-c", "-o", str(objects[-1]),
                       str(FIRMWARE_SRC / name)])
-        _compile(["gcc", "--coverage", "-shared", "-o", str(self.library), *map(str, objects)])
+        compile_c(["gcc", "--coverage", "-shared", "-o", str(self.library), *map(str, objects)])
 
     def run(self, vectors: list[Vector], rounding: Reference) -> dict[Missed, set[str]]:
         for stale in self.work.glob("*.gcda"):
@@ -189,7 +186,7 @@ class _ArmRun:
         for source, measured in sources:
             objects.append(work / f"{source.stem}.o")
             flags = [*COVERAGE_FLAGS, *defines] if measured else ["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2"]
-            _compile(["arm-none-eabi-gcc", *flags, *ARM_FLAGS, "-mcpu=cortex-m4", "-nostdinc", "-isystem", include,
+            compile_c(["arm-none-eabi-gcc", *flags, *ARM_FLAGS, "-mcpu=cortex-m4", "-nostdinc", "-isystem", include,
                       f"-I{FIRMWARE_SRC}", "-c", "-o", str(objects[-1]), str(source)])
         self.elf = work / "conformance-cortex-m4.elf"
         link_for_core(self.elf, "cortex-m4", ["-mthumb", "-mfloat-abi=soft"], objects,
@@ -219,12 +216,6 @@ class _ArmRun:
 
     def gcov(self) -> list[str]:
         return _gcov("arm-none-eabi-gcov", self.work)
-
-
-def _compile(command: list[str]) -> None:
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"build failed: {' '.join(command)}\n{result.stderr}")
 
 
 def _check(vector: Vector, rounding: Reference, reply: bytes) -> None:
@@ -334,18 +325,16 @@ def _watch_ssat(sides: set[str], ssat: _Ssat):
 
 def _child(library: str, rounding: str, names: str) -> None:
     """Runs the named vectors through the host library's conformance_run; the counters are written at exit."""
-    lib = ctypes.CDLL(library)
-    lib.conformance_run.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint8),
-                                    ctypes.POINTER(ctypes.c_size_t)]
+    run = conformance_runner(ctypes.CDLL(library))
     wanted = set(names.split(","))
     vectors = [v for v in read_suite().vectors if v.name in wanted]
     if len(vectors) != len(wanted):
         raise SystemExit("the host run takes vectors of the committed suite only")
     for vector in vectors:
-        out, n = (ctypes.c_uint8 * REPLY_SIZE)(), ctypes.c_size_t()
-        if lib.conformance_run(vector.payload, len(vector.payload), out, ctypes.byref(n)) != 0:
+        code, reply = run(vector.payload)
+        if code != 0:
             raise SystemExit(f"{vector.name}: refused by the host build")
-        _check(vector, Reference(rounding), bytes(out[:n.value]))
+        _check(vector, Reference(rounding), reply)
 
 
 if __name__ == "__main__":

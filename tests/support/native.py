@@ -23,8 +23,31 @@ def build_shared_library(sources: list[Path], directory: Path, extra_flags: list
     digest = hashlib.sha256(b"".join(s.read_bytes() for s in sources) + " ".join(extra_flags).encode()).hexdigest()
     library = Path(directory) / f"libhost-{digest[:16]}.so"
     if not library.exists():
-        command = ["gcc", *HOST_FLAGS, *extra_flags, f"-I{FIRMWARE_SRC}", "-o", str(library), *map(str, sources)]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"host build failed: {' '.join(command)}\n{result.stderr}")
+        compile_c(["gcc", *HOST_FLAGS, *extra_flags, f"-I{FIRMWARE_SRC}", "-o", str(library), *map(str, sources)])
     return ctypes.CDLL(str(library))
+
+
+def compile_c(command: list[str]) -> None:
+    """Runs a compiler or linker command; its errors, with the command, if it fails."""
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"build failed: {' '.join(command)}\n{result.stderr}")
+
+
+# The C function each kernel of the models is, by its TFLite op name (hil/firmware/codegen.py emits the calls).
+KERNEL_FUNCTIONS = {"CONV_2D": "k_conv2d", "DEPTHWISE_CONV_2D": "k_depthwise_conv2d",
+                    "FULLY_CONNECTED": "k_fully_connected", "AVERAGE_POOL_2D": "k_avg_pool2d", "RESHAPE": "k_copy"}
+REPLY_SIZE = 256  # PROTO_MAX_PAYLOAD: a CONFORMANCE reply's most
+
+
+def conformance_runner(lib: ctypes.CDLL):
+    """conformance_run() of a host build of conformance.c: payload -> (its error code, the reply payload)."""
+    lib.conformance_run.restype = ctypes.c_int
+    lib.conformance_run.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint8),
+                                    ctypes.POINTER(ctypes.c_size_t)]
+
+    def run(payload: bytes) -> tuple[int, bytes]:
+        out, n = (ctypes.c_uint8 * REPLY_SIZE)(), ctypes.c_size_t()
+        code = lib.conformance_run(payload, len(payload), out, ctypes.byref(n))
+        return code, bytes(out[:n.value]) if code == 0 else b""
+    return run

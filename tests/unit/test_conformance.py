@@ -3,7 +3,6 @@ conformance.c and kernels.c (built for the host) gives LiteRT's output, bad vect
 board differs on one vector fails (exit 1) naming the kernel, the vector and the element, while every test-set
 answer agrees. The same on QEMU with mutated kernels: tests/emulated/test_conformance.py."""
 
-import ctypes
 import hashlib
 
 import pytest
@@ -17,7 +16,7 @@ from hil.run.runner import execute
 from hil.store.files import BoardConformance, read_run
 from hil.testing.fake_board import Faults
 from tests.support.labs import BOARDS, REGRESSION, write_lab
-from tests.support.native import FIRMWARE_SRC, build_shared_library
+from tests.support.native import FIRMWARE_SRC, build_shared_library, conformance_runner
 
 BAD_LENGTH, BAD_VALUE = 3, 6
 
@@ -27,15 +26,7 @@ def device(tmp_path_factory):
     """The firmware's conformance request handler and kernels, compiled by the host gcc with its flags."""
     lib = build_shared_library([FIRMWARE_SRC / n for n in ("conformance.c", "kernels.c", "protocol.c")],
                                tmp_path_factory.mktemp("conformance"))
-    lib.conformance_run.restype = ctypes.c_int
-    lib.conformance_run.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint8),
-                                    ctypes.POINTER(ctypes.c_size_t)]
-
-    def run(payload: bytes) -> tuple[int, bytes]:
-        out, n = (ctypes.c_uint8 * 256)(), ctypes.c_size_t()
-        code = lib.conformance_run(payload, len(payload), out, ctypes.byref(n))
-        return code, bytes(out[:n.value]) if code == 0 else b""
-    return run
+    return conformance_runner(lib)
 
 
 def test_the_committed_suite_is_what_the_generator_makes():

@@ -8,11 +8,10 @@ import pytest
 from hil.firmware.codegen import GENERATED_DIR
 from hil.model.card import load_model
 from hil.model.layers import model_layers
+from tests.support.native import KERNEL_FUNCTIONS
 
 pytestmark = pytest.mark.unit
 
-KERNEL_OF = {"CONV_2D": "k_conv2d", "DEPTHWISE_CONV_2D": "k_depthwise_conv2d", "FULLY_CONNECTED": "k_fully_connected",
-             "AVERAGE_POOL_2D": "k_avg_pool2d", "RESHAPE": "k_copy"}
 
 
 @pytest.mark.parametrize("model", ["qute-digits", "qute-mnist1d"])
@@ -22,7 +21,7 @@ def test_layers_are_numbered_as_the_firmware_calls_them(model):
     source = (GENERATED_DIR / model / "model.c").read_text()
     calls = re.findall(r"^    (k_\w+)\(", source, flags=re.M)
     hooks = [(int(n), int(size)) for n, size in re.findall(r"model_layer_done\((\d+)u, [^;]*, (\d+)u\);", source)]
-    assert [KERNEL_OF[layer.op] for layer in layers] == calls
+    assert [KERNEL_FUNCTIONS[layer.op] for layer in layers] == calls
     assert hooks == [(layer.index, layer.output_bytes) for layer in layers]
     header = (GENERATED_DIR / model / "model.h").read_text()
     assert f"#define MODEL_NUM_LAYERS {len(layers)}u" in header
